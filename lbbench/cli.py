@@ -1,0 +1,145 @@
+"""The `lbbench` command line. Each verb is one function; bad input exits 2 with one line."""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from .errors import StrategyError, UserError
+
+
+def _fail(msg: str, code: int = 2):
+    click.echo(f"lbbench: error: {msg}", err=True)
+    sys.exit(code)
+
+
+def _parse_params(items: tuple[str, ...]) -> dict:
+    from .scenario import parse_value
+    out = {}
+    for it in items:
+        if "=" not in it:
+            raise UserError(f"--param {it!r}: expected NAME=VALUE, e.g. --param d=2")
+        k, v = it.split("=", 1)
+        out[k.strip()] = parse_value(v.strip())
+    return out
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="lbbench")
+def cli():
+    """lbbench: load-balancing strategies on a simulated container ingress mesh."""
+
+
+@cli.command()
+def strategies():
+    """List the registered strategies, one line each."""
+    from .strategy import registry
+    for name, (spec, origin) in sorted(registry().items()):
+        click.echo(spec.summary_line())
+
+
+@cli.command()
+@click.argument("scenario", required=False)
+def presets(scenario):
+    """List the built-in scenarios, or print one (or a TOML file) fully resolved."""
+    from .scenario import PRESETS, load_scenario
+    if scenario is None:
+        for name, data in sorted(PRESETS.items()):
+            sc = load_scenario(name)
+            click.echo(f"{name}: {sc.cluster.nodes} nodes, {sum(s.replicas for s in sc.services)} tasks, "
+                       f"mode {sc.balancer.mode}, info {sc.balancer.info}, hop {sc.network.hop} s")
+        return
+    import json
+    click.echo(json.dumps(load_scenario(scenario).model_dump(), indent=2))
+
+
+def _fmt_s(x: float) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    if x >= 1:
+        return f"{x:.3f} s"
+    if x >= 1e-3:
+        return f"{x * 1e3:.3f} ms"
+    return f"{x * 1e6:.1f} us"
+
+
+def print_summary(row: dict) -> None:
+    click.echo(f"{row['scenario']} / {row['strategy']}  seed {row['seed']}  "
+               f"({row['nodes']} nodes, {row['tasks']} tasks, mode {row['mode']}, info {row['info']}, rho {row['rho']:.3g})")
+    click.echo(f"  requests   {row['requests']:,} simulated, {row['arrived']:,} measured after warm-up")
+    click.echo(f"  outcome    completed {row['completed']:,}  rejected {row['rejected']:,}  failed {row['failed']:,}  in flight {row['in_flight']:,}")
+    click.echo(f"  latency    mean {_fmt_s(row['latency_mean'])}  p50 {_fmt_s(row['latency_p50'])}  p90 {_fmt_s(row['latency_p90'])}  "
+               f"p99 {_fmt_s(row['latency_p99'])}  p99.9 {_fmt_s(row['latency_p999'])}  max {_fmt_s(row['latency_max'])}")
+    click.echo(f"  load       throughput {row['throughput']:.4g} req/s  utilisation mean {row['util_mean']:.3f} max {row['util_max']:.3f}")
+    click.echo(f"  imbalance  CoV {row['imbalance_cov']:.4f}  max/mean {row['imbalance_max_mean']:.4f}  Jain {row['jain']:.4f}  "
+               f"cross-node {row['cross_node_frac']:.3f}")
+    click.echo(f"  speed      {row['wall_s']:.2f} s wall, {row['req_per_s'] / 1e6:.2f} M simulated req/s")
+
+
+@cli.command()
+@click.argument("scenario")
+@click.option("--strategy", "-s", default="round_robin", show_default=True, help="registered name or FILE.py:NAME")
+@click.option("--param", "-p", multiple=True, help="strategy parameter NAME=VALUE (repeatable)")
+@click.option("--set", "sets", multiple=True, help="scenario override KEY=VALUE by dotted path (repeatable)")
+@click.option("--requests", "-n", type=int, help="shorthand for --set run.requests=N")
+@click.option("--duration", type=float, help="shorthand for --set run.duration=SECONDS")
+@click.option("--seed", type=int, help="shorthand for --set run.seed=N")
+@click.option("--out", "-o", type=click.Path(), help="output folder [default: results/runs-<timestamp>]")
+@click.option("--no-write", is_flag=True, help="print the summary only")
+def run(scenario, strategy, param, sets, requests, duration, seed, out, no_write):
+    """Simulate SCENARIO (a preset or a TOML file) with one strategy."""
+    from .scenario import load_scenario, parse_override
+    from .simulate import simulate
+    from .store import prepare_out, write_tables
+    from .strategy import resolve
+    overrides = dict(parse_override(s) for s in sets)
+    if requests is not None:
+        overrides["run.requests"] = requests
+        overrides.setdefault("run.duration", None)
+    if duration is not None:
+        overrides["run.duration"] = duration
+        overrides["run.requests"] = None
+    if seed is not None:
+        overrides["run.seed"] = seed
+    sc = load_scenario(scenario, overrides)
+    spec = resolve(strategy)
+    params = spec.resolve_params(_parse_params(param))
+    out_dir = None
+    if not no_write:
+        out_dir = prepare_out(out or Path("results") / time.strftime("runs-%Y%m%d-%H%M%S"))
+    res = simulate(sc, spec, params)
+    row = res.row()
+    print_summary(row)
+    if out_dir is not None:
+        paths = write_tables(out_dir, row["run_id"], {"runs": res.summary, "tasks": res.tasks})
+        click.echo(f"  written    {out_dir}/runs/ and {out_dir}/tasks/ ({paths['runs'].name})")
+
+
+def main(argv=None):
+    """Console entry point: one-line errors, exit 2 for bad input, never a traceback."""
+    try:
+        cli.main(args=argv, prog_name="lbbench", standalone_mode=False)
+    except UserError as exc:
+        _fail(str(exc), 2)
+    except StrategyError as exc:
+        _fail(str(exc), 1)
+    except click.exceptions.NoSuchOption as exc:
+        _fail(f"{exc.format_message()} (see lbbench {exc.ctx.command.name if exc.ctx else ''} --help)", 2)
+    except click.UsageError as exc:
+        _fail(exc.format_message(), 2)
+    except click.exceptions.Abort:
+        _fail("interrupted", 130)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except BrokenPipeError:
+        sys.exit(0)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""Cluster state as struct-of-arrays, and Swarm's spread placement.
+
+Nodes are 0..N-1; tasks are numbered in placement order (service by service, replica by
+replica). Everything the engine reads about the cluster is a flat numpy array indexed by node
+or task id; nothing here is touched per request.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .scenario import Scenario
+
+
+def spread(counts_service: np.ndarray, counts_total: np.ndarray, eligible: np.ndarray) -> int:
+    """Swarm's spread rule: the eligible node with the fewest tasks of this service, then the
+    fewest tasks overall, then the lowest id (Swarm's order is arbitrary; ours is fixed)."""
+    best = -1
+    for n in np.flatnonzero(eligible):
+        if best < 0 or (counts_service[n], counts_total[n]) < (counts_service[best], counts_total[best]):
+            best = int(n)
+    return best
+
+
+@dataclass
+class ClusterState:
+    """Static layout of a run: node and task arrays, per-service balancer tables."""
+
+    node_speed: np.ndarray      # float64[N]
+    node_up: np.ndarray         # bool[N]
+    node_drained: np.ndarray    # bool[N]
+    task_node: np.ndarray       # int32[T]
+    task_service: np.ndarray    # int32[T]
+    task_speed: np.ndarray      # float64[T] (speed of the task's node)
+    task_workers: np.ndarray    # int32[T]
+    task_wstart: np.ndarray     # int32[T+1] offsets into the flat worker array
+    task_qlimit: np.ndarray     # int64[T] (0 = unbounded)
+    table: np.ndarray           # int32[sum capacity]: per-service lists of tasks in the tables
+    table_start: np.ndarray     # int64[S]
+    table_len: np.ndarray       # int64[S]
+    table_pos: np.ndarray       # int64[T]: position of a task in its service's table, -1 if absent
+
+    @property
+    def n_nodes(self) -> int:
+        return len(self.node_speed)
+
+    @property
+    def n_tasks(self) -> int:
+        return len(self.task_node)
+
+    @property
+    def n_services(self) -> int:
+        return len(self.table_start)
+
+    def service_capacity(self, s: int) -> float:
+        """Work per second the service's tasks can do (workers x speed), demand units."""
+        m = self.task_service == s
+        return float(np.sum(self.task_workers[m] * self.task_speed[m]))
+
+
+def build_cluster(sc: Scenario) -> ClusterState:
+    n = sc.cluster.nodes
+    speed = np.asarray(sc.cluster.speeds if sc.cluster.speeds is not None else [1.0] * n, dtype=np.float64)
+    drained = np.zeros(n, dtype=bool)
+    drained[list(sc.cluster.drained)] = True
+    up = np.ones(n, dtype=bool)
+    total = np.zeros(n, dtype=np.int64)
+    task_node, task_service, task_workers, task_q = [], [], [], []
+    for s, svc in enumerate(sc.services):
+        per_service = np.zeros(n, dtype=np.int64)
+        for r in range(svc.replicas):
+            node = svc.placement[r] if svc.placement is not None else spread(per_service, total, up & ~drained)
+            per_service[node] += 1
+            total[node] += 1
+            task_node.append(node)
+            task_service.append(s)
+            task_workers.append(svc.workers)
+            task_q.append(svc.queue_limit)
+    task_node = np.asarray(task_node, dtype=np.int32)
+    task_service = np.asarray(task_service, dtype=np.int32)
+    task_workers = np.asarray(task_workers, dtype=np.int32)
+    wstart = np.zeros(len(task_node) + 1, dtype=np.int32)
+    np.cumsum(task_workers, out=wstart[1:])
+    n_services = len(sc.services)
+    # Table capacity per service: room for every task of the service (replacements reuse it).
+    counts = np.bincount(task_service, minlength=n_services)
+    table_start = np.zeros(n_services, dtype=np.int64)
+    table_start[1:] = np.cumsum(counts)[:-1]
+    table = np.empty(int(counts.sum()), dtype=np.int32)
+    table_len = np.zeros(n_services, dtype=np.int64)
+    table_pos = np.full(len(task_node), -1, dtype=np.int64)
+    for t, s in enumerate(task_service):
+        pos = table_len[s]
+        table[table_start[s] + pos] = t
+        table_pos[t] = pos
+        table_len[s] += 1
+    return ClusterState(
+        node_speed=speed, node_up=up, node_drained=drained,
+        task_node=task_node, task_service=task_service, task_speed=speed[task_node].copy(),
+        task_workers=task_workers, task_wstart=wstart, task_qlimit=np.asarray(task_q, dtype=np.int64),
+        table=table, table_start=table_start, table_len=table_len, table_pos=table_pos,
+    )

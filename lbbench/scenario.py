@@ -1,0 +1,344 @@
+"""Scenario: what is simulated (DESIGN section 1), validated, with presets and overrides.
+
+A scenario is a TOML file, a built-in preset name, or a dict with the same keys. It is checked
+by pydantic models with unknown keys refused; the first problem becomes a `UserError` whose
+one-line message names the dotted field, what was wrong and what was given.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import UserError
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Demand(_Model):
+    """Service demand per request, in seconds at node speed 1.0."""
+
+    dist: Literal["exponential", "deterministic", "lognormal", "pareto", "hyperexp"] = "exponential"
+    mean: float = Field(1.0, gt=0, allow_inf_nan=False)
+    cv: float | None = Field(None, gt=0, allow_inf_nan=False, description="lognormal (default 1) / hyperexp (default 2, must exceed 1)")
+    alpha: float = Field(1.5, gt=0, allow_inf_nan=False, description="bounded Pareto shape")
+    ratio: float = Field(1e4, gt=1, allow_inf_nan=False, description="bounded Pareto max/min")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.dist == "hyperexp" and self.cv is not None and self.cv <= 1:
+            raise ValueError("hyperexp needs cv > 1 (use exponential for cv = 1)")
+        return self
+
+
+class Service(_Model):
+    name: str = "web"
+    port: int = Field(80, ge=1, le=65535)
+    replicas: int = Field(1, ge=1, le=1_000_000)
+    workers: int = Field(1, ge=1, le=1_000_000)
+    queue_limit: int = Field(0, ge=0, description="0 = unbounded")
+    demand: Demand = Demand()
+    placement: list[int] | None = Field(None, description="pinned node per replica; else Swarm spread")
+    weight: float = Field(1.0, gt=0, allow_inf_nan=False, description="share of workload.rate")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.placement is not None and len(self.placement) != self.replicas:
+            raise ValueError(f"placement lists {len(self.placement)} nodes but replicas = {self.replicas}; give one node per replica")
+        return self
+
+
+class Cluster(_Model):
+    nodes: int = Field(1, ge=1, le=1_000_000)
+    speeds: list[float] | None = Field(None, description="service-rate multiplier per node, default all 1.0")
+    drained: list[int] = Field(default_factory=list, description="nodes that accept ingress but get no tasks")
+
+    @field_validator("speeds")
+    @classmethod
+    def _speeds(cls, v):
+        if v is not None and any(not (s > 0 and math.isfinite(s)) for s in v):
+            raise ValueError("every speed must be a positive finite number")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.speeds is not None and len(self.speeds) != self.nodes:
+            raise ValueError(f"speeds has {len(self.speeds)} entries but nodes = {self.nodes}; give one speed per node")
+        for n in self.drained:
+            if not 0 <= n < self.nodes:
+                raise ValueError(f"drained node {n} does not exist; nodes are 0..{self.nodes - 1}")
+        return self
+
+
+class Workload(_Model):
+    rho: float | None = Field(None, gt=0, allow_inf_nan=False, description="offered work / capacity of each service")
+    rate: float | None = Field(None, gt=0, allow_inf_nan=False, description="total requests per second")
+    entry: str | list[float] = Field("uniform", description="uniform | single:K | a weight per node")
+    clients: int = Field(1000, ge=1)
+    client_dist: Literal["uniform", "zipf"] = "uniform"
+    zipf_s: float = Field(1.1, gt=0, allow_inf_nan=False)
+    allow_overload: bool = Field(False, description="permit rho >= 1 with unbounded queues")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if (self.rho is None) == (self.rate is None):
+            raise ValueError("give exactly one of workload.rho or workload.rate")
+        if isinstance(self.entry, str):
+            if self.entry != "uniform" and not self.entry.startswith("single:"):
+                raise ValueError(f"entry must be 'uniform', 'single:K' or a weight list, not {self.entry!r}")
+            if self.entry.startswith("single:"):
+                k = self.entry.split(":", 1)[1]
+                if not k.isdigit():
+                    raise ValueError(f"entry 'single:K' needs a node number K, got {self.entry!r}")
+        elif any(not (w >= 0 and math.isfinite(w)) for w in self.entry) or sum(self.entry) <= 0:
+            raise ValueError("entry weights must be non-negative with a positive sum")
+        return self
+
+
+class Network(_Model):
+    hop: float = Field(0.0, ge=0, allow_inf_nan=False, description="one-way overlay latency, seconds")
+    jitter: float = Field(0.0, ge=0, allow_inf_nan=False, description="extra one-way delay, uniform on [0, jitter]")
+
+
+class Balancer(_Model):
+    mode: Literal["per_node", "central"] = "per_node"
+    info: str = Field("global", description="global | local | stale:P")
+    rr_start: Literal["zero", "random"] = "random"
+
+    @field_validator("info")
+    @classmethod
+    def _info(cls, v: str):
+        if v in ("global", "local"):
+            return v
+        if v.startswith("stale:"):
+            try:
+                p = float(v.split(":", 1)[1])
+            except ValueError:
+                p = float("nan")
+            if p > 0 and math.isfinite(p):
+                return v
+            raise ValueError(f"stale:P needs a positive refresh period P in seconds, got {v!r}")
+        raise ValueError(f"info must be global, local or stale:P, not {v!r}")
+
+    @property
+    def info_kind(self) -> str:
+        return self.info.split(":", 1)[0]
+
+    @property
+    def stale_period(self) -> float:
+        return float(self.info.split(":", 1)[1]) if self.info.startswith("stale:") else math.inf
+
+
+class Run(_Model):
+    requests: int | None = Field(None, ge=1)
+    duration: float | None = Field(None, gt=0, allow_inf_nan=False)
+    warmup: float = Field(0.1, ge=0, lt=1, description="fraction of requests (or of duration) excluded")
+    seed: int = Field(0, ge=0, lt=2**63)
+    chunk: int = Field(65536, ge=1, le=1 << 24, description="arrivals generated per vectorised chunk")
+    drain: bool = Field(True, description="finish in-flight requests after the last arrival")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.requests is not None and self.duration is not None:
+            raise ValueError("give run.requests or run.duration, not both")
+        return self
+
+
+class Scenario(_Model):
+    name: str = "custom"
+    cluster: Cluster = Cluster()
+    services: list[Service] = Field(default_factory=lambda: [Service()], min_length=1)
+    workload: Workload = Workload(rho=0.7)
+    network: Network = Network()
+    balancer: Balancer = Balancer()
+    run: Run = Run()
+
+    @model_validator(mode="after")
+    def _check(self):
+        n = self.cluster.nodes
+        ports = [s.port for s in self.services]
+        if len(set(ports)) != len(ports):
+            raise ValueError("two services publish the same port; give each service its own port")
+        for i, s in enumerate(self.services):
+            for node in s.placement or ():
+                if not 0 <= node < n:
+                    raise ValueError(f"services.{i}.placement: node {node} does not exist; nodes are 0..{n - 1}")
+            if s.placement is None and len(self.cluster.drained) >= n:
+                raise ValueError("every node is drained, so spread placement has nowhere to put tasks; undrain a node")
+        w = self.workload
+        if isinstance(w.entry, list) and len(w.entry) != n:
+            raise ValueError(f"workload.entry has {len(w.entry)} weights but nodes = {n}; give one per node")
+        if isinstance(w.entry, str) and w.entry.startswith("single:") and int(w.entry[7:]) >= n:
+            raise ValueError(f"workload.entry {w.entry!r} names a node that does not exist; nodes are 0..{n - 1}")
+        unbounded = any(s.queue_limit == 0 for s in self.services)
+        if w.rho is not None and w.rho >= 1 and unbounded and not w.allow_overload:
+            raise ValueError(f"workload.rho = {w.rho} >= 1 with unbounded queues never reaches steady state; "
+                             "lower rho, set a queue_limit, or set workload.allow_overload = true")
+        return self
+
+    @property
+    def n_requests(self) -> int | None:
+        if self.run.requests is None and self.run.duration is None:
+            return 1_000_000
+        return self.run.requests
+
+
+# --------------------------------------------------------------------------------------------
+# Presets: the embedded defaults. Times in seconds.
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The seed's picture: three Swarm nodes; node 0 (the manager, drained) is the only entry
+    # node a client reaches and runs no task; two replicas of the web service on nodes 1 and 2,
+    # published on port 5001. Every request crosses the overlay, and node 0's own IPVS picks.
+    "seed-mesh": {
+        "name": "seed-mesh",
+        "cluster": {"nodes": 3, "drained": [0]},
+        "services": [{"name": "web", "port": 5001, "replicas": 2, "workers": 1,
+                      "demand": {"dist": "exponential", "mean": 0.01}}],
+        "workload": {"rho": 0.7, "entry": "single:0"},
+        "network": {"hop": 0.0005},
+        "balancer": {"mode": "per_node", "info": "local", "rr_start": "random"},
+        "run": {"requests": 200_000, "warmup": 0.1},
+    },
+    # The queueing-theory reference: 100 single-worker tasks, exponential service of mean 1,
+    # rho 0.9, one central balancer with global information, no overlay hop.
+    "reference": {
+        "name": "reference",
+        "cluster": {"nodes": 100},
+        "services": [{"name": "svc", "port": 80, "replicas": 100, "workers": 1,
+                      "demand": {"dist": "exponential", "mean": 1.0}}],
+        "workload": {"rho": 0.9, "entry": "uniform"},
+        "network": {"hop": 0.0},
+        "balancer": {"mode": "central", "info": "global", "rr_start": "zero"},
+        "run": {"requests": 1_000_000, "warmup": 0.1},
+    },
+}
+
+
+def preset_names() -> list[str]:
+    return sorted(PRESETS)
+
+
+# --------------------------------------------------------------------------------------------
+# Overrides: "a.b.0.c=value". The value is read as a TOML value when it parses as one
+# (numbers, booleans, lists, quoted strings), else taken as a bare string.
+
+def parse_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def set_path(data: dict, path: str, value: Any, *, what: str = "--set") -> None:
+    """Set `value` at dotted `path` in a nested dict/list structure, creating tables as needed."""
+    parts = path.split(".")
+    if not path or any(p == "" for p in parts):
+        raise UserError(f"{what} {path!r}: empty key; write a dotted path like workload.rho=0.8")
+    node: Any = data
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        where = ".".join(parts[: i + 1])
+        if isinstance(node, list):
+            if not part.isdigit():
+                raise UserError(f"{what} {path}: {'.'.join(parts[:i])} is a list; index it with a number, e.g. {'.'.join(parts[:i])}.0")
+            k = int(part)
+            if k >= len(node):
+                raise UserError(f"{what} {path}: index {k} is out of range ({'.'.join(parts[:i])} has {len(node)} items)")
+            if last:
+                node[k] = value
+            else:
+                node = node[k]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                if part not in node or node[part] is None:
+                    node[part] = {}
+                node = node[part]
+        else:
+            raise UserError(f"{what} {path}: {'.'.join(parts[:i])} is a value, not a table; {where} cannot be set")
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise UserError(f"--set {text!r}: expected KEY=VALUE, e.g. --set workload.rho=0.8")
+    key, val = text.split("=", 1)
+    return key.strip(), parse_value(val.strip())
+
+
+def _format_validation(err: ValidationError, source: str) -> str:
+    e = err.errors()[0]
+    loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+    msg = e["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    if e["type"] == "extra_forbidden":
+        msg = "unknown field; check the spelling (see docs/scenario.md for the keys)"
+    elif "input" in e and e["type"] not in ("missing",) and not isinstance(e["input"], (dict, list)):
+        msg = f"{msg} (got {e['input']!r})"
+    return f"{source}: {loc}: {msg}"
+
+
+def read_toml(path: str | Path, what: str = "scenario") -> dict:
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"{what} file {str(p)!r} does not exist; give a preset name ({', '.join(preset_names())}) or a TOML path")
+    if p.is_dir():
+        raise UserError(f"{what} file {str(p)!r} is a folder; give a TOML file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{what} file {str(p)!r} cannot be read ({exc.__class__.__name__}); check its permissions and encoding") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{what} file {str(p)!r} is not valid TOML: {exc}") from None
+
+
+def raw_scenario(source: str | Path | dict) -> tuple[dict, str]:
+    """The scenario as a plain dict, and a label for messages."""
+    if isinstance(source, dict):
+        return copy.deepcopy(source), "scenario"
+    s = str(source)
+    if s in PRESETS:
+        return copy.deepcopy(PRESETS[s]), f"preset {s}"
+    if not s.endswith(".toml") and not Path(s).exists():
+        raise UserError(f"scenario {s!r} is neither a preset ({', '.join(preset_names())}) nor an existing TOML file")
+    data = read_toml(s)
+    data.setdefault("name", Path(s).stem)
+    return data, s
+
+
+def validate(data: dict, source: str = "scenario") -> Scenario:
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as err:
+        raise UserError(_format_validation(err, source)) from None
+
+
+def load_scenario(source: str | Path | dict | Scenario, overrides: dict | list | None = None) -> Scenario:
+    """Load a preset name, a TOML path or a dict, apply dotted-path overrides, validate.
+
+    `overrides` is a dict {"workload.rho": 0.8} or a list of "key=value" strings.
+    """
+    if isinstance(source, Scenario):
+        if not overrides:
+            return source
+        source = source.model_dump()
+    data, label = raw_scenario(source)
+    items = overrides.items() if isinstance(overrides, dict) else (parse_override(o) for o in (overrides or ()))
+    for key, value in items:
+        set_path(data, key, value)
+    try:
+        return validate(data, label)
+    except UserError as exc:
+        if overrides:
+            raise UserError(f"{exc} [after overrides]") from None
+        raise

@@ -1,0 +1,343 @@
+"""A run: scenario + strategy + information model + seed -> summary and per-task results.
+
+`simulate` prepares the arrays in Python (public wrapper) and feeds chunks of arrivals to the
+strategy's compiled kernel (private), growing the in-flight slot pool between chunks when
+concurrency needs it, so memory follows in-flight requests, never the request count.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from . import __version__, SCHEMA_VERSION
+from . import engine as E
+from . import rng as rngmod
+from .cluster import ClusterState, build_cluster
+from .errors import StrategyError, UserError
+from .scenario import Scenario, load_scenario
+from .strategy import Strategy, compiled_kernel, resolve
+from .workload import Workload
+
+
+@dataclass
+class Result:
+    """What a run produced. `summary` has one row; `tasks` one row per task."""
+
+    summary: pl.DataFrame
+    tasks: pl.DataFrame
+    hist_counts: np.ndarray
+    trace: pl.DataFrame | None = None
+    scenario: Scenario | None = None
+    extra: dict = field(default_factory=dict)
+
+    def row(self) -> dict:
+        return self.summary.row(0, named=True)
+
+
+def _percentile(counts: np.ndarray, edges: np.ndarray, q: float, maximum: float) -> float:
+    total = counts.sum()
+    if total == 0:
+        return math.nan
+    target = q * total
+    cum = np.cumsum(counts)
+    b = int(np.searchsorted(cum, target, side="left"))
+    b = min(b, len(counts) - 1)
+    mid = 0.5 * (edges[b] + edges[b + 1])
+    return float(min(mid, maximum))
+
+
+def percentiles(counts: np.ndarray, qs, maximum: float = math.inf) -> list[float]:
+    """Percentiles from log-bucketed counts (bucket midpoints, < 0.8% relative error)."""
+    edges = E.bucket_edges()
+    return [_percentile(counts, edges, q, maximum) for q in qs]
+
+
+def _imbalance(x: np.ndarray) -> tuple[float, float, float]:
+    mean = float(x.mean()) if len(x) else math.nan
+    if not len(x) or mean == 0:
+        return math.nan, math.nan, math.nan
+    cov = float(x.std() / mean)
+    jain = float(x.sum() ** 2 / (len(x) * np.sum(x * x)))
+    return cov, float(x.max() / mean), jain
+
+
+class _Run:
+    """Arrays of one run, built from the scenario and strategy."""
+
+    def __init__(self, sc: Scenario, spec: Strategy, params: dict, seed: int, trace: bool, force_heap: bool = False):
+        self.sc, self.spec, self.seed = sc, spec, seed
+        cl: ClusterState = build_cluster(sc)
+        self.cl = cl
+        T, S = cl.n_tasks, cl.n_services
+        n_bal = 1 if sc.balancer.mode == "central" else cl.n_nodes
+        self.n_bal = n_bal
+        self.workload = Workload(sc, cl, seed, need_client=spec.reads_client)
+        n_req = sc.n_requests
+        if n_req is not None:
+            self.warm_index = int(math.floor(sc.run.warmup * n_req))
+        else:
+            self.warm_index = -1   # set by time once the first chunk past the warm-up is seen
+        strat_rng = rngmod.stream(seed, rngmod.STRATEGY)
+        bal_rng = rngmod.seed_states(strat_rng, n_bal)
+        if sc.balancer.rr_start == "random":
+            bal_start = strat_rng.integers(0, 2**31, size=n_bal, dtype=np.int64)
+        else:
+            bal_start = np.zeros(n_bal, dtype=np.int64)
+        info = {"global": E.INFO_GLOBAL, "local": E.INFO_LOCAL, "stale": E.INFO_STALE}[sc.balancer.info_kind]
+        self.param_values = np.array([params[p.name] for p in spec.params], dtype=np.float64)
+        self.trace = trace
+        self.cfg_kw = dict(
+            task_node=cl.task_node, task_service=cl.task_service, task_speed=cl.task_speed,
+            task_workers=cl.task_workers, task_wstart=cl.task_wstart, task_qlimit=cl.task_qlimit,
+            table=cl.table, table_start=cl.table_start, table_len=cl.table_len, table_pos=cl.table_pos,
+            params=self.param_values, bal_start=bal_start,
+            n_services=np.int64(S), central=np.int64(sc.balancer.mode == "central"), info=np.int64(info),
+            stale_period=float(sc.balancer.stale_period), hop=float(sc.network.hop),
+            has_jitter=np.int64(sc.network.jitter > 0), warm_index=np.int64(max(self.warm_index, 0)),
+            trace=np.int64(trace), direct=np.int64(self.direct_ok(force_heap)),
+        )
+        cap = 1024
+        ctr = np.zeros(E.N_CTR, dtype=np.int64)
+        ctr[E.FREE_N] = cap
+        fctr = np.zeros(E.N_FCTR, dtype=np.float64)
+        fctr[E.NEXT_REFRESH] = sc.balancer.stale_period
+        self.st = E.State(
+            worker_free=np.zeros(int(cl.task_wstart[-1]), dtype=np.float64),
+            outstanding=np.zeros(T, dtype=np.int64),
+            local_out=np.zeros((n_bal, T), dtype=np.int64),
+            snapshot=np.zeros(T, dtype=np.int64),
+            present=np.zeros(T, dtype=np.int64),
+            heap_key=np.full(cap + E.HEAP_PAD, np.inf), heap_slot=np.zeros(cap + E.HEAP_PAD, dtype=np.int32),
+            tr_key=np.full(cap + E.HEAP_PAD, np.inf), tr_slot=np.zeros(cap + E.HEAP_PAD, dtype=np.int32),
+            slot_task=np.zeros(cap, dtype=np.int32), slot_bal=np.zeros(cap, dtype=np.int32),
+            slot_t0=np.zeros(cap), slot_dout=np.zeros(cap), slot_svc=np.zeros(cap),
+            slot_idx=np.zeros(cap, dtype=np.int64),
+            free_slots=np.arange(cap - 1, -1, -1, dtype=np.int32),
+            bal_state=np.zeros((n_bal * S, max(spec.state_size, 1)), dtype=np.float64),
+            bal_rng=bal_rng, ctr=ctr, fctr=fctr,
+        )
+        n_trace = n_req if (trace and n_req is not None) else 0
+        if trace and n_req is None:
+            raise UserError("trace needs run.requests (a duration-bounded run has no fixed length)")
+        self.met = E.Metrics(
+            hist=np.zeros(E.N_BUCKETS, dtype=np.int64),
+            task_served=np.zeros(T, dtype=np.int64), task_busy=np.zeros(T, dtype=np.float64),
+            tr_task=np.full(n_trace, -1, dtype=np.int32), tr_start=np.full(n_trace, np.nan),
+            tr_done=np.full(n_trace, np.nan), tr_latency=np.full(n_trace, np.nan),
+            tr_status=np.full(n_trace, -1, dtype=np.int8),
+        )
+
+    def direct_ok(self, force_heap: bool) -> bool:
+        """Whether the kernel may record completions at dispatch (see engine.Config.direct)."""
+        sc, spec = self.sc, self.spec
+        in_order = sc.network.jitter == 0 and (sc.network.hop == 0 or self.workload.entry_single >= 0)
+        return (not force_heap and not spec.reads_load and spec.on_complete is None and in_order
+                and all(s.queue_limit == 0 for s in sc.services) and sc.run.drain)
+
+    def config(self) -> E.Config:
+        self.cfg_kw["warm_index"] = np.int64(max(self.warm_index, 0))
+        return E.Config(**self.cfg_kw)
+
+    def ensure_capacity(self, extra: int) -> None:
+        """Grow the in-flight slot pool so that `extra` more requests fit."""
+        st = self.st
+        cap = len(st.slot_task)
+        in_use = cap - int(st.ctr[E.FREE_N])
+        if in_use + extra <= cap:
+            return
+        new = max(2 * cap, in_use + extra)
+
+        def grow(a, pad=0, fill=0):
+            b = np.full(new + pad, fill, dtype=a.dtype)
+            b[:cap] = a[:cap]
+            return b
+
+        def grow_heap(a):
+            return grow(a, E.HEAP_PAD, np.inf)
+
+        free = np.empty(new, dtype=np.int32)
+        nf = int(st.ctr[E.FREE_N])
+        free[:nf] = st.free_slots[:nf]
+        free[nf:nf + new - cap] = np.arange(new - 1, cap - 1, -1, dtype=np.int32)
+        st.ctr[E.FREE_N] = nf + new - cap
+        self.st = st._replace(
+            heap_key=grow_heap(st.heap_key), heap_slot=grow(st.heap_slot, E.HEAP_PAD), tr_key=grow_heap(st.tr_key), tr_slot=grow(st.tr_slot, E.HEAP_PAD),
+            slot_task=grow(st.slot_task), slot_bal=grow(st.slot_bal), slot_t0=grow(st.slot_t0),
+            slot_dout=grow(st.slot_dout), slot_svc=grow(st.slot_svc), slot_idx=grow(st.slot_idx), free_slots=free,
+        )
+
+
+def _progress(total: int | None, duration: float | None):
+    """A progress bar that appears only on a terminal and only for runs longer than 2 s."""
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        return None
+    if not sys.stderr.isatty():
+        return None
+    if total is not None:
+        return tqdm(total=total, unit="req", unit_scale=True, delay=2.0, leave=False, desc="simulating")
+    return tqdm(total=duration, unit="s", delay=2.0, leave=False, desc="simulating", bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} sim-s [{elapsed}<{remaining}]")
+
+
+def simulate(scenario, strategy: str | Strategy = "round_robin", params: dict | None = None,
+             seed: int | None = None, *, overrides=None, trace: bool = False, chunk: int | None = None,
+             progress: bool = True, force_heap: bool = False) -> Result:
+    """Run one simulation.
+
+    scenario   a preset name, a TOML path, a dict or a `Scenario`
+    strategy   a registered name, "FILE.py:NAME", or a `Strategy`
+    params     the strategy's parameters (validated against its declaration)
+    seed       overrides run.seed
+    trace      also return the per-request record (memory O(requests): small runs only)
+    chunk      overrides run.chunk (results do not depend on it)
+    force_heap carry every request in the completion heap even when nothing observes it
+               (the general path; used to check the direct path against it)
+    """
+    sc = load_scenario(scenario, overrides)
+    spec = resolve(strategy)
+    pvals = spec.resolve_params(params)
+    seed = sc.run.seed if seed is None else int(seed)
+    if seed < 0:
+        raise UserError(f"seed must be >= 0, got {seed}")
+    chunk = sc.run.chunk if chunk is None else int(chunk)
+    if chunk < 1:
+        raise UserError(f"chunk must be >= 1, got {chunk}")
+    kernel = compiled_kernel(spec)
+    wall0 = time.perf_counter()
+    run = _Run(sc, spec, pvals, seed, trace, force_heap)
+    n_req = sc.n_requests
+    duration = sc.run.duration
+    bar = _progress(n_req, duration) if progress else None
+    done = 0
+    cfg = run.config()
+    try:
+        while True:
+            if n_req is not None:
+                m = min(chunk, n_req - done)
+                if m <= 0:
+                    break
+                arr = run.workload.chunk(m)
+            else:
+                arr = run.workload.chunk(chunk)
+                if len(arr) and arr.t[-1] >= duration:
+                    cut = int(np.searchsorted(arr.t, duration, side="left"))
+                    arr = _slice(arr, cut)
+                    last = True
+                else:
+                    last = False
+                if run.warm_index < 0 and len(arr) and arr.t[-1] >= sc.run.warmup * duration:
+                    run.warm_index = arr.first + int(np.searchsorted(arr.t, sc.run.warmup * duration, side="left"))
+                    cfg = run.config()
+            run.ensure_capacity(len(arr))
+            until = float(arr.t[-1]) if len(arr) else float(run.st.fctr[E.T_LAST])
+            a = E.Arrivals(arr.t, arr.service, arr.demand, arr.entry, arr.client, arr.jitter)
+            try:
+                status = kernel(cfg, run.st, run.met, a, np.int64(arr.first), until)
+            except Exception as exc:
+                raise StrategyError(f"strategy {spec.name!r} raised during the run: {exc.__class__.__name__}: {exc}") from exc
+            if status != 0:
+                raise StrategyError(
+                    f"strategy {spec.name!r} returned task {int(run.st.ctr[E.ERR_VALUE])} for request "
+                    f"{int(run.st.ctr[E.ERR_REQ])}, which is not one of its candidates")
+            done += len(arr)
+            if bar is not None:
+                bar.update(len(arr) if n_req is not None else min(until, duration) - bar.n)
+            if n_req is None and (last or len(arr) == 0):
+                break
+        end = math.inf if sc.run.drain else (duration if duration is not None else float(run.st.fctr[E.T_LAST]))
+        empty = E.Arrivals(np.empty(0), np.empty(0, np.int32), np.empty(0), np.empty(0, np.int32), np.empty(0, np.int64), np.empty(0))
+        kernel(cfg, run.st, run.met, empty, np.int64(done), end)
+    finally:
+        if bar is not None:
+            bar.close()
+    wall = time.perf_counter() - wall0
+    return _result(run, spec, pvals, seed, wall, trace)
+
+
+def _slice(arr, n):
+    from .workload import Chunk
+    return Chunk(arr.first, arr.t[:n], arr.service[:n], arr.demand[:n], arr.entry[:n],
+                 arr.client[:n] if len(arr.client) else arr.client,
+                 arr.jitter[:2 * n] if len(arr.jitter) else arr.jitter)
+
+
+def _result(run: _Run, spec: Strategy, pvals: dict, seed: int, wall: float, trace: bool) -> Result:
+    sc, cl, st, met = run.sc, run.cl, run.st, run.met
+    ctr, f = st.ctr, st.fctr
+    arrived, completed = int(ctr[E.ARRIVED]), int(ctr[E.COMPLETED])
+    rejected, failed = int(ctr[E.REJECTED]), int(ctr[E.FAILED])
+    in_flight = arrived - completed - rejected - failed
+    requests = int(ctr[E.REQUESTS])
+    window = float(f[E.T_LAST] - f[E.T_FIRST]) if arrived > 1 else math.nan
+    hist = met.hist.copy()
+    p50, p90, p99, p999 = percentiles(hist, [0.5, 0.9, 0.99, 0.999], float(f[E.LAT_MAX]))
+    util = met.task_busy / (window * cl.task_workers) if window and window > 0 else np.full(cl.n_tasks, np.nan)
+    cov, maxmean, jain = _imbalance(util)
+    svc0 = sc.services[0]
+    rho = sc.workload.rho if sc.workload.rho is not None else float(
+        sum(r * s.demand.mean for r, s in zip(run.workload.rates, sc.services)) / sum(cl.service_capacity(i) for i in range(cl.n_services)))
+    row = {
+        "run_id": f"{sc.name}-{spec.name}-{seed}",
+        "scenario": sc.name,
+        "strategy": spec.name,
+        "strategy_version": spec.version,
+        "strategy_hash": spec.source_hash,
+        "params": json.dumps(pvals, sort_keys=True),
+        "seed": seed,
+        "nodes": cl.n_nodes,
+        "tasks": cl.n_tasks,
+        "workers": int(svc0.workers),
+        "rho": float(rho),
+        "rate": float(run.workload.rate),
+        "mode": sc.balancer.mode,
+        "info": sc.balancer.info,
+        "hop": float(sc.network.hop),
+        "requests": requests,
+        "arrived": arrived,
+        "completed": completed,
+        "rejected": rejected,
+        "failed": failed,
+        "in_flight": in_flight,
+        "latency_mean": float(f[E.LAT_SUM] / completed) if completed else math.nan,
+        "latency_p50": p50, "latency_p90": p90, "latency_p99": p99, "latency_p999": p999,
+        "latency_max": float(f[E.LAT_MAX]) if completed else math.nan,
+        "throughput": completed / window if window and window > 0 else math.nan,
+        "util_mean": float(np.mean(util)),
+        "util_max": float(np.max(util)),
+        "imbalance_cov": cov,
+        "imbalance_max_mean": maxmean,
+        "jain": jain,
+        "cross_node_frac": float(ctr[E.CROSS] / arrived) if arrived else math.nan,
+        "sim_time": float(f[E.T_LAST]),
+        "wall_s": wall,
+        "req_per_s": requests / wall if wall > 0 else math.nan,
+        "lbbench_version": __version__,
+        "schema_version": SCHEMA_VERSION,
+    }
+    summary = pl.DataFrame([row])
+    tasks = pl.DataFrame({
+        "run_id": [row["run_id"]] * cl.n_tasks,
+        "task": np.arange(cl.n_tasks, dtype=np.int32),
+        "service": [sc.services[s].name for s in cl.task_service],
+        "node": cl.task_node,
+        "speed": cl.task_speed,
+        "workers": cl.task_workers,
+        "served": met.task_served,
+        "busy_s": met.task_busy,
+        "utilisation": util,
+    })
+    tr = None
+    if trace:
+        tr = pl.DataFrame({
+            "request": np.arange(len(met.tr_task), dtype=np.int64),
+            "task": met.tr_task, "start": met.tr_start, "done": met.tr_done,
+            "latency": met.tr_latency, "status": met.tr_status,
+        })
+    return Result(summary=summary, tasks=tasks, hist_counts=hist, trace=tr, scenario=sc)

@@ -1,0 +1,27 @@
+"""Round-robin: what Docker Swarm's ingress IPVS does (scheduler `rr`).
+
+Each balancer keeps its own pointer per service and hands requests to the tasks of its table in
+turn, starting at its start offset (`balancer.rr_start`): with N entry nodes, N uncoordinated
+round-robins cycle over the same list. Reads no load information.
+"""
+from numba import njit
+
+from lbbench.strategy import Strategy
+
+
+@njit
+def select(cands, view, state, rng):
+    n = cands.shape[0]
+    i = (int(state[0]) + view.start) % n
+    state[0] += 1.0
+    return cands[i]
+
+
+STRATEGY = Strategy(
+    name="round_robin",
+    select=select,
+    description="per-balancer pointer over the task list (Swarm ingress / IPVS rr), the reference",
+    version="1",
+    state_size=1,
+    reads_load=False,
+)
