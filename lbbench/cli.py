@@ -118,6 +118,66 @@ def run(scenario, strategy, param, sets, requests, duration, seed, out, no_write
         click.echo(f"  written    {out_dir}/runs/ and {out_dir}/tasks/ ({paths['runs'].name})")
 
 
+@cli.command()
+@click.argument("sweep_file", type=click.Path())
+@click.option("--out", "-o", type=click.Path(), help="output folder [default: results/<sweep name>]")
+@click.option("--workers", "-w", type=int, help="parallel runs [default: all cores]")
+@click.option("--resume", is_flag=True, help="run only the runs missing from --out")
+@click.option("--executor", type=click.Choice(["local", "dask"]), default="local", show_default=True)
+@click.option("--scheduler", help="Dask scheduler address (tcp://host:8786); default: a local Dask cluster")
+@click.option("--dry-run", is_flag=True, help="print the grid size and first rows, run nothing")
+@click.option("--report/--no-report", "with_report", default=False, help="write the report when done")
+def sweep(sweep_file, out, workers, resume, executor, scheduler, dry_run, with_report):
+    """Run every point of a sweep file's grid, in parallel, resumably."""
+    from .sweep import grid_table, load_sweep, run_sweep
+    sw = load_sweep(sweep_file)
+    out_dir = Path(out) if out else Path("results") / sw.name
+    if dry_run:
+        import polars as pl
+        click.echo(f"sweep {sw.name}: {len(sw.runs)} runs -> {out_dir}")
+        with pl.Config(tbl_rows=10, tbl_cols=12, fmt_str_lengths=40, tbl_hide_dataframe_shape=True):
+            click.echo(grid_table(sw))
+        return
+    t0 = time.perf_counter()
+    manifest = run_sweep(sw, out_dir, workers=workers, resume=resume, executor=executor, scheduler=scheduler)
+    dt = time.perf_counter() - t0
+    click.echo(f"sweep {sw.name}: {manifest['completed']}/{manifest['grid_size']} runs ok, "
+               f"{manifest['failed']} failed, {dt:.1f} s -> {out_dir}")
+    if with_report:
+        _report(out_dir)
+    if manifest["failed"]:
+        sys.exit(1)
+
+
+def _report(out_dir: Path) -> None:
+    from .report import write_report
+    md, pngs = write_report(out_dir)
+    click.echo(f"report: {md}")
+    for p in pngs:
+        click.echo(f"figure: {p}")
+
+
+@cli.command()
+@click.argument("results_dir", type=click.Path())
+def report(results_dir):
+    """Write report.md and PNG figures for a sweep's results folder."""
+    p = Path(results_dir)
+    if not (p / "runs").is_dir():
+        raise UserError(f"{results_dir!r} holds no runs/ folder; give a sweep's output folder (e.g. results/seed_mesh)")
+    _report(p)
+
+
+@cli.command()
+@click.option("--quick", is_flag=True, help="fewer seeds and requests (well under a minute)")
+def validate(quick):
+    """Check the simulator against queueing theory; exit 1 if a case fails."""
+    from .validate import format_table, run_validation
+    rows = run_validation(quick=quick)
+    click.echo(format_table(rows))
+    if not all(r["pass"] for r in rows):
+        sys.exit(1)
+
+
 def main(argv=None):
     """Console entry point: one-line errors, exit 2 for bad input, never a traceback."""
     try:

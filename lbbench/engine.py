@@ -51,6 +51,7 @@ Config = namedtuple("Config", [
     "task_node", "task_service", "task_speed", "task_workers", "task_wstart", "task_qlimit",
     "table", "table_start", "table_len", "table_pos", "params", "bal_start",
     "n_services", "central", "info", "stale_period", "hop", "has_jitter", "warm_index", "trace", "direct",
+    "ts_window", "ts_n",
 ])
 Config.__doc__ = """Static configuration of a run.
 
@@ -69,7 +70,23 @@ State = namedtuple("State", [
 ])
 
 # Streaming metrics and the optional per-request trace.
-Metrics = namedtuple("Metrics", ["hist", "task_served", "task_busy", "tr_task", "tr_start", "tr_done", "tr_latency", "tr_status"])
+Metrics = namedtuple("Metrics", [
+    "hist", "task_served", "task_busy",
+    "tr_task", "tr_start", "tr_done", "tr_latency", "tr_status",
+    "ts_count", "ts_lat_sum", "ts_hist", "ts_node_busy",
+])
+Metrics.__doc__ = """Streaming metrics.
+
+hist          int64[N_BUCKETS] latency histogram of measured completions
+task_served   int64[T], task_busy float64[T] (seconds of service of measured requests)
+tr_*          per-request trace (length = requests when tracing, else 0)
+ts_count      int64[W, 4]: per window of arrival time: arrived, completed, rejected, failed
+ts_lat_sum    float64[W], ts_hist int64[W, TS_BUCKETS] (coarse latency histogram)
+ts_node_busy  float64[W, N]: service seconds given by each node to requests of the window
+Windows cover all requests (warm-up included), indexed by arrival time // ts_window and
+clamped to the last window.
+"""
+TS_ARRIVED, TS_COMPLETED, TS_REJECTED, TS_FAILED = range(4)
 
 Arrivals = namedtuple("Arrivals", ["t", "service", "demand", "entry", "client", "jitter"])
 
@@ -90,10 +107,15 @@ EMAX = 40
 N_BUCKETS = (EMAX - EMIN) * SUB
 
 
-def bucket_edges() -> np.ndarray:
+# Time-series histograms: 8 sub-buckets per power of two (midpoint error < 6.3%).
+TS_SUB = 8
+TS_BUCKETS = (EMAX - EMIN) * TS_SUB
+
+
+def bucket_edges(sub: int = SUB) -> np.ndarray:
     """Lower edges of every bucket, plus the final upper edge (N_BUCKETS + 1 values)."""
     e = np.arange(EMIN, EMAX, dtype=np.float64)
-    m = 0.5 + np.arange(SUB, dtype=np.float64) / (2 * SUB)
+    m = 0.5 + np.arange(sub, dtype=np.float64) / (2 * sub)
     lo = (m[None, :] * np.exp2(e)[:, None]).ravel()
     return np.append(lo, 2.0**EMAX)
 
@@ -109,6 +131,27 @@ def bucket_of(x):
     if b >= N_BUCKETS:
         return N_BUCKETS - 1
     return b
+
+
+@njit(inline="always", cache=True)
+def ts_bucket_of(x):
+    if x <= 0.0:
+        return 0
+    m, e = math.frexp(x)
+    b = (e - EMIN) * TS_SUB + int((m - 0.5) * (2 * TS_SUB))
+    if b < 0:
+        return 0
+    if b >= TS_BUCKETS:
+        return TS_BUCKETS - 1
+    return b
+
+
+@njit(inline="always", cache=True)
+def window_of(cfg, t0):
+    w = int(t0 / cfg.ts_window)
+    if w >= cfg.ts_n:
+        w = cfg.ts_n - 1
+    return w
 
 
 # --------------------------------------------------------------------------------------------
@@ -212,8 +255,14 @@ def _place(cfg, st, k, ta, svc):
 
 
 @njit(inline="always", cache=True)
-def _record(cfg, st, met, k, idx, latency, svc):
-    """Streaming metrics of one completed request."""
+def _record(cfg, st, met, k, idx, t0, latency, svc):
+    """Streaming metrics of one completed request that arrived at t0."""
+    if cfg.ts_n > 0:
+        w = window_of(cfg, t0)
+        met.ts_count[w, TS_COMPLETED] += 1
+        met.ts_lat_sum[w] += latency
+        met.ts_hist[w, ts_bucket_of(latency)] += 1
+        met.ts_node_busy[w, cfg.task_node[k]] += svc
     if idx >= cfg.warm_index:
         st.ctr[COMPLETED] += 1
         st.fctr[LAT_SUM] += latency
@@ -238,6 +287,8 @@ def _task_arrive(cfg, st, met, slot, ta):
         st.local_out[st.slot_bal[slot], k] -= 1
         if idx >= cfg.warm_index:
             st.ctr[REJECTED] += 1
+        if cfg.ts_n > 0:
+            met.ts_count[window_of(cfg, st.slot_t0[slot]), TS_REJECTED] += 1
         if cfg.trace:
             met.tr_status[idx] = ST_REJECTED
             met.tr_done[idx] = ta
@@ -260,7 +311,7 @@ def _retire(cfg, st, met, slot, done):
     st.outstanding[k] -= 1
     st.local_out[b, k] -= 1
     latency = done + st.slot_dout[slot] - st.slot_t0[slot]
-    _record(cfg, st, met, k, st.slot_idx[slot], latency, st.slot_svc[slot])
+    _record(cfg, st, met, k, st.slot_idx[slot], st.slot_t0[slot], latency, st.slot_svc[slot])
     s = cfg.task_service[k]
     load = st.outstanding if cfg.info == INFO_GLOBAL else (st.local_out[b] if cfg.info == INFO_LOCAL else st.snapshot)
     view = View(load, cfg.task_node, cfg.task_speed, -1, done, cfg.bal_start[b], cfg.params, -1, s)
@@ -317,6 +368,8 @@ def _kernel(cfg, st, met, arr, first, until):
             if ctr[ARRIVED] == 0:
                 st.fctr[T_FIRST] = now
             ctr[ARRIVED] += 1
+        if cfg.ts_n > 0:
+            met.ts_count[window_of(cfg, now), TS_ARRIVED] += 1
         s = arr.service[i]
         e = arr.entry[i]
         b = 0 if cfg.central else e
@@ -326,6 +379,8 @@ def _kernel(cfg, st, met, arr, first, until):
             # no live task of the service in the tables: the request fails at once
             if measured:
                 ctr[FAILED] += 1
+            if cfg.ts_n > 0:
+                met.ts_count[window_of(cfg, now), TS_FAILED] += 1
             if cfg.trace:
                 met.tr_status[idx] = ST_FAILED
             continue
@@ -359,7 +414,7 @@ def _kernel(cfg, st, met, arr, first, until):
                 met.tr_task[idx] = k
                 met.tr_start[idx] = start
                 met.tr_done[idx] = done
-            _record(cfg, st, met, k, idx, done + d_out - now, svc)
+            _record(cfg, st, met, k, idx, now, done + d_out - now, svc)
             continue
         st.outstanding[k] += 1
         st.local_out[b, k] += 1

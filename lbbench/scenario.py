@@ -142,6 +142,8 @@ class Run(_Model):
     seed: int = Field(0, ge=0, lt=2**63)
     chunk: int = Field(65536, ge=1, le=1 << 24, description="arrivals generated per vectorised chunk")
     drain: bool = Field(True, description="finish in-flight requests after the last arrival")
+    windows: int = Field(100, ge=0, le=100_000, description="time-series windows over the run (0 = none)")
+    window: float | None = Field(None, gt=0, allow_inf_nan=False, description="time-series window length, seconds (overrides windows)")
 
     @model_validator(mode="after")
     def _check(self):

@@ -25,6 +25,21 @@ from .strategy import Strategy, compiled_kernel, resolve
 from .workload import Workload
 
 
+_I, _F, _S = pl.Int64, pl.Float64, pl.String
+# The runs table's columns, in order, with their types (a failed run has the same columns).
+SUMMARY_SCHEMA: dict[str, pl.DataType] = {
+    "run_id": _S, "scenario": _S, "strategy": _S, "strategy_version": _S, "strategy_hash": _S,
+    "params": _S, "seed": _I, "nodes": _I, "tasks": _I, "workers": _I, "rho": _F, "rate": _F,
+    "mode": _S, "info": _S, "hop": _F, "requests": _I, "arrived": _I, "completed": _I,
+    "rejected": _I, "failed": _I, "in_flight": _I, "latency_mean": _F, "latency_p50": _F,
+    "latency_p90": _F, "latency_p99": _F, "latency_p999": _F, "latency_max": _F,
+    "throughput": _F, "util_mean": _F, "util_max": _F, "imbalance_cov": _F,
+    "imbalance_max_mean": _F, "jain": _F, "cross_node_frac": _F, "sim_time": _F, "wall_s": _F,
+    "req_per_s": _F, "lbbench_version": _S, "schema_version": _I,
+}
+TIMING_COLUMNS = ("wall_s", "req_per_s")
+
+
 @dataclass
 class Result:
     """What a run produced. `summary` has one row; `tasks` one row per task."""
@@ -34,7 +49,15 @@ class Result:
     hist_counts: np.ndarray
     trace: pl.DataFrame | None = None
     scenario: Scenario | None = None
+    timeseries: pl.DataFrame | None = None
     extra: dict = field(default_factory=dict)
+
+    def histogram(self) -> pl.DataFrame:
+        """The latency histogram's nonzero buckets: bucket_lo, bucket_hi (seconds), count."""
+        edges = E.bucket_edges()
+        nz = np.flatnonzero(self.hist_counts)
+        return pl.DataFrame({"run_id": [self.row()["run_id"]] * len(nz), "bucket_lo": edges[nz],
+                             "bucket_hi": edges[nz + 1], "count": self.hist_counts[nz]})
 
     def row(self) -> dict:
         return self.summary.row(0, named=True)
@@ -123,6 +146,14 @@ class _Run:
             bal_rng=bal_rng, ctr=ctr, fctr=fctr,
         )
         n_trace = n_req if (trace and n_req is not None) else 0
+        # Time-series windows: run.window seconds, or the horizon split in run.windows parts.
+        horizon = sc.run.duration if sc.run.duration is not None else n_req / self.workload.rate
+        if sc.run.window or sc.run.windows:
+            self.ts_window = float(sc.run.window) if sc.run.window else horizon / sc.run.windows
+            self.ts_n = int(min(math.ceil(horizon * 1.05 / self.ts_window) + 1, 1_000_000))
+        else:
+            self.ts_window, self.ts_n = 1.0, 0
+        self.cfg_kw.update(ts_window=self.ts_window, ts_n=np.int64(self.ts_n))
         if trace and n_req is None:
             raise UserError("trace needs run.requests (a duration-bounded run has no fixed length)")
         self.met = E.Metrics(
@@ -131,6 +162,9 @@ class _Run:
             tr_task=np.full(n_trace, -1, dtype=np.int32), tr_start=np.full(n_trace, np.nan),
             tr_done=np.full(n_trace, np.nan), tr_latency=np.full(n_trace, np.nan),
             tr_status=np.full(n_trace, -1, dtype=np.int8),
+            ts_count=np.zeros((self.ts_n, 4), dtype=np.int64), ts_lat_sum=np.zeros(self.ts_n),
+            ts_hist=np.zeros((self.ts_n, E.TS_BUCKETS), dtype=np.int64),
+            ts_node_busy=np.zeros((self.ts_n, cl.n_nodes)),
         )
 
     def direct_ok(self, force_heap: bool) -> bool:
@@ -321,7 +355,7 @@ def _result(run: _Run, spec: Strategy, pvals: dict, seed: int, wall: float, trac
         "lbbench_version": __version__,
         "schema_version": SCHEMA_VERSION,
     }
-    summary = pl.DataFrame([row])
+    summary = pl.DataFrame([row], schema=SUMMARY_SCHEMA)
     tasks = pl.DataFrame({
         "run_id": [row["run_id"]] * cl.n_tasks,
         "task": np.arange(cl.n_tasks, dtype=np.int32),
@@ -333,6 +367,7 @@ def _result(run: _Run, spec: Strategy, pvals: dict, seed: int, wall: float, trac
         "busy_s": met.task_busy,
         "utilisation": util,
     })
+    timeseries = _timeseries(run, row["run_id"])
     tr = None
     if trace:
         tr = pl.DataFrame({
@@ -340,4 +375,38 @@ def _result(run: _Run, spec: Strategy, pvals: dict, seed: int, wall: float, trac
             "task": met.tr_task, "start": met.tr_start, "done": met.tr_done,
             "latency": met.tr_latency, "status": met.tr_status,
         })
-    return Result(summary=summary, tasks=tasks, hist_counts=hist, trace=tr, scenario=sc)
+    return Result(summary=summary, tasks=tasks, hist_counts=hist, trace=tr, scenario=sc, timeseries=timeseries)
+
+
+def _timeseries(run: _Run, run_id: str) -> pl.DataFrame | None:
+    """Per window of arrival time: counts, throughput, latency mean/p99, node utilisation."""
+    met, cl = run.met, run.cl
+    if run.ts_n == 0:
+        return None
+    last = float(run.st.fctr[E.T_LAST])
+    n = min(run.ts_n, int(last // run.ts_window) + 1)
+    w = run.ts_window
+    counts = met.ts_count[:n]
+    edges = E.bucket_edges(E.TS_SUB)
+    p99 = [_percentile(met.ts_hist[i], edges, 0.99, math.inf) for i in range(n)]
+    node_workers = np.bincount(cl.task_node, weights=cl.task_workers, minlength=cl.n_nodes)
+    length = np.full(n, w)
+    length[-1] = max(last - (n - 1) * w, 1e-300)     # the last window ends at the last arrival
+    with np.errstate(invalid="ignore", divide="ignore"):
+        node_util = met.ts_node_busy[:n] / (length[:, None] * node_workers[None, :])
+        lat_mean = met.ts_lat_sum[:n] / counts[:, E.TS_COMPLETED]
+    node_util[:, node_workers == 0] = np.nan
+    return pl.DataFrame({
+        "run_id": [run_id] * n,
+        "window": np.arange(n, dtype=np.int32),
+        "t_start": np.arange(n) * w,
+        "t_end": np.arange(n) * w + length,
+        "arrivals": counts[:, E.TS_ARRIVED],
+        "completed": counts[:, E.TS_COMPLETED],
+        "rejected": counts[:, E.TS_REJECTED],
+        "failed": counts[:, E.TS_FAILED],
+        "throughput": counts[:, E.TS_COMPLETED] / length,
+        "latency_mean": lat_mean,
+        "latency_p99": np.asarray(p99),
+        "node_util": [list(r) for r in node_util],
+    }).with_columns(pl.col("latency_mean").fill_nan(None), pl.col("latency_p99").fill_nan(None))

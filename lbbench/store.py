@@ -63,3 +63,23 @@ def scan(out: str | Path, table: str = "runs") -> pl.LazyFrame:
     if not p.is_dir() or not any(p.glob("*.parquet")):
         raise UserError(f"no {table} results under {str(out)!r}; run a sweep or `lbbench run --out {out}` first")
     return pl.scan_parquet(str(p / "*.parquet"))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def clean_temporaries(out: Path) -> int:
+    """Remove temporary files an interrupted writer left behind; returns how many."""
+    n = 0
+    for p in out.rglob(".tmp-*"):
+        try:
+            p.unlink()
+            n += 1
+        except OSError:
+            pass
+    return n

@@ -1,0 +1,369 @@
+"""Sweeps: a grid of runs from a TOML file, run in parallel, written run by run (DESIGN 4).
+
+Sweep file:
+
+    name = "seed_mesh"                 # output folder results/<name>/ (default: file stem)
+    scenario = "seed-mesh"             # a preset, a TOML path (relative to this file),
+                                       # or an inline [scenario] table
+    seeds = [1, 2, 3]                  # or: replications = 5  (seeds 0..4)
+    [set]                              # fixed overrides of the base scenario
+    "run.requests" = 100000
+    [axes]                             # cartesian product of every axis
+    strategy = ["round_robin", "least_load", { name = "power_of_d", params = { d = 2 } }]
+    "workload.rho" = [0.5, 0.7, 0.9]
+    [zip]                              # these axes advance together (equal lengths)
+    "cluster.nodes" = [3, 10]
+    "services.0.replicas" = [3, 10]
+    [[variants]]                       # named override sets, one more axis ("variant" column)
+    name = "equal"
+    set = {}
+    [[variants]]
+    name = "node2-half-speed"
+    set = { "cluster.speeds" = [1.0, 1.0, 0.5] }
+
+Each run is identified by a stable hash of its full resolved scenario, strategy, parameters
+and seed; its part files are named by that hash, written to a temporary name and renamed, the
+`runs/` part last, so a run exists exactly when its `runs/` part does and `--resume` runs only
+the runs whose part is missing (or recorded as failed).
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from . import SCHEMA_VERSION, __version__
+from .errors import UserError
+from .scenario import raw_scenario, read_toml, set_path, validate
+
+_TOP_KEYS = {"name", "scenario", "seeds", "replications", "set", "axes", "zip", "variants", "description"}
+
+
+@dataclass
+class RunSpec:
+    """One run of a sweep: everything a worker needs, picklable, no live objects."""
+
+    sweep: str
+    scenario: dict           # resolved scenario dict (validated)
+    strategy: str            # registered name or absolute FILE.py:NAME
+    params: dict
+    seed: int
+    axes: dict               # swept key -> value (for the result columns)
+    run_hash: str
+
+
+@dataclass
+class Sweep:
+    name: str
+    path: Path | None
+    text: str
+    runs: list[RunSpec]
+
+
+def _strategy_entries(values, where: str) -> list[tuple[str, dict]]:
+    out = []
+    if not isinstance(values, list) or not values:
+        raise UserError(f"{where}: give a non-empty list of strategy names or {{name = ..., params = {{...}}}} tables")
+    for v in values:
+        if isinstance(v, str):
+            out.append((v, {}))
+        elif isinstance(v, dict) and isinstance(v.get("name"), str) and set(v) <= {"name", "params"}:
+            params = v.get("params", {})
+            if not isinstance(params, dict):
+                raise UserError(f"{where}: params of {v['name']} must be a table")
+            out.append((v["name"], dict(params)))
+        else:
+            raise UserError(f"{where}: entry {v!r} is not a strategy name or {{name = ..., params = {{...}}}}")
+    return out
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _column_value(v: Any) -> Any:
+    return json.dumps(v) if isinstance(v, (list, dict)) else v
+
+
+def load_sweep(source: str | Path | dict, *, name: str | None = None) -> Sweep:
+    """Read and expand a sweep; every run's scenario and strategy is validated here."""
+    from .strategy import resolve
+
+    if isinstance(source, dict):
+        data, path, text = source, None, json.dumps(source)
+        base_dir = Path.cwd()
+    else:
+        path = Path(source)
+        data = read_toml(path, "sweep")
+        text = path.read_text(encoding="utf-8")
+        base_dir = path.parent
+    unknown = set(data) - _TOP_KEYS
+    if unknown:
+        raise UserError(f"sweep: unknown key {sorted(unknown)[0]!r}; keys are {', '.join(sorted(_TOP_KEYS))}")
+    sweep_name = name or data.get("name") or (path.stem if path else "sweep")
+    if not isinstance(sweep_name, str) or not sweep_name or "/" in sweep_name:
+        raise UserError("sweep: name must be a non-empty string without '/'")
+    base = data.get("scenario", "reference")
+    if isinstance(base, str) and base.endswith(".toml") and not Path(base).is_absolute():
+        base = str(base_dir / base)
+    if not isinstance(base, (str, dict)):
+        raise UserError("sweep: scenario must be a preset name, a TOML path or an inline table")
+    base_data, label = raw_scenario(base)
+    fixed = data.get("set", {})
+    if not isinstance(fixed, dict):
+        raise UserError("sweep: [set] must be a table of dotted keys")
+    for k, v in fixed.items():
+        set_path(base_data, k, v, what="sweep set")
+
+    if "seeds" in data and "replications" in data:
+        raise UserError("sweep: give seeds or replications, not both")
+    if "seeds" in data:
+        seeds = data["seeds"]
+        if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
+            raise UserError("sweep: seeds must be a non-empty list of non-negative integers")
+    else:
+        reps = data.get("replications", 1)
+        if not isinstance(reps, int) or reps < 1:
+            raise UserError(f"sweep: replications must be a positive integer, got {reps!r}")
+        seeds = list(range(reps))
+
+    axes = dict(data.get("axes", {}))
+    if not isinstance(axes, dict):
+        raise UserError("sweep: [axes] must be a table")
+    strategies = _strategy_entries(axes.pop("strategy", ["round_robin"]), "sweep axes.strategy")
+    for k, v in axes.items():
+        if not isinstance(v, list) or not v:
+            raise UserError(f"sweep axes.{k}: give a non-empty list of values")
+    zipped = data.get("zip", {})
+    if not isinstance(zipped, dict):
+        raise UserError("sweep: [zip] must be a table")
+    lengths = {len(v) if isinstance(v, list) else -1 for v in zipped.values()}
+    if zipped and (len(lengths) != 1 or -1 in lengths or 0 in lengths):
+        raise UserError("sweep [zip]: every zipped key needs a non-empty list, all of the same length")
+    variants = data.get("variants", [])
+    if not isinstance(variants, list) or any(not isinstance(v, dict) or "name" not in v or set(v) - {"name", "set"} for v in variants):
+        raise UserError("sweep [[variants]]: each needs name = \"...\" and an optional set = { key = value }")
+
+    axis_keys = list(axes)
+    axis_values = [axes[k] for k in axis_keys]
+    zip_rows = [dict(zip(zipped, row)) for row in zip(*zipped.values())] if zipped else [{}]
+    variant_rows = variants or [None]
+    runs: list[RunSpec] = []
+    resolved_specs = {}
+    for (sname, params), combo, zrow, variant, seed in itertools.product(
+            strategies, itertools.product(*axis_values), zip_rows, variant_rows, seeds):
+        sc = json.loads(json.dumps(base_data))
+        point = dict(zip(axis_keys, combo))
+        point.update(zrow)
+        if variant is not None:
+            for k, v in variant.get("set", {}).items():
+                set_path(sc, k, v, what=f"sweep variant {variant['name']}")
+        for k, v in point.items():
+            set_path(sc, k, v, what="sweep axis")
+        where = f"sweep {sweep_name} ({', '.join(f'{k}={v}' for k, v in point.items()) or 'base'})"
+        scenario = validate(sc, where).model_dump(mode="json")
+        if sname not in resolved_specs:
+            target = sname
+            if ".py:" in sname and not Path(sname.rsplit(":", 1)[0]).is_absolute():
+                target = str(base_dir / sname)     # plugin paths are relative to the sweep file
+            resolved_specs[sname] = resolve(target)
+        spec = resolved_specs[sname]
+        pvals = spec.resolve_params(params)
+        cols = {k: _column_value(v) for k, v in point.items()}
+        if variant is not None:
+            cols["variant"] = variant["name"]
+        ref = spec.ref or spec.name
+        run_hash = _hash({"scenario": scenario, "strategy": ref, "params": pvals, "seed": seed})
+        runs.append(RunSpec(sweep_name, scenario, ref, pvals, seed, cols, run_hash))
+    hashes = [r.run_hash for r in runs]
+    if len(set(hashes)) != len(hashes):
+        raise UserError(f"sweep {sweep_name}: two grid points give the same run (a repeated axis value?); remove the duplicate")
+    return Sweep(sweep_name, path, text, runs)
+
+
+# --------------------------------------------------------------------------------------------
+# Executing one run (in a worker process)
+
+def execute(run: RunSpec) -> dict:
+    """Simulate one run; returns its tables as Arrow IPC bytes (cheap to pickle), or the error."""
+    from .simulate import simulate
+    try:
+        res = simulate(run.scenario, run.strategy, run.params, seed=run.seed, progress=False)
+    except Exception as exc:  # a failing run is recorded, never stops the sweep
+        msg = f"{exc.__class__.__name__}: {exc}".splitlines()[0]
+        return {"run_hash": run.run_hash, "ok": False, "error": msg, "detail": traceback.format_exc(limit=3)}
+    extra = {"sweep": run.sweep, "run_hash": run.run_hash, "status": "ok", "error": None}
+    tables = {
+        "runs": res.summary.with_columns(**{k: pl.lit(v) for k, v in extra.items()}, **{k: pl.lit(v) for k, v in run.axes.items()}),
+        "tasks": res.tasks.with_columns(run_hash=pl.lit(run.run_hash)),
+        "histograms": res.histogram().with_columns(run_hash=pl.lit(run.run_hash)),
+    }
+    if res.timeseries is not None:
+        tables["timeseries"] = res.timeseries.with_columns(run_hash=pl.lit(run.run_hash))
+    return {"run_hash": run.run_hash, "ok": True, "tables": tables}
+
+
+def failed_row(run: RunSpec, error: str) -> pl.DataFrame:
+    from .simulate import SUMMARY_SCHEMA
+    from .strategy import resolve
+    row = {k: None for k in SUMMARY_SCHEMA}
+    try:
+        spec = resolve(run.strategy)
+        row.update(strategy=spec.name, strategy_version=spec.version, strategy_hash=spec.source_hash)
+    except Exception:
+        row.update(strategy=run.strategy)
+    row.update(run_id=f"{run.scenario.get('name')}-{row['strategy']}-{run.seed}", scenario=run.scenario.get("name"),
+               params=json.dumps(run.params, sort_keys=True), seed=run.seed,
+               lbbench_version=__version__, schema_version=SCHEMA_VERSION)
+    df = pl.DataFrame([row], schema=SUMMARY_SCHEMA)
+    extra = {"sweep": run.sweep, "run_hash": run.run_hash, "status": "failed", "error": error}
+    return df.with_columns(**{k: pl.lit(v) for k, v in extra.items()}, **{k: pl.lit(v) for k, v in run.axes.items()})
+
+
+# --------------------------------------------------------------------------------------------
+# The runner
+
+def done_hashes(out: Path) -> set[str]:
+    """Runs already recorded as ok under `out` (their runs/ part exists with status ok)."""
+    runs_dir = out / "runs"
+    if not runs_dir.is_dir():
+        return set()
+    parts = list(runs_dir.glob("*.parquet"))
+    if not parts:
+        return set()
+    df = pl.read_parquet([str(p) for p in parts], columns=["run_hash", "status"], missing_columns="insert")
+    return set(df.filter(pl.col("status") == "ok")["run_hash"].to_list())
+
+
+def write_manifest(out: Path, sweep: Sweep, created: str) -> dict:
+    from .store import write_text_atomic
+    runs_dir = out / "runs"
+    status = {}
+    if runs_dir.is_dir() and any(runs_dir.glob("*.parquet")):
+        df = pl.read_parquet(str(runs_dir / "*.parquet"), columns=["run_hash", "status"], missing_columns="insert")
+        status = dict(zip(df["run_hash"], df["status"]))
+    wanted = {r.run_hash for r in sweep.runs}
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "lbbench_version": __version__,
+        "sweep": sweep.name,
+        "grid_size": len(sweep.runs),
+        "completed": sum(1 for h in wanted if status.get(h) == "ok"),
+        "failed": sum(1 for h in wanted if status.get(h) == "failed"),
+        "created": created,
+        "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    write_text_atomic(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def _executor_local(workers: int):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, resume: bool = False,
+              executor: str = "local", scheduler: str | None = None, progress: bool = True) -> dict:
+    """Run every missing run of `sweep` into `out`; returns the manifest."""
+    from .store import clean_temporaries, prepare_out, write_tables, write_text_atomic
+
+    out = Path(out)
+    workers = workers or os.cpu_count() or 1
+    if workers < 1:
+        raise UserError(f"--workers must be >= 1, got {workers}")
+    if executor not in ("local", "dask"):
+        raise UserError(f"--executor must be local or dask, not {executor!r}")
+    if executor == "dask":
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            raise UserError("--executor dask needs Dask: pip install -e \".[dask]\" (or pip install 'dask[distributed]')") from None
+    existing = out / "runs"
+    if existing.is_dir() and any(existing.glob("*.parquet")) and not resume:
+        raise UserError(f"{out} already holds results; add --resume to complete them, or choose another --out")
+    prepare_out(out)
+    clean_temporaries(out)
+    done = done_hashes(out) if resume else set()
+    todo = [r for r in sweep.runs if r.run_hash not in done]
+    # group by strategy so that each worker compiles a strategy once and reuses it
+    todo.sort(key=lambda r: (r.strategy, r.seed))
+    write_text_atomic(out / ("sweep.toml" if sweep.path is None or sweep.path.suffix == ".toml" else sweep.path.name), sweep.text)
+    manifest_path = out / "manifest.json"
+    created = json.loads(manifest_path.read_text())["created"] if manifest_path.exists() else time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    write_manifest(out, sweep, created)
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(sweep.runs), initial=len(sweep.runs) - len(todo), unit="run", desc=f"sweep {sweep.name}",
+                   dynamic_ncols=True, disable=None)
+    failures = 0
+
+    def record(run: RunSpec, result: dict):
+        nonlocal failures
+        if result["ok"]:
+            tables = dict(result["tables"])
+            runs_df = tables.pop("runs")
+            write_tables(out, run.run_hash, tables)
+            write_tables(out, run.run_hash, {"runs": runs_df})     # last: marks the run done
+        else:
+            failures += 1
+            write_tables(out, run.run_hash, {"runs": failed_row(run, result["error"])})
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(failed=failures)
+
+    try:
+        if not todo:
+            pass
+        elif executor == "dask":
+            _run_dask(todo, record, workers, scheduler)
+        elif workers == 1:
+            for r in todo:
+                record(r, execute(r))
+        else:
+            from concurrent.futures import as_completed
+            with _executor_local(min(workers, len(todo))) as pool:
+                futures = {pool.submit(execute, r): r for r in todo}
+                for fut in as_completed(futures):
+                    record(futures[fut], fut.result())
+    finally:
+        if bar is not None:
+            bar.close()
+        manifest = write_manifest(out, sweep, created)
+    return manifest
+
+
+def _run_dask(todo, record, workers, scheduler):
+    from distributed import Client, LocalCluster, as_completed
+    if scheduler:
+        client = Client(scheduler)
+        cluster = None
+    else:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        client = Client(cluster)
+    try:
+        futures = {}
+        for r in todo:
+            futures[client.submit(execute, r, pure=False, key=f"lbbench-{r.run_hash}")] = r
+        for fut in as_completed(list(futures)):
+            record(futures[fut], fut.result())
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def grid_table(sweep: Sweep, limit: int = 10) -> pl.DataFrame:
+    rows = [{"run_hash": r.run_hash, "strategy": r.strategy.rsplit("/", 1)[-1], "params": json.dumps(r.params), **r.axes, "seed": r.seed}
+            for r in sweep.runs[:limit]]
+    return pl.DataFrame(rows)
