@@ -98,10 +98,8 @@ def run(scenario, strategy, param, sets, requests, duration, seed, out, no_write
     overrides = dict(parse_override(s) for s in sets)
     if requests is not None:
         overrides["run.requests"] = requests
-        overrides.setdefault("run.duration", None)
     if duration is not None:
         overrides["run.duration"] = duration
-        overrides["run.requests"] = None
     if seed is not None:
         overrides["run.seed"] = seed
     sc = load_scenario(scenario, overrides)

@@ -33,7 +33,7 @@ class Demand(_Model):
     @model_validator(mode="after")
     def _check(self):
         if self.dist == "hyperexp" and self.cv is not None and self.cv <= 1:
-            raise ValueError("hyperexp needs cv > 1 (use exponential for cv = 1)")
+            raise ValueError("cv must exceed 1 for hyperexp (use exponential for cv = 1)")
         return self
 
 
@@ -88,7 +88,7 @@ class Workload(_Model):
     @model_validator(mode="after")
     def _check(self):
         if (self.rho is None) == (self.rate is None):
-            raise ValueError("give exactly one of workload.rho or workload.rate")
+            raise ValueError("rho: give exactly one of workload.rho or workload.rate")
         if isinstance(self.entry, str):
             if self.entry != "uniform" and not self.entry.startswith("single:"):
                 raise ValueError(f"entry must be 'uniform', 'single:K' or a weight list, not {self.entry!r}")
@@ -148,7 +148,7 @@ class Run(_Model):
     @model_validator(mode="after")
     def _check(self):
         if self.requests is not None and self.duration is not None:
-            raise ValueError("give run.requests or run.duration, not both")
+            raise ValueError("requests: give run.requests or run.duration, not both")
         return self
 
 
@@ -166,13 +166,13 @@ class Scenario(_Model):
         n = self.cluster.nodes
         ports = [s.port for s in self.services]
         if len(set(ports)) != len(ports):
-            raise ValueError("two services publish the same port; give each service its own port")
+            raise ValueError("services two services publish the same port; give each service its own port")
         for i, s in enumerate(self.services):
             for node in s.placement or ():
                 if not 0 <= node < n:
-                    raise ValueError(f"services.{i}.placement: node {node} does not exist; nodes are 0..{n - 1}")
+                    raise ValueError(f"services.{i}.placement node {node} does not exist; nodes are 0..{n - 1}")
             if s.placement is None and len(self.cluster.drained) >= n:
-                raise ValueError("every node is drained, so spread placement has nowhere to put tasks; undrain a node")
+                raise ValueError("cluster.drained lists every node, so spread placement has nowhere to put tasks; undrain a node")
         w = self.workload
         if isinstance(w.entry, list) and len(w.entry) != n:
             raise ValueError(f"workload.entry has {len(w.entry)} weights but nodes = {n}; give one per node")
@@ -180,7 +180,7 @@ class Scenario(_Model):
             raise ValueError(f"workload.entry {w.entry!r} names a node that does not exist; nodes are 0..{n - 1}")
         unbounded = any(s.queue_limit == 0 for s in self.services)
         if w.rho is not None and w.rho >= 1 and unbounded and not w.allow_overload:
-            raise ValueError(f"workload.rho = {w.rho} >= 1 with unbounded queues never reaches steady state; "
+            raise ValueError(f"workload.rho {w.rho} >= 1 with unbounded queues never reaches steady state; "
                              "lower rho, set a queue_limit, or set workload.allow_overload = true")
         return self
 
@@ -275,12 +275,39 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), parse_value(val.strip())
 
 
+def _fields_at(loc) -> set[str]:
+    """Field names of the model at a validation location (e.g. ("cluster",) -> Cluster's)."""
+    model = Scenario
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        f = model.model_fields.get(part)
+        if f is None:
+            return set()
+        ann = f.annotation
+        args = getattr(ann, "__args__", ()) or (ann,)
+        nxt = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if nxt is None:
+            return set()
+        model = nxt
+    return set(model.model_fields)
+
+
 def _format_validation(err: ValidationError, source: str) -> str:
     e = err.errors()[0]
-    loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+    loc = ".".join(str(p) for p in e["loc"])
     msg = e["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
+        # A model-level check names its field first ("speeds has ...", "workload.rho = ..."):
+        # move that name into the dotted location.
+        head = msg.split(" ", 1)[0].rstrip(":")
+        if head.replace(".", "").replace("_", "").isalnum() and head[:1].islower() and len(msg.split(" ", 1)) > 1:
+            if "." in head and not loc:
+                loc, msg = head, msg.split(" ", 1)[1]
+            elif "." not in head and head in _fields_at(e["loc"]):
+                loc, msg = f"{loc}.{head}" if loc else head, msg.split(" ", 1)[1]
+    loc = loc or "(top level)"
     if e["type"] == "extra_forbidden":
         msg = "unknown field; check the spelling (see docs/scenario.md for the keys)"
     elif "input" in e and e["type"] not in ("missing",) and not isinstance(e["input"], (dict, list)):
@@ -325,6 +352,10 @@ def validate(data: dict, source: str = "scenario") -> Scenario:
         raise UserError(_format_validation(err, source)) from None
 
 
+_ALTERNATIVE = {"workload.rate": "workload.rho", "workload.rho": "workload.rate",
+                "run.requests": "run.duration", "run.duration": "run.requests"}
+
+
 def load_scenario(source: str | Path | dict | Scenario, overrides: dict | list | None = None) -> Scenario:
     """Load a preset name, a TOML path or a dict, apply dotted-path overrides, validate.
 
@@ -336,8 +367,14 @@ def load_scenario(source: str | Path | dict | Scenario, overrides: dict | list |
         source = source.model_dump()
     data, label = raw_scenario(source)
     items = overrides.items() if isinstance(overrides, dict) else (parse_override(o) for o in (overrides or ()))
+    items = list(items)
+    keys = {k for k, _ in items}
     for key, value in items:
         set_path(data, key, value)
+        # Setting one of a pair of alternatives clears the other unless both are given.
+        other = _ALTERNATIVE.get(key)
+        if other and other not in keys and value is not None:
+            set_path(data, other, None)
     try:
         return validate(data, label)
     except UserError as exc:

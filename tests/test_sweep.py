@@ -1,0 +1,191 @@
+"""Sweeps: grid expansion and validation, resumability after SIGKILL, executors agree."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from lbbench.errors import UserError
+from lbbench.simulate import TIMING_COLUMNS
+from lbbench.sweep import load_sweep, run_sweep
+
+SMALL = """
+name = "small"
+scenario = "seed-mesh"
+seeds = [1, 2]
+[set]
+"run.requests" = 3000
+[axes]
+strategy = ["round_robin", "least_load"]
+"workload.rho" = [0.5, 0.8]
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "sweep.toml") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_grid_is_the_cartesian_product(tmp_path):
+    sw = load_sweep(write(tmp_path, SMALL))
+    assert len(sw.runs) == 2 * 2 * 2
+    points = {(r.strategy, r.axes["workload.rho"], r.seed) for r in sw.runs}
+    assert len(points) == 8
+    assert all(r.scenario["run"]["requests"] == 3000 for r in sw.runs)
+    # the hash is stable: the same file expands to the same hashes
+    assert [r.run_hash for r in load_sweep(write(tmp_path, SMALL, "again.toml")).runs] == [r.run_hash for r in sw.runs]
+
+
+def test_zip_variants_params_and_replications(tmp_path):
+    text = """
+scenario = "reference"
+replications = 3
+[set]
+"run.requests" = 1000
+[axes]
+strategy = ["random", { name = "least_load" }]
+[zip]
+"cluster.nodes" = [3, 10]
+"services.0.replicas" = [3, 10]
+[[variants]]
+name = "a"
+[[variants]]
+name = "b"
+set = { "network.hop" = 0.01 }
+"""
+    sw = load_sweep(write(tmp_path, text))
+    assert len(sw.runs) == 2 * 2 * 2 * 3
+    for r in sw.runs:
+        assert r.scenario["cluster"]["nodes"] == r.scenario["services"][0]["replicas"]
+        assert r.scenario["network"]["hop"] == (0.01 if r.axes["variant"] == "b" else 0.0)
+    assert sorted({r.seed for r in sw.runs}) == [0, 1, 2]
+
+
+BAD_SWEEPS = [
+    ('scenario = "reference"\n[axes]\n"workload.rho" = [0.5, 1.5]\n', "workload.rho"),
+    ('scenario = "reference"\n[axes]\n"workload.rhox" = [0.5]\n', "workload.rhox"),
+    ('scenario = "reference"\n[axes]\nstrategy = ["nope"]\n', "nope"),
+    ('scenario = "reference"\n[axes]\nstrategy = [{ name = "random", params = { d = 2 } }]\n', "d"),
+    ('scenario = "reference"\nseeds = [-1]\n', "seeds"),
+    ('scenario = "reference"\nreplications = 0\n', "replications"),
+    ('scenario = "reference"\n[zip]\n"cluster.nodes" = [3, 4]\n"services.0.replicas" = [3]\n', "zip"),
+    ('scenario = "nowhere.toml"\n', "nowhere.toml"),
+    ('scenario = "reference"\nbogus = 1\n', "bogus"),
+    ('scenario = "reference"\n[axes]\n"workload.rho" = []\n', "workload.rho"),
+    ('scenario = "reference"\n[axes\n', "not valid TOML"),
+]
+
+
+@pytest.mark.parametrize("text,names", BAD_SWEEPS)
+def test_bad_sweeps_are_one_line_errors(tmp_path, text, names):
+    with pytest.raises(UserError) as exc:
+        load_sweep(write(tmp_path, text))
+    msg = str(exc.value)
+    assert names in msg and "\n" not in msg
+
+
+def _rows(out: Path) -> pl.DataFrame:
+    return pl.read_parquet(out / "runs" / "*.parquet").drop(TIMING_COLUMNS).sort("run_hash")
+
+
+def test_local_pool_and_serial_give_identical_rows(tmp_path):
+    sw = load_sweep(write(tmp_path, SMALL))
+    run_sweep(sw, tmp_path / "serial", workers=1, progress=False)
+    run_sweep(sw, tmp_path / "pool", workers=2, progress=False)
+    a, b = _rows(tmp_path / "serial"), _rows(tmp_path / "pool")
+    assert a.height == 8 and a.equals(b)
+    manifest = json.loads((tmp_path / "pool" / "manifest.json").read_text())
+    assert manifest["grid_size"] == 8 and manifest["completed"] == 8 and manifest["failed"] == 0
+    for table in ("tasks", "timeseries", "histograms"):
+        assert len(list((tmp_path / "pool" / table).glob("*.parquet"))) == 8
+    assert (tmp_path / "pool" / "sweep.toml").read_text() == SMALL
+
+
+def test_dask_local_cluster_gives_identical_rows(tmp_path):
+    pytest.importorskip("distributed")
+    sw = load_sweep(write(tmp_path, SMALL))
+    run_sweep(sw, tmp_path / "serial", workers=1, progress=False)
+    run_sweep(sw, tmp_path / "dask", workers=2, executor="dask", progress=False)
+    assert _rows(tmp_path / "serial").equals(_rows(tmp_path / "dask"))
+
+
+def test_existing_results_need_resume(tmp_path):
+    sw = load_sweep(write(tmp_path, SMALL))
+    run_sweep(sw, tmp_path / "o", workers=1, progress=False)
+    with pytest.raises(UserError, match="--resume"):
+        run_sweep(sw, tmp_path / "o", workers=1, progress=False)
+    m = run_sweep(sw, tmp_path / "o", workers=1, resume=True, progress=False)
+    assert m["completed"] == 8
+
+
+def test_a_failing_run_is_recorded_and_the_sweep_goes_on(tmp_path):
+    plugin = tmp_path / "bad_lb.py"
+    plugin.write_text(
+        "from numba import njit\n"
+        "@njit\n"
+        "def select(cands, view, state, rng):\n"
+        "    return -1 if view.now > 5.0 else cands[0]\n")
+    text = SMALL.replace('strategy = ["round_robin", "least_load"]', 'strategy = ["round_robin", "bad_lb.py:select"]')
+    sw = load_sweep(write(tmp_path, text))
+    m = run_sweep(sw, tmp_path / "o", workers=1, progress=False)
+    assert m["completed"] == 4 and m["failed"] == 4
+    runs = pl.read_parquet(tmp_path / "o" / "runs" / "*.parquet")
+    bad = runs.filter(pl.col("status") == "failed")
+    assert bad.height == 4
+    assert all("bad_lb:select" in e and "returned task -1" in e for e in bad["error"])
+    assert bad["latency_mean"].null_count() == 4
+
+
+KILL_SWEEP = """
+name = "killme"
+scenario = "reference"
+seeds = [1, 2, 3, 4, 5, 6]
+[set]
+"run.requests" = 400000
+[axes]
+strategy = ["least_load"]
+"workload.rho" = [0.5, 0.9]
+"""
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigkill_then_resume_gives_every_run_exactly_once(tmp_path, workers):
+    f = write(tmp_path, KILL_SWEEP)
+    out = tmp_path / "out"
+    total = 12
+    for attempt, delay_after_first in enumerate((0.0, 0.4)):
+        proc = subprocess.Popen([sys.executable, "-m", "lbbench", "sweep", str(f), "--out", str(out),
+                                 "--workers", str(workers)] + (["--resume"] if attempt else []),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        deadline = time.time() + 120
+        start = len(list((out / "runs").glob("*.parquet"))) if (out / "runs").exists() else 0
+        while time.time() < deadline and proc.poll() is None:
+            n = len(list((out / "runs").glob("*.parquet"))) if (out / "runs").exists() else 0
+            if n > start:
+                break
+            time.sleep(0.02)
+        time.sleep(delay_after_first)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert len(list((out / "runs").glob("*.parquet"))) < total, "the sweep finished before it could be killed"
+    p = subprocess.run([sys.executable, "-m", "lbbench", "sweep", str(f), "--out", str(out), "--workers", str(workers),
+                        "--resume"], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    runs = pl.read_parquet(out / "runs" / "*.parquet")
+    expected = {r.run_hash for r in load_sweep(f).runs}
+    assert runs.height == total and set(runs["run_hash"]) == expected and runs["run_hash"].n_unique() == total
+    for table in ("tasks", "timeseries", "histograms"):
+        parts = sorted((out / table).glob("*.parquet"))
+        assert {p.stem for p in parts} == expected
+        for part in parts:
+            pl.read_parquet(part)          # every file readable
+    assert not list(out.rglob(".tmp-*"))
