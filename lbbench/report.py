@@ -7,10 +7,11 @@ pyplot, no global backend switch), so it is safe to call from a library or a wor
 
 Grouping: the x axis is the effective load `rho`. Runs of one strategy are told apart by
 `params` when a strategy was run with several parameter sets. Every other swept scenario key
-(a dotted column such as "cluster.speeds", and `scenario` if several) that takes more than one
-value becomes a *facet*: each facet gets its own figures and tables so lines never mix
-configurations. A swept key in one-to-one correspondence with rho (e.g. "workload.rho" or
-"workload.rate") is the x axis itself, not a facet.
+(a dotted column such as "cluster.speeds", `variant`, and `scenario` if several) that takes
+more than one value becomes a *facet*: each facet gets its own figures and tables so lines
+never mix configurations. A swept key in one-to-one correspondence with rho (e.g.
+"workload.rho" or "workload.rate") is the x axis itself, and one in one-to-one correspondence
+with `seed`, or determined by (strategy, params), is not a facet either.
 """
 from __future__ import annotations
 
@@ -58,6 +59,12 @@ def _slug(s: str, n: int = 60) -> str:
 
 def _md_escape(s: str) -> str:
     return str(s).replace("|", "\\|")
+
+
+def _img(alt: str, path: Path, root: Path) -> str:
+    """A Markdown image link; brackets in the alt text would end it early in some renderers."""
+    alt = alt.replace("[", "(").replace("]", ")")
+    return f"![{alt}]({path.relative_to(root).as_posix()})"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -158,23 +165,28 @@ def _label_runs(runs: pl.DataFrame, ok_mask: pl.Series) -> tuple[pl.DataFrame, l
     runs = runs.with_columns(pl.Series("_arm", arms, dtype=pl.String))
 
     cands = [c for c in runs.columns if "." in c and c != "workload.rho"]
-    if "scenario" in runs.columns:
-        cands.append("scenario")
+    cands += [c for c in ("variant", "scenario") if c in runs.columns]
     facets = []
-    n_rho = ok["rho"].n_unique() if ok.height else 0
-    for c in cands:
+
+    def n_distinct(cols: list[str]) -> int:
+        cols = [c for c in cols if c in ok.columns]
         try:
-            k = ok[c].n_unique()
-        except Exception:  # an unhashable type: compare by text
-            k = ok[c].cast(pl.String, strict=False).n_unique()
+            return ok.select(cols).unique().height
+        except Exception:  # a type polars cannot hash: compare by text
+            return pl.DataFrame({c: [repr(v) for v in ok[c].to_list()] for c in cols}).unique().height
+
+    arm_cols = ["strategy", "params"]
+    n_arm = n_distinct(arm_cols) if ok.height else 0
+    for c in cands:
+        k = n_distinct([c]) if ok.height else 0
         if k <= 1:
             continue
-        try:
-            k_pair = ok.select(c, "rho").unique().height
-        except Exception:
-            k_pair = -1
-        if k == n_rho == k_pair:  # the key and rho determine each other: it is the x axis
-            continue
+        if k == n_distinct(["rho"]) == n_distinct([c, "rho"]):
+            continue  # the key and rho determine each other (e.g. workload.rho): it is the x axis
+        if k == n_distinct(["seed"]) == n_distinct([c, "seed"]):
+            continue  # a seed key (e.g. run.seed): replications, not a configuration
+        if n_distinct([c] + arm_cols) == n_arm:
+            continue  # a strategy parameter: already part of the arm label
         facets.append(c)
     if facets:
         labels = [", ".join(f"{c}={_fmt_value(v)}" for c, v in zip(facets, row))
@@ -374,7 +386,10 @@ def write_report(dir: str | Path) -> tuple[Path, list[Path]]:
         show = failed.head(20)
         errs = show["error"].to_list() if "error" in show.columns else [None] * show.height
         ids = show["run_id"].to_list() if "run_id" in show.columns else [""] * show.height
-        md += [f"- `{rid}`: {str(e).strip().splitlines()[0] if e else '(no error message)'}" for rid, e in zip(ids, errs)]
+        axes = [c for c in show.columns if "." in c or c == "variant"]
+        where = [", ".join(f"{c}={_fmt_value(v)}" for c, v in zip(axes, row)) for row in show.select(axes).rows()]
+        md += [f"- `{rid}`{f' ({w})' if w else ''}: {str(e).strip().splitlines()[0] if e else '(no error message)'}"
+               for rid, w, e in zip(ids, where, errs)]
         if failed.height > 20:
             md.append(f"- ... and {failed.height - 20} more (see the `error` column of runs/).")
     else:
@@ -436,7 +451,7 @@ def write_report(dir: str | Path) -> tuple[Path, list[Path]]:
         ns = str(n_seeds[0]) if len(n_seeds) == 1 else f"{min(n_seeds)}-{max(n_seeds)}"
         p = _fig_latency(s, facet, colors, fig_name("latency_vs_rho", i, facet), ns)
         pngs.append(p)
-        md += [f"![Mean and p99 latency vs load{' -- ' + facet if facet else ''}]({p.relative_to(d).as_posix()})", ""]
+        md += [_img(f"Mean and p99 latency vs load{' -- ' + facet if facet else ''}", p, d), ""]
 
     # ---- comparison with the baseline
     md += [f"## Comparison with {BASELINE}", ""]
@@ -488,7 +503,7 @@ def write_report(dir: str | Path) -> tuple[Path, list[Path]]:
             p = _fig_util(tk.filter(pl.col("_facet") == facet), facet, colors, fig_name("utilisation", i, facet))
             if p is not None:
                 pngs.append(p)
-                md += [f"![Per-task utilisation spread per strategy{' -- ' + facet if facet else ''}]({p.relative_to(d).as_posix()})", ""]
+                md += [_img(f"Per-task utilisation spread per strategy{' -- ' + facet if facet else ''}", p, d), ""]
         md += ["Boxes: quartiles of the utilisation of every task of every seed; whiskers 1.5 IQR. "
                "A balanced strategy has a narrow box.", ""]
 
@@ -525,7 +540,7 @@ def write_report(dir: str | Path) -> tuple[Path, list[Path]]:
             if p is not None:
                 pngs.append(p)
                 wrote = True
-                md += [f"![Throughput and p99 latency over time{' -- ' + facet if facet else ''}]({p.relative_to(d).as_posix()})", ""]
+                md += [_img(f"Throughput and p99 latency over time{' -- ' + facet if facet else ''}", p, d), ""]
         if not wrote:
             md += ["The timeseries/ table has no windows for the successful runs.", ""]
 

@@ -175,7 +175,10 @@ class _Run:
                 and all(s.queue_limit == 0 for s in sc.services) and sc.run.drain)
 
     def config(self) -> E.Config:
-        self.cfg_kw["warm_index"] = np.int64(max(self.warm_index, 0))
+        # A duration-bounded run whose warm-up boundary is not reached yet measures nothing
+        # (warm_index < 0 means "not known yet", not "measure everything").
+        w = self.warm_index if self.warm_index >= 0 else np.iinfo(np.int64).max
+        self.cfg_kw["warm_index"] = np.int64(w)
         return E.Config(**self.cfg_kw)
 
     def ensure_capacity(self, extra: int) -> None:

@@ -74,6 +74,10 @@ class Strategy:
     reads_load: bool = True
     reads_client: bool = False
     on_complete: Callable | None = None
+    # Compile the hooks with bounds checks, so that an out-of-range index inside the plugin
+    # raises instead of corrupting memory. On by default; lbbench's built-ins, whose indices
+    # are in range by construction and covered by the conformance tests, turn it off.
+    boundscheck: bool = True
     ref: str = field(default="", compare=False)      # how to load it again (set by the registry)
 
     def resolve_params(self, given: dict | None) -> dict[str, float]:
@@ -207,10 +211,14 @@ def resolve(name: str | Strategy) -> Strategy:
 _COMPILED: dict[str, Callable] = {}
 
 
-def _jit(fn):
+def _jit(fn, boundscheck: bool):
     if fn is None:
         return None
     py = getattr(fn, "py_func", fn)
+    if boundscheck:
+        # Not inlined at numba's level: an inlined body would take the kernel's flags and lose
+        # its bounds checks. LLVM may still inline the compiled function.
+        return njit(boundscheck=True)(py)
     return njit(inline="always")(py)
 
 
@@ -218,9 +226,9 @@ def compiled_kernel(spec: Strategy):
     """The dispatch kernel with this strategy inlined (compiled once per process)."""
     from . import engine
 
-    key = f"{spec.name}|{spec.source_hash}"
+    key = f"{spec.name}|{spec.source_hash}|bc{int(spec.boundscheck)}"
     k = _COMPILED.get(key)
     if k is None:
-        k = engine.specialise(key, _jit(spec.select), _jit(spec.on_complete))
+        k = engine.specialise(key, _jit(spec.select, spec.boundscheck), _jit(spec.on_complete, spec.boundscheck))
         _COMPILED[key] = k
     return k

@@ -39,4 +39,5 @@ STRATEGY = Strategy(
     description="fewest outstanding requests per the information model (IPVS lc, JSQ); ties by rotation",
     version="1",
     state_size=1,
+    boundscheck=False,
 )

@@ -16,5 +16,6 @@ STRATEGY = Strategy(
     description="uniform choice among the candidates (each balancer has its own random stream)",
     version="1",
     state_size=1,
+    boundscheck=False,
     reads_load=False,
 )

@@ -23,5 +23,6 @@ STRATEGY = Strategy(
     description="per-balancer pointer over the task list (Swarm ingress / IPVS rr), the reference",
     version="1",
     state_size=1,
+    boundscheck=False,
     reads_load=False,
 )

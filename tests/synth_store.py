@@ -41,8 +41,12 @@ def write_part(out: Path, table: str, name: str, df: pl.DataFrame) -> None:
 
 def write_store(out: Path, *, strategies=("round_robin", "least_load", "power_of_d"), rhos=(0.5, 0.8),
                 seeds=range(5), speeds=([1.0, 1.0], [1.0, 2.0]), n_failed: int = 1, timeseries: bool = True,
-                n_tasks: int = 6, n_lat: int = 400, seed: int = 12345, sweep_name: str = "synthetic-sweep") -> dict:
-    """Write a store; return {run_id: latencies array} of the ok runs."""
+                n_tasks: int = 6, n_lat: int = 400, seed: int = 12345, sweep_name: str = "synthetic-sweep",
+                extra_columns=None) -> dict:
+    """Write a store; return {run_id: latencies array} of the ok runs.
+
+    `extra_columns(row) -> dict` adds columns to each ok run's row.
+    """
     rng = np.random.default_rng(seed)
     out = Path(out)
     lat_by_run = {}
@@ -75,6 +79,8 @@ def write_store(out: Path, *, strategies=("round_robin", "least_load", "power_of
                         "schema_version": 1, "workload.rho": float(rho), "cluster.speeds": sp,
                         "status": "ok", "error": None,
                     }
+                    if extra_columns is not None:
+                        row.update(extra_columns(row))
                     write_part(out, "runs", rid, pl.DataFrame([row], schema_overrides={"error": pl.String}))
                     util = np.clip(rho * (1 + rng.normal(0, 0.2 * STRATEGY_EFFECT[strat], n_tasks)), 0, 1)
                     write_part(out, "tasks", rid, pl.DataFrame({

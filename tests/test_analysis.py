@@ -152,6 +152,7 @@ def test_compare_matches_ttest_rel():
     assert (ll["p_value"] < 1e-3).all()
 
 
+@pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")
 def test_compare_constant_difference_and_single_pair_follow_scipy():
     df = pl.DataFrame({"strategy": ["round_robin"] * 3 + ["x"] * 3 + ["y"],
                        "seed": [0, 1, 2, 0, 1, 2, 0],

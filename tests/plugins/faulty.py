@@ -1,0 +1,27 @@
+"""A deliberately faulty strategy for the contract tests; `mode` picks the fault:
+0 behaves (round-robin), 1 returns an id past every task, 2 returns -3, 3 writes far outside
+its state row, 4 raises after t = 1 s, 5 returns task 0 whatever the service."""
+from numba import njit
+
+from lbbench.strategy import Param, Strategy
+
+
+@njit
+def select(cands, view, state, rng):
+    mode = int(view.params[0])
+    if mode == 1:
+        return 99
+    if mode == 2:
+        return -3
+    if mode == 3:
+        state[1000000] = 1.0
+    if mode == 4 and view.now > 1.0:
+        raise ValueError("boom")
+    if mode == 5:
+        return 0
+    state[0] += 1.0
+    return cands[int(state[0]) % cands.shape[0]]
+
+
+STRATEGY = Strategy(name="faulty", select=select, params=(Param("mode", 0, 0, 5, integer=True),),
+                    description="faults on demand, for tests", reads_load=False)

@@ -1,0 +1,125 @@
+"""lbbench.report.write_report on synthetic stores (no simulation)."""
+from __future__ import annotations
+
+import re
+import shutil
+
+import numpy as np
+import polars as pl
+import pytest
+from matplotlib.image import imread
+
+from lbbench import analysis as A
+from lbbench.errors import UserError
+from lbbench.report import write_report
+
+from synth_store import write_store
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _check_pngs(out, pngs):
+    assert pngs, "no figures written"
+    assert len(set(pngs)) == len(pngs)
+    for p in pngs:
+        assert p.parent == out / "figures" and p.suffix == ".png"
+        data = p.read_bytes()
+        assert data[:8] == PNG_MAGIC and len(data) > 10_000
+        img = imread(p)
+        assert img.shape[0] > 200 and img.shape[1] > 200
+        assert float(np.std(img[..., :3])) > 0.02  # something was drawn, not a blank canvas
+    # nothing written that is not returned
+    assert sorted(out.glob("figures/*.png")) == sorted(pngs)
+
+
+def _linked_images(md: str) -> list[str]:
+    return re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+
+
+@pytest.fixture(scope="module")
+def full_report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep")
+    write_store(out, seeds=range(4))
+    md_path, pngs = write_report(out)
+    return out, md_path, pngs
+
+
+def test_report_writes_figures_and_links_every_one(full_report):
+    out, md_path, pngs = full_report
+    assert md_path == out / "report.md"
+    md = md_path.read_text()
+    _check_pngs(out, pngs)
+    linked = _linked_images(md)
+    assert sorted(linked) == sorted(p.relative_to(out).as_posix() for p in pngs)
+    for p in pngs:
+        assert (out / p.relative_to(out)).is_file()
+    names = [p.name for p in pngs]
+    # two speeds variants -> latency, utilisation and time-series figures for each, never mixed
+    assert sum(n.startswith("latency_vs_rho") for n in names) == 2
+    assert sum(n.startswith("utilisation") for n in names) == 2
+    assert sum(n.startswith("timeseries") for n in names) == 2
+
+
+def test_report_content(full_report):
+    out, md_path, _ = full_report
+    md = md_path.read_text()
+    assert md.startswith("# Sweep report: synthetic-sweep\n")
+    assert f"`lbbench report {out}`" in md
+    assert "1 of 49 runs failed" in md and "synthetic failure" in md and "second line" not in md
+    assert "## Comparison with round_robin" in md
+    assert "cluster.speeds=[1, 1]" in md and "cluster.speeds=[1, 2]" in md
+    assert '"workload.rho" = [0.5, 0.8]' in md  # the sweep file is quoted
+    # the numbers in the tables are the analysis functions' numbers
+    runs = A.load(out).collect().filter(pl.col("status") == "ok")
+    sel = runs.filter((pl.col("strategy") == "least_load") & (pl.col("rho") == 0.8)
+                      & (pl.col("cluster.speeds").list.get(1) == 2.0))
+    mean_ms = sel["latency_mean"].mean() * 1e3
+    assert f"| least_load | 0.8 | 4 | {mean_ms:.4g} |" in md
+    cmp = A.compare(runs.lazy(), "round_robin", "latency_p99", ["rho", "cluster.speeds"]).collect()
+    r = cmp.filter((pl.col("strategy") == "least_load") & (pl.col("rho") == 0.8)
+                   & (pl.col("cluster.speeds").list.get(1) == 2.0)).row(0, named=True)
+    p = r["p_value"]
+    p_txt = f"{p:.3g}" if p >= 1e-4 else f"{p:.1e}"
+    assert f"| least_load | 0.8 | 4 | {r['ratio_mean']:.3f}" in md and f"| {p_txt} |" in md
+
+
+def test_report_without_timeseries_or_baseline(tmp_path):
+    write_store(tmp_path, strategies=("least_load", "power_of_d"), seeds=range(3), speeds=([1.0, 1.0],),
+                timeseries=False, n_failed=0)
+    md_path, pngs = write_report(tmp_path)
+    _check_pngs(tmp_path, pngs)
+    names = sorted(p.name for p in pngs)
+    assert names == ["latency_vs_rho.png", "utilisation.png"]  # one configuration: plain names
+    md = md_path.read_text()
+    assert "No timeseries/ table" in md
+    assert "No `round_robin` runs" in md
+    assert "0 failed runs." in md
+    assert sorted(_linked_images(md)) == ["figures/latency_vs_rho.png", "figures/utilisation.png"]
+
+
+def test_report_facets_ignore_seed_and_strategy_parameter_keys(tmp_path):
+    # run.seed varies with the seed and params.d with the strategy: neither is a configuration
+    write_store(tmp_path, seeds=range(3), speeds=([1.0, 1.0],), n_failed=0, timeseries=False,
+                extra_columns=lambda r: {"run.seed": r["seed"], "params.d": 2 if r["strategy"] == "power_of_d" else None})
+    _, pngs = write_report(tmp_path)
+    assert sorted(p.name for p in pngs) == ["latency_vs_rho.png", "utilisation.png"]
+
+
+def test_report_only_runs_table_and_rerun(tmp_path):
+    write_store(tmp_path, seeds=range(3), speeds=([1.0, 1.0],), n_failed=0)
+    for t in ("tasks", "histograms", "timeseries"):
+        shutil.rmtree(tmp_path / t)
+    (tmp_path / "manifest.json").unlink()
+    md_path, pngs = write_report(tmp_path)
+    assert [p.name for p in pngs] == ["latency_vs_rho.png"]
+    md = md_path.read_text()
+    assert "synthetic-sweep" in md.splitlines()[0]  # name from the runs' sweep column
+    assert "pooled p99" not in md
+    # a second run overwrites in place
+    md_path2, pngs2 = write_report(tmp_path)
+    assert md_path2 == md_path and pngs2 == pngs
+
+
+def test_report_on_empty_folder_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="runs"):
+        write_report(tmp_path)
