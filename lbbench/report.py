@@ -289,21 +289,28 @@ def _fig_timeseries(ts: pl.DataFrame, chosen: dict, colors: dict, facet: str, rh
     p99_col = "latency_p99" in ts.columns
     scale, unit = _latency_unit(ts["latency_p99"].to_list() if p99_col else [])
     drawn = False
-    for arm, (run_hash, seed) in chosen.items():
+    styles = ["-", "--", ":", "-."]
+    p99_all = []
+    for j, (arm, (run_hash, seed)) in enumerate(chosen.items()):
         s = ts.filter(pl.col("_key") == run_hash).sort("window" if "window" in ts.columns else "t_start")
         if not s.height:
             continue
         x = ((s["t_start"] + s["t_end"]) / 2).to_numpy() if has_t else s["window"].to_numpy()
         lab = f"{arm} (seed {seed})"
         if "throughput" in s.columns:
-            ax1.plot(x, s["throughput"].to_numpy(), color=colors.get(arm), label=lab, lw=1.2)
+            # identical series (same arrivals) stay visible through distinct line styles
+            ax1.plot(x, s["throughput"].to_numpy(), color=colors.get(arm), label=lab, lw=1.2, ls=styles[j % len(styles)])
             drawn = True
         if p99_col:
-            ax2.plot(x, s["latency_p99"].to_numpy() * scale, color=colors.get(arm), label=lab, lw=1.2)
+            y = s["latency_p99"].cast(pl.Float64).to_numpy() * scale
+            p99_all += [v for v in y if np.isfinite(v) and v > 0]
+            ax2.plot(x, y, color=colors.get(arm), label=lab, lw=1.2, ls=styles[j % len(styles)])
             drawn = True
     if not drawn:
         return None
-    ax1.set_ylabel("throughput (req/s)")
+    if p99_all and max(p99_all) / min(p99_all) > 50:
+        ax2.set_yscale("log")
+    ax1.set_ylabel("throughput (req/s, by arrival window)")
     ax2.set_ylabel(f"p99 latency per window ({unit})")
     ax2.set_xlabel("simulated time (s, window midpoint)" if has_t else "window index")
     for ax in (ax1, ax2):

@@ -153,7 +153,7 @@ class _Run:
             self.ts_n = int(min(math.ceil(horizon * 1.05 / self.ts_window) + 1, 1_000_000))
         else:
             self.ts_window, self.ts_n = 1.0, 0
-        self.cfg_kw.update(ts_window=self.ts_window, ts_n=np.int64(self.ts_n))
+        self.cfg_kw.update(ts_window=self.ts_window, ts_inv=1.0 / self.ts_window, ts_n=np.int64(self.ts_n))
         if trace and n_req is None:
             raise UserError("trace needs run.requests (a duration-bounded run has no fixed length)")
         self.met = E.Metrics(

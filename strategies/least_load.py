@@ -14,8 +14,10 @@ from lbbench.strategy import Strategy
 @njit
 def select(cands, view, state, rng):
     n = cands.shape[0]
-    off = int(state[0]) % n
-    state[0] = off + 1.0
+    off = int(state[0])
+    if off >= n:            # the table shrank since the last decision
+        off %= n
+    state[0] = off + 1.0 if off + 1 < n else 0.0
     load = view.load
     best = cands[off]
     best_load = load[best]

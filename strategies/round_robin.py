@@ -11,9 +11,18 @@ from lbbench.strategy import Strategy
 
 @njit
 def select(cands, view, state, rng):
+    # state[0]: position of the next task in the table; state[1]: 1 once started
     n = cands.shape[0]
-    i = (int(state[0]) + view.start) % n
-    state[0] += 1.0
+    if state[1] == 0.0:
+        state[0] = view.start % n
+        state[1] = 1.0
+    i = int(state[0])
+    if i >= n:              # the table shrank since the last decision
+        i %= n
+    nxt = i + 1
+    if nxt == n:
+        nxt = 0
+    state[0] = nxt
     return cands[i]
 
 
@@ -22,7 +31,7 @@ STRATEGY = Strategy(
     select=select,
     description="per-balancer pointer over the task list (Swarm ingress / IPVS rr), the reference",
     version="1",
-    state_size=1,
+    state_size=2,
     boundscheck=False,
     reads_load=False,
 )

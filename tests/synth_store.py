@@ -45,13 +45,16 @@ def write_store(out: Path, *, strategies=("round_robin", "least_load", "power_of
                 extra_columns=None) -> dict:
     """Write a store; return {run_id: latencies array} of the ok runs.
 
+    `speeds` is a list of speed lists (a list column "cluster.speeds" per run) or a dict
+    {variant name: speeds} (a string column "variant", as the sweep runner writes variants).
     `extra_columns(row) -> dict` adds columns to each ok run's row.
     """
     rng = np.random.default_rng(seed)
     out = Path(out)
     lat_by_run = {}
     count = 0
-    for sp in speeds:
+    variants = list(speeds.items()) if isinstance(speeds, dict) else [(None, sp) for sp in speeds]
+    for variant, sp in variants:
         for rho in rhos:
             for s in seeds:
                 common = rng.normal(0, 0.15)          # same seed => same arrivals => shared noise
@@ -79,6 +82,9 @@ def write_store(out: Path, *, strategies=("round_robin", "least_load", "power_of
                         "schema_version": 1, "workload.rho": float(rho), "cluster.speeds": sp,
                         "status": "ok", "error": None,
                     }
+                    if variant is not None:   # as the sweep runner writes [[variants]]
+                        del row["cluster.speeds"]
+                        row["variant"] = variant
                     if extra_columns is not None:
                         row.update(extra_columns(row))
                     write_part(out, "runs", rid, pl.DataFrame([row], schema_overrides={"error": pl.String}))
@@ -108,7 +114,7 @@ def write_store(out: Path, *, strategies=("round_robin", "least_load", "power_of
         write_part(out, "runs", rid, pl.DataFrame([{
             "run_id": rid, "run_hash": run_hash(rid), "sweep": sweep_name, "scenario": "seed-mesh",
             "strategy": "least_load", "params": "{}", "seed": 99, "rho": None, "latency_mean": None,
-            "latency_p99": None, "workload.rho": 0.8, "cluster.speeds": list(speeds[0]),
+            "latency_p99": None, "workload.rho": 0.8, "cluster.speeds": list(variants[0][1]),
             "status": "failed", "error": "StrategyError: synthetic failure\nsecond line"}]))
     (out / "manifest.json").write_text(json.dumps({
         "schema_version": 1, "lbbench_version": "0.1.0", "sweep": sweep_name, "grid_size": count + n_failed,

@@ -105,6 +105,16 @@ def test_report_facets_ignore_seed_and_strategy_parameter_keys(tmp_path):
     assert sorted(p.name for p in pngs) == ["latency_vs_rho.png", "utilisation.png"]
 
 
+def test_report_facets_by_variant(tmp_path):
+    write_store(tmp_path, seeds=range(3), speeds={"equal": [1.0, 1.0], "slow-node": [1.0, 0.5]}, n_failed=0,
+                timeseries=False)
+    md_path, pngs = write_report(tmp_path)
+    assert sorted(p.name for p in pngs if p.name.startswith("latency")) == [
+        "latency_vs_rho_1_variant-equal.png", "latency_vs_rho_2_variant-slow-node.png"]
+    md = md_path.read_text()
+    assert "### variant=equal" in md and "### variant=slow-node" in md
+
+
 def test_report_only_runs_table_and_rerun(tmp_path):
     write_store(tmp_path, seeds=range(3), speeds=([1.0, 1.0],), n_failed=0)
     for t in ("tasks", "histograms", "timeseries"):
@@ -123,3 +133,11 @@ def test_report_only_runs_table_and_rerun(tmp_path):
 def test_report_on_empty_folder_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="runs"):
         write_report(tmp_path)
+
+
+def test_report_when_every_run_failed(tmp_path):
+    write_store(tmp_path, seeds=range(0), n_failed=2)
+    md_path, pngs = write_report(tmp_path)
+    assert pngs == [] and not list(tmp_path.glob("figures/*.png"))
+    md = md_path.read_text()
+    assert "2 of 2 runs failed" in md and "No successful runs" in md and "![" not in md

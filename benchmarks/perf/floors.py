@@ -1,0 +1,191 @@
+"""Floors: minimal hand-written numba loops doing the same work as lbbench on the `reference`
+preset (same arrivals, FIFO single-worker tasks, one central balancer, the same choice rule,
+latency histogram + mean + per-task served/busy), with none of the framework around them.
+
+- round_robin / random: a pointer or a draw, then Lindley's recursion per task
+  (start = max(arrival, task free), free = start + service). Nothing needs retiring.
+- least_load: the choice reads outstanding requests, so completions must be retired in time
+  order before each decision: a binary heap of completion times, the textbook way.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from lbbench.engine import N_BUCKETS, bucket_of
+from lbbench.rng import integers
+
+
+@njit(cache=True)
+def floor_round_robin(t, dem, free, hist, served, busy, acc):
+    T = free.shape[0]
+    ptr = int(acc[1])
+    s = 0.0
+    for i in range(t.shape[0]):
+        k = ptr
+        ptr += 1
+        if ptr == T:
+            ptr = 0
+        start = max(t[i], free[k])
+        done = start + dem[i]
+        free[k] = done
+        lat = done - t[i]
+        s += lat
+        hist[bucket_of(lat)] += 1
+        served[k] += 1
+        busy[k] += dem[i]
+    acc[0] += s
+    acc[1] = ptr
+
+
+@njit(cache=True)
+def floor_random(t, dem, free, hist, served, busy, acc, rng):
+    T = free.shape[0]
+    s = 0.0
+    for i in range(t.shape[0]):
+        k = integers(rng, T)
+        start = max(t[i], free[k])
+        done = start + dem[i]
+        free[k] = done
+        lat = done - t[i]
+        s += lat
+        hist[bucket_of(lat)] += 1
+        served[k] += 1
+        busy[k] += dem[i]
+    acc[0] += s
+
+
+@njit(cache=True)
+def _push(key, slot, n, k, s):
+    i = n
+    while i > 0:
+        p = (i - 1) >> 1
+        if key[p] <= k:
+            break
+        key[i] = key[p]
+        slot[i] = slot[p]
+        i = p
+    key[i] = k
+    slot[i] = s
+    return n + 1
+
+
+@njit(cache=True)
+def _pop(key, slot, n):
+    n -= 1
+    k = key[n]
+    s = slot[n]
+    i = 0
+    while True:
+        c = 2 * i + 1
+        if c >= n:
+            break
+        if c + 1 < n and key[c + 1] < key[c]:
+            c += 1
+        if key[c] >= k:
+            break
+        key[i] = key[c]
+        slot[i] = slot[c]
+        i = c
+    key[i] = k
+    slot[i] = s
+    return n
+
+
+@njit(cache=True)
+def floor_least_load(t, dem, free, hist, served, busy, acc, out, key, slot, t0, task, heap_n):
+    """Heap entries are indices into a ring (t0, task) of capacity len(t0) >= in flight."""
+    T = free.shape[0]
+    cap = t0.shape[0]
+    n = heap_n[0]
+    off = int(acc[1])
+    nxt = int(acc[2])
+    s = 0.0
+    for i in range(t.shape[0]):
+        now = t[i]
+        while n > 0 and key[0] <= now:
+            j = slot[0]
+            d = key[0]
+            n = _pop(key, slot, n)
+            out[task[j]] -= 1
+            lat = d - t0[j]
+            s += lat
+            hist[bucket_of(lat)] += 1
+        # fewest outstanding, ties by rotation (as lbbench's least_load)
+        best = off
+        bl = out[off]
+        for k in range(off + 1, T):
+            if out[k] < bl:
+                best = k
+                bl = out[k]
+        for k in range(off):
+            if out[k] < bl:
+                best = k
+                bl = out[k]
+        off += 1
+        if off == T:
+            off = 0
+        k = best
+        out[k] += 1
+        start = max(now, free[k])
+        done = start + dem[i]
+        free[k] = done
+        served[k] += 1
+        busy[k] += dem[i]
+        j = nxt
+        nxt += 1
+        if nxt == cap:
+            nxt = 0
+        t0[j] = now
+        task[j] = k
+        n = _push(key, slot, n, done, j)
+    # drain at the end is done by the caller with t = [inf]
+    acc[0] += s
+    acc[1] = off
+    acc[2] = nxt
+    heap_n[0] = n
+
+
+def run_floor(strategy: str, n_requests: int, seed: int = 1, chunk: int = 65536) -> float:
+    """Simulate the reference preset's workload with the floor loop; returns the mean latency."""
+    from lbbench.cluster import build_cluster
+    from lbbench.rng import STRATEGY, seed_states, stream
+    from lbbench.scenario import load_scenario
+    from lbbench.workload import Workload
+
+    sc = load_scenario("reference", {"run.requests": n_requests, "run.warmup": 0.0})
+    cl = build_cluster(sc)
+    wl = Workload(sc, cl, seed)
+    T = cl.n_tasks
+    free = np.zeros(T)
+    hist = np.zeros(N_BUCKETS, dtype=np.int64)
+    served = np.zeros(T, dtype=np.int64)
+    busy = np.zeros(T)
+    acc = np.zeros(3)
+    rng = seed_states(stream(seed, STRATEGY), 1)[0]
+    cap = 1 << 20
+    out = np.zeros(T, dtype=np.int64)
+    key = np.zeros(cap)
+    slot = np.zeros(cap, dtype=np.int32)
+    t0 = np.zeros(cap)
+    task = np.zeros(cap, dtype=np.int32)
+    heap_n = np.zeros(1, dtype=np.int64)
+    done = 0
+    while done < n_requests:
+        c = wl.chunk(min(chunk, n_requests - done))
+        if strategy == "round_robin":
+            floor_round_robin(c.t, c.demand, free, hist, served, busy, acc)
+        elif strategy == "random":
+            floor_random(c.t, c.demand, free, hist, served, busy, acc, rng)
+        elif strategy == "least_load":
+            floor_least_load(c.t, c.demand, free, hist, served, busy, acc, out, key, slot, t0, task, heap_n)
+        else:
+            raise ValueError(strategy)
+        done += len(c)
+    if strategy == "least_load":   # retire what is still in flight
+        floor_least_load(np.array([np.inf]), np.zeros(1), free, hist, served, busy, acc, out, key, slot, t0, task, heap_n)
+        acc[0] -= 0.0
+    return acc[0] / n_requests
+
+
+FLOORS = ("round_robin", "least_load", "random")

@@ -1,0 +1,58 @@
+"""Performance suite (not part of the CI test run):
+
+    pytest benchmarks/perf --benchmark-only
+
+ns per simulated request of lbbench on the `reference` preset next to its floor (a minimal
+numba loop doing the same work, benchmarks/perf/floors.py), measured in the same session.
+Arrival generation is included on both sides: both consume the same numpy chunks.
+"""
+from __future__ import annotations
+
+import pytest
+
+from floors import FLOORS, run_floor
+from lbbench.simulate import simulate
+
+N = 2_000_000
+
+
+def _ns(benchmark, n):
+    return benchmark.stats.stats.min / n * 1e9
+
+
+@pytest.mark.parametrize("strategy", FLOORS)
+def test_floor(benchmark, strategy):
+    run_floor(strategy, 10_000)                      # compile outside the timing
+    benchmark.group = f"reference-{strategy}"
+    benchmark.pedantic(run_floor, args=(strategy, N), rounds=3, iterations=1)
+    benchmark.extra_info["ns_per_request"] = _ns(benchmark, N)
+
+
+@pytest.mark.parametrize("strategy", FLOORS)
+def test_lbbench(benchmark, strategy):
+    over = {"run.requests": N, "run.warmup": 0.0}
+    simulate("reference", strategy, overrides={"run.requests": 10_000}, progress=False)
+    benchmark.group = f"reference-{strategy}"
+    benchmark.pedantic(simulate, args=("reference", strategy), kwargs={"overrides": over, "progress": False},
+                       rounds=3, iterations=1)
+    benchmark.extra_info["ns_per_request"] = _ns(benchmark, N)
+
+
+@pytest.mark.parametrize("tasks", [10, 100, 1000, 10000])
+def test_scale_tasks_least_load(benchmark, tasks):
+    over = {"run.requests": 500_000, "cluster.nodes": tasks, "services.0.replicas": tasks}
+    simulate("reference", "least_load", overrides={**over, "run.requests": 1000}, progress=False)
+    benchmark.group = "tasks-least_load"
+    benchmark.pedantic(simulate, args=("reference", "least_load"), kwargs={"overrides": over, "progress": False},
+                       rounds=2, iterations=1)
+    benchmark.extra_info["ns_per_request"] = _ns(benchmark, 500_000)
+
+
+@pytest.mark.parametrize("info", ["global", "local"])
+def test_seed_mesh_least_load_info(benchmark, info):
+    over = {"run.requests": 1_000_000, "balancer.info": info}
+    simulate("seed-mesh", "least_load", overrides={**over, "run.requests": 1000}, progress=False)
+    benchmark.group = "seed-mesh-least_load"
+    benchmark.pedantic(simulate, args=("seed-mesh", "least_load"), kwargs={"overrides": over, "progress": False},
+                       rounds=3, iterations=1)
+    benchmark.extra_info["ns_per_request"] = _ns(benchmark, 1_000_000)
