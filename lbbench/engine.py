@@ -31,6 +31,8 @@ from numba import njit
 from numba import types as nbtypes
 from numba.extending import intrinsic
 
+from .rng import uniform
+
 # --------------------------------------------------------------------------------------------
 # What a strategy sees (DESIGN 3). Built per decision; numba keeps it in registers.
 
@@ -53,9 +55,13 @@ Config = namedtuple("Config", [
     "task_node", "task_service", "task_speed", "task_workers", "task_wstart", "task_qlimit",
     "table", "table_start", "table_len", "table_pos", "params", "bal_start",
     "n_services", "central", "info", "stale_period", "hop", "has_jitter", "warm_index", "trace", "direct",
-    "ts_window", "ts_inv", "ts_n",
+    "ts_window", "ts_inv", "ts_n", "conn", "conn_logq",
 ])
 Config.__doc__ = """Static configuration of a run.
+
+conn: 1 for connection-level balancing (balancer.unit = connection): a client's request
+follows its open keep-alive connection (same entry node, same task) while it lasts; a new
+connection is balanced and lasts 1 + Geometric requests (conn_logq = log(1 - 1/keepalive)).
 
 direct: 1 when nothing observes in-flight requests (the strategy reads no loads and has no
 completion hook, no queue limits, every task sees its requests in dispatch order, in-flight
@@ -69,6 +75,7 @@ State = namedtuple("State", [
     "heap_key", "heap_slot", "tr_key", "tr_slot",
     "slot_task", "slot_bal", "slot_t0", "slot_dout", "slot_svc", "slot_idx", "free_slots",
     "bal_state", "bal_rng", "ctr", "fctr",
+    "conn_task", "conn_left", "conn_entry", "conn_rng",
 ])
 
 # Streaming metrics and the optional per-request trace.
@@ -388,9 +395,17 @@ def _kernel(cfg, st, met, arr, first, until):
             met.ts_count[window_of(cfg, now), TS_ARRIVED] += 1
         s = arr.service[i]
         e = arr.entry[i]
-        b = 0 if cfg.central else e
         ts = cfg.table_start[s]
         tl = cfg.table_len[s]
+        follow = -1
+        if cfg.conn:
+            c = arr.client[i] * cfg.n_services + s
+            kc = st.conn_task[c]
+            if st.conn_left[c] > 0 and kc >= 0 and cfg.table_pos[kc] >= 0 and cfg.table_pos[kc] < tl:
+                follow = kc
+                e = st.conn_entry[c]
+                st.conn_left[c] -= 1
+        b = 0 if cfg.central else e
         if tl == 0:
             # no live task of the service in the tables: the request fails at once
             if measured:
@@ -400,19 +415,29 @@ def _kernel(cfg, st, met, arr, first, until):
             if cfg.trace:
                 met.tr_status[idx] = ST_FAILED
             continue
-        cands = cfg.table[ts:ts + tl]
-        load = st.outstanding if cfg.info == INFO_GLOBAL else (st.local_out[b] if cfg.info == INFO_LOCAL else st.snapshot)
-        client = arr.client[i] if has_client else -1
-        view = View(load, cfg.task_node, cfg.task_speed, e, now, cfg.bal_start[b], cfg.params, client, s)
-        k = _select(cands, view, st.bal_state[b * cfg.n_services + s], st.bal_rng[b])
-        # The contract check: never index state with an id that is not a candidate.
-        if k < 0 or k >= cfg.task_service.shape[0] or cfg.task_service[k] != s or cfg.table_pos[k] < 0 or cfg.table_pos[k] >= tl:
-            ctr[ERR_CODE] = 1
-            ctr[ERR_REQ] = idx
-            ctr[ERR_VALUE] = k
-            ctr[REQUESTS] = idx + 1
-            st.fctr[T_LAST] = now
-            return 1
+        if follow >= 0:
+            k = follow
+        else:
+            cands = cfg.table[ts:ts + tl]
+            load = st.outstanding if cfg.info == INFO_GLOBAL else (st.local_out[b] if cfg.info == INFO_LOCAL else st.snapshot)
+            client = arr.client[i] if has_client else -1
+            view = View(load, cfg.task_node, cfg.task_speed, e, now, cfg.bal_start[b], cfg.params, client, s)
+            k = _select(cands, view, st.bal_state[b * cfg.n_services + s], st.bal_rng[b])
+            # The contract check: never index state with an id that is not a candidate.
+            if k < 0 or k >= cfg.task_service.shape[0] or cfg.task_service[k] != s or cfg.table_pos[k] < 0 or cfg.table_pos[k] >= tl:
+                ctr[ERR_CODE] = 1
+                ctr[ERR_REQ] = idx
+                ctr[ERR_VALUE] = k
+                ctr[REQUESTS] = idx + 1
+                st.fctr[T_LAST] = now
+                return 1
+            if cfg.conn:
+                # a new keep-alive connection: it carries this request and G - 1 more
+                c = arr.client[i] * cfg.n_services + s
+                st.conn_task[c] = k
+                st.conn_entry[c] = e
+                u = 1.0 - uniform(st.conn_rng)
+                st.conn_left[c] = np.int64(math.log(u) / cfg.conn_logq) if cfg.conn_logq < 0.0 else 0
         d_in = 0.0
         d_out = 0.0
         if cfg.task_node[k] != e:

@@ -110,6 +110,8 @@ class Balancer(_Model):
     mode: Literal["per_node", "central"] = "per_node"
     info: str = Field("global", description="global | local | stale:P")
     rr_start: Literal["zero", "random"] = "random"
+    unit: Literal["request", "connection"] = Field("request", description="L7: balance every request; L4: balance keep-alive connections")
+    keepalive: float = Field(10.0, ge=1, allow_inf_nan=False, description="mean requests per connection (geometric), unit = connection")
 
     @field_validator("info")
     @classmethod

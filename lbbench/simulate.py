@@ -100,7 +100,8 @@ class _Run:
         T, S = cl.n_tasks, cl.n_services
         n_bal = 1 if sc.balancer.mode == "central" else cl.n_nodes
         self.n_bal = n_bal
-        self.workload = Workload(sc, cl, seed, need_client=spec.reads_client)
+        conn = sc.balancer.unit == "connection"
+        self.workload = Workload(sc, cl, seed, need_client=spec.reads_client or conn)
         n_req = sc.n_requests
         if n_req is not None:
             self.warm_index = int(math.floor(sc.run.warmup * n_req))
@@ -124,8 +125,11 @@ class _Run:
             stale_period=float(sc.balancer.stale_period), hop=float(sc.network.hop),
             has_jitter=np.int64(sc.network.jitter > 0), warm_index=np.int64(max(self.warm_index, 0)),
             trace=np.int64(trace), direct=np.int64(self.direct_ok(force_heap)),
+            conn=np.int64(conn),
+            conn_logq=math.log1p(-1.0 / sc.balancer.keepalive) if sc.balancer.keepalive > 1 else 0.0,
         )
         cap = 1024
+        n_conn = sc.workload.clients * S if conn else 0
         ctr = np.zeros(E.N_CTR, dtype=np.int64)
         ctr[E.FREE_N] = cap
         fctr = np.zeros(E.N_FCTR, dtype=np.float64)
@@ -144,6 +148,9 @@ class _Run:
             free_slots=np.arange(cap - 1, -1, -1, dtype=np.int32),
             bal_state=np.zeros((n_bal * S, max(spec.state_size, 1)), dtype=np.float64),
             bal_rng=bal_rng, ctr=ctr, fctr=fctr,
+            conn_task=np.full(n_conn, -1, dtype=np.int32), conn_left=np.zeros(n_conn, dtype=np.int64),
+            conn_entry=np.zeros(n_conn, dtype=np.int32),
+            conn_rng=rngmod.seed_states(rngmod.stream(seed, rngmod.CONNECTION), 1)[0],
         )
         n_trace = n_req if (trace and n_req is not None) else 0
         # Time-series windows: run.window seconds, or the horizon split in run.windows parts.
