@@ -84,11 +84,13 @@ class Workload(_Model):
     client_dist: Literal["uniform", "zipf"] = "uniform"
     zipf_s: float = Field(1.1, gt=0, allow_inf_nan=False)
     allow_overload: bool = Field(False, description="permit rho >= 1 with unbounded queues")
+    trace: str | None = Field(None, description="arrivals from a Parquet/CSV file: time [, service, demand, client, entry]")
 
     @model_validator(mode="after")
     def _check(self):
-        if (self.rho is None) == (self.rate is None):
-            raise ValueError("rho: give exactly one of workload.rho or workload.rate")
+        given = sum(x is not None for x in (self.rho, self.rate, self.trace))
+        if given != 1:
+            raise ValueError("rho: give exactly one of workload.rho, workload.rate or workload.trace")
         if isinstance(self.entry, str):
             if self.entry != "uniform" and not self.entry.startswith("single:"):
                 raise ValueError(f"entry must be 'uniform', 'single:K' or a weight list, not {self.entry!r}")
@@ -354,8 +356,9 @@ def validate(data: dict, source: str = "scenario") -> Scenario:
         raise UserError(_format_validation(err, source)) from None
 
 
-_ALTERNATIVE = {"workload.rate": "workload.rho", "workload.rho": "workload.rate",
-                "run.requests": "run.duration", "run.duration": "run.requests"}
+_ALTERNATIVE = {"workload.rate": ("workload.rho", "workload.trace"), "workload.rho": ("workload.rate", "workload.trace"),
+                "workload.trace": ("workload.rho", "workload.rate"),
+                "run.requests": ("run.duration",), "run.duration": ("run.requests",)}
 
 
 def load_scenario(source: str | Path | dict | Scenario, overrides: dict | list | None = None) -> Scenario:
@@ -374,9 +377,9 @@ def load_scenario(source: str | Path | dict | Scenario, overrides: dict | list |
     for key, value in items:
         set_path(data, key, value)
         # Setting one of a pair of alternatives clears the other unless both are given.
-        other = _ALTERNATIVE.get(key)
-        if other and other not in keys and value is not None:
-            set_path(data, other, None)
+        for other in _ALTERNATIVE.get(key, ()):
+            if other not in keys and value is not None:
+                set_path(data, other, None)
     try:
         return validate(data, label)
     except UserError as exc:

@@ -103,6 +103,10 @@ class _Run:
         conn = sc.balancer.unit == "connection"
         self.workload = Workload(sc, cl, seed, need_client=spec.reads_client or conn)
         n_req = sc.n_requests
+        if self.workload.trace is not None and sc.run.duration is None:
+            # a trace bounds the run: all of it unless run.requests asks for fewer
+            n_req = len(self.workload.trace) if sc.run.requests is None else min(sc.run.requests, len(self.workload.trace))
+        self.n_req = n_req
         if n_req is not None:
             self.warm_index = int(math.floor(sc.run.warmup * n_req))
         else:
@@ -154,7 +158,12 @@ class _Run:
         )
         n_trace = n_req if (trace and n_req is not None) else 0
         # Time-series windows: run.window seconds, or the horizon split in run.windows parts.
-        horizon = sc.run.duration if sc.run.duration is not None else n_req / self.workload.rate
+        if sc.run.duration is not None:
+            horizon = sc.run.duration
+        elif self.workload.trace is not None:
+            horizon = max(float(self.workload.trace.time[n_req - 1]), 1e-9)
+        else:
+            horizon = n_req / self.workload.rate
         if sc.run.window or sc.run.windows:
             self.ts_window = float(sc.run.window) if sc.run.window else horizon / sc.run.windows
             self.ts_n = int(min(math.ceil(horizon * 1.05 / self.ts_window) + 1, 1_000_000))
@@ -256,7 +265,7 @@ def simulate(scenario, strategy: str | Strategy = "round_robin", params: dict | 
     kernel = compiled_kernel(spec)
     wall0 = time.perf_counter()
     run = _Run(sc, spec, pvals, seed, trace, force_heap)
-    n_req = sc.n_requests
+    n_req = run.n_req
     duration = sc.run.duration
     bar = _progress(n_req, duration) if progress else None
     done = 0
@@ -270,12 +279,16 @@ def simulate(scenario, strategy: str | Strategy = "round_robin", params: dict | 
                 arr = run.workload.chunk(m)
             else:
                 arr = run.workload.chunk(chunk)
-                if len(arr) and arr.t[-1] >= duration:
+                if len(arr) == 0:
+                    last = True
+                elif arr.t[-1] >= duration:
                     cut = int(np.searchsorted(arr.t, duration, side="left"))
                     arr = _slice(arr, cut)
                     last = True
                 else:
                     last = False
+                if len(arr) == 0:
+                    break
                 if run.warm_index < 0 and len(arr) and arr.t[-1] >= sc.run.warmup * duration:
                     run.warm_index = arr.first + int(np.searchsorted(arr.t, sc.run.warmup * duration, side="left"))
                     cfg = run.config()
@@ -325,8 +338,13 @@ def _result(run: _Run, spec: Strategy, pvals: dict, seed: int, wall: float, trac
     util = met.task_busy / (window * cl.task_workers) if window and window > 0 else np.full(cl.n_tasks, np.nan)
     cov, maxmean, jain = _imbalance(util)
     svc0 = sc.services[0]
-    rho = sc.workload.rho if sc.workload.rho is not None else float(
-        sum(r * s.demand.mean for r, s in zip(run.workload.rates, sc.services)) / sum(cl.service_capacity(i) for i in range(cl.n_services)))
+    capacity = sum(cl.service_capacity(i) for i in range(cl.n_services))
+    if sc.workload.rho is not None:
+        rho = sc.workload.rho
+    elif run.workload.trace is not None and "demand" in run.workload.trace.cols:
+        rho = float(run.workload.trace.cols["demand"][:run.n_req].mean() * run.workload.rate / capacity)
+    else:
+        rho = float(sum(r * s.demand.mean for r, s in zip(run.workload.rates, sc.services)) / capacity)
     row = {
         "run_id": f"{sc.name}-{spec.name}-{seed}",
         "scenario": sc.name,

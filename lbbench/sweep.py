@@ -277,7 +277,8 @@ def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, resu
     from .store import clean_temporaries, prepare_out, write_tables, write_text_atomic
 
     out = Path(out)
-    workers = workers or os.cpu_count() or 1
+    if workers is None:
+        workers = os.cpu_count() or 1
     if workers < 1:
         raise UserError(f"--workers must be >= 1, got {workers}")
     if executor not in ("local", "dask"):

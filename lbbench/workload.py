@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -93,8 +94,95 @@ class DemandSampler:
         return second - m * m
 
 
+class TraceReader:
+    """Arrivals read from a Parquet or CSV file in slices (memory follows the chunk size).
+
+    Columns: `time` (seconds, non-decreasing, >= 0) required; `service` (index or name),
+    `demand` (seconds at speed 1.0, > 0), `client` (integer id), `entry` (node) optional.
+    Missing optional columns are drawn from the scenario's distributions.
+    """
+
+    OPTIONAL = ("service", "demand", "client", "entry")
+
+    def __init__(self, path: str, sc: Scenario):
+        import polars as pl
+
+        from .errors import UserError
+        p = Path(path)
+        where = f"workload.trace {path!r}"
+        if not p.is_file():
+            raise UserError(f"{where} does not exist; give a Parquet or CSV file with a time column")
+        try:
+            if p.suffix.lower() == ".csv":
+                lf = pl.scan_csv(p)
+            elif p.suffix.lower() in (".parquet", ".pq"):
+                lf = pl.scan_parquet(p)
+            else:
+                raise UserError(f"{where}: unknown format {p.suffix or '(none)'}; use .parquet or .csv")
+            schema = lf.collect_schema()
+            cols = [c for c in ("time", *self.OPTIONAL) if c in schema]
+            if "time" not in schema:
+                raise UserError(f"{where} has no 'time' column (it has: {', '.join(schema.names()) or 'none'})")
+            df = lf.select(cols).collect()
+        except UserError:
+            raise
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+            raise UserError(f"{where} cannot be read ({first[:160]}); check that it is a complete Parquet/CSV file") from None
+        if df.height == 0:
+            raise UserError(f"{where} has no rows")
+        try:
+            t = df["time"].cast(pl.Float64).to_numpy()
+        except Exception:
+            raise UserError(f"{where}: column 'time' must be numeric seconds") from None
+        if not np.all(np.isfinite(t)) or t[0] < 0 or np.any(np.diff(t) < 0):
+            raise UserError(f"{where}: column 'time' must be finite, >= 0 and sorted ascending")
+        self.time = t
+        self.cols = {}
+        names = [svc.name for svc in sc.services]
+        if "service" in df.columns:
+            col = df["service"]
+            if col.dtype == pl.String:
+                lookup = {n: i for i, n in enumerate(names)}
+                bad = [v for v in col.unique().to_list() if v not in lookup]
+                if bad:
+                    raise UserError(f"{where}: service {bad[0]!r} is not a service of the scenario ({', '.join(names)})")
+                svc = np.array([lookup[v] for v in col.to_list()], dtype=np.int32)
+            else:
+                svc = col.cast(pl.Int64, strict=False).to_numpy()
+                if np.any((svc < 0) | (svc >= len(names))):
+                    raise UserError(f"{where}: service indices must be 0..{len(names) - 1}")
+            self.cols["service"] = svc.astype(np.int32)
+        if "demand" in df.columns:
+            d = df["demand"].cast(pl.Float64, strict=False).to_numpy()
+            if not np.all(np.isfinite(d) & (d > 0)):
+                raise UserError(f"{where}: column 'demand' must be positive seconds")
+            self.cols["demand"] = d
+        if "client" in df.columns:
+            c = df["client"].cast(pl.Int64, strict=False).to_numpy()
+            if np.any(c < 0) or np.any(c >= sc.workload.clients):
+                raise UserError(f"{where}: client ids must be 0..workload.clients-1 ({sc.workload.clients - 1}); raise workload.clients")
+            self.cols["client"] = c
+        if "entry" in df.columns:
+            e = df["entry"].cast(pl.Int64, strict=False).to_numpy()
+            if np.any((e < 0) | (e >= sc.cluster.nodes)):
+                raise UserError(f"{where}: entry nodes must be 0..{sc.cluster.nodes - 1}")
+            self.cols["entry"] = e.astype(np.int32)
+        self.pos = 0
+
+    def __len__(self) -> int:
+        return len(self.time)
+
+    @property
+    def rate(self) -> float:
+        span = self.time[-1] - self.time[0]
+        return len(self.time) / span if span > 0 else float(len(self.time))
+
+
 def service_rates(sc: Scenario, cl: ClusterState) -> np.ndarray:
     """Requests per second offered to each service."""
+    if sc.workload.trace is not None:
+        return np.full(len(sc.services), np.nan)
     if sc.workload.rho is not None:
         return np.array([sc.workload.rho * cl.service_capacity(s) / svc.demand.mean
                          for s, svc in enumerate(sc.services)])
@@ -107,9 +195,15 @@ class Workload:
 
     def __init__(self, sc: Scenario, cl: ClusterState, seed: int, *, need_client: bool = False):
         self.sc = sc
-        self.rates = service_rates(sc, cl)
-        self.rate = float(self.rates.sum())
         self.n_services = len(sc.services)
+        self.trace = TraceReader(sc.workload.trace, sc) if sc.workload.trace is not None else None
+        if self.trace is not None:
+            self.rate = self.trace.rate
+            w = np.array([svc.weight for svc in sc.services])
+            self.rates = self.rate * w / w.sum()
+        else:
+            self.rates = service_rates(sc, cl)
+            self.rate = float(self.rates.sum())
         self.service_cdf = np.cumsum(self.rates / self.rate)
         self.service_cdf[-1] = 1.0
         self.gaps = rngmod.stream(seed, rngmod.GAPS)
@@ -143,7 +237,9 @@ class Workload:
         self.next_index = 0
 
     def chunk(self, n: int) -> Chunk:
-        """The next `n` arrivals."""
+        """The next `n` arrivals (fewer at the end of a trace)."""
+        if self.trace is not None:
+            return self._trace_chunk(n)
         # A running sum started from the previous chunk's last time, so that the k-th arrival
         # time is bit-identical whatever the chunk size.
         gaps = self.gaps.standard_exponential(n) / self.rate
@@ -173,4 +269,44 @@ class Workload:
         jitter = self.jitter_rng.random(2 * n) * self.jitter if self.jitter > 0 else np.empty(0)
         c = Chunk(self.next_index, t, service, demand, entry, client, jitter)
         self.next_index += n
+        return c
+
+    def _draw_demands(self, service: np.ndarray) -> np.ndarray:
+        if self.n_services == 1:
+            return self.demand[0].draw(len(service))
+        demand = np.empty(len(service))
+        for s in range(self.n_services):
+            m = service == s
+            demand[m] = self.demand[s].draw(int(m.sum()))
+        return demand
+
+    def _trace_chunk(self, n: int) -> Chunk:
+        tr = self.trace
+        a, b = tr.pos, min(tr.pos + n, len(tr))
+        tr.pos = b
+        m = b - a
+        t = tr.time[a:b]
+        service = tr.cols["service"][a:b] if "service" in tr.cols else (
+            np.zeros(m, dtype=np.int32) if self.n_services == 1 else
+            np.searchsorted(self.service_cdf, self.service_rng.random(m), side="right").astype(np.int32))
+        demand = tr.cols["demand"][a:b] if "demand" in tr.cols else self._draw_demands(service)
+        if "entry" in tr.cols:
+            entry = tr.cols["entry"][a:b]
+        elif self.entry_single >= 0:
+            entry = np.full(m, self.entry_single, dtype=np.int32)
+        elif self.entry_cdf is not None:
+            entry = np.searchsorted(self.entry_cdf, self.entry_rng.random(m), side="right").astype(np.int32)
+        else:
+            entry = self.entry_rng.integers(0, self.n_nodes, m).astype(np.int32)
+        if not self.need_client:
+            client = np.empty(0, dtype=np.int64)
+        elif "client" in tr.cols:
+            client = tr.cols["client"][a:b]
+        else:
+            client = self.client_rng.integers(0, self.n_clients, m)
+        jitter = self.jitter_rng.random(2 * m) * self.jitter if self.jitter > 0 else np.empty(0)
+        c = Chunk(self.next_index, np.ascontiguousarray(t), service, demand, entry, client, jitter)
+        self.next_index += m
+        if m:
+            self.now = float(t[-1])
         return c
