@@ -186,7 +186,10 @@ class _Run:
     def direct_ok(self, force_heap: bool) -> bool:
         """Whether the kernel may record completions at dispatch (see engine.Config.direct)."""
         sc, spec = self.sc, self.spec
-        in_order = sc.network.jitter == 0 and (sc.network.hop == 0 or self.workload.entry_single >= 0)
+        wl = self.workload
+        # one entry node for every request (a trace's own entry column overrides workload.entry)
+        single_entry = wl.entry_single >= 0 and (wl.trace is None or "entry" not in wl.trace.cols)
+        in_order = sc.network.jitter == 0 and (sc.network.hop == 0 or single_entry)
         return (not force_heap and not spec.reads_load and spec.on_complete is None and in_order
                 and all(s.queue_limit == 0 for s in sc.services) and sc.run.drain)
 

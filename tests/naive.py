@@ -30,6 +30,7 @@ import numpy as np
 from lbbench import rng as rngmod
 from lbbench.cluster import build_cluster
 from lbbench.engine import View
+from lbbench.errors import StrategyError
 from lbbench.scenario import load_scenario
 from lbbench.strategy import resolve
 from lbbench.workload import Chunk, Workload
@@ -81,16 +82,27 @@ class _Request:
     d_out: float = 0.0
 
 
+def _n_requests(sc, wl: Workload):
+    """run.requests; for a trace workload, the whole trace unless run.requests asks for fewer;
+    None for a duration-bounded run."""
+    if sc.run.duration is not None:
+        return None
+    if wl.trace is not None:
+        return len(wl.trace) if sc.run.requests is None else min(sc.run.requests, len(wl.trace))
+    return sc.n_requests
+
+
 def _arrivals(sc, wl: Workload):
-    """All arrivals of the run as one `Chunk`: `run.requests` of them, or those before
+    """All arrivals of the run as one `Chunk`: the run's requests, or those before
     `run.duration` (generated in pieces; the k-th arrival does not depend on the pieces)."""
-    if sc.n_requests is not None:
-        return wl.chunk(sc.n_requests)
+    n = _n_requests(sc, wl)
+    if n is not None:
+        return wl.chunk(n)
     pieces = []
     while True:
         c = wl.chunk(1000)
         pieces.append(c)
-        if c.t[-1] >= sc.run.duration:
+        if len(c.t) == 0 or c.t[-1] >= sc.run.duration:     # end of a trace, or of the run
             break
 
     def cat(name):
@@ -107,6 +119,8 @@ def simulate_naive(scenario, strategy="round_robin", seed=None, params=None, ove
     spec = resolve(strategy)
     pvals = spec.resolve_params(params)
     seed = sc.run.seed if seed is None else int(seed)
+    if sc.balancer.unit != "request":
+        raise NotImplementedError(f"balancer.unit = {sc.balancer.unit} is not part of docs/model.md")
     select = spec.select.py_func
     on_complete = getattr(spec.on_complete, "py_func", spec.on_complete)
 
@@ -146,7 +160,7 @@ def simulate_naive(scenario, strategy="round_robin", seed=None, params=None, ove
         return snapshot
 
     # ---- measurement
-    if sc.n_requests is not None:
+    if sc.run.duration is None:
         warm_index = int(math.floor(sc.run.warmup * n))
     else:
         warm_index = int(np.searchsorted(arr.t, sc.run.warmup * sc.run.duration, side="left"))
@@ -184,7 +198,7 @@ def simulate_naive(scenario, strategy="round_robin", seed=None, params=None, ove
         view = View(loads(b), cl.task_node, cl.task_speed, e, now, int(bal_start[b]), param_values, client, s)
         k = int(select(cands, view, bal_state[b * S + s], bal_rng[b]))
         if k not in cands.tolist():
-            raise AssertionError(f"strategy {spec.name} returned {k} for request {i}, not a candidate")
+            raise StrategyError(f"strategy {spec.name!r} returned task {k} for request {i}, which is not one of its candidates")
         outstanding[k] += 1
         local_out[b, k] += 1
         req = _Request(i, now, s, float(arr.demand[i]), e, b, task=k)

@@ -83,3 +83,26 @@ def assert_counters_match(row: dict, ref, rtol=1e-9):
         assert math.isnan(row["latency_mean"])
     if ref.arrived:
         assert row["cross_node_frac"] == ref.cross / ref.arrived
+
+
+def engine_path(sc, strategy: str, force_heap: bool = False) -> str:
+    """Which kernel path `simulate` takes for this run: "direct" or "heap"."""
+    from lbbench.scenario import load_scenario
+    from lbbench.simulate import _Run
+    from lbbench.strategy import resolve
+
+    s = load_scenario(sc)
+    run = _Run(s, resolve(strategy), {}, s.run.seed, False, force_heap)
+    return "direct" if run.direct_ok(force_heap) else "heap"
+
+
+def arrivals(sc, seed=None, need_client=False):
+    """The run's arrivals (one chunk of run.requests), as the engine sees them, and the cluster."""
+    from lbbench.cluster import build_cluster
+    from lbbench.scenario import load_scenario
+    from lbbench.workload import Workload
+
+    s = load_scenario(sc)
+    cl = build_cluster(s)
+    seed = s.run.seed if seed is None else seed
+    return Workload(s, cl, seed, need_client=need_client).chunk(s.n_requests), cl

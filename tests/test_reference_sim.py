@@ -13,14 +13,11 @@ import copy
 import numpy as np
 import pytest
 
-from lbbench.cluster import build_cluster
-from lbbench.scenario import PRESETS, load_scenario
-from lbbench.simulate import _Run, simulate
-from lbbench.strategy import resolve
-from lbbench.workload import Workload
+from lbbench.scenario import PRESETS
+from lbbench.simulate import simulate
 
 from naive import COMPLETED, IN_FLIGHT, REJECTED, simulate_naive
-from simcheck import STRATEGIES, assert_counters_match, assert_trace_matches, scenario
+from simcheck import STRATEGIES, arrivals, assert_counters_match, assert_trace_matches, engine_path, scenario
 
 
 def _preset(name, requests):
@@ -62,13 +59,7 @@ CASES = {
 PATHS = {"auto": False, "heap": True}
 
 
-def engine_path(sc: dict, strategy: str, force_heap: bool) -> str:
-    """Which kernel path simulate() takes for this run."""
-    run = _Run(load_scenario(sc), resolve(strategy), {}, load_scenario(sc).run.seed, False, force_heap)
-    return "direct" if run.direct_ok(force_heap) else "heap"
-
-
-def _check_features(name, sc, res, ref, features):
+def _check_features(sc, res, features):
     row, tr = res.row(), res.trace
     status = tr["status"].to_numpy()
     if "cross" in features:
@@ -93,9 +84,8 @@ def _check_features(name, sc, res, ref, features):
         assert overlap
     if "speeds" in features:
         # service time is demand / speed of the task's node, on nodes of different speeds
-        lsc = load_scenario(sc)
-        cl = build_cluster(lsc)
-        demand = Workload(lsc, cl, lsc.run.seed).chunk(lsc.n_requests).demand
+        arr, cl = arrivals(sc)
+        demand = arr.demand
         m = status == COMPLETED
         k = tr["task"].to_numpy()[m]
         svc = tr["done"].to_numpy()[m] - tr["start"].to_numpy()[m]
@@ -115,7 +105,7 @@ def test_engine_matches_naive(case, strategy, path):
     # per-task counters too
     np.testing.assert_array_equal(res.tasks["served"].to_numpy(), ref.task_served)
     np.testing.assert_allclose(res.tasks["busy_s"].to_numpy(), ref.task_busy, rtol=1e-9)
-    _check_features(case, sc, res, ref, features)
+    _check_features(sc, res, features)
 
 
 # The default path really is the direct one where it may be (so "auto" above tests it), and
@@ -140,9 +130,7 @@ def test_rejected_requests_record_the_time_they_reached_the_task():
     sc = scenario(queue_limit=1, rho=1.2, hop=0.05, jitter=0.02, entry="single:1")
     res = simulate(sc, "round_robin", trace=True, progress=False)
     tr = res.trace
-    lsc = load_scenario(sc)
-    cl = build_cluster(lsc)
-    arr = Workload(lsc, cl, lsc.run.seed).chunk(lsc.n_requests)
+    arr, cl = arrivals(sc)
     task, status, done = tr["task"].to_numpy(), tr["status"].to_numpy(), tr["done"].to_numpy()
     cross = cl.task_node[task] != 1
     d_in = np.where(cross, 0.05 + arr.jitter[0::2], 0.0)
@@ -190,3 +178,48 @@ def test_duration_runs_match_naive(strategy, chunk):
     assert ref.warm_index > 100 and ref.rejected > 0
     assert_counters_match(res.row(), ref)
     np.testing.assert_array_equal(res.tasks["served"].to_numpy(), ref.task_served)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_slot_pool_grows_with_requests_in_flight(strategy):
+    """Overload: more requests in flight (in transit and queued) than the initial slot pool of
+    1024, so the pool and both heaps grow mid-run, between small chunks, with live entries."""
+    sc = scenario(rho=2.0, requests=3000, hop=0.5, jitter=0.2, warmup=0.0)
+    sc["workload"]["allow_overload"] = True
+    res = simulate(sc, strategy, trace=True, chunk=64, progress=False)
+    ref = simulate_naive(sc, strategy)
+    assert (ref.done > ref.t[-1]).sum() > 1100      # in flight when the last request arrives
+    assert_trace_matches(res.trace, ref)
+    assert_counters_match(res.row(), ref)
+
+
+def _trace_file(path, n=800, entry=True, seed=3):
+    """A CSV trace: continuous arrival times (no ties), demands, and optionally entry nodes."""
+    import polars as pl
+
+    rng = np.random.default_rng(seed)
+    cols = {"time": np.cumsum(rng.exponential(0.4, n)), "demand": rng.exponential(0.9, n)}
+    if entry:
+        cols["entry"] = rng.integers(0, 3, n)
+    pl.DataFrame(cols).write_csv(path)
+    return str(path)
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("entry_column", [True, False], ids=["trace_entries", "single_entry"])
+def test_trace_workload_matches_naive(tmp_path, entry_column, strategy, path):
+    """Arrivals from a trace file. With workload.entry = single:0 but an entry column in the
+    trace, requests come in at every node: the direct path must not be taken (it assumes one
+    entry node, so that every task sees its requests in dispatch order)."""
+    f = _trace_file(tmp_path / "arrivals.csv", entry=entry_column)
+    sc = scenario(entry="single:0", hop=0.3, replicas=3, workers=2, warmup=0.2, requests=None)
+    sc["workload"] = {"trace": f, "entry": "single:0"}
+    expected = "direct" if (strategy != "least_load" and not entry_column and path == "auto") else "heap"
+    assert engine_path(sc, strategy, PATHS[path]) == expected
+    res = simulate(sc, strategy, trace=True, force_heap=PATHS[path], progress=False)
+    ref = simulate_naive(sc, strategy)
+    assert ref.requests == 800 and res.row()["requests"] == 800
+    assert_trace_matches(res.trace, ref)
+    assert_counters_match(res.row(), ref)
+    assert res.row()["cross_node_frac"] > 0

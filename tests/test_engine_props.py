@@ -1,0 +1,287 @@
+"""Properties of the engine: determinism, chunk-size invariance, conservation, direct path ==
+heap path, common random numbers, and a property test over random small scenarios (which also
+checks agreement with naive.py)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import strategies as st
+
+from lbbench.cluster import build_cluster
+from lbbench.scenario import load_scenario
+from lbbench.simulate import simulate
+from lbbench.workload import Workload
+
+from naive import COMPLETED, FAILED, IN_FLIGHT, REJECTED, simulate_naive
+from simcheck import (STRATEGIES, arrivals, assert_counters_match, assert_trace_matches, engine_path,
+                      rows_equal, scenario)
+
+# Everything at once: hops with jitter, several workers, speeds, queue limits, stale information.
+BUSY = scenario(nodes=4, speeds=[1.0, 0.5, 2.0, 1.5], replicas=5, workers=2, queue_limit=2, rho=1.05,
+                hop=0.04, jitter=0.03, info="stale:0.5", requests=2000)
+
+
+def run(sc, strategy, **kw):
+    return simulate(sc, strategy, progress=False, **kw)
+
+
+def same_frames(a, b):
+    """Two polars frames are equal (NaN equal to NaN)."""
+    assert a.columns == b.columns and a.height == b.height
+    for c in a.columns:
+        x, y = a[c].to_list(), b[c].to_list()
+        for u, v in zip(x, y):
+            assert u == v or (isinstance(u, float) and isinstance(v, float) and math.isnan(u) and math.isnan(v)), (c, u, v)
+
+
+# --------------------------------------------------------------------------------------------
+# Determinism and chunk size
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_same_seed_same_result(strategy):
+    a = run(BUSY, strategy, seed=5, trace=True)
+    b = run(BUSY, strategy, seed=5, trace=True)
+    assert rows_equal(a.row(), b.row()) == []
+    same_frames(a.tasks, b.tasks)
+    same_frames(a.trace, b.trace)
+    assert np.array_equal(a.hist_counts, b.hist_counts)
+    c = run(BUSY, strategy, seed=6)
+    assert a.row()["latency_mean"] != c.row()["latency_mean"]     # the seed does matter
+    assert a.row()["rejected"] > 0
+
+
+CHUNK_CASES = {
+    "requests": BUSY,
+    "requests_no_drain": scenario(rho=0.95, hop=0.02, drain=False, workers=2, info="local", requests=2000),
+    "duration": scenario(duration=300.0, requests=None, warmup=0.3, hop=0.02, jitter=0.01, queue_limit=1, rho=0.9),
+    "duration_no_drain": scenario(duration=300.0, requests=None, warmup=0.2, drain=False, rho=0.95, mode="central"),
+}
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("case", list(CHUNK_CASES))
+def test_chunk_size_does_not_change_results(case, strategy):
+    sc = CHUNK_CASES[case]
+    trace = "duration" not in case
+    a = run(sc, strategy, trace=trace)
+    b = run(sc, strategy, trace=trace, chunk=7)
+    assert rows_equal(a.row(), b.row()) == []
+    same_frames(a.tasks, b.tasks)
+    assert np.array_equal(a.hist_counts, b.hist_counts)
+    if trace:
+        same_frames(a.trace, b.trace)
+    assert a.row()["completed"] > 100
+
+
+# --------------------------------------------------------------------------------------------
+# Conservation: arrived = completed + rejected + failed + in_flight, counted independently.
+
+def _status_counts(res):
+    """Counters recomputed from the per-request trace (measured requests only)."""
+    sc = res.scenario
+    warm = int(math.floor(sc.run.warmup * sc.n_requests))
+    status = res.trace["status"].to_numpy()
+    assert status.min() >= 0, "a request was never processed"
+    m = status[warm:]
+    return {"arrived": len(m), "completed": int((m == COMPLETED).sum()), "rejected": int((m == REJECTED).sum()),
+            "failed": int((m == FAILED).sum()), "in_flight": int((m == IN_FLIGHT).sum())}
+
+
+CONSERVATION = {
+    "drain_queue_limit": (BUSY, False),
+    "no_drain": (scenario(drain=False, rho=0.95, workers=2, requests=1500), True),
+    "no_drain_queue_limit_hop": (scenario(drain=False, rho=1.2, queue_limit=3, hop=0.2, jitter=0.1, requests=1500), True),
+}
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("case", list(CONSERVATION))
+def test_conservation_from_the_trace(case, strategy):
+    sc, in_flight_expected = CONSERVATION[case]
+    res = run(sc, strategy, trace=True)
+    row = res.row()
+    counts = _status_counts(res)
+    for k, v in counts.items():
+        assert row[k] == v, (k, row[k], v)
+    assert row["arrived"] == row["completed"] + row["rejected"] + row["failed"] + row["in_flight"]
+    assert res.tasks["served"].sum() == row["completed"]
+    assert (row["in_flight"] > 0) == in_flight_expected
+    assert row["completed"] > 0
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("drain", [True, False])
+def test_conservation_duration_runs(strategy, drain):
+    """Duration-bounded: the measured arrivals are exactly those in [warmup * D, D), and the
+    status counts agree with naive.py (which tracks each request's status separately)."""
+    D, w = 250.0, 0.2
+    sc = scenario(duration=D, requests=None, warmup=w, drain=drain, rho=0.95, queue_limit=2, hop=0.05)
+    res = run(sc, strategy, chunk=50)
+    row = res.row()
+    s = load_scenario(sc)
+    wl = Workload(s, build_cluster(s), s.run.seed)
+    t = np.concatenate([wl.chunk(1000).t for _ in range(3)])
+    assert t[-1] >= D
+    assert row["requests"] == int((t < D).sum())
+    assert row["arrived"] == int(((t >= w * D) & (t < D)).sum())
+    assert row["arrived"] == row["completed"] + row["rejected"] + row["failed"] + row["in_flight"]
+    assert (row["in_flight"] == 0) == drain
+    assert row["in_flight"] >= 0 and row["rejected"] > 0
+    assert_counters_match(row, simulate_naive(sc, strategy))
+
+
+# --------------------------------------------------------------------------------------------
+# The direct path (completion known at dispatch) equals the general heap path.
+
+DIRECT_CASES = {
+    "central": scenario(mode="central", replicas=5, rho=0.9),
+    "per_node_hop_0": scenario(workers=3, replicas=3, speeds=[1.0, 2.0, 0.5], rho=0.85, dist="lognormal"),
+    "single_entry_hop": scenario(entry="single:2", hop=0.05, nodes=3, replicas=6, rr_start="zero"),
+}
+
+
+@pytest.mark.parametrize("strategy", ["round_robin", "random"])
+@pytest.mark.parametrize("case", list(DIRECT_CASES))
+def test_direct_path_equals_heap_path(case, strategy):
+    sc = DIRECT_CASES[case]
+    assert engine_path(sc, strategy) == "direct" and engine_path(sc, strategy, force_heap=True) == "heap"
+    a = run(sc, strategy, trace=True)
+    b = run(sc, strategy, trace=True, force_heap=True)
+    ra, rb = a.row(), b.row()
+    for k in ("requests", "arrived", "completed", "rejected", "failed", "in_flight", "cross_node_frac"):
+        assert ra[k] == rb[k], k
+    assert math.isclose(ra["latency_mean"], rb["latency_mean"], rel_tol=1e-9)
+    np.testing.assert_array_equal(a.trace["task"].to_numpy(), b.trace["task"].to_numpy())
+    np.testing.assert_array_equal(a.trace["status"].to_numpy(), b.trace["status"].to_numpy())
+    for c in ("start", "done", "latency"):
+        np.testing.assert_allclose(a.trace[c].to_numpy(), b.trace[c].to_numpy(), rtol=1e-9)
+    np.testing.assert_array_equal(a.tasks["served"].to_numpy(), b.tasks["served"].to_numpy())
+
+
+# --------------------------------------------------------------------------------------------
+# Common random numbers
+
+CRN = scenario(nodes=4, entry=[0.4, 0.3, 0.0, 0.3], hop=0.03, jitter=0.02, workers=2, requests=1500,
+               services=[{"name": "a", "port": 80, "replicas": 4, "demand": {"dist": "hyperexp", "mean": 1.0}},
+                         {"name": "b", "port": 81, "replicas": 3, "workers": 2, "demand": {"dist": "pareto", "mean": 0.3}}])
+
+
+def test_arrivals_are_common_to_every_strategy():
+    arr, cl = arrivals(CRN)
+    results = {s: run(CRN, s, trace=True) for s in STRATEGIES}
+    demand = {}
+    for s, res in results.items():
+        row, tr = res.row(), res.trace
+        assert row["requests"] == 1500 and row["arrived"] == 1350
+        assert row["sim_time"] == arr.t[-1]
+        assert (tr["status"].to_numpy() == COMPLETED).all()
+        k = tr["task"].to_numpy()
+        # the k-th request has the same demand under every strategy...
+        demand[s] = (tr["done"].to_numpy() - tr["start"].to_numpy()) * cl.task_speed[k]
+        np.testing.assert_allclose(demand[s], arr.demand, rtol=1e-9)
+        # ... and the same service, and never starts before it arrived
+        np.testing.assert_array_equal(cl.task_service[k], arr.service)
+        assert (tr["start"].to_numpy() >= arr.t).all()
+    # the strategies did decide differently
+    tasks = [results[s].trace["task"].to_numpy() for s in STRATEGIES]
+    assert (tasks[0] != tasks[1]).any() and (tasks[1] != tasks[2]).any()
+
+
+@pytest.mark.parametrize("sizes", [[1] * 20 + [480], [7] * 71 + [3], [250, 1, 249]])
+def test_workload_does_not_depend_on_chunking(sizes):
+    s = load_scenario(dict(CRN, workload={"rho": 0.8, "entry": "uniform", "client_dist": "zipf"}))
+    cl = build_cluster(s)
+    whole = Workload(s, cl, 9, need_client=True).chunk(sum(sizes))
+    wl = Workload(s, cl, 9, need_client=True)
+    parts = [wl.chunk(n) for n in sizes]
+    assert [p.first for p in parts] == list(np.cumsum([0] + sizes[:-1]))
+    for f in ("t", "service", "demand", "entry", "client", "jitter"):
+        np.testing.assert_array_equal(np.concatenate([getattr(p, f) for p in parts]), getattr(whole, f), err_msg=f)
+    # reading client ids (need_client) changes no other variate
+    plain = Workload(s, cl, 9, need_client=False).chunk(sum(sizes))
+    for f in ("t", "service", "demand", "entry", "jitter"):
+        np.testing.assert_array_equal(getattr(plain, f), getattr(whole, f), err_msg=f)
+    assert len(set(whole.service.tolist())) == 2 and len(set(whole.entry.tolist())) == 4
+
+
+# --------------------------------------------------------------------------------------------
+# Property test over random small scenarios
+
+@st.composite
+def small_scenarios(draw):
+    nodes = draw(st.integers(1, 5))
+    q = draw(st.sampled_from([0, 0, 1, 2, 3]))          # 0 (unbounded) twice as likely
+    speeds = draw(st.one_of(st.none(), st.lists(st.sampled_from([0.5, 1.0, 1.5, 2.0, 3.0]), min_size=nodes, max_size=nodes)))
+    entry = draw(st.sampled_from(["uniform", "single"]))
+    sc = scenario(
+        nodes=nodes, speeds=speeds, replicas=draw(st.integers(1, 6)), workers=draw(st.integers(1, 3)),
+        queue_limit=q, dist=draw(st.sampled_from(["exponential", "deterministic", "lognormal", "hyperexp"])),
+        rho=draw(st.sampled_from([0.3, 0.7, 0.9] + ([1.1, 1.5] if q else []))),
+        entry=entry if entry == "uniform" else f"single:{draw(st.integers(0, nodes - 1))}",
+        hop=draw(st.sampled_from([0.0, 0.01, 0.3])), jitter=draw(st.sampled_from([0.0, 0.0, 0.05, 0.4])),
+        mode=draw(st.sampled_from(["per_node", "central"])),
+        info=draw(st.sampled_from(["global", "local", "stale:0.3", "stale:2"])),
+        rr_start=draw(st.sampled_from(["zero", "random"])),
+        requests=draw(st.integers(50, 500)), warmup=draw(st.sampled_from([0.0, 0.1, 0.3])),
+        seed=draw(st.integers(0, 10_000)), drain=draw(st.sampled_from([True, True, False])),
+    )
+    return sc, draw(st.sampled_from(STRATEGIES)), draw(st.booleans())
+
+
+@seed(20251125)   # fixed: the same 40 examples every run
+@settings(max_examples=40, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(small_scenarios())
+def test_random_small_scenarios(case):
+    sc, strategy, force_heap = case
+    res = run(sc, strategy, trace=True, force_heap=force_heap)
+    row, tr = res.row(), res.trace
+    arr, cl = arrivals(sc)
+    n = len(arr.t)
+    task, status = tr["task"].to_numpy(), tr["status"].to_numpy()
+    start, done, latency = (tr[c].to_numpy() for c in ("start", "done", "latency"))
+
+    # conservation, counted from the trace
+    counts = _status_counts(res)
+    for k, v in counts.items():
+        assert row[k] == v, (k, row[k], v)
+    assert row["arrived"] == n - int(math.floor(sc["run"]["warmup"] * n))
+    if sc["run"]["drain"]:
+        assert row["in_flight"] == 0
+    if sc["services"][0]["queue_limit"] == 0:
+        assert row["rejected"] == 0
+
+    # arrival at the task: after the hop and its jitter
+    cross = cl.task_node[task] != arr.entry
+    jit = arr.jitter[0::2] if len(arr.jitter) else np.zeros(n)
+    ta = arr.t + np.where(cross, sc["network"]["hop"] + jit, 0.0)
+    started = ~np.isnan(start)
+    svc = arr.demand / cl.task_speed[task]
+    # service lasts demand / speed, starts no earlier than the request reached the task
+    np.testing.assert_allclose(done[started] - start[started], svc[started], rtol=1e-9, atol=1e-12)
+    assert (start[started] >= ta[started]).all()
+    comp = status == COMPLETED
+    assert (latency[comp] >= svc[comp] - 1e-9).all()
+    assert (latency[comp] >= done[comp] - arr.t[comp] - 1e-9).all()
+    rej = status == REJECTED
+    np.testing.assert_array_equal(done[rej], ta[rej])
+
+    # per task FIFO in order of arrival at the task; never more in service than workers
+    for k in np.unique(task[started]):
+        m = np.flatnonzero(started & (task == k))
+        order = m[np.lexsort((m, ta[m]))]
+        assert (np.diff(start[order]) >= 0).all(), f"task {k} is not FIFO"
+        w = int(cl.task_workers[k])
+        if w == 1:
+            assert (start[order][1:] >= done[order][:-1]).all()
+        else:
+            ev = sorted([(x, 1) for x in start[m]] + [(x, -1) for x in done[m]], key=lambda e: (e[0], e[1]))
+            assert max(np.cumsum([e[1] for e in ev])) <= w
+
+    # and request by request the same as the reference simulator
+    ref = simulate_naive(sc, strategy)
+    assert_trace_matches(tr, ref)
+    assert_counters_match(row, ref)
