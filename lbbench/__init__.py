@@ -16,5 +16,7 @@ from .strategy import Param, Strategy  # noqa: E402
 # Imported eagerly: the function must shadow its module's name on the package (a lazy
 # wrapper would be replaced by the submodule as soon as anyone imports lbbench.simulate).
 from .simulate import simulate  # noqa: E402
+from .checker import check_strategy  # noqa: E402
 
-__all__ = ["Param", "Scenario", "Strategy", "StrategyError", "UserError", "load_scenario", "simulate", "__version__"]
+__all__ = ["Param", "Scenario", "Strategy", "StrategyError", "UserError", "check_strategy", "load_scenario", "simulate",
+           "__version__"]

@@ -42,6 +42,20 @@ def strategies():
 
 
 @cli.command()
+@click.argument("strategy")
+@click.option("--param", "-p", multiple=True, help="strategy parameter NAME=VALUE to check with (repeatable)")
+def check(strategy, param):
+    """Run STRATEGY (a name or FILE.py:NAME) on small scenarios and report contract faults.
+
+    Exit code 0 when clean, 1 with findings, 2 when STRATEGY cannot be loaded."""
+    from .checker import check_strategy
+    report = check_strategy(strategy, _parse_params(param))
+    click.echo(report.format())
+    if not report.ok:
+        sys.exit(1)
+
+
+@cli.command()
 @click.argument("scenario", required=False)
 def presets(scenario):
     """List the built-in scenarios, or print one (or a TOML file) fully resolved."""

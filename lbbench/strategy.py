@@ -106,7 +106,8 @@ class Strategy:
 
     def summary_line(self) -> str:
         ps = ", ".join(f"{p.name}={p.default:g}" for p in self.params)
-        return f"{self.name} (v{self.version}{'; ' + ps if ps else ''}): {self.description}"
+        desc = self.description.strip().splitlines()[0] if self.description.strip() else "(no description)"
+        return f"{self.name} (v{self.version}{'; ' + ps if ps else ''}): {desc}"
 
     def __reduce__(self):
         # Pickle by reference: a worker process loads the plugin again from where it came.
@@ -169,7 +170,10 @@ def _load_path(ref: str) -> Strategy:
     path = Path(path_s).expanduser().resolve()
     if not path.is_file():
         raise UserError(f"strategy file {path_s!r} does not exist")
-    mod_name = "lbbench_user_" + hashlib.sha1(str(path).encode()).hexdigest()[:12]
+    # Named by content, not by path: numba's disk cache of a compiled kernel refers to the
+    # plugin's module by name, so the same file at another path (a copy, a fresh tmp folder)
+    # must get the same name to reuse it; an edited file gets a new module.
+    mod_name = "lbbench_user_" + hashlib.sha1(path.read_bytes()).hexdigest()[:12]
     mod = sys.modules.get(mod_name)
     if mod is None:
         spec = importlib.util.spec_from_file_location(mod_name, path)
@@ -226,7 +230,9 @@ def compiled_kernel(spec: Strategy):
     """The dispatch kernel with this strategy inlined (compiled once per process)."""
     from . import engine
 
-    key = f"{spec.name}|{spec.source_hash}|bc{int(spec.boundscheck)}"
+    # The module is part of the key: a cached kernel refers to the plugin's module by name.
+    module = getattr(getattr(spec.select, "py_func", spec.select), "__module__", "")
+    key = f"{spec.name}|{spec.source_hash}|{module}|bc{int(spec.boundscheck)}"
     k = _COMPILED.get(key)
     if k is None:
         k = engine.specialise(key, _jit(spec.select, spec.boundscheck), _jit(spec.on_complete, spec.boundscheck))

@@ -1,6 +1,9 @@
 """A deliberately faulty strategy for the contract tests; `mode` picks the fault:
 0 behaves (round-robin), 1 returns an id past every task, 2 returns -3, 3 writes far outside
-its state row, 4 raises after t = 1 s, 5 returns task 0 whatever the service."""
+its state row, 4 raises after t = 1 s, 5 returns task 0 whatever the service, 6 draws from
+numba's global random state (not deterministic), 7 decides on view.load and 8 on view.client
+although the spec declares neither."""
+import numpy as np
 from numba import njit
 
 from lbbench.strategy import Param, Strategy
@@ -19,9 +22,19 @@ def select(cands, view, state, rng):
         raise ValueError("boom")
     if mode == 5:
         return 0
+    if mode == 6:
+        return cands[np.random.randint(0, cands.shape[0])]
+    if mode == 7:
+        best = cands[0]
+        for t in cands:
+            if view.load[t] < view.load[best]:
+                best = t
+        return best
+    if mode == 8:
+        return cands[max(view.client, 0) % cands.shape[0]]
     state[0] += 1.0
     return cands[int(state[0]) % cands.shape[0]]
 
 
-STRATEGY = Strategy(name="faulty", select=select, params=(Param("mode", 0, 0, 5, integer=True),),
+STRATEGY = Strategy(name="faulty", select=select, params=(Param("mode", 0, 0, 8, integer=True),),
                     description="faults on demand, for tests", reads_load=False)
