@@ -13,11 +13,8 @@ from .scenario import Scenario, load_scenario  # noqa: E402
 from .strategy import Param, Strategy  # noqa: E402
 
 
-def simulate(*args, **kwargs):
-    from .simulate import simulate as _simulate
-    return _simulate(*args, **kwargs)
-
-
-simulate.__doc__ = "Run one simulation; see lbbench.simulate.simulate."
+# Imported eagerly: the function must shadow its module's name on the package (a lazy
+# wrapper would be replaced by the submodule as soon as anyone imports lbbench.simulate).
+from .simulate import simulate  # noqa: E402
 
 __all__ = ["Param", "Scenario", "Strategy", "StrategyError", "UserError", "load_scenario", "simulate", "__version__"]
