@@ -222,7 +222,7 @@ class Health(_Model):
 
 class Clients(_Model):
     retries: int = Field(0, ge=0, le=100, description="re-sends of a failed or rejected request, at most")
-    backoff: float = Field(0.1, ge=0, allow_inf_nan=False, description="base backoff, seconds: attempt a waits backoff * 2**a * U(0.5, 1)")
+    backoff: float = Field(0.1, gt=0, allow_inf_nan=False, description="base backoff, seconds: attempt a waits backoff * 2**a * U(0.5, 1)")
     timeout: float = Field(0.0, ge=0, allow_inf_nan=False, description="a request slower than this counts as timed out (0 = none)")
 
     @property
