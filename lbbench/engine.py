@@ -357,6 +357,7 @@ def _give_up(cfg, st, met, slot, t, status):
                 met.ts_count[window_of(cfg, st.slot_t0[slot]), TS_RETRIED] += 1
             if cfg.trace:
                 met.tr_tries[idx] = a + 1
+                met.tr_status[idx] = ST_IN_FLIGHT
             delay = cfg.backoff * (2.0 ** a) * (0.5 + 0.5 * hash_uniform(cfg.retry_key, idx, a))
             st.ctr[RT_N] = heap_push(st.rt_key, st.rt_slot, st.ctr[RT_N], t + delay, slot)
             return

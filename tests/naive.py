@@ -235,6 +235,7 @@ def simulate_naive(scenario, strategy="round_robin", seed=None, params=None, ove
             a = req.tries
             req.tries += 1
             res.tries[i] = req.tries
+            res.status[i] = IN_FLIGHT          # waiting for its next attempt
             res.retried += i >= warm_index
             delay = cli.backoff * (2.0 ** a) * (0.5 + 0.5 * rngmod.hash_uniform(retry_key, i, a))
             schedule(now + delay, RETRY, req)
