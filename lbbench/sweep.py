@@ -202,7 +202,9 @@ def execute(run: RunSpec) -> dict:
         return {"run_hash": run.run_hash, "ok": False, "error": msg, "detail": traceback.format_exc(limit=3)}
     extra = {"sweep": run.sweep, "run_hash": run.run_hash, "status": "ok", "error": None}
     tables = {
-        "runs": res.summary.with_columns(**{k: pl.lit(v) for k, v in extra.items()}, **{k: pl.lit(v) for k, v in run.axes.items()}),
+        # error is typed String even when null, so parts of ok and failed runs share a schema
+        "runs": res.summary.with_columns(**{k: pl.lit(v, dtype=pl.String) for k, v in extra.items()},
+                                         **{k: pl.lit(v) for k, v in run.axes.items()}),
         "tasks": res.tasks.with_columns(run_hash=pl.lit(run.run_hash)),
         "histograms": res.histogram().with_columns(run_hash=pl.lit(run.run_hash)),
     }
