@@ -85,6 +85,11 @@ def print_summary(row: dict) -> None:
                f"({row['nodes']} nodes, {row['tasks']} tasks, mode {row['mode']}, info {row['info']}, rho {row['rho']:.3g})")
     click.echo(f"  requests   {row['requests']:,} simulated, {row['arrived']:,} measured after warm-up")
     click.echo(f"  outcome    completed {row['completed']:,}  rejected {row['rejected']:,}  failed {row['failed']:,}  in flight {row['in_flight']:,}")
+    if row["faults"] or row["retried"] or row["timed_out"]:
+        rec = row["recovery_s"]
+        click.echo(f"  faults     {row['faults']} scheduled, {row['crashes']} task crashes  retried {row['retried']:,}  "
+                   f"timed out {row['timed_out']:,}  availability {row['availability']:.4%}  "
+                   f"recovery {'-' if rec is None or math.isnan(rec) else f'{rec:g} s'}")
     click.echo(f"  latency    mean {_fmt_s(row['latency_mean'])}  p50 {_fmt_s(row['latency_p50'])}  p90 {_fmt_s(row['latency_p90'])}  "
                f"p99 {_fmt_s(row['latency_p99'])}  p99.9 {_fmt_s(row['latency_p999'])}  max {_fmt_s(row['latency_max'])}")
     click.echo(f"  load       throughput {row['throughput']:.4g} req/s  utilisation mean {row['util_mean']:.3f} max {row['util_max']:.3f}")
@@ -126,8 +131,9 @@ def run(scenario, strategy, param, sets, requests, duration, seed, out, no_write
     row = res.row()
     print_summary(row)
     if out_dir is not None:
-        paths = write_tables(out_dir, row["run_id"], {"runs": res.summary, "tasks": res.tasks})
-        click.echo(f"  written    {out_dir}/runs/ and {out_dir}/tasks/ ({paths['runs'].name})")
+        tables = {"tasks": res.tasks, "timeseries": res.timeseries, "faults": res.faults, "runs": res.summary}
+        paths = write_tables(out_dir, row["run_id"], tables)
+        click.echo(f"  written    {out_dir}/{{{','.join(k for k in tables if k in paths)}}}/ ({paths['runs'].name})")
 
 
 @cli.command()

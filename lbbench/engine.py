@@ -2,9 +2,10 @@
 
 One numba kernel processes a chunk of arrivals. Before each arrival it applies, in time order,
 every event due by then: completions (retired from a min-heap keyed by completion time),
-arrivals at a task after the overlay hop (a second heap), and control events (stale-snapshot
-refreshes; failures later). Ties are ordered by kind: completion < arrival at task < control <
-new arrival, so a server freed at time t is free for a request arriving at t.
+arrivals at a task after the overlay hop (a second heap), control events (stale-snapshot
+refreshes; the fault schedule and the orchestrator's detections, placements and joins) and
+client retries (a third heap). Ties are ordered by kind: completion < arrival at task <
+control < retry < new arrival, so a server freed at time t is free for a request arriving at t.
 
 Then it asks the strategy for a task, checks the answer (a task of this service in the
 balancer's table, else the run stops with an error naming the plugin), and places the request
@@ -31,7 +32,7 @@ from numba import njit
 from numba import types as nbtypes
 from numba.extending import intrinsic
 
-from .rng import uniform
+from .rng import hash_uniform, uniform
 
 # --------------------------------------------------------------------------------------------
 # What a strategy sees (DESIGN 3). Built per decision; numba keeps it in registers.
@@ -56,6 +57,9 @@ Config = namedtuple("Config", [
     "table", "table_start", "table_len", "table_pos", "params", "bal_start",
     "n_services", "central", "info", "stale_period", "hop", "has_jitter", "warm_index", "trace", "direct",
     "ts_window", "ts_inv", "ts_n", "conn", "conn_logq",
+    "faults", "f_time", "f_kind", "f_target", "f_count", "node_speed",
+    "task_detect", "node_detect", "restart_delay", "startup", "entry_key",
+    "retries", "backoff", "timeout", "retry_key",
 ])
 Config.__doc__ = """Static configuration of a run.
 
@@ -67,6 +71,11 @@ direct: 1 when nothing observes in-flight requests (the strategy reads no loads 
 completion hook, no queue limits, every task sees its requests in dispatch order, in-flight
 requests are drained at the end). The kernel then records each request's completion when it
 dispatches it, with no heap: the same results as the general path, faster.
+
+Failures (faults = 1): f_time/f_kind/f_target/f_count is the run's fault schedule, sorted by
+time (F_* kinds). task_node, task_speed and the table arrays change during the run
+(replacements reuse their task slot on a new node). retries/backoff/timeout: the clients.
+entry_key, retry_key: hash keys of the entry re-routing and the retry backoff jitter.
 """
 
 # Mutable state, resumable across chunks.
@@ -76,12 +85,31 @@ State = namedtuple("State", [
     "slot_task", "slot_bal", "slot_t0", "slot_dout", "slot_svc", "slot_idx", "free_slots",
     "bal_state", "bal_rng", "ctr", "fctr",
     "conn_task", "conn_left", "conn_entry", "conn_rng",
+    "task_state", "task_inc", "task_ev_t", "task_ev_kind", "task_restarts",
+    "node_up", "node_entry", "node_drained", "node_ev_t",
+    "slot_inc", "slot_s", "slot_e0", "slot_dem", "slot_client", "slot_jin", "slot_jout", "slot_try",
+    "rt_key", "rt_slot",
 ])
+State.__doc__ = """Mutable state, resumable across chunks.
+
+task_state   int8[T]: TASK_DEAD, TASK_ALIVE or TASK_STARTING (placed, not yet healthy)
+task_inc     int64[T]: incarnation, bumped at every crash; a request carries the incarnation it
+             was sent to (slot_inc) and fails when it reaches a task whose incarnation differs
+task_ev_t, task_ev_kind  the task slot's one pending orchestrator event (EV_*; time inf: none,
+             or EV_PLACE waiting for an eligible node)
+node_up, node_entry, node_drained  int8[N]: running; still used by the entry policy (cleared
+             node_detect after a node goes down); given no tasks
+node_ev_t    float64[N]: pending detection of a down node (inf: none)
+slot_*       an in-flight request: task, balancer, first arrival t0, return hop, service time,
+             index; with retries also its service, drawn entry, demand, client, hop jitter and
+             attempt number, so that it can be sent again
+rt_key/rt_slot  the retry heap (time of the next attempt)
+"""
 
 # Streaming metrics and the optional per-request trace.
 Metrics = namedtuple("Metrics", [
     "hist", "task_served", "task_busy",
-    "tr_task", "tr_start", "tr_done", "tr_latency", "tr_status",
+    "tr_task", "tr_start", "tr_done", "tr_latency", "tr_status", "tr_tries",
     "ts_count", "ts_lat_sum", "ts_hist", "ts_node_busy",
 ])
 Metrics.__doc__ = """Streaming metrics.
@@ -89,22 +117,30 @@ Metrics.__doc__ = """Streaming metrics.
 hist          int64[N_BUCKETS] latency histogram of measured completions
 task_served   int64[T], task_busy float64[T] (seconds of service of measured requests)
 tr_*          per-request trace (length = requests when tracing, else 0)
-ts_count      int64[W, 4]: per window of arrival time: arrived, completed, rejected, failed
+ts_count      int64[W, 6]: per window of (first) arrival time: arrived, completed, rejected,
+              failed, retried (attempts re-sent), timed_out
 ts_lat_sum    float64[W], ts_hist int64[W, TS_BUCKETS] (coarse latency histogram)
 ts_node_busy  float64[W, N]: service seconds given by each node to requests of the window
 Windows cover all requests (warm-up included), indexed by arrival time // ts_window and
 clamped to the last window.
 """
-TS_ARRIVED, TS_COMPLETED, TS_REJECTED, TS_FAILED = range(4)
+TS_ARRIVED, TS_COMPLETED, TS_REJECTED, TS_FAILED, TS_RETRIED, TS_TIMED_OUT, TS_N = range(7)
 
 Arrivals = namedtuple("Arrivals", ["t", "service", "demand", "entry", "client", "jitter"])
 
 INFO_GLOBAL, INFO_LOCAL, INFO_STALE = 0, 1, 2
 
 # ctr (int64) fields
-ARRIVED, COMPLETED, REJECTED, FAILED, CROSS, HEAP_N, TRANSIT_N, FREE_N, ERR_CODE, ERR_REQ, ERR_VALUE, REQUESTS, IN_FLIGHT_M, N_CTR = range(14)
+(ARRIVED, COMPLETED, REJECTED, FAILED, CROSS, HEAP_N, TRANSIT_N, FREE_N, ERR_CODE, ERR_REQ, ERR_VALUE, REQUESTS,
+ IN_FLIGHT_M, RETRIED, TIMED_OUT, RT_N, FAULT_I, CRASHES, N_CTR) = range(19)
 # fctr (float64) fields
-LAT_SUM, LAT_MAX, T_FIRST, T_LAST, NEXT_REFRESH, N_FCTR = range(6)
+LAT_SUM, LAT_MAX, T_FIRST, T_LAST, NEXT_REFRESH, NEXT_FAULT, N_FCTR = range(7)
+
+# Fault schedule kinds (Config.f_kind): f_target is a task, a service (f_count tasks) or a node
+F_TASK_CRASH, F_SERVICE_CRASH, F_NODE_DOWN, F_NODE_UP, F_NODE_DRAIN = range(5)
+# Task slot states and orchestrator events
+TASK_DEAD, TASK_ALIVE, TASK_STARTING = 0, 1, 2
+EV_NONE, EV_DETECT, EV_PLACE, EV_JOIN = 0, 1, 2, 3
 
 # Trace status codes
 ST_COMPLETED, ST_REJECTED, ST_FAILED, ST_IN_FLIGHT = 0, 1, 2, 3
@@ -281,12 +317,15 @@ def _place(cfg, st, k, ta, svc):
 @njit(inline="always", cache=True)
 def _record(cfg, st, met, k, idx, t0, latency, svc):
     """Streaming metrics of one completed request that arrived at t0."""
+    late = cfg.timeout > 0.0 and latency > cfg.timeout
     if cfg.ts_n > 0:
         w = window_of(cfg, t0)
         met.ts_count[w, TS_COMPLETED] += 1
         met.ts_lat_sum[w] += latency
         met.ts_hist[w, ts_bucket_of(latency)] += 1
         met.ts_node_busy[w, cfg.task_node[k]] += svc
+        if late:
+            met.ts_count[w, TS_TIMED_OUT] += 1
     if idx >= cfg.warm_index:
         st.ctr[COMPLETED] += 1
         st.fctr[LAT_SUM] += latency
@@ -295,28 +334,68 @@ def _record(cfg, st, met, k, idx, t0, latency, svc):
         met.hist[bucket_of(latency)] += 1
         met.task_served[k] += 1
         met.task_busy[k] += svc
+        if late:
+            st.ctr[TIMED_OUT] += 1
     if cfg.trace:
         met.tr_status[idx] = ST_COMPLETED
         met.tr_latency[idx] = latency
 
 
 @njit(inline="always", cache=True)
+def _give_up(cfg, st, met, slot, t, status):
+    """The attempt held in `slot` failed (ST_FAILED) or was rejected (ST_REJECTED) at time t.
+    While the client has retries left it sends the request again after a backoff (exponential,
+    with jitter hashed from the request and attempt); otherwise that is the request's outcome."""
+    idx = st.slot_idx[slot]
+    if cfg.retries > 0:
+        a = st.slot_try[slot]
+        if a < cfg.retries:
+            st.slot_try[slot] = a + 1
+            if idx >= cfg.warm_index:
+                st.ctr[RETRIED] += 1
+            if cfg.ts_n > 0:
+                met.ts_count[window_of(cfg, st.slot_t0[slot]), TS_RETRIED] += 1
+            if cfg.trace:
+                met.tr_tries[idx] = a + 1
+                met.tr_status[idx] = ST_IN_FLIGHT
+            delay = cfg.backoff * (2.0 ** a) * (0.5 + 0.5 * hash_uniform(cfg.retry_key, idx, a))
+            st.ctr[RT_N] = heap_push(st.rt_key, st.rt_slot, st.ctr[RT_N], t + delay, slot)
+            return
+    measured = idx >= cfg.warm_index
+    if status == ST_REJECTED:
+        if measured:
+            st.ctr[REJECTED] += 1
+        if cfg.ts_n > 0:
+            met.ts_count[window_of(cfg, st.slot_t0[slot]), TS_REJECTED] += 1
+    else:
+        if measured:
+            st.ctr[FAILED] += 1
+        if cfg.ts_n > 0:
+            met.ts_count[window_of(cfg, st.slot_t0[slot]), TS_FAILED] += 1
+    if cfg.trace:
+        met.tr_status[idx] = status
+        met.tr_done[idx] = t
+        met.tr_start[idx] = np.nan
+    _free_slot(st, slot)
+
+
+@njit(inline="always", cache=True)
 def _task_arrive(cfg, st, met, slot, ta):
-    """The request reaches its task at time ta: reject on a full queue, else queue FIFO."""
+    """The request reaches its task at time ta: fail if that task died since it was sent,
+    reject on a full queue, else queue FIFO."""
     k = st.slot_task[slot]
     idx = st.slot_idx[slot]
+    if cfg.faults and (st.task_state[k] != TASK_ALIVE or st.task_inc[k] != st.slot_inc[slot]):
+        # sent before its task crashed: the connection is refused when it gets there
+        st.outstanding[k] -= 1
+        st.local_out[st.slot_bal[slot], k] -= 1
+        _give_up(cfg, st, met, slot, ta, ST_FAILED)
+        return
     q = cfg.task_qlimit[k]
     if q > 0 and st.present[k] >= cfg.task_workers[k] + q:
         st.outstanding[k] -= 1
         st.local_out[st.slot_bal[slot], k] -= 1
-        if idx >= cfg.warm_index:
-            st.ctr[REJECTED] += 1
-        if cfg.ts_n > 0:
-            met.ts_count[window_of(cfg, st.slot_t0[slot]), TS_REJECTED] += 1
-        if cfg.trace:
-            met.tr_status[idx] = ST_REJECTED
-            met.tr_done[idx] = ta
-        _free_slot(st, slot)
+        _give_up(cfg, st, met, slot, ta, ST_REJECTED)
         return
     st.present[k] += 1
     start, done = _place(cfg, st, k, ta, st.slot_svc[slot])
@@ -343,9 +422,238 @@ def _retire(cfg, st, met, slot, done):
     _free_slot(st, slot)
 
 
+# --------------------------------------------------------------------------------------------
+# Failures and recovery (docs/model.md, "Failures"). Control events, rare: plain loops over
+# tasks and nodes, not inlined into the dispatch loop.
+
+@njit(inline="always", cache=True)
+def _sift_down(key, slot, n, i):
+    k = key[i]
+    s = slot[i]
+    while True:
+        c = 4 * i + 1
+        if c >= n:
+            break
+        m = c
+        km = key[c]
+        for j in range(c + 1, min(c + 4, n)):
+            if key[j] < km:
+                m = j
+                km = key[j]
+        if km >= k:
+            break
+        key[i] = km
+        slot[i] = slot[m]
+        i = m
+    key[i] = k
+    slot[i] = s
+
+
+@njit(cache=True)
+def _crash(cfg, st, met, k, t, detect):
+    """Task slot k's running (or starting) task dies at t; the orchestrator notices at
+    t + detect. Its queued and in-service requests fail now; requests on their way to it fail
+    when they arrive (their incarnation is stale)."""
+    state = st.task_state[k]
+    if state == TASK_DEAD:
+        return
+    st.task_state[k] = TASK_DEAD
+    st.task_inc[k] += 1
+    st.ctr[CRASHES] += 1
+    if state == TASK_ALIVE:
+        n = st.ctr[HEAP_N]
+        m = 0
+        for j in range(n):
+            slot = st.heap_slot[j]
+            if st.slot_task[slot] == k:
+                st.present[k] -= 1
+                st.outstanding[k] -= 1
+                st.local_out[st.slot_bal[slot], k] -= 1
+                _give_up(cfg, st, met, slot, t, ST_FAILED)
+            else:
+                st.heap_key[m] = st.heap_key[j]
+                st.heap_slot[m] = slot
+                m += 1
+        for j in range(m, n):
+            st.heap_key[j] = np.inf
+        st.ctr[HEAP_N] = m
+        if m > 1:
+            for i in range((m - 2) // 4, -1, -1):
+                _sift_down(st.heap_key, st.heap_slot, m, i)
+    st.task_ev_t[k] = t + detect
+    st.task_ev_kind[k] = EV_DETECT
+
+
+@njit(inline="always", cache=True)
+def _table_remove(cfg, k):
+    """Take task k out of its service's table, keeping the others' order."""
+    p = cfg.table_pos[k]
+    if p < 0:
+        return
+    s = cfg.task_service[k]
+    base = cfg.table_start[s]
+    n = cfg.table_len[s]
+    for j in range(p, n - 1):
+        x = cfg.table[base + j + 1]
+        cfg.table[base + j] = x
+        cfg.table_pos[x] = j
+    cfg.table_len[s] = n - 1
+    cfg.table_pos[k] = -1
+
+
+@njit(inline="always", cache=True)
+def _table_add(cfg, k):
+    s = cfg.task_service[k]
+    n = cfg.table_len[s]
+    cfg.table[cfg.table_start[s] + n] = k
+    cfg.table_pos[k] = n
+    cfg.table_len[s] = n + 1
+
+
+@njit(cache=True)
+def spread_node(cfg, st, s):
+    """Swarm's spread rule over the up, non-drained nodes: fewest live or starting tasks of
+    service s, then fewest overall, then the lowest id; -1 if no node is eligible."""
+    best = -1
+    bs = 0
+    bt = 0
+    for n in range(cfg.node_speed.shape[0]):
+        if st.node_up[n] == 0 or st.node_drained[n] != 0:
+            continue
+        cs = 0
+        ct = 0
+        for k in range(cfg.task_node.shape[0]):
+            if st.task_state[k] != TASK_DEAD and cfg.task_node[k] == n:
+                ct += 1
+                if cfg.task_service[k] == s:
+                    cs += 1
+        if best < 0 or cs < bs or (cs == bs and ct < bt):
+            best = n
+            bs = cs
+            bt = ct
+    return best
+
+
+@njit(cache=True)
+def _next_fault(cfg, st):
+    """Time of the next scheduled fault or orchestrator event (inf: none)."""
+    t = np.inf
+    i = st.ctr[FAULT_I]
+    if i < cfg.f_time.shape[0]:
+        t = cfg.f_time[i]
+    for n in range(st.node_ev_t.shape[0]):
+        if st.node_ev_t[n] < t:
+            t = st.node_ev_t[n]
+    for k in range(st.task_ev_t.shape[0]):
+        if st.task_ev_t[k] < t:
+            t = st.task_ev_t[k]
+    return t
+
+
+@njit(cache=True)
+def _fault_step(cfg, st, met, t):
+    """Apply the one fault or orchestrator event due at t. At equal times: the schedule (in
+    its order), then node detections (lowest node first), then task events (lowest task)."""
+    T = cfg.task_node.shape[0]
+    i = st.ctr[FAULT_I]
+    if i < cfg.f_time.shape[0] and cfg.f_time[i] == t:
+        st.ctr[FAULT_I] = i + 1
+        kind = cfg.f_kind[i]
+        x = cfg.f_target[i]
+        if kind == F_TASK_CRASH:
+            if st.task_state[x] == TASK_ALIVE:
+                _crash(cfg, st, met, x, t, cfg.task_detect)
+        elif kind == F_SERVICE_CRASH:
+            left = cfg.f_count[i]
+            for k in range(T):
+                if left == 0:
+                    break
+                if cfg.task_service[k] == x and st.task_state[k] == TASK_ALIVE:
+                    _crash(cfg, st, met, k, t, cfg.task_detect)
+                    left -= 1
+        elif kind == F_NODE_DOWN:
+            if st.node_up[x] != 0:
+                st.node_up[x] = 0
+                st.node_ev_t[x] = t + cfg.node_detect
+                for k in range(T):
+                    if cfg.task_node[k] == x and st.task_state[k] != TASK_DEAD:
+                        _crash(cfg, st, met, k, t, cfg.node_detect)
+        elif kind == F_NODE_UP:
+            if st.node_up[x] == 0:
+                st.node_up[x] = 1
+                st.node_entry[x] = 1
+                st.node_ev_t[x] = np.inf
+                for k in range(T):   # replacements waiting for an eligible node
+                    if st.task_ev_kind[k] == EV_PLACE and st.task_ev_t[k] == np.inf:
+                        st.task_ev_t[k] = t
+        else:   # F_NODE_DRAIN: the manager stops the node's tasks itself (no detection delay)
+            st.node_drained[x] = 1
+            for k in range(T):
+                if cfg.task_node[k] == x and st.task_state[k] != TASK_DEAD:
+                    _crash(cfg, st, met, k, t, 0.0)
+    else:
+        done = False
+        for n in range(st.node_ev_t.shape[0]):
+            if st.node_ev_t[n] == t:
+                # the heartbeat noticed: the entry policy stops sending clients there
+                st.node_ev_t[n] = np.inf
+                st.node_entry[n] = 0
+                done = True
+                break
+        if not done:
+            for k in range(T):
+                if st.task_ev_t[k] != t:
+                    continue
+                ev = st.task_ev_kind[k]
+                if ev == EV_DETECT:
+                    _table_remove(cfg, k)
+                    st.task_ev_t[k] = t + cfg.restart_delay
+                    st.task_ev_kind[k] = EV_PLACE
+                elif ev == EV_PLACE:
+                    n = spread_node(cfg, st, cfg.task_service[k])
+                    if n < 0:
+                        st.task_ev_t[k] = np.inf     # placed when a node comes up
+                    else:
+                        cfg.task_node[k] = n
+                        cfg.task_speed[k] = cfg.node_speed[n]
+                        st.task_state[k] = TASK_STARTING
+                        st.task_ev_t[k] = t + cfg.startup
+                        st.task_ev_kind[k] = EV_JOIN
+                else:   # EV_JOIN: healthy, into the tables, with idle workers
+                    st.task_state[k] = TASK_ALIVE
+                    for w in range(cfg.task_wstart[k], cfg.task_wstart[k + 1]):
+                        st.worker_free[w] = t
+                    _table_add(cfg, k)
+                    st.task_restarts[k] += 1
+                    st.task_ev_t[k] = np.inf
+                    st.task_ev_kind[k] = EV_NONE
+                break
+    st.fctr[NEXT_FAULT] = _next_fault(cfg, st)
+
+
+@njit(inline="always", cache=True)
+def _reroute(cfg, st, idx):
+    """Entry policy once a down node is detected: its clients go to the nodes still in the
+    entry policy, the request's index hashed to one of them (-1: none left)."""
+    cnt = 0
+    for n in range(st.node_entry.shape[0]):
+        cnt += st.node_entry[n]
+    if cnt == 0:
+        return -1
+    j = np.int64(hash_uniform(cfg.entry_key, idx, 0) * cnt)
+    for n in range(st.node_entry.shape[0]):
+        if st.node_entry[n] != 0:
+            if j == 0:
+                return n
+            j -= 1
+    return -1
+
+
 @njit(inline="always", cache=True)
 def _advance(cfg, st, met, limit, ctl_limit):
-    """Apply every event with time <= limit (control events only up to ctl_limit)."""
+    """Apply every completion, arrival at a task and control event with time <= limit (stale
+    refreshes only up to ctl_limit), in time order. Returns True when it stopped at a client
+    retry due at or before `limit` (the caller dispatches it, then calls again)."""
     inf = np.inf
     while True:
         tc = st.heap_key[0] if st.ctr[HEAP_N] > 0 else inf
@@ -353,27 +661,35 @@ def _advance(cfg, st, met, limit, ctl_limit):
         tk = st.fctr[NEXT_REFRESH]
         if tk > ctl_limit:
             tk = inf
-        first = min(tc, tt, tk)
+        tf = st.fctr[NEXT_FAULT]
+        first = min(min(tc, tt), min(tk, tf))
+        if st.ctr[RT_N] > 0:
+            tr = st.rt_key[0]
+            if tr < first and tr <= limit:
+                return True
         if first > limit or first == inf:
-            return
-        if tc <= tt and tc <= tk:
+            return False
+        if tc <= tt and tc <= tk and tc <= tf:
             slot = st.heap_slot[0]
             st.ctr[HEAP_N] = heap_pop(st.heap_key, st.heap_slot, st.ctr[HEAP_N])
             _retire(cfg, st, met, slot, tc)
-        elif tt <= tk:
+        elif tt <= tk and tt <= tf:
             slot = st.tr_slot[0]
             st.ctr[TRANSIT_N] = heap_pop(st.tr_key, st.tr_slot, st.ctr[TRANSIT_N])
             _task_arrive(cfg, st, met, slot, tt)
-        else:
+        elif tk <= tf:
             # stale information: a fresh global snapshot every stale_period seconds
             for j in range(st.snapshot.shape[0]):
                 st.snapshot[j] = st.outstanding[j]
             st.fctr[NEXT_REFRESH] = tk + cfg.stale_period
+        else:
+            _fault_step(cfg, st, met, tf)
 
 
 @njit(cache=True)
 def _kernel(cfg, st, met, arr, first, until):
-    """Dispatch one chunk of arrivals, then apply events up to `until`.
+    """Dispatch one chunk of arrivals and the retries due among them, then apply events up to
+    `until`.
 
     Returns 0, or 1 when the strategy returned a task outside its candidates (details in
     ctr[ERR_REQ], ctr[ERR_VALUE]).
@@ -381,46 +697,105 @@ def _kernel(cfg, st, met, arr, first, until):
     n = arr.t.shape[0]
     has_client = arr.client.shape[0] > 0
     ctr = st.ctr
-    for i in range(n):
-        now = arr.t[i]
+    i = 0
+    while True:
+        retry = False
         if not cfg.direct:
-            _advance(cfg, st, met, now, now)
-        idx = first + i
-        measured = idx >= cfg.warm_index
-        if measured:
-            if ctr[ARRIVED] == 0:
-                st.fctr[T_FIRST] = now
-            ctr[ARRIVED] += 1
-        if cfg.ts_n > 0:
-            met.ts_count[window_of(cfg, now), TS_ARRIVED] += 1
-        s = arr.service[i]
-        e = arr.entry[i]
+            if i < n:
+                lim = arr.t[i]
+                ctl = lim
+            else:
+                if n > 0:
+                    st.fctr[T_LAST] = arr.t[n - 1]
+                lim = until
+                ctl = st.fctr[T_LAST]
+            retry = _advance(cfg, st, met, lim, ctl)
+        follow = -1
+        if retry:
+            # a client sends a failed or rejected request again: a new decision, same request
+            now = st.rt_key[0]
+            slot = st.rt_slot[0]
+            ctr[RT_N] = heap_pop(st.rt_key, st.rt_slot, ctr[RT_N])
+            idx = st.slot_idx[slot]
+            measured = idx >= cfg.warm_index
+            s = st.slot_s[slot]
+            e = st.slot_e0[slot]
+            dem = st.slot_dem[slot]
+            client = st.slot_client[slot]
+            jin = st.slot_jin[slot]
+            jout = st.slot_jout[slot]
+        else:
+            if i >= n:
+                break
+            now = arr.t[i]
+            idx = first + i
+            measured = idx >= cfg.warm_index
+            if measured:
+                if ctr[ARRIVED] == 0:
+                    st.fctr[T_FIRST] = now
+                ctr[ARRIVED] += 1
+            if cfg.ts_n > 0:
+                met.ts_count[window_of(cfg, now), TS_ARRIVED] += 1
+            s = arr.service[i]
+            e = arr.entry[i]
+            dem = arr.demand[i]
+            client = arr.client[i] if has_client else -1
+            jin = 0.0
+            jout = 0.0
+            if cfg.has_jitter:
+                jin = arr.jitter[2 * i]
+                jout = arr.jitter[2 * i + 1]
+            if cfg.conn:
+                c = client * cfg.n_services + s
+                kc = st.conn_task[c]
+                if st.conn_left[c] > 0 and kc >= 0 and cfg.table_pos[kc] >= 0 and cfg.table_pos[kc] < cfg.table_len[s]:
+                    follow = kc
+                    e = st.conn_entry[c]
+                    st.conn_left[c] -= 1
+            slot = -1
+            if not cfg.direct:
+                ctr[FREE_N] -= 1
+                slot = st.free_slots[ctr[FREE_N]]
+                st.slot_t0[slot] = now
+                st.slot_idx[slot] = idx
+                if cfg.retries > 0:
+                    st.slot_s[slot] = s
+                    st.slot_e0[slot] = e
+                    st.slot_dem[slot] = dem
+                    st.slot_client[slot] = client
+                    st.slot_jin[slot] = jin
+                    st.slot_jout[slot] = jout
+                    st.slot_try[slot] = 0
+            i += 1
+        # ---- one attempt: entry node, table, decision
+        if cfg.faults and st.node_up[e] == 0:
+            # a down entry node: clients still reach it (and fail) until it is detected, then
+            # the entry policy spreads its share over the others
+            e = -1 if st.node_entry[e] != 0 else _reroute(cfg, st, idx)
+            if e < 0 or st.node_up[e] == 0:
+                _give_up(cfg, st, met, slot, now, ST_FAILED)
+                continue
         ts = cfg.table_start[s]
         tl = cfg.table_len[s]
-        follow = -1
-        if cfg.conn:
-            c = arr.client[i] * cfg.n_services + s
-            kc = st.conn_task[c]
-            if st.conn_left[c] > 0 and kc >= 0 and cfg.table_pos[kc] >= 0 and cfg.table_pos[kc] < tl:
-                follow = kc
-                e = st.conn_entry[c]
-                st.conn_left[c] -= 1
         b = 0 if cfg.central else e
         if tl == 0:
-            # no live task of the service in the tables: the request fails at once
-            if measured:
-                ctr[FAILED] += 1
-            if cfg.ts_n > 0:
-                met.ts_count[window_of(cfg, now), TS_FAILED] += 1
-            if cfg.trace:
-                met.tr_status[idx] = ST_FAILED
+            # no task of the service in the tables: the request fails at once
+            if slot >= 0:
+                _give_up(cfg, st, met, slot, now, ST_FAILED)
+            else:
+                if measured:
+                    ctr[FAILED] += 1
+                if cfg.ts_n > 0:
+                    met.ts_count[window_of(cfg, now), TS_FAILED] += 1
+                if cfg.trace:
+                    met.tr_status[idx] = ST_FAILED
+                    met.tr_done[idx] = now
             continue
         if follow >= 0:
             k = follow
         else:
             cands = cfg.table[ts:ts + tl]
             load = st.outstanding if cfg.info == INFO_GLOBAL else (st.local_out[b] if cfg.info == INFO_LOCAL else st.snapshot)
-            client = arr.client[i] if has_client else -1
             view = View(load, cfg.task_node, cfg.task_speed, e, now, cfg.bal_start[b], cfg.params, client, s)
             k = _select(cands, view, st.bal_state[b * cfg.n_services + s], st.bal_rng[b])
             # The contract check: never index state with an id that is not a candidate.
@@ -431,46 +806,45 @@ def _kernel(cfg, st, met, arr, first, until):
                 ctr[REQUESTS] = idx + 1
                 st.fctr[T_LAST] = now
                 return 1
-            if cfg.conn:
+            if cfg.conn and not retry:
                 # a new keep-alive connection: it carries this request and G - 1 more
-                c = arr.client[i] * cfg.n_services + s
+                c = client * cfg.n_services + s
                 st.conn_task[c] = k
                 st.conn_entry[c] = e
                 u = 1.0 - uniform(st.conn_rng)
                 st.conn_left[c] = np.int64(math.log(u) / cfg.conn_logq) if cfg.conn_logq < 0.0 else 0
+        if cfg.trace:
+            met.tr_task[idx] = k
+        if cfg.faults and st.task_state[k] != TASK_ALIVE:
+            # a dead task still in the table (not detected yet): connection refused at once
+            _give_up(cfg, st, met, slot, now, ST_FAILED)
+            continue
         d_in = 0.0
         d_out = 0.0
         if cfg.task_node[k] != e:
-            d_in = cfg.hop
-            d_out = cfg.hop
-            if cfg.has_jitter:
-                d_in += arr.jitter[2 * i]
-                d_out += arr.jitter[2 * i + 1]
+            d_in = cfg.hop + jin
+            d_out = cfg.hop + jout
             if measured:
                 ctr[CROSS] += 1
-        svc = arr.demand[i] / cfg.task_speed[k]
+        svc = dem / cfg.task_speed[k]
         if cfg.direct:
             # Nothing observes in-flight state (see Config.direct): the completion is known
             # now, so record it now instead of carrying the request in the heap.
             start, done = _place(cfg, st, k, now + d_in, svc)
             if cfg.trace:
-                met.tr_task[idx] = k
                 met.tr_start[idx] = start
                 met.tr_done[idx] = done
             _record(cfg, st, met, k, idx, now, done + d_out - now, svc)
             continue
         st.outstanding[k] += 1
         st.local_out[b, k] += 1
-        ctr[FREE_N] -= 1
-        slot = st.free_slots[ctr[FREE_N]]
         st.slot_task[slot] = k
         st.slot_bal[slot] = b
-        st.slot_t0[slot] = now
         st.slot_dout[slot] = d_out
         st.slot_svc[slot] = svc
-        st.slot_idx[slot] = idx
+        if cfg.faults:
+            st.slot_inc[slot] = st.task_inc[k]
         if cfg.trace:
-            met.tr_task[idx] = k
             met.tr_status[idx] = ST_IN_FLIGHT
         if d_in > 0.0:
             ctr[TRANSIT_N] = heap_push(st.tr_key, st.tr_slot, ctr[TRANSIT_N], now + d_in, slot)
@@ -479,7 +853,6 @@ def _kernel(cfg, st, met, arr, first, until):
     if n > 0:
         ctr[REQUESTS] = first + n
         st.fctr[T_LAST] = arr.t[n - 1]
-    _advance(cfg, st, met, until, st.fctr[T_LAST])
     return 0
 
 

@@ -282,9 +282,19 @@ def _fig_util(tk: pl.DataFrame, facet: str, colors: dict, path: Path) -> Path | 
     return _save(fig, path)
 
 
-def _fig_timeseries(ts: pl.DataFrame, chosen: dict, colors: dict, facet: str, rho: float, path: Path) -> Path | None:
-    fig = Figure(figsize=(10, 6), layout="constrained")
-    ax1, ax2 = fig.subplots(2, 1, sharex=True)
+def _fig_timeseries(ts: pl.DataFrame, chosen: dict, colors: dict, facet: str, rho: float, path: Path,
+                    faults: pl.DataFrame | None = None) -> Path | None:
+    """Throughput and p99 per window for one run per strategy; with failures, a third panel of
+    failed requests per window and a vertical line at every fault (from the faults/ table)."""
+    has_failed = "failed" in ts.columns and (ts["failed"].fill_null(0) > 0).any()
+    has_faults = faults is not None and faults.height > 0
+    if has_failed or has_faults:
+        fig = Figure(figsize=(10, 8.5), layout="constrained")
+        ax1, ax2, ax3 = fig.subplots(3, 1, sharex=True)
+    else:
+        fig = Figure(figsize=(10, 6), layout="constrained")
+        ax1, ax2 = fig.subplots(2, 1, sharex=True)
+        ax3 = None
     has_t = "t_start" in ts.columns and "t_end" in ts.columns
     p99_col = "latency_p99" in ts.columns
     scale, unit = _latency_unit(ts["latency_p99"].to_list() if p99_col else [])
@@ -306,13 +316,29 @@ def _fig_timeseries(ts: pl.DataFrame, chosen: dict, colors: dict, facet: str, rh
             p99_all += [v for v in y if np.isfinite(v) and v > 0]
             ax2.plot(x, y, color=colors.get(arm), label=lab, lw=1.2, ls=styles[j % len(styles)])
             drawn = True
+        if ax3 is not None and "failed" in s.columns:
+            ax3.plot(x, s["failed"].fill_null(0).to_numpy(), color=colors.get(arm), label=lab, lw=1.2,
+                     ls=styles[j % len(styles)], drawstyle="steps-mid")
     if not drawn:
         return None
+    if ax3 is not None:
+        ax3.set_ylabel("failed requests per window")
+        axes = (ax1, ax2, ax3)
+        if has_faults:
+            shown = set()
+            for r in faults.select("time", "kind", "target").unique().sort("time").iter_rows(named=True):
+                lab = f"{r['kind']} {r['target']}"
+                for ax in axes:
+                    ax.axvline(r["time"], color="crimson" if r["kind"] != "node_up" else "seagreen", lw=1.0, ls="--",
+                               alpha=0.8, label=None if (ax is not ax3 or lab in shown) else lab)
+                shown.add(lab)
+            ax3.legend(title="faults", fontsize="small", loc="upper right")
+        ax3.grid(True, alpha=0.3)
     if p99_all and max(p99_all) / min(p99_all) > 50:
         ax2.set_yscale("log")
     ax1.set_ylabel("throughput (req/s, by arrival window)")
     ax2.set_ylabel(f"p99 latency per window ({unit})")
-    ax2.set_xlabel("simulated time (s, window midpoint)" if has_t else "window index")
+    (ax3 if ax3 is not None else ax2).set_xlabel("simulated time (s, window midpoint)" if has_t else "window index")
     for ax in (ax1, ax2):
         ax.grid(True, alpha=0.3)
     ax1.legend(title="strategy", fontsize="small")
@@ -460,6 +486,37 @@ def write_report(dir: str | Path) -> tuple[Path, list[Path]]:
         pngs.append(p)
         md += [_img(f"Mean and p99 latency vs load{' -- ' + facet if facet else ''}", p, d), ""]
 
+    # ---- failures and recovery
+    if "faults" in ok.columns and (ok["faults"].fill_null(0) > 0).any():
+        fmetrics = [m for m in ("failed", "retried", "timed_out", "availability", "recovery_s") if m in ok.columns]
+        fs = A.summarize(ok_lf.with_columns([pl.col(m).cast(pl.Float64) for m in fmetrics]), group, fmetrics).collect()
+        md += ["## Failures and recovery", "",
+               "Per strategy, mean over seeds with the half-width of the 95% Student-t CI: measured requests "
+               "that failed (after any retries), attempts re-sent, availability (fraction of measured requests "
+               "that completed within the timeout) and `recovery_s` (per run, the longest time from a fault until "
+               "a window with no failure and a p99 within 10% of the pre-fault level; NaN runs never recovered "
+               "and are left out of the mean).", ""]
+        for facet in facets:
+            f = fs.filter(pl.col("_facet") == facet)
+            if not f.height:
+                continue
+            if facet:
+                md += [f"### {facet}", ""]
+            order = {a: k for k, a in enumerate(arms)}
+            f = f.with_columns(pl.col("_arm").replace_strict(order, default=len(order)).alias("_o")).sort(["rho", "_o"])
+            header = ["strategy", "ρ", "runs"] + [h for m, h in (("failed", "failed"), ("retried", "retried"),
+                                                            ("timed_out", "timed out"), ("availability", "availability"),
+                                                            ("recovery_s", "recovery (s)")) if m in fmetrics]
+            rows = []
+            for r in f.iter_rows(named=True):
+                row = [r["_arm"], f"{r['rho']:g}", str(r[f"{fmetrics[0]}_n"])]
+                for m in fmetrics:
+                    spec = ".5f" if m == "availability" else ".4g"
+                    ci = r.get(f"{m}_ci95")
+                    row.append(_num(r[f"{m}_mean"], spec) + ("" if ci is None else f" ± {_num(ci, '.2g')}"))
+                rows.append(row)
+            md += [_table(header, rows), ""]
+
     # ---- comparison with the baseline
     md += [f"## Comparison with {BASELINE}", ""]
     if BASELINE not in arms:
@@ -517,6 +574,7 @@ def write_report(dir: str | Path) -> tuple[Path, list[Path]]:
     # ---- time series
     md += ["## Time series", ""]
     ts_lf = _try_load(d, "timeseries")
+    faults_lf = _try_load(d, "faults")
     ts_cols = ts_lf.collect_schema().names() if ts_lf is not None else []
     key = _join_key(ts_cols, ok.columns) if ts_lf is not None else None
     if ts_lf is None or key is None:
@@ -543,7 +601,10 @@ def write_report(dir: str | Path) -> tuple[Path, list[Path]]:
                 chosen[arm] = (row[key], seed)
             ts = ts_lf.filter(pl.col(key).is_in([v[0] for v in chosen.values()])).with_columns(
                 pl.col(key).alias("_key")).collect()
-            p = _fig_timeseries(ts, chosen, colors, facet, rho, fig_name("timeseries", i, facet))
+            fl = None
+            if faults_lf is not None and key in faults_lf.collect_schema().names():
+                fl = faults_lf.filter(pl.col(key).is_in([v[0] for v in chosen.values()])).collect()
+            p = _fig_timeseries(ts, chosen, colors, facet, rho, fig_name("timeseries", i, facet), fl)
             if p is not None:
                 pngs.append(p)
                 wrote = True

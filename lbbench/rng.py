@@ -54,6 +54,19 @@ def integers(rng, n):
     return np.int64(((next_u64(rng) >> _S32) * np.uint64(n)) >> _S32)
 
 
+@njit(inline="always", cache=True)
+def hash_uniform(key, a, b):
+    """A uniform on [0, 1) from three non-negative integers (counter-based: SplitMix64's
+    finaliser of key + a * golden + b * M1). The same (key, a, b) always gives the same value,
+    in any order of calls: retry backoffs and entry re-routing use it so that a request's
+    draws do not depend on what other requests did."""
+    z = np.uint64(key) + np.uint64(a) * _GOLDEN + np.uint64(b) * _M1
+    z = (z ^ (z >> _S30)) * _M1
+    z = (z ^ (z >> _S27)) * _M2
+    z = z ^ (z >> _S31)
+    return np.float64(z >> _S11) * (1.0 / 9007199254740992.0)
+
+
 def seed_states(gen: np.random.Generator, count: int) -> np.ndarray:
     """`count` independent SplitMix64 states, shape (count, 1)."""
     return gen.integers(0, 2**63, size=(count, 1), dtype=np.int64).astype(np.uint64)

@@ -156,6 +156,82 @@ class Run(_Model):
         return self
 
 
+FAULT_KINDS = ("task_crash", "node_down", "node_up", "node_drain")
+
+
+class FaultEvent(_Model):
+    """One scripted fault at time `at` (seconds): `task_crash` of a task id (`task`) or of
+    `count` live tasks of a service (`service`, name or index; lowest task ids first),
+    `node_down` / `node_up` / `node_drain` of a node."""
+
+    at: float = Field(ge=0, allow_inf_nan=False, description="time of the fault, seconds")
+    kind: Literal["task_crash", "node_down", "node_up", "node_drain"]
+    node: int | None = Field(None, ge=0)
+    task: int | None = Field(None, ge=0)
+    service: str | int | None = None
+    count: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.kind == "task_crash":
+            if (self.task is None) == (self.service is None):
+                raise ValueError("task: a task_crash needs exactly one of task (a task id) or service (with count)")
+            if self.node is not None:
+                raise ValueError("node: a task_crash names a task or a service, not a node")
+        else:
+            if self.node is None:
+                raise ValueError(f"node: a {self.kind} event needs the node it applies to")
+            if self.task is not None or self.service is not None:
+                raise ValueError(f"task: a {self.kind} event names a node, not a task or service")
+        return self
+
+
+class RandomFaults(_Model):
+    """Random faults: for `target = node`, every node (or those listed in `targets`) alternates
+    up for Exp(mtbf) and down for Exp(mttr) seconds; for `target = task`, every task slot (or
+    those listed) crashes at the times of a Poisson process of mean gap `mtbf` (a crash while
+    the slot has no live task does nothing; the orchestrator recovers it, see `health`)."""
+
+    target: Literal["node", "task"]
+    mtbf: float = Field(gt=0, allow_inf_nan=False, description="mean time between failures, seconds")
+    mttr: float | None = Field(None, gt=0, allow_inf_nan=False, description="mean time to repair a node, seconds")
+    targets: list[int] | None = Field(None, description="node or task ids (default: all)")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.target == "node" and self.mttr is None:
+            raise ValueError("mttr: random node faults need mttr (mean seconds a node stays down)")
+        if self.target == "task" and self.mttr is not None:
+            raise ValueError("mttr: a crashed task is recovered by the orchestrator (health.*), not after mttr; drop it")
+        return self
+
+
+class Faults(_Model):
+    events: list[FaultEvent] = Field(default_factory=list)
+    random: list[RandomFaults] = Field(default_factory=list)
+
+    @property
+    def any(self) -> bool:
+        return bool(self.events or self.random)
+
+
+class Health(_Model):
+    task_detect: float = Field(10.0, ge=0, allow_inf_nan=False, description="seconds until a crashed task leaves the tables")
+    node_detect: float = Field(15.0, ge=0, allow_inf_nan=False, description="seconds until a down node is noticed (heartbeat)")
+    restart_delay: float = Field(5.0, ge=0, allow_inf_nan=False, description="seconds from detection to the replacement's start")
+    startup: float = Field(0.0, ge=0, allow_inf_nan=False, description="seconds for a replacement to become healthy")
+
+
+class Clients(_Model):
+    retries: int = Field(0, ge=0, le=100, description="re-sends of a failed or rejected request, at most")
+    backoff: float = Field(0.1, gt=0, allow_inf_nan=False, description="base backoff, seconds: attempt a waits backoff * 2**a * U(0.5, 1)")
+    timeout: float = Field(0.0, ge=0, allow_inf_nan=False, description="a request slower than this counts as timed out (0 = none)")
+
+    @property
+    def active(self) -> bool:
+        return self.retries > 0 or self.timeout > 0
+
+
 class Scenario(_Model):
     name: str = "custom"
     cluster: Cluster = Cluster()
@@ -164,6 +240,9 @@ class Scenario(_Model):
     network: Network = Network()
     balancer: Balancer = Balancer()
     run: Run = Run()
+    faults: Faults = Faults()
+    health: Health = Health()
+    clients: Clients = Clients()
 
     @model_validator(mode="after")
     def _check(self):
@@ -186,6 +265,23 @@ class Scenario(_Model):
         if w.rho is not None and w.rho >= 1 and unbounded and not w.allow_overload:
             raise ValueError(f"workload.rho {w.rho} >= 1 with unbounded queues never reaches steady state; "
                              "lower rho, set a queue_limit, or set workload.allow_overload = true")
+        n_tasks = sum(s.replicas for s in self.services)
+        names = [s.name for s in self.services]
+        for i, ev in enumerate(self.faults.events):
+            where = f"faults.events.{i}"
+            if ev.node is not None and ev.node >= n:
+                raise ValueError(f"{where}.node {ev.node} does not exist; nodes are 0..{n - 1}")
+            if ev.task is not None and ev.task >= n_tasks:
+                raise ValueError(f"{where}.task {ev.task} does not exist; tasks are 0..{n_tasks - 1}")
+            if isinstance(ev.service, str) and ev.service not in names:
+                raise ValueError(f"{where}.service {ev.service!r} is not a service; services: {', '.join(names)}")
+            if isinstance(ev.service, int) and not 0 <= ev.service < len(names):
+                raise ValueError(f"{where}.service {ev.service} does not exist; services are 0..{len(names) - 1}")
+        for i, rf in enumerate(self.faults.random):
+            top = n if rf.target == "node" else n_tasks
+            for t in rf.targets or ():
+                if not 0 <= t < top:
+                    raise ValueError(f"faults.random.{i}.targets {rf.target} {t} does not exist; {rf.target}s are 0..{top - 1}")
         return self
 
     @property
@@ -225,6 +321,18 @@ PRESETS: dict[str, dict[str, Any]] = {
         "run": {"requests": 1_000_000, "warmup": 0.1},
     },
 }
+
+
+# The seed mesh losing node 2 (one of the two web tasks) at t = 60 s; Swarm's node heartbeat
+# notices after 15 s, a replacement starts on node 1 after 5 s more (2 s to become healthy),
+# and node 2 comes back at t = 180 s (Swarm does not move tasks back). 300 s, 1 s windows.
+PRESETS["failover"] = copy.deepcopy(PRESETS["seed-mesh"])
+PRESETS["failover"].update({
+    "name": "failover",
+    "run": {"duration": 300.0, "warmup": 0.1, "window": 1.0},
+    "faults": {"events": [{"at": 60.0, "kind": "node_down", "node": 2}, {"at": 180.0, "kind": "node_up", "node": 2}]},
+    "health": {"task_detect": 10.0, "node_detect": 15.0, "restart_delay": 5.0, "startup": 2.0},
+})
 
 
 def preset_names() -> list[str]:

@@ -20,6 +20,7 @@ from . import engine as E
 from . import rng as rngmod
 from .cluster import ClusterState, build_cluster
 from .errors import StrategyError, UserError
+from .faults import build_schedule, recovery
 from .scenario import Scenario, load_scenario
 from .strategy import Strategy, compiled_kernel, resolve
 from .workload import Workload
@@ -31,7 +32,8 @@ SUMMARY_SCHEMA: dict[str, pl.DataType] = {
     "run_id": _S, "scenario": _S, "strategy": _S, "strategy_version": _S, "strategy_hash": _S,
     "params": _S, "seed": _I, "nodes": _I, "tasks": _I, "workers": _I, "rho": _F, "rate": _F,
     "mode": _S, "info": _S, "hop": _F, "requests": _I, "arrived": _I, "completed": _I,
-    "rejected": _I, "failed": _I, "in_flight": _I, "latency_mean": _F, "latency_p50": _F,
+    "rejected": _I, "failed": _I, "in_flight": _I, "retried": _I, "timed_out": _I, "availability": _F,
+    "faults": _I, "crashes": _I, "recovery_s": _F, "latency_mean": _F, "latency_p50": _F,
     "latency_p90": _F, "latency_p99": _F, "latency_p999": _F, "latency_max": _F,
     "throughput": _F, "util_mean": _F, "util_max": _F, "imbalance_cov": _F,
     "imbalance_max_mean": _F, "jain": _F, "cross_node_frac": _F, "sim_time": _F, "wall_s": _F,
@@ -50,6 +52,7 @@ class Result:
     trace: pl.DataFrame | None = None
     scenario: Scenario | None = None
     timeseries: pl.DataFrame | None = None
+    faults: pl.DataFrame | None = None
     extra: dict = field(default_factory=dict)
 
     def histogram(self) -> pl.DataFrame:
@@ -120,6 +123,18 @@ class _Run:
         info = {"global": E.INFO_GLOBAL, "local": E.INFO_LOCAL, "stale": E.INFO_STALE}[sc.balancer.info_kind]
         self.param_values = np.array([params[p.name] for p in spec.params], dtype=np.float64)
         self.trace = trace
+        # The run's horizon (time-series windows, random fault schedules): run.duration, else the
+        # trace's last arrival, else the expected time of run.requests arrivals.
+        if sc.run.duration is not None:
+            horizon = sc.run.duration
+        elif self.workload.trace is not None:
+            horizon = max(float(self.workload.trace.time[n_req - 1]), 1e-9)
+        else:
+            horizon = n_req / self.workload.rate
+        self.horizon = horizon
+        self.schedule = build_schedule(sc, T, horizon, seed)
+        fkey = rngmod.stream(seed, rngmod.FAULTS, 1 << 20).integers(0, 2**62, size=2)
+        h, cli = sc.health, sc.clients
         self.cfg_kw = dict(
             task_node=cl.task_node, task_service=cl.task_service, task_speed=cl.task_speed,
             task_workers=cl.task_workers, task_wstart=cl.task_wstart, task_qlimit=cl.task_qlimit,
@@ -131,13 +146,22 @@ class _Run:
             trace=np.int64(trace), direct=np.int64(self.direct_ok(force_heap)),
             conn=np.int64(conn),
             conn_logq=math.log1p(-1.0 / sc.balancer.keepalive) if sc.balancer.keepalive > 1 else 0.0,
+            faults=np.int64(sc.faults.any), f_time=self.schedule.time, f_kind=self.schedule.kind,
+            f_target=self.schedule.target, f_count=self.schedule.count, node_speed=cl.node_speed,
+            task_detect=float(h.task_detect), node_detect=float(h.node_detect),
+            restart_delay=float(h.restart_delay), startup=float(h.startup), entry_key=np.int64(fkey[0]),
+            retries=np.int64(cli.retries), backoff=float(cli.backoff), timeout=float(cli.timeout),
+            retry_key=np.int64(fkey[1]),
         )
+        self.first_node = cl.task_node.copy()
         cap = 1024
         n_conn = sc.workload.clients * S if conn else 0
         ctr = np.zeros(E.N_CTR, dtype=np.int64)
         ctr[E.FREE_N] = cap
         fctr = np.zeros(E.N_FCTR, dtype=np.float64)
         fctr[E.NEXT_REFRESH] = sc.balancer.stale_period
+        fctr[E.NEXT_FAULT] = self.schedule.time[0] if len(self.schedule) else np.inf
+        N = cl.n_nodes
         self.st = E.State(
             worker_free=np.zeros(int(cl.task_wstart[-1]), dtype=np.float64),
             outstanding=np.zeros(T, dtype=np.int64),
@@ -155,15 +179,17 @@ class _Run:
             conn_task=np.full(n_conn, -1, dtype=np.int32), conn_left=np.zeros(n_conn, dtype=np.int64),
             conn_entry=np.zeros(n_conn, dtype=np.int32),
             conn_rng=rngmod.seed_states(rngmod.stream(seed, rngmod.CONNECTION), 1)[0],
+            task_state=np.full(T, E.TASK_ALIVE, dtype=np.int8), task_inc=np.zeros(T, dtype=np.int64),
+            task_ev_t=np.full(T, np.inf), task_ev_kind=np.zeros(T, dtype=np.int8),
+            task_restarts=np.zeros(T, dtype=np.int64),
+            node_up=np.ones(N, dtype=np.int8), node_entry=np.ones(N, dtype=np.int8),
+            node_drained=cl.node_drained.astype(np.int8), node_ev_t=np.full(N, np.inf),
+            slot_inc=np.zeros(cap, dtype=np.int64), slot_s=np.zeros(cap, dtype=np.int32),
+            slot_e0=np.zeros(cap, dtype=np.int32), slot_dem=np.zeros(cap), slot_client=np.zeros(cap, dtype=np.int64),
+            slot_jin=np.zeros(cap), slot_jout=np.zeros(cap), slot_try=np.zeros(cap, dtype=np.int32),
+            rt_key=np.full(cap + E.HEAP_PAD, np.inf), rt_slot=np.zeros(cap + E.HEAP_PAD, dtype=np.int32),
         )
         n_trace = n_req if (trace and n_req is not None) else 0
-        # Time-series windows: run.window seconds, or the horizon split in run.windows parts.
-        if sc.run.duration is not None:
-            horizon = sc.run.duration
-        elif self.workload.trace is not None:
-            horizon = max(float(self.workload.trace.time[n_req - 1]), 1e-9)
-        else:
-            horizon = n_req / self.workload.rate
         if sc.run.window or sc.run.windows:
             self.ts_window = float(sc.run.window) if sc.run.window else horizon / sc.run.windows
             self.ts_n = int(min(math.ceil(horizon * 1.05 / self.ts_window) + 1, 1_000_000))
@@ -177,8 +203,8 @@ class _Run:
             task_served=np.zeros(T, dtype=np.int64), task_busy=np.zeros(T, dtype=np.float64),
             tr_task=np.full(n_trace, -1, dtype=np.int32), tr_start=np.full(n_trace, np.nan),
             tr_done=np.full(n_trace, np.nan), tr_latency=np.full(n_trace, np.nan),
-            tr_status=np.full(n_trace, -1, dtype=np.int8),
-            ts_count=np.zeros((self.ts_n, 4), dtype=np.int64), ts_lat_sum=np.zeros(self.ts_n),
+            tr_status=np.full(n_trace, -1, dtype=np.int8), tr_tries=np.zeros(n_trace, dtype=np.int16),
+            ts_count=np.zeros((self.ts_n, E.TS_N), dtype=np.int64), ts_lat_sum=np.zeros(self.ts_n),
             ts_hist=np.zeros((self.ts_n, E.TS_BUCKETS), dtype=np.int64),
             ts_node_busy=np.zeros((self.ts_n, cl.n_nodes)),
         )
@@ -191,7 +217,8 @@ class _Run:
         single_entry = wl.entry_single >= 0 and (wl.trace is None or "entry" not in wl.trace.cols)
         in_order = sc.network.jitter == 0 and (sc.network.hop == 0 or single_entry)
         return (not force_heap and not spec.reads_load and spec.on_complete is None and in_order
-                and all(s.queue_limit == 0 for s in sc.services) and sc.run.drain)
+                and all(s.queue_limit == 0 for s in sc.services) and sc.run.drain
+                and not sc.faults.any and not sc.clients.active)
 
     def config(self) -> E.Config:
         # A duration-bounded run whose warm-up boundary is not reached yet measures nothing
@@ -226,6 +253,9 @@ class _Run:
             heap_key=grow_heap(st.heap_key), heap_slot=grow(st.heap_slot, E.HEAP_PAD), tr_key=grow_heap(st.tr_key), tr_slot=grow(st.tr_slot, E.HEAP_PAD),
             slot_task=grow(st.slot_task), slot_bal=grow(st.slot_bal), slot_t0=grow(st.slot_t0),
             slot_dout=grow(st.slot_dout), slot_svc=grow(st.slot_svc), slot_idx=grow(st.slot_idx), free_slots=free,
+            slot_inc=grow(st.slot_inc), slot_s=grow(st.slot_s), slot_e0=grow(st.slot_e0), slot_dem=grow(st.slot_dem),
+            slot_client=grow(st.slot_client), slot_jin=grow(st.slot_jin), slot_jout=grow(st.slot_jout),
+            slot_try=grow(st.slot_try), rt_key=grow_heap(st.rt_key), rt_slot=grow(st.rt_slot, E.HEAP_PAD),
         )
 
 
@@ -334,6 +364,8 @@ def _result(run: _Run, spec: Strategy, pvals: dict, seed: int, wall: float, trac
     arrived, completed = int(ctr[E.ARRIVED]), int(ctr[E.COMPLETED])
     rejected, failed = int(ctr[E.REJECTED]), int(ctr[E.FAILED])
     in_flight = arrived - completed - rejected - failed
+    retried, timed_out = int(ctr[E.RETRIED]), int(ctr[E.TIMED_OUT])
+    finished = arrived - in_flight
     requests = int(ctr[E.REQUESTS])
     window = float(f[E.T_LAST] - f[E.T_FIRST]) if arrived > 1 else math.nan
     hist = met.hist.copy()
@@ -370,6 +402,12 @@ def _result(run: _Run, spec: Strategy, pvals: dict, seed: int, wall: float, trac
         "rejected": rejected,
         "failed": failed,
         "in_flight": in_flight,
+        "retried": retried,
+        "timed_out": timed_out,
+        "availability": (completed - timed_out) / finished if finished else math.nan,
+        "faults": len(run.schedule),
+        "crashes": int(ctr[E.CRASHES]),
+        "recovery_s": math.nan,
         "latency_mean": float(f[E.LAT_SUM] / completed) if completed else math.nan,
         "latency_p50": p50, "latency_p90": p90, "latency_p99": p99, "latency_p999": p999,
         "latency_max": float(f[E.LAT_MAX]) if completed else math.nan,
@@ -392,6 +430,8 @@ def _result(run: _Run, spec: Strategy, pvals: dict, seed: int, wall: float, trac
         "task": np.arange(cl.n_tasks, dtype=np.int32),
         "service": [sc.services[s].name for s in cl.task_service],
         "node": cl.task_node,
+        "first_node": run.first_node,
+        "restarts": st.task_restarts,
         "speed": cl.task_speed,
         "workers": cl.task_workers,
         "served": met.task_served,
@@ -399,14 +439,49 @@ def _result(run: _Run, spec: Strategy, pvals: dict, seed: int, wall: float, trac
         "utilisation": util,
     })
     timeseries = _timeseries(run, row["run_id"])
+    faults = _faults_table(run, row["run_id"])
+    if faults is not None and faults.height:
+        rec = faults.filter(pl.col("kind") != "node_up")["recovery_s"]
+        # the run's recovery: the longest of its faults' (NaN if one never recovered)
+        summary = summary.with_columns(recovery_s=pl.lit(float(rec.fill_nan(math.inf).max()) if rec.len() else math.nan))
+        summary = summary.with_columns(pl.when(pl.col("recovery_s").is_infinite()).then(float("nan"))
+                                       .otherwise(pl.col("recovery_s")).alias("recovery_s"))
     tr = None
     if trace:
         tr = pl.DataFrame({
             "request": np.arange(len(met.tr_task), dtype=np.int64),
             "task": met.tr_task, "start": met.tr_start, "done": met.tr_done,
-            "latency": met.tr_latency, "status": met.tr_status,
+            "latency": met.tr_latency, "status": met.tr_status, "retries": met.tr_tries,
         })
-    return Result(summary=summary, tasks=tasks, hist_counts=hist, trace=tr, scenario=sc, timeseries=timeseries)
+    return Result(summary=summary, tasks=tasks, hist_counts=hist, trace=tr, scenario=sc, timeseries=timeseries,
+                  faults=faults)
+
+
+def _faults_table(run: _Run, run_id: str) -> pl.DataFrame | None:
+    """One row per scheduled fault: time, kind, target, pre-fault p99 and recovery_s (see
+    faults.recovery; NaN without time series)."""
+    sch = run.schedule
+    if not len(sch):
+        return None
+    names = [s.name for s in run.sc.services]
+    met = run.met
+    n = min(run.ts_n, int(float(run.st.fctr[E.T_LAST]) // run.ts_window) + 1) if run.ts_n else 0
+    edges = E.bucket_edges(E.TS_SUB)
+    p99_of = lambda h: _percentile(h, edges, 0.99, math.inf)  # noqa: E731
+    sc = run.sc
+    t_measure = sc.run.warmup * (sc.run.duration if sc.run.duration is not None else run.horizon)
+    rows = []
+    for i in range(len(sch)):
+        kind, target = sch.describe(i, names)
+        t = float(sch.time[i])
+        level, rec = math.nan, math.nan
+        if n and kind != "node_up":
+            level, rec = recovery(met.ts_hist[:n], met.ts_count[:n, E.TS_FAILED], np.arange(n) * run.ts_window,
+                                  run.ts_window, t, t_measure, p99_of)
+        rows.append({"run_id": run_id, "fault": i, "time": t, "kind": kind, "target": target,
+                     "pre_p99": level, "recovery_s": rec})
+    return pl.DataFrame(rows, schema={"run_id": pl.String, "fault": pl.Int64, "time": pl.Float64, "kind": pl.String,
+                                      "target": pl.String, "pre_p99": pl.Float64, "recovery_s": pl.Float64})
 
 
 def _timeseries(run: _Run, run_id: str) -> pl.DataFrame | None:
@@ -436,6 +511,10 @@ def _timeseries(run: _Run, run_id: str) -> pl.DataFrame | None:
         "completed": counts[:, E.TS_COMPLETED],
         "rejected": counts[:, E.TS_REJECTED],
         "failed": counts[:, E.TS_FAILED],
+        "retried": counts[:, E.TS_RETRIED],
+        "timed_out": counts[:, E.TS_TIMED_OUT],
+        "availability": (counts[:, E.TS_COMPLETED] - counts[:, E.TS_TIMED_OUT]) / np.maximum(
+            counts[:, E.TS_COMPLETED] + counts[:, E.TS_REJECTED] + counts[:, E.TS_FAILED], 1),
         "throughput": counts[:, E.TS_COMPLETED] / length,
         "latency_mean": lat_mean,
         "latency_p99": np.asarray(p99),

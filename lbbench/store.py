@@ -14,7 +14,7 @@ import polars as pl
 
 from .errors import UserError
 
-TABLES = ("runs", "tasks", "timeseries", "histograms")
+TABLES = ("runs", "tasks", "timeseries", "histograms", "faults")
 
 
 def prepare_out(out: str | Path) -> Path:

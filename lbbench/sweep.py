@@ -210,6 +210,8 @@ def execute(run: RunSpec) -> dict:
     }
     if res.timeseries is not None:
         tables["timeseries"] = res.timeseries.with_columns(run_hash=pl.lit(run.run_hash))
+    if res.faults is not None:
+        tables["faults"] = res.faults.with_columns(run_hash=pl.lit(run.run_hash))
     return {"run_hash": run.run_hash, "ok": True, "tables": tables}
 
 

@@ -1,0 +1,114 @@
+"""The run's fault schedule, computed in Python before the run (scenario `faults`).
+
+Scripted events and random ones (drawn from the FAULTS stream of the seed, one sub-stream per
+random spec and target, over the run's horizon) become one time-sorted list of (time, kind,
+target, count) that the kernel applies as control events. What follows from a fault
+(detection, the replacement's placement and join) is the orchestrator's business, decided in
+the kernel as the run goes (`engine._fault_step`).
+
+`recovery` measures, per fault, how long the service took to be normal again from the run's
+time series.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import engine as E
+from . import rng as rngmod
+from .scenario import Scenario
+
+KIND_NAMES = {E.F_TASK_CRASH: "task_crash", E.F_SERVICE_CRASH: "task_crash", E.F_NODE_DOWN: "node_down",
+              E.F_NODE_UP: "node_up", E.F_NODE_DRAIN: "node_drain"}
+
+
+@dataclass
+class Schedule:
+    time: np.ndarray     # float64[F], sorted
+    kind: np.ndarray     # int64[F], engine.F_*
+    target: np.ndarray   # int64[F]: task id, service index or node id
+    count: np.ndarray    # int64[F]: tasks to crash (F_SERVICE_CRASH), else 1
+
+    def __len__(self) -> int:
+        return len(self.time)
+
+    def describe(self, i: int, service_names: list[str]) -> tuple[str, str]:
+        k, x = int(self.kind[i]), int(self.target[i])
+        if k == E.F_TASK_CRASH:
+            return "task_crash", f"task {x}"
+        if k == E.F_SERVICE_CRASH:
+            return "task_crash", f"{int(self.count[i])} of {service_names[x]}"
+        return KIND_NAMES[k], f"node {x}"
+
+
+def build_schedule(sc: Scenario, n_tasks: int, horizon: float, seed: int) -> Schedule:
+    """Scripted events in their listed order, then random ones; sorted by time (stable)."""
+    t, kind, target, count = [], [], [], []
+    names = [s.name for s in sc.services]
+    for ev in sc.faults.events:
+        t.append(ev.at)
+        count.append(ev.count)
+        if ev.kind == "task_crash":
+            if ev.task is not None:
+                kind.append(E.F_TASK_CRASH)
+                target.append(ev.task)
+            else:
+                kind.append(E.F_SERVICE_CRASH)
+                target.append(names.index(ev.service) if isinstance(ev.service, str) else ev.service)
+        else:
+            kind.append({"node_down": E.F_NODE_DOWN, "node_up": E.F_NODE_UP, "node_drain": E.F_NODE_DRAIN}[ev.kind])
+            target.append(ev.node)
+    for j, rf in enumerate(sc.faults.random):
+        top = sc.cluster.nodes if rf.target == "node" else n_tasks
+        for x in (rf.targets if rf.targets is not None else range(top)):
+            g = rngmod.stream(seed, rngmod.FAULTS, j, x)
+            now = 0.0
+            while True:
+                now += g.exponential(rf.mtbf)
+                if now > horizon:
+                    break
+                t.append(now)
+                target.append(x)
+                count.append(1)
+                if rf.target == "task":
+                    kind.append(E.F_TASK_CRASH)
+                    continue
+                kind.append(E.F_NODE_DOWN)
+                now += g.exponential(rf.mttr)
+                if now > horizon:
+                    break
+                t.append(now)
+                kind.append(E.F_NODE_UP)
+                target.append(x)
+                count.append(1)
+    order = np.argsort(np.asarray(t, dtype=np.float64), kind="stable")
+    return Schedule(time=np.asarray(t, dtype=np.float64)[order], kind=np.asarray(kind, dtype=np.int64)[order],
+                    target=np.asarray(target, dtype=np.int64)[order], count=np.asarray(count, dtype=np.int64)[order])
+
+
+def recovery(ts_hist: np.ndarray, ts_failed: np.ndarray, t_start: np.ndarray, window: float, t_fault: float,
+             t_measure: float, p99_of) -> tuple[float, float]:
+    """(pre-fault p99, recovery_s) of one fault from the time series (windows by arrival time).
+
+    The pre-fault level is the p99 of every measured window (starting at or after t_measure)
+    that ends by the fault, pooled. The service is back at the first window, starting with
+    the fault's own window, in which no request failed and whose p99 is within 10% of that
+    level; recovery_s is from the fault to that window's start (0 if the fault's own window
+    is already normal), NaN if there is no pre-fault level or it never comes back.
+    """
+    n = len(t_start)
+    pre = [w for w in range(n) if t_start[w] >= t_measure and t_start[w] + window <= t_fault]
+    if not pre:
+        return math.nan, math.nan
+    level = p99_of(ts_hist[pre].sum(axis=0))
+    if not math.isfinite(level):
+        return math.nan, math.nan
+    w0 = int(t_fault // window)
+    for w in range(w0, n):
+        if ts_hist[w].sum() == 0:
+            continue
+        if ts_failed[w] == 0 and p99_of(ts_hist[w]) <= 1.1 * level:
+            return level, max(0.0, float(t_start[w]) - t_fault)
+    return level, math.nan
