@@ -276,6 +276,12 @@ def heap_pop(key, slot, n):
 # --------------------------------------------------------------------------------------------
 # Default strategy hooks; `specialise` rebinds them per plugin.
 
+# Compile-time switch of the specialised copies: False prunes failures and client retries
+# (numba drops `if FULL ...` branches before typing), which keeps the common kernel small and
+# quick to compile. Runs with faults or clients use the FULL copy.
+FULL = True
+
+
 @njit(cache=True)
 def _select(cands, view, state, rng):
     return cands[0]
@@ -341,7 +347,7 @@ def _record(cfg, st, met, k, idx, t0, latency, svc):
         met.tr_latency[idx] = latency
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True)
 def _give_up(cfg, st, met, slot, t, status):
     """The attempt held in `slot` failed (ST_FAILED) or was rejected (ST_REJECTED) at time t.
     While the client has retries left it sends the request again after a backoff (exponential,
@@ -385,7 +391,7 @@ def _task_arrive(cfg, st, met, slot, ta):
     reject on a full queue, else queue FIFO."""
     k = st.slot_task[slot]
     idx = st.slot_idx[slot]
-    if cfg.faults and (st.task_state[k] != TASK_ALIVE or st.task_inc[k] != st.slot_inc[slot]):
+    if FULL and cfg.faults and (st.task_state[k] != TASK_ALIVE or st.task_inc[k] != st.slot_inc[slot]):
         # sent before its task crashed: the connection is refused when it gets there
         st.outstanding[k] -= 1
         st.local_out[st.slot_bal[slot], k] -= 1
@@ -631,7 +637,7 @@ def _fault_step(cfg, st, met, t):
     st.fctr[NEXT_FAULT] = _next_fault(cfg, st)
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True)
 def _reroute(cfg, st, idx):
     """Entry policy once a down node is detected: its clients go to the nodes still in the
     entry policy, the request's index hashed to one of them (-1: none left)."""
@@ -661,9 +667,11 @@ def _advance(cfg, st, met, limit, ctl_limit):
         tk = st.fctr[NEXT_REFRESH]
         if tk > ctl_limit:
             tk = inf
-        tf = st.fctr[NEXT_FAULT]
+        tf = inf
+        if FULL:
+            tf = st.fctr[NEXT_FAULT]
         first = min(min(tc, tt), min(tk, tf))
-        if st.ctr[RT_N] > 0:
+        if FULL and st.ctr[RT_N] > 0:
             tr = st.rt_key[0]
             if tr < first and tr <= limit:
                 return True
@@ -682,7 +690,7 @@ def _advance(cfg, st, met, limit, ctl_limit):
             for j in range(st.snapshot.shape[0]):
                 st.snapshot[j] = st.outstanding[j]
             st.fctr[NEXT_REFRESH] = tk + cfg.stale_period
-        else:
+        elif FULL:
             _fault_step(cfg, st, met, tf)
 
 
@@ -711,7 +719,7 @@ def _kernel(cfg, st, met, arr, first, until):
                 ctl = st.fctr[T_LAST]
             retry = _advance(cfg, st, met, lim, ctl)
         follow = -1
-        if retry:
+        if FULL and retry:
             # a client sends a failed or rejected request again: a new decision, same request
             now = st.rt_key[0]
             slot = st.rt_slot[0]
@@ -758,7 +766,7 @@ def _kernel(cfg, st, met, arr, first, until):
                 slot = st.free_slots[ctr[FREE_N]]
                 st.slot_t0[slot] = now
                 st.slot_idx[slot] = idx
-                if cfg.retries > 0:
+                if FULL and cfg.retries > 0:
                     st.slot_s[slot] = s
                     st.slot_e0[slot] = e
                     st.slot_dem[slot] = dem
@@ -768,7 +776,7 @@ def _kernel(cfg, st, met, arr, first, until):
                     st.slot_try[slot] = 0
             i += 1
         # ---- one attempt: entry node, table, decision
-        if cfg.faults and st.node_up[e] == 0:
+        if FULL and cfg.faults and st.node_up[e] == 0:
             # a down entry node: clients still reach it (and fail) until it is detected, then
             # the entry policy spreads its share over the others
             e = -1 if st.node_entry[e] != 0 else _reroute(cfg, st, idx)
@@ -815,7 +823,7 @@ def _kernel(cfg, st, met, arr, first, until):
                 st.conn_left[c] = np.int64(math.log(u) / cfg.conn_logq) if cfg.conn_logq < 0.0 else 0
         if cfg.trace:
             met.tr_task[idx] = k
-        if cfg.faults and st.task_state[k] != TASK_ALIVE:
+        if FULL and cfg.faults and st.task_state[k] != TASK_ALIVE:
             # a dead task still in the table (not detected yet): connection refused at once
             _give_up(cfg, st, met, slot, now, ST_FAILED)
             continue
@@ -842,7 +850,7 @@ def _kernel(cfg, st, met, arr, first, until):
         st.slot_bal[slot] = b
         st.slot_dout[slot] = d_out
         st.slot_svc[slot] = svc
-        if cfg.faults:
+        if FULL and cfg.faults:
             st.slot_inc[slot] = st.task_inc[k]
         if cfg.trace:
             met.tr_status[idx] = ST_IN_FLIGHT
@@ -859,7 +867,7 @@ def _kernel(cfg, st, met, arr, first, until):
 # --------------------------------------------------------------------------------------------
 # Specialisation per strategy.
 
-_KERNEL_FUNCS = ("_retire", "_advance", "_kernel")
+_KERNEL_FUNCS = ("_task_arrive", "_retire", "_advance", "_kernel")
 _ENGINE_HASH = None
 
 
@@ -874,13 +882,17 @@ def engine_hash() -> str:
     return _ENGINE_HASH
 
 
-def specialise(key: str, select, on_complete=None):
+def specialise(key: str, select, on_complete=None, full: bool = True):
     """A `_kernel` whose strategy hooks are `select` / `on_complete` (jitted functions).
 
     `key` names the specialisation in numba's disk cache; it must change whenever the
-    plugin's code changes (the registry passes a hash of the plugin's source).
+    plugin's code changes (the registry passes a hash of the plugin's source). `full=False`
+    compiles without failures and client retries (the kernel then must not be given a run
+    that has either).
     """
     g = dict(globals())
+    g["FULL"] = bool(full)
+    key = f"{key}|full{int(bool(full))}"
     g["_select"] = select
     if on_complete is not None:
         g["_on_complete"] = on_complete

@@ -295,7 +295,7 @@ def simulate(scenario, strategy: str | Strategy = "round_robin", params: dict | 
     chunk = sc.run.chunk if chunk is None else int(chunk)
     if chunk < 1:
         raise UserError(f"chunk must be >= 1, got {chunk}")
-    kernel = compiled_kernel(spec)
+    kernel = compiled_kernel(spec, full=sc.faults.any or sc.clients.active)
     wall0 = time.perf_counter()
     run = _Run(sc, spec, pvals, seed, trace, force_heap)
     n_req = run.n_req

@@ -226,15 +226,17 @@ def _jit(fn, boundscheck: bool):
     return njit(inline="always")(py)
 
 
-def compiled_kernel(spec: Strategy):
-    """The dispatch kernel with this strategy inlined (compiled once per process)."""
+def compiled_kernel(spec: Strategy, full: bool = True):
+    """The dispatch kernel with this strategy inlined (compiled once per process); `full`:
+    with failures and client retries (see engine.FULL)."""
     from . import engine
 
     # The module is part of the key: a cached kernel refers to the plugin's module by name.
     module = getattr(getattr(spec.select, "py_func", spec.select), "__module__", "")
-    key = f"{spec.name}|{spec.source_hash}|{module}|bc{int(spec.boundscheck)}"
+    key = f"{spec.name}|{spec.source_hash}|{module}|bc{int(spec.boundscheck)}|full{int(bool(full))}"
     k = _COMPILED.get(key)
     if k is None:
-        k = engine.specialise(key, _jit(spec.select, spec.boundscheck), _jit(spec.on_complete, spec.boundscheck))
+        k = engine.specialise(key, _jit(spec.select, spec.boundscheck), _jit(spec.on_complete, spec.boundscheck),
+                              full=full)
         _COMPILED[key] = k
     return k
