@@ -1,6 +1,8 @@
 """Floors: minimal hand-written numba loops doing the same work as lbbench on the `reference`
 preset (same arrivals, FIFO single-worker tasks, one central balancer, the same choice rule,
-latency histogram + mean + per-task served/busy), with none of the framework around them.
+latency histogram + mean + per-task served/busy, and the same time series: per window of
+arrival time, arrivals, completions, latency sum, a coarse latency histogram and busy seconds
+per node), with none of the framework around them.
 
 - round_robin / random: a pointer or a draw, then Lindley's recursion per task
   (start = max(arrival, task free), free = start + service). Nothing needs retiring.
@@ -9,15 +11,35 @@ latency histogram + mean + per-task served/busy), with none of the framework aro
 """
 from __future__ import annotations
 
+from collections import namedtuple
+
 import numpy as np
 from numba import njit
 
-from lbbench.engine import N_BUCKETS, bucket_of
+from lbbench.engine import N_BUCKETS, TS_BUCKETS, bucket_of, ts_bucket_of
 from lbbench.rng import integers
 
 
+TimeSeries = namedtuple("TimeSeries", ["inv", "count", "lat_sum", "hist", "node_busy"])
+
+
+@njit(inline="always", cache=True)
+def _arrive_ts(ts, t0):
+    w = min(int(t0 * ts.inv[0]), ts.count.shape[0] - 1)
+    ts.count[w, 0] += 1
+
+
+@njit(inline="always", cache=True)
+def _done_ts(ts, t0, lat, node, svc):
+    w = min(int(t0 * ts.inv[0]), ts.count.shape[0] - 1)
+    ts.count[w, 1] += 1
+    ts.lat_sum[w] += lat
+    ts.hist[w, ts_bucket_of(lat)] += 1
+    ts.node_busy[w, node] += svc
+
+
 @njit(cache=True)
-def floor_round_robin(t, dem, free, hist, served, busy, acc):
+def floor_round_robin(t, dem, free, hist, served, busy, acc, ts):
     T = free.shape[0]
     ptr = int(acc[1])
     s = 0.0
@@ -26,6 +48,7 @@ def floor_round_robin(t, dem, free, hist, served, busy, acc):
         ptr += 1
         if ptr == T:
             ptr = 0
+        _arrive_ts(ts, t[i])
         start = max(t[i], free[k])
         done = start + dem[i]
         free[k] = done
@@ -34,16 +57,18 @@ def floor_round_robin(t, dem, free, hist, served, busy, acc):
         hist[bucket_of(lat)] += 1
         served[k] += 1
         busy[k] += dem[i]
+        _done_ts(ts, t[i], lat, k, dem[i])
     acc[0] += s
     acc[1] = ptr
 
 
 @njit(cache=True)
-def floor_random(t, dem, free, hist, served, busy, acc, rng):
+def floor_random(t, dem, free, hist, served, busy, acc, rng, ts):
     T = free.shape[0]
     s = 0.0
     for i in range(t.shape[0]):
         k = integers(rng, T)
+        _arrive_ts(ts, t[i])
         start = max(t[i], free[k])
         done = start + dem[i]
         free[k] = done
@@ -52,6 +77,7 @@ def floor_random(t, dem, free, hist, served, busy, acc, rng):
         hist[bucket_of(lat)] += 1
         served[k] += 1
         busy[k] += dem[i]
+        _done_ts(ts, t[i], lat, k, dem[i])
     acc[0] += s
 
 
@@ -93,7 +119,7 @@ def _pop(key, slot, n):
 
 
 @njit(cache=True)
-def floor_least_load(t, dem, free, hist, served, busy, acc, out, key, slot, t0, task, heap_n):
+def floor_least_load(t, dem, free, hist, served, busy, acc, out, key, slot, t0, task, heap_n, ts, svc):
     """Heap entries are indices into a ring (t0, task) of capacity len(t0) >= in flight."""
     T = free.shape[0]
     cap = t0.shape[0]
@@ -111,6 +137,9 @@ def floor_least_load(t, dem, free, hist, served, busy, acc, out, key, slot, t0, 
             lat = d - t0[j]
             s += lat
             hist[bucket_of(lat)] += 1
+            _done_ts(ts, t0[j], lat, task[j], svc[j])
+        if now == np.inf:       # the final drain: retire only
+            break
         # fewest outstanding, ties by rotation (as lbbench's least_load)
         best = off
         bl = out[off]
@@ -126,6 +155,7 @@ def floor_least_load(t, dem, free, hist, served, busy, acc, out, key, slot, t0, 
         if off == T:
             off = 0
         k = best
+        _arrive_ts(ts, now)
         out[k] += 1
         start = max(now, free[k])
         done = start + dem[i]
@@ -138,6 +168,7 @@ def floor_least_load(t, dem, free, hist, served, busy, acc, out, key, slot, t0, 
             nxt = 0
         t0[j] = now
         task[j] = k
+        svc[j] = dem[i]
         n = _push(key, slot, n, done, j)
     # drain at the end is done by the caller with t = [inf]
     acc[0] += s
@@ -170,21 +201,28 @@ def run_floor(strategy: str, n_requests: int, seed: int = 1, chunk: int = 65536)
     t0 = np.zeros(cap)
     task = np.zeros(cap, dtype=np.int32)
     heap_n = np.zeros(1, dtype=np.int64)
+    svc = np.zeros(cap)
+    # the preset's time-series windows (run.windows over the expected horizon), as lbbench does
+    n_w = sc.run.windows
+    horizon = n_requests / wl.rate
+    n_ts = int(np.ceil(horizon * 1.05 / (horizon / n_w))) + 1 if n_w else 1
+    ts = TimeSeries(np.full(1, n_w / horizon if n_w else 0.0), np.zeros((n_ts, 2), dtype=np.int64),
+                    np.zeros(n_ts), np.zeros((n_ts, TS_BUCKETS), dtype=np.int64), np.zeros((n_ts, T)))
     done = 0
     while done < n_requests:
         c = wl.chunk(min(chunk, n_requests - done))
         if strategy == "round_robin":
-            floor_round_robin(c.t, c.demand, free, hist, served, busy, acc)
+            floor_round_robin(c.t, c.demand, free, hist, served, busy, acc, ts)
         elif strategy == "random":
-            floor_random(c.t, c.demand, free, hist, served, busy, acc, rng)
+            floor_random(c.t, c.demand, free, hist, served, busy, acc, rng, ts)
         elif strategy == "least_load":
-            floor_least_load(c.t, c.demand, free, hist, served, busy, acc, out, key, slot, t0, task, heap_n)
+            floor_least_load(c.t, c.demand, free, hist, served, busy, acc, out, key, slot, t0, task, heap_n, ts, svc)
         else:
             raise ValueError(strategy)
         done += len(c)
     if strategy == "least_load":   # retire what is still in flight
-        floor_least_load(np.array([np.inf]), np.zeros(1), free, hist, served, busy, acc, out, key, slot, t0, task, heap_n)
-        acc[0] -= 0.0
+        floor_least_load(np.array([np.inf]), np.zeros(1), free, hist, served, busy, acc, out, key, slot, t0, task, heap_n,
+                         ts, svc)
     return acc[0] / n_requests
 
 
