@@ -276,10 +276,12 @@ def heap_pop(key, slot, n):
 # --------------------------------------------------------------------------------------------
 # Default strategy hooks; `specialise` rebinds them per plugin.
 
-# Compile-time switch of the specialised copies: False prunes failures and client retries
-# (numba drops `if FULL ...` branches before typing), which keeps the common kernel small and
-# quick to compile. Runs with faults or clients use the FULL copy.
+# Compile-time switches of the specialised copies (numba drops `if FULL ...` / `if DIRECT`
+# branches before typing, which keeps each copy small and quick to compile):
+# FULL = False prunes failures and client retries (runs with faults or clients need FULL);
+# DIRECT = True is the direct path only (runs with Config.direct = 1), False the heap path only.
 FULL = True
+DIRECT = False
 
 
 @njit(cache=True)
@@ -324,6 +326,29 @@ def _place(cfg, st, k, ta, svc):
 def _record(cfg, st, met, k, idx, t0, latency, svc):
     """Streaming metrics of one completed request that arrived at t0."""
     late = cfg.timeout > 0.0 and latency > cfg.timeout
+    _record_ts(cfg, met, k, t0, latency, svc, late)
+    if idx >= cfg.warm_index:
+        st.ctr[COMPLETED] += 1
+        st.fctr[LAT_SUM] += latency
+        if latency > st.fctr[LAT_MAX]:
+            st.fctr[LAT_MAX] = latency
+        _record_task(cfg, st, met, k, latency, svc, late)
+    if cfg.trace:
+        met.tr_status[idx] = ST_COMPLETED
+        met.tr_latency[idx] = latency
+
+
+@njit(inline="always", cache=True)
+def _record_task(cfg, st, met, k, latency, svc, late):
+    met.hist[bucket_of(latency)] += 1
+    met.task_served[k] += 1
+    met.task_busy[k] += svc
+    if late:
+        st.ctr[TIMED_OUT] += 1
+
+
+@njit(inline="always", cache=True)
+def _record_ts(cfg, met, k, t0, latency, svc, late):
     if cfg.ts_n > 0:
         w = window_of(cfg, t0)
         met.ts_count[w, TS_COMPLETED] += 1
@@ -332,19 +357,6 @@ def _record(cfg, st, met, k, idx, t0, latency, svc):
         met.ts_node_busy[w, cfg.task_node[k]] += svc
         if late:
             met.ts_count[w, TS_TIMED_OUT] += 1
-    if idx >= cfg.warm_index:
-        st.ctr[COMPLETED] += 1
-        st.fctr[LAT_SUM] += latency
-        if latency > st.fctr[LAT_MAX]:
-            st.fctr[LAT_MAX] = latency
-        met.hist[bucket_of(latency)] += 1
-        met.task_served[k] += 1
-        met.task_busy[k] += svc
-        if late:
-            st.ctr[TIMED_OUT] += 1
-    if cfg.trace:
-        met.tr_status[idx] = ST_COMPLETED
-        met.tr_latency[idx] = latency
 
 
 @njit(cache=True)
@@ -705,10 +717,15 @@ def _kernel(cfg, st, met, arr, first, until):
     n = arr.t.shape[0]
     has_client = arr.client.shape[0] > 0
     ctr = st.ctr
+    # The direct path keeps its running totals in registers (the same additions in the same
+    # order as _record's, so the sums are bit-identical) and stores them after the chunk.
+    d_done = ctr[COMPLETED]
+    d_sum = st.fctr[LAT_SUM]
+    d_max = st.fctr[LAT_MAX]
     i = 0
     while True:
         retry = False
-        if not cfg.direct:
+        if not DIRECT:
             if i < n:
                 lim = arr.t[i]
                 ctl = lim
@@ -761,7 +778,7 @@ def _kernel(cfg, st, met, arr, first, until):
                     e = st.conn_entry[c]
                     st.conn_left[c] -= 1
             slot = -1
-            if not cfg.direct:
+            if not DIRECT:
                 ctr[FREE_N] -= 1
                 slot = st.free_slots[ctr[FREE_N]]
                 st.slot_t0[slot] = now
@@ -835,14 +852,25 @@ def _kernel(cfg, st, met, arr, first, until):
             if measured:
                 ctr[CROSS] += 1
         svc = dem / cfg.task_speed[k]
-        if cfg.direct:
+        if DIRECT:
             # Nothing observes in-flight state (see Config.direct): the completion is known
             # now, so record it now instead of carrying the request in the heap.
             start, done = _place(cfg, st, k, now + d_in, svc)
             if cfg.trace:
                 met.tr_start[idx] = start
                 met.tr_done[idx] = done
-            _record(cfg, st, met, k, idx, now, done + d_out - now, svc)
+            latency = done + d_out - now
+            late = cfg.timeout > 0.0 and latency > cfg.timeout
+            _record_ts(cfg, met, k, now, latency, svc, late)
+            if measured:
+                d_done += 1
+                d_sum += latency
+                if latency > d_max:
+                    d_max = latency
+                _record_task(cfg, st, met, k, latency, svc, late)
+            if cfg.trace:
+                met.tr_status[idx] = ST_COMPLETED
+                met.tr_latency[idx] = latency
             continue
         st.outstanding[k] += 1
         st.local_out[b, k] += 1
@@ -858,6 +886,10 @@ def _kernel(cfg, st, met, arr, first, until):
             ctr[TRANSIT_N] = heap_push(st.tr_key, st.tr_slot, ctr[TRANSIT_N], now + d_in, slot)
         else:
             _task_arrive(cfg, st, met, slot, now)
+    if DIRECT:
+        ctr[COMPLETED] = d_done
+        st.fctr[LAT_SUM] = d_sum
+        st.fctr[LAT_MAX] = d_max
     if n > 0:
         ctr[REQUESTS] = first + n
         st.fctr[T_LAST] = arr.t[n - 1]
@@ -882,17 +914,18 @@ def engine_hash() -> str:
     return _ENGINE_HASH
 
 
-def specialise(key: str, select, on_complete=None, full: bool = True):
+def specialise(key: str, select, on_complete=None, full: bool = True, direct: bool = False):
     """A `_kernel` whose strategy hooks are `select` / `on_complete` (jitted functions).
 
     `key` names the specialisation in numba's disk cache; it must change whenever the
     plugin's code changes (the registry passes a hash of the plugin's source). `full=False`
     compiles without failures and client retries (the kernel then must not be given a run
-    that has either).
+    that has either); `direct` must equal the runs' Config.direct.
     """
     g = dict(globals())
     g["FULL"] = bool(full)
-    key = f"{key}|full{int(bool(full))}"
+    g["DIRECT"] = bool(direct)
+    key = f"{key}|full{int(bool(full))}|direct{int(bool(direct))}"
     g["_select"] = select
     if on_complete is not None:
         g["_on_complete"] = on_complete

@@ -135,6 +135,7 @@ class _Run:
         self.schedule = build_schedule(sc, T, horizon, seed)
         fkey = rngmod.stream(seed, rngmod.FAULTS, 1 << 20).integers(0, 2**62, size=2)
         h, cli = sc.health, sc.clients
+        self.direct = self.direct_ok(force_heap)
         self.cfg_kw = dict(
             task_node=cl.task_node, task_service=cl.task_service, task_speed=cl.task_speed,
             task_workers=cl.task_workers, task_wstart=cl.task_wstart, task_qlimit=cl.task_qlimit,
@@ -143,7 +144,7 @@ class _Run:
             n_services=np.int64(S), central=np.int64(sc.balancer.mode == "central"), info=np.int64(info),
             stale_period=float(sc.balancer.stale_period), hop=float(sc.network.hop),
             has_jitter=np.int64(sc.network.jitter > 0), warm_index=np.int64(max(self.warm_index, 0)),
-            trace=np.int64(trace), direct=np.int64(self.direct_ok(force_heap)),
+            trace=np.int64(trace), direct=np.int64(self.direct),
             conn=np.int64(conn),
             conn_logq=math.log1p(-1.0 / sc.balancer.keepalive) if sc.balancer.keepalive > 1 else 0.0,
             faults=np.int64(sc.faults.any), f_time=self.schedule.time, f_kind=self.schedule.kind,
@@ -295,9 +296,11 @@ def simulate(scenario, strategy: str | Strategy = "round_robin", params: dict | 
     chunk = sc.run.chunk if chunk is None else int(chunk)
     if chunk < 1:
         raise UserError(f"chunk must be >= 1, got {chunk}")
-    kernel = compiled_kernel(spec, full=sc.faults.any or sc.clients.active)
     wall0 = time.perf_counter()
     run = _Run(sc, spec, pvals, seed, trace, force_heap)
+    t_compile = time.perf_counter()
+    kernel = compiled_kernel(spec, full=sc.faults.any or sc.clients.active, direct=run.direct)
+    wall0 += time.perf_counter() - t_compile      # wall_s is simulation time, compile excluded
     n_req = run.n_req
     duration = sc.run.duration
     bar = _progress(n_req, duration) if progress else None

@@ -226,17 +226,17 @@ def _jit(fn, boundscheck: bool):
     return njit(inline="always")(py)
 
 
-def compiled_kernel(spec: Strategy, full: bool = True):
+def compiled_kernel(spec: Strategy, full: bool = True, direct: bool = False):
     """The dispatch kernel with this strategy inlined (compiled once per process); `full`:
-    with failures and client retries (see engine.FULL)."""
+    with failures and client retries, `direct`: the direct path (see engine.FULL, DIRECT)."""
     from . import engine
 
     # The module is part of the key: a cached kernel refers to the plugin's module by name.
     module = getattr(getattr(spec.select, "py_func", spec.select), "__module__", "")
-    key = f"{spec.name}|{spec.source_hash}|{module}|bc{int(spec.boundscheck)}|full{int(bool(full))}"
+    key = f"{spec.name}|{spec.source_hash}|{module}|bc{int(spec.boundscheck)}|full{int(bool(full))}|direct{int(bool(direct))}"
     k = _COMPILED.get(key)
     if k is None:
         k = engine.specialise(key, _jit(spec.select, spec.boundscheck), _jit(spec.on_complete, spec.boundscheck),
-                              full=full)
+                              full=full, direct=direct)
         _COMPILED[key] = k
     return k
