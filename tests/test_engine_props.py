@@ -4,6 +4,7 @@ checks agreement with naive.py)."""
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -18,6 +19,9 @@ from lbbench.workload import Workload
 from naive import COMPLETED, FAILED, IN_FLIGHT, REJECTED, simulate_naive
 from simcheck import (STRATEGIES, arrivals, assert_counters_match, assert_trace_matches, engine_path,
                       rows_equal, scenario)
+
+# A longer fuzzing campaign: LBBENCH_FUZZ_EXAMPLES=2000 pytest tests/test_engine_props.py tests/test_faults.py
+FUZZ_EXAMPLES = int(os.environ.get("LBBENCH_FUZZ_EXAMPLES", "0"))
 
 # Everything at once: hops with jitter, several workers, speeds, queue limits, stale information.
 BUSY = scenario(nodes=4, speeds=[1.0, 0.5, 2.0, 1.5], replicas=5, workers=2, queue_limit=2, rho=1.05,
@@ -232,7 +236,7 @@ def small_scenarios(draw):
 
 
 @seed(20251125)   # fixed: the same 40 examples every run
-@settings(max_examples=40, deadline=None, database=None,
+@settings(max_examples=FUZZ_EXAMPLES or 40, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(small_scenarios())
 def test_random_small_scenarios(case):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 
 import numpy as np
 import pytest
@@ -24,6 +25,9 @@ from lbbench.strategy import resolve
 
 from naive import COMPLETED, FAILED, IN_FLIGHT, REJECTED, simulate_naive
 from simcheck import STRATEGIES, assert_counters_match, assert_trace_matches, scenario
+
+# A longer fuzzing campaign: LBBENCH_FUZZ_EXAMPLES=2000 pytest tests/test_engine_props.py tests/test_faults.py
+FUZZ_EXAMPLES = int(os.environ.get("LBBENCH_FUZZ_EXAMPLES", "0"))
 
 HEALTH = {"task_detect": 20.0, "node_detect": 30.0, "restart_delay": 5.0, "startup": 3.0}
 
@@ -262,7 +266,7 @@ _event = hst.one_of(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=FUZZ_EXAMPLES or 60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(events=hst.lists(_event, max_size=8),
        detect=hst.tuples(hst.floats(0, 30), hst.floats(0, 30), hst.floats(0, 10), hst.floats(0, 10)),
        retries=hst.integers(0, 3), drain=hst.booleans(), qlimit=hst.integers(0, 2),
