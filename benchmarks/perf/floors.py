@@ -6,8 +6,9 @@ per node), with none of the framework around them.
 
 - round_robin / random: a pointer or a draw, then Lindley's recursion per task
   (start = max(arrival, task free), free = start + service). Nothing needs retiring.
-- least_load: the choice reads outstanding requests, so completions must be retired in time
-  order before each decision: a binary heap of completion times, the textbook way.
+- least_load / power_of_d (d = 2): the choice reads outstanding requests, so completions must
+  be retired in time order before each decision: a binary heap of completion times, the
+  textbook way.
 """
 from __future__ import annotations
 
@@ -119,8 +120,11 @@ def _pop(key, slot, n):
 
 
 @njit(cache=True)
-def floor_least_load(t, dem, free, hist, served, busy, acc, out, key, slot, t0, task, heap_n, ts, svc):
-    """Heap entries are indices into a ring (t0, task) of capacity len(t0) >= in flight."""
+def floor_heap(t, dem, free, hist, served, busy, acc, out, key, slot, t0, task, heap_n, ts, svc, rule, rng):
+    """Choice rules that read outstanding requests: rule 0 = fewest outstanding, ties by
+    rotation (least_load); rule 1 = the less loaded of two distinct random tasks, the first
+    drawn on a tie (power_of_d, d = 2). Heap entries are indices into a ring (t0, task) of
+    capacity len(t0) >= in flight. (A constant `rule` is a perfectly predicted branch.)"""
     T = free.shape[0]
     cap = t0.shape[0]
     n = heap_n[0]
@@ -140,21 +144,29 @@ def floor_least_load(t, dem, free, hist, served, busy, acc, out, key, slot, t0, 
             _done_ts(ts, t0[j], lat, task[j], svc[j])
         if now == np.inf:       # the final drain: retire only
             break
-        # fewest outstanding, ties by rotation (as lbbench's least_load)
-        best = off
-        bl = out[off]
-        for k in range(off + 1, T):
-            if out[k] < bl:
-                best = k
-                bl = out[k]
-        for k in range(off):
-            if out[k] < bl:
-                best = k
-                bl = out[k]
-        off += 1
-        if off == T:
-            off = 0
-        k = best
+        if rule == 0:
+            # fewest outstanding, ties by rotation (as lbbench's least_load)
+            best = off
+            bl = out[off]
+            for k in range(off + 1, T):
+                if out[k] < bl:
+                    best = k
+                    bl = out[k]
+            for k in range(off):
+                if out[k] < bl:
+                    best = k
+                    bl = out[k]
+            off += 1
+            if off == T:
+                off = 0
+            k = best
+        else:
+            # two distinct draws from the balancer's stream (as lbbench's power_of_d, d = 2)
+            a = integers(rng, T)
+            b = integers(rng, T - 1)
+            if b >= a:
+                b += 1
+            k = a if out[a] <= out[b] else b
         _arrive_ts(ts, now)
         out[k] += 1
         start = max(now, free[k])
@@ -215,15 +227,17 @@ def run_floor(strategy: str, n_requests: int, seed: int = 1, chunk: int = 65536)
             floor_round_robin(c.t, c.demand, free, hist, served, busy, acc, ts)
         elif strategy == "random":
             floor_random(c.t, c.demand, free, hist, served, busy, acc, rng, ts)
-        elif strategy == "least_load":
-            floor_least_load(c.t, c.demand, free, hist, served, busy, acc, out, key, slot, t0, task, heap_n, ts, svc)
+        elif strategy in HEAP_RULES:
+            floor_heap(c.t, c.demand, free, hist, served, busy, acc, out, key, slot, t0, task, heap_n, ts, svc,
+                       HEAP_RULES[strategy], rng)
         else:
             raise ValueError(strategy)
         done += len(c)
-    if strategy == "least_load":   # retire what is still in flight
-        floor_least_load(np.array([np.inf]), np.zeros(1), free, hist, served, busy, acc, out, key, slot, t0, task, heap_n,
-                         ts, svc)
+    if strategy in HEAP_RULES:   # retire what is still in flight
+        floor_heap(np.array([np.inf]), np.zeros(1), free, hist, served, busy, acc, out, key, slot, t0, task, heap_n,
+                   ts, svc, HEAP_RULES[strategy], rng)
     return acc[0] / n_requests
 
 
-FLOORS = ("round_robin", "least_load", "random")
+HEAP_RULES = {"least_load": 0, "power_of_d": 1}
+FLOORS = ("round_robin", "least_load", "random", "power_of_d")

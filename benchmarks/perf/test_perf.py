@@ -56,3 +56,13 @@ def test_seed_mesh_least_load_info(benchmark, info):
     benchmark.pedantic(simulate, args=("seed-mesh", "least_load"), kwargs={"overrides": over, "progress": False},
                        rounds=3, iterations=1)
     benchmark.extra_info["ns_per_request"] = _ns(benchmark, 1_000_000)
+
+
+@pytest.mark.parametrize("strategy", FLOORS)
+def test_floor_does_the_same_work(strategy):
+    """Each floor reproduces lbbench's mean latency on the same seed (to summation rounding):
+    the same arrivals, the same choices, the same FIFO service."""
+    n = 100_000
+    floor_mean = run_floor(strategy, n, seed=3)
+    res = simulate("reference", strategy, seed=3, overrides={"run.requests": n, "run.warmup": 0.0}, progress=False)
+    assert floor_mean == pytest.approx(res.summary["latency_mean"][0], rel=1e-9)
