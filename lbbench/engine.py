@@ -55,7 +55,7 @@ service     int       service index of the request
 Config = namedtuple("Config", [
     "task_node", "task_service", "task_speed", "task_workers", "task_wstart", "task_qlimit",
     "table", "table_start", "table_len", "table_pos", "params", "bal_start",
-    "n_services", "central", "info", "stale_period", "hop", "has_jitter", "warm_index", "trace", "direct",
+    "n_services", "central", "info", "stale_period", "hop", "has_jitter", "warm_index", "trace",
     "ts_window", "ts_inv", "ts_n", "conn", "conn_logq",
     "faults", "f_time", "f_kind", "f_target", "f_count", "node_speed",
     "task_detect", "node_detect", "restart_delay", "startup", "entry_key",
@@ -67,10 +67,6 @@ conn: 1 for connection-level balancing (balancer.unit = connection): a client's 
 follows its open keep-alive connection (same entry node, same task) while it lasts; a new
 connection is balanced and lasts 1 + Geometric requests (conn_logq = log(1 - 1/keepalive)).
 
-direct: 1 when nothing observes in-flight requests (the strategy reads no loads and has no
-completion hook, no queue limits, every task sees its requests in dispatch order, in-flight
-requests are drained at the end). The kernel then records each request's completion when it
-dispatches it, with no heap: the same results as the general path, faster.
 
 Failures (faults = 1): f_time/f_kind/f_target/f_count is the run's fault schedule, sorted by
 time (F_* kinds). task_node, task_speed and the table arrays change during the run
@@ -278,8 +274,12 @@ def heap_pop(key, slot, n):
 
 # Compile-time switches of the specialised copies (numba drops `if FULL ...` / `if DIRECT`
 # branches before typing, which keeps each copy small and quick to compile):
-# FULL = False prunes failures and client retries (runs with faults or clients need FULL);
-# DIRECT = True is the direct path only (runs with Config.direct = 1), False the heap path only.
+# FULL = False prunes failures and client retries (runs with faults or clients need FULL).
+# DIRECT = True is the direct path, for runs where nothing observes in-flight requests (the
+# strategy reads no loads and has no completion hook, no queue limits, every task sees its
+# requests in dispatch order, in-flight requests are drained at the end; simulate decides):
+# each completion is recorded when the request is dispatched, with no heap, giving the same
+# results as the heap path, faster. DIRECT = False is the heap path.
 FULL = True
 DIRECT = False
 
@@ -326,29 +326,6 @@ def _place(cfg, st, k, ta, svc):
 def _record(cfg, st, met, k, idx, t0, latency, svc):
     """Streaming metrics of one completed request that arrived at t0."""
     late = cfg.timeout > 0.0 and latency > cfg.timeout
-    _record_ts(cfg, met, k, t0, latency, svc, late)
-    if idx >= cfg.warm_index:
-        st.ctr[COMPLETED] += 1
-        st.fctr[LAT_SUM] += latency
-        if latency > st.fctr[LAT_MAX]:
-            st.fctr[LAT_MAX] = latency
-        _record_task(cfg, st, met, k, latency, svc, late)
-    if cfg.trace:
-        met.tr_status[idx] = ST_COMPLETED
-        met.tr_latency[idx] = latency
-
-
-@njit(inline="always", cache=True)
-def _record_task(cfg, st, met, k, latency, svc, late):
-    met.hist[bucket_of(latency)] += 1
-    met.task_served[k] += 1
-    met.task_busy[k] += svc
-    if late:
-        st.ctr[TIMED_OUT] += 1
-
-
-@njit(inline="always", cache=True)
-def _record_ts(cfg, met, k, t0, latency, svc, late):
     if cfg.ts_n > 0:
         w = window_of(cfg, t0)
         met.ts_count[w, TS_COMPLETED] += 1
@@ -357,6 +334,19 @@ def _record_ts(cfg, met, k, t0, latency, svc, late):
         met.ts_node_busy[w, cfg.task_node[k]] += svc
         if late:
             met.ts_count[w, TS_TIMED_OUT] += 1
+    if idx >= cfg.warm_index:
+        st.ctr[COMPLETED] += 1
+        st.fctr[LAT_SUM] += latency
+        if latency > st.fctr[LAT_MAX]:
+            st.fctr[LAT_MAX] = latency
+        met.hist[bucket_of(latency)] += 1
+        met.task_served[k] += 1
+        met.task_busy[k] += svc
+        if late:
+            st.ctr[TIMED_OUT] += 1
+    if cfg.trace:
+        met.tr_status[idx] = ST_COMPLETED
+        met.tr_latency[idx] = latency
 
 
 @njit(cache=True)
@@ -717,11 +707,6 @@ def _kernel(cfg, st, met, arr, first, until):
     n = arr.t.shape[0]
     has_client = arr.client.shape[0] > 0
     ctr = st.ctr
-    # The direct path keeps its running totals in registers (the same additions in the same
-    # order as _record's, so the sums are bit-identical) and stores them after the chunk.
-    d_done = ctr[COMPLETED]
-    d_sum = st.fctr[LAT_SUM]
-    d_max = st.fctr[LAT_MAX]
     i = 0
     while True:
         retry = False
@@ -853,24 +838,13 @@ def _kernel(cfg, st, met, arr, first, until):
                 ctr[CROSS] += 1
         svc = dem / cfg.task_speed[k]
         if DIRECT:
-            # Nothing observes in-flight state (see Config.direct): the completion is known
+            # Nothing observes in-flight state (see DIRECT): the completion is known
             # now, so record it now instead of carrying the request in the heap.
             start, done = _place(cfg, st, k, now + d_in, svc)
             if cfg.trace:
                 met.tr_start[idx] = start
                 met.tr_done[idx] = done
-            latency = done + d_out - now
-            late = cfg.timeout > 0.0 and latency > cfg.timeout
-            _record_ts(cfg, met, k, now, latency, svc, late)
-            if measured:
-                d_done += 1
-                d_sum += latency
-                if latency > d_max:
-                    d_max = latency
-                _record_task(cfg, st, met, k, latency, svc, late)
-            if cfg.trace:
-                met.tr_status[idx] = ST_COMPLETED
-                met.tr_latency[idx] = latency
+            _record(cfg, st, met, k, idx, now, done + d_out - now, svc)
             continue
         st.outstanding[k] += 1
         st.local_out[b, k] += 1
@@ -886,10 +860,6 @@ def _kernel(cfg, st, met, arr, first, until):
             ctr[TRANSIT_N] = heap_push(st.tr_key, st.tr_slot, ctr[TRANSIT_N], now + d_in, slot)
         else:
             _task_arrive(cfg, st, met, slot, now)
-    if DIRECT:
-        ctr[COMPLETED] = d_done
-        st.fctr[LAT_SUM] = d_sum
-        st.fctr[LAT_MAX] = d_max
     if n > 0:
         ctr[REQUESTS] = first + n
         st.fctr[T_LAST] = arr.t[n - 1]
@@ -920,7 +890,7 @@ def specialise(key: str, select, on_complete=None, full: bool = True, direct: bo
     `key` names the specialisation in numba's disk cache; it must change whenever the
     plugin's code changes (the registry passes a hash of the plugin's source). `full=False`
     compiles without failures and client retries (the kernel then must not be given a run
-    that has either); `direct` must equal the runs' Config.direct.
+    that has either); `direct`: the direct path (see DIRECT), for runs simulate finds eligible.
     """
     g = dict(globals())
     g["FULL"] = bool(full)

@@ -144,7 +144,7 @@ class _Run:
             n_services=np.int64(S), central=np.int64(sc.balancer.mode == "central"), info=np.int64(info),
             stale_period=float(sc.balancer.stale_period), hop=float(sc.network.hop),
             has_jitter=np.int64(sc.network.jitter > 0), warm_index=np.int64(max(self.warm_index, 0)),
-            trace=np.int64(trace), direct=np.int64(self.direct),
+            trace=np.int64(trace),
             conn=np.int64(conn),
             conn_logq=math.log1p(-1.0 / sc.balancer.keepalive) if sc.balancer.keepalive > 1 else 0.0,
             faults=np.int64(sc.faults.any), f_time=self.schedule.time, f_kind=self.schedule.kind,
@@ -211,7 +211,7 @@ class _Run:
         )
 
     def direct_ok(self, force_heap: bool) -> bool:
-        """Whether the kernel may record completions at dispatch (see engine.Config.direct)."""
+        """Whether the kernel may record completions at dispatch (see engine.DIRECT)."""
         sc, spec = self.sc, self.spec
         wl = self.workload
         # one entry node for every request (a trace's own entry column overrides workload.entry)
@@ -322,17 +322,12 @@ def simulate(scenario, strategy: str | Strategy = "round_robin", params: dict | 
                 arr = run.workload.chunk(m)
             else:
                 arr = run.workload.chunk(chunk)
-                if len(arr) == 0:
-                    last = True
-                elif arr.t[-1] >= duration:
-                    cut = int(np.searchsorted(arr.t, duration, side="left"))
-                    arr = _slice(arr, cut)
-                    last = True
-                else:
-                    last = False
+                last = len(arr) == 0 or arr.t[-1] >= duration
+                if last:
+                    arr = _slice(arr, int(np.searchsorted(arr.t, duration, side="left")))
                 if len(arr) == 0:
                     break
-                if run.warm_index < 0 and len(arr) and arr.t[-1] >= sc.run.warmup * duration:
+                if run.warm_index < 0 and arr.t[-1] >= sc.run.warmup * duration:
                     run.warm_index = arr.first + int(np.searchsorted(arr.t, sc.run.warmup * duration, side="left"))
                     cfg = run.config()
             run.ensure_capacity(len(arr))
@@ -349,7 +344,7 @@ def simulate(scenario, strategy: str | Strategy = "round_robin", params: dict | 
             done += len(arr)
             if bar is not None:
                 bar.update(len(arr) if n_req is not None else min(until, duration) - bar.n)
-            if n_req is None and (last or len(arr) == 0):
+            if n_req is None and last:
                 break
         end = math.inf if sc.run.drain else (duration if duration is not None else float(run.st.fctr[E.T_LAST]))
         kernel(cfg, run.st, run.met, empty, np.int64(done), end)

@@ -212,7 +212,7 @@ def resolve(name: str | Strategy) -> Strategy:
 # --------------------------------------------------------------------------------------------
 # Compilation: one specialised engine per strategy and process, cached on disk by numba.
 
-_COMPILED: dict[str, Callable] = {}
+_COMPILED: dict[tuple[str, bool, bool], Callable] = {}
 
 
 def _jit(fn, boundscheck: bool):
@@ -233,10 +233,10 @@ def compiled_kernel(spec: Strategy, full: bool = True, direct: bool = False):
 
     # The module is part of the key: a cached kernel refers to the plugin's module by name.
     module = getattr(getattr(spec.select, "py_func", spec.select), "__module__", "")
-    key = f"{spec.name}|{spec.source_hash}|{module}|bc{int(spec.boundscheck)}|full{int(bool(full))}|direct{int(bool(direct))}"
-    k = _COMPILED.get(key)
+    key = f"{spec.name}|{spec.source_hash}|{module}|bc{int(spec.boundscheck)}"
+    k = _COMPILED.get((key, full, direct))
     if k is None:
         k = engine.specialise(key, _jit(spec.select, spec.boundscheck), _jit(spec.on_complete, spec.boundscheck),
                               full=full, direct=direct)
-        _COMPILED[key] = k
+        _COMPILED[(key, full, direct)] = k
     return k

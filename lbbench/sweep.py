@@ -200,10 +200,10 @@ def execute(run: RunSpec) -> dict:
     except Exception as exc:  # a failing run is recorded, never stops the sweep
         msg = f"{exc.__class__.__name__}: {exc}".splitlines()[0]
         return {"run_hash": run.run_hash, "ok": False, "error": msg, "detail": traceback.format_exc(limit=3)}
-    extra = {"sweep": run.sweep, "run_hash": run.run_hash, "status": "ok"}
+    extra = {"sweep": run.sweep, "run_hash": run.run_hash, "status": "ok", "error": None}
     tables = {
         # `error` is typed String even when null: parts must agree on the schema for polars to scan them
-        "runs": res.summary.with_columns(**{k: pl.lit(v) for k, v in extra.items()}, error=pl.lit(None, dtype=pl.String),
+        "runs": res.summary.with_columns(**{k: pl.lit(v, dtype=pl.String) for k, v in extra.items()},
                                          **{k: pl.lit(v) for k, v in run.axes.items()}),
         "tasks": res.tasks.with_columns(run_hash=pl.lit(run.run_hash)),
         "histograms": res.histogram().with_columns(run_hash=pl.lit(run.run_hash)),

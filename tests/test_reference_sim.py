@@ -1,7 +1,7 @@
 """The compiled engine agrees request by request with the slow reference simulator (naive.py).
 
 Every case runs under the three built-in strategies and both kernel paths: the default one
-(the "direct" path when nothing observes in-flight requests, see engine.Config.direct) and the
+(the "direct" path when nothing observes in-flight requests, see engine.DIRECT) and the
 general heap path (force_heap=True). Each case also checks that the feature it is about
 actually happened (crossings, rejections, parallel workers, ...), so an agreement cannot be
 vacuous.
