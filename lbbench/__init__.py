@@ -9,14 +9,31 @@ __version__ = "0.1.0"
 SCHEMA_VERSION = 1
 
 from .errors import StrategyError, UserError  # noqa: E402
-from .scenario import Scenario, load_scenario  # noqa: E402
-from .strategy import Param, Strategy  # noqa: E402
+
+# The rest is imported on first use (PEP 562): numba, polars and pydantic take about a second
+# to import, which `lbbench --help`, `lbbench presets` or a sweep parent starting its workers
+# need not wait for.
+_LAZY = {
+    "Scenario": "scenario", "load_scenario": "scenario",
+    "Param": "strategy", "Strategy": "strategy",
+    "simulate": "simulation",
+    "check_strategy": "checker",
+}
 
 
-# Imported eagerly: the function must shadow its module's name on the package (a lazy
-# wrapper would be replaced by the submodule as soon as anyone imports lbbench.simulate).
-from .simulate import simulate  # noqa: E402
-from .checker import check_strategy  # noqa: E402
+def __getattr__(name):
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'lbbench' has no attribute {name!r}")
+    import importlib
+    value = getattr(importlib.import_module(f".{mod}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))
+
 
 __all__ = ["Param", "Scenario", "Strategy", "StrategyError", "UserError", "check_strategy", "load_scenario", "simulate",
            "__version__"]

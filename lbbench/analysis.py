@@ -264,7 +264,7 @@ def pooled_percentiles(hist_lf: pl.LazyFrame, by: str | Sequence[str], q: float 
     `hist_lf` is the histograms table (run_hash, bucket_lo, bucket_hi, count; only nonzero
     buckets; identical bucket edges in every run). Counts are summed per (group, bucket) and
     the q-quantile is the midpoint (bucket_lo + bucket_hi) / 2 of the first bucket whose
-    cumulative count reaches q * total -- the same rule as `lbbench.simulate.percentiles` on a
+    cumulative count reaches q * total -- the same rule as `lbbench.simulation.percentiles` on a
     single run's histogram (without its cap at the run's maximum). q is in (0, 1].
 
     `by` columns missing from `hist_lf` are taken from `runs`, joined on `run_hash` (only

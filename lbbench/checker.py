@@ -222,7 +222,7 @@ def _run(spec, params, sc, rep: CheckReport, where: str, **kw):
     """One traced run; a contract fault becomes a finding and raises _Stop."""
     from numba.core.errors import NumbaError
 
-    from .simulate import simulate
+    from .simulation import simulate
     try:
         return simulate(sc, spec, params, seed=SEED, trace=True, progress=False, **kw)
     except StrategyError as exc:

@@ -111,7 +111,7 @@ def print_summary(row: dict) -> None:
 def run(scenario, strategy, param, sets, requests, duration, seed, out, no_write):
     """Simulate SCENARIO (a preset or a TOML file) with one strategy."""
     from .scenario import load_scenario, parse_override
-    from .simulate import simulate
+    from .simulation import simulate
     from .store import prepare_out, write_tables
     from .strategy import resolve
     overrides = dict(parse_override(s) for s in sets)
@@ -147,6 +147,10 @@ def run(scenario, strategy, param, sets, requests, duration, seed, out, no_write
 @click.option("--report/--no-report", "with_report", default=False, help="write the report when done")
 def sweep(sweep_file, out, workers, resume, executor, scheduler, dry_run, with_report):
     """Run every point of a sweep file's grid, in parallel, resumably."""
+    import os
+    if executor == "local" and not dry_run and (workers or os.cpu_count() or 1) > 1:
+        from .pool import start_early
+        start_early()       # the workers' fork server loads while this process reads the sweep
     from .sweep import grid_table, load_sweep, run_sweep
     sw = load_sweep(sweep_file)
     out_dir = Path(out) if out else Path("results") / sw.name

@@ -866,6 +866,17 @@ def _kernel(cfg, st, met, arr, first, until):
     return 0
 
 
+@njit(cache=True)
+def _warm(x):
+    return x + 1
+
+
+def warm_up() -> None:
+    """Initialise numba's compiler (its target context, about 0.7 s) by loading a tiny cached
+    function: done once in the sweep workers' fork server, inherited by every worker."""
+    _warm(1)
+
+
 # --------------------------------------------------------------------------------------------
 # Specialisation per strategy.
 

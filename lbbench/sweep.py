@@ -194,7 +194,7 @@ def load_sweep(source: str | Path | dict, *, name: str | None = None) -> Sweep:
 
 def execute(run: RunSpec) -> dict:
     """Simulate one run; returns its tables as Arrow IPC bytes (cheap to pickle), or the error."""
-    from .simulate import simulate
+    from .simulation import simulate
     try:
         res = simulate(run.scenario, run.strategy, run.params, seed=run.seed, progress=False)
     except Exception as exc:  # a failing run is recorded, never stops the sweep
@@ -216,7 +216,7 @@ def execute(run: RunSpec) -> dict:
 
 
 def failed_row(run: RunSpec, error: str) -> pl.DataFrame:
-    from .simulate import SUMMARY_SCHEMA
+    from .simulation import SUMMARY_SCHEMA
     from .strategy import resolve
     row = {k: None for k in SUMMARY_SCHEMA}
     try:
@@ -267,12 +267,6 @@ def write_manifest(out: Path, sweep: Sweep, created: str) -> dict:
     }
     write_text_atomic(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     return manifest
-
-
-def _executor_local(workers: int):
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
 
 
 def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, resume: bool = False,
@@ -337,7 +331,9 @@ def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, resu
                 record(r, execute(r))
         else:
             from concurrent.futures import as_completed
-            with _executor_local(min(workers, len(todo))) as pool:
+
+            from .pool import executor as pool_executor
+            with pool_executor(min(workers, len(todo))) as pool:
                 futures = {pool.submit(execute, r): r for r in todo}
                 for fut in as_completed(futures):
                     record(futures[fut], fut.result())

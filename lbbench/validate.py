@@ -269,7 +269,7 @@ def little_check(res, seed: int) -> dict:
 def run_group(scenario: dict, strategy: str, seeds: list[int], little: bool = True) -> list[dict]:
     """Simulate `scenario` with `strategy` once per seed; the summary rows (plus the Little
     check in row['_little'] when `little`)."""
-    from .simulate import simulate
+    from .simulation import simulate
 
     out = []
     for s in seeds:

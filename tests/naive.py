@@ -2,12 +2,12 @@
 
 This file is documentation of the model as much as a test oracle: it is a textbook
 discrete-event simulation with one `heapq` of events, no chunks, no slot pools, no fast paths.
-`lbbench.simulate.simulate` must agree with it request by request.
+`lbbench.simulation.simulate` must agree with it request by request.
 
 Inputs are shared with the engine, not re-derived: the arrivals come from
 `lbbench.workload.Workload` (same scenario, cluster and seed), the cluster from
 `lbbench.cluster.build_cluster`, the per-balancer random states and start offsets are drawn
-exactly as `lbbench.simulate._Run.__init__` draws them, and the strategy's decision is its own
+exactly as `lbbench.simulation._Run.__init__` draws them, and the strategy's decision is its own
 `select` function run as plain Python (`spec.select.py_func`).
 
 Events are ordered totally by (time, kind, sub, key, sequence) with

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from lbbench.simulate import TIMING_COLUMNS
+from lbbench.simulation import TIMING_COLUMNS
 
 STRATEGIES = ["round_robin", "least_load", "random"]
 WALL_COLUMNS = set(TIMING_COLUMNS)   # wall_s, req_per_s: the only columns allowed to vary
@@ -88,7 +88,7 @@ def assert_counters_match(row: dict, ref, rtol=1e-9):
 def engine_path(sc, strategy: str, force_heap: bool = False) -> str:
     """Which kernel path `simulate` takes for this run: "direct" or "heap"."""
     from lbbench.scenario import load_scenario
-    from lbbench.simulate import _Run
+    from lbbench.simulation import _Run
     from lbbench.strategy import resolve
 
     s = load_scenario(sc)

@@ -7,7 +7,7 @@ import pytest
 
 from lbbench.cluster import build_cluster
 from lbbench.scenario import load_scenario
-from lbbench.simulate import simulate
+from lbbench.simulation import simulate
 from lbbench.workload import Workload
 
 BASE = {"cluster": {"nodes": 4}, "services": [{"replicas": 4, "demand": {"mean": 0.01}}],

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from lbbench.cluster import build_cluster
 from lbbench.scenario import load_scenario
-from lbbench.simulate import simulate
+from lbbench.simulation import simulate
 from lbbench.workload import Workload
 
 from naive import COMPLETED, FAILED, IN_FLIGHT, REJECTED, simulate_naive

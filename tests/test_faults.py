@@ -20,7 +20,7 @@ from hypothesis import strategies as hst
 from lbbench import UserError
 from lbbench.faults import recovery
 from lbbench.scenario import load_scenario
-from lbbench.simulate import _Run, simulate
+from lbbench.simulation import _Run, simulate
 from lbbench.strategy import resolve
 
 from naive import COMPLETED, FAILED, IN_FLIGHT, REJECTED, simulate_naive
@@ -359,7 +359,7 @@ def test_recovery_from_a_synthetic_time_series():
     hist[10:14, b3] = 50
     failed = np.zeros(n, dtype=np.int64)
     failed[10:12] = 7
-    from lbbench.simulate import _percentile
+    from lbbench.simulation import _percentile
     p99 = lambda h: _percentile(h, edges, 0.99, math.inf)  # noqa: E731
     level, rec = recovery(hist, failed, np.arange(n) * 1.0, 1.0, 10.0, 2.0, p99)
     assert level == pytest.approx(1.0, rel=0.07)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from lbbench.scenario import PRESETS
-from lbbench.simulate import simulate
+from lbbench.simulation import simulate
 
 from naive import COMPLETED, IN_FLIGHT, REJECTED, simulate_naive
 from simcheck import STRATEGIES, arrivals, assert_counters_match, assert_trace_matches, engine_path, scenario

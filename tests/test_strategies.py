@@ -23,7 +23,7 @@ from lbbench import validate as V
 from lbbench.cluster import build_cluster
 from lbbench.engine import View
 from lbbench.scenario import load_scenario
-from lbbench.simulate import simulate
+from lbbench.simulation import simulate
 from lbbench.strategies import BUILTINS, maglev, ring_hash
 from lbbench.strategy import names, resolve
 from lbbench.workload import Workload

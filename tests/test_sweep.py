@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 from lbbench.errors import UserError
-from lbbench.simulate import TIMING_COLUMNS
+from lbbench.simulation import TIMING_COLUMNS
 from lbbench.sweep import load_sweep, run_sweep
 
 SMALL = """
@@ -107,6 +107,18 @@ def test_local_pool_and_serial_give_identical_rows(tmp_path):
     for table in ("tasks", "timeseries", "histograms"):
         assert len(list((tmp_path / "pool" / table).glob("*.parquet"))) == 8
     assert (tmp_path / "pool" / "sweep.toml").read_text() == SMALL
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fork server is used on Linux only")
+def test_pool_workers_fork_from_a_single_threaded_server_with_numba_loaded():
+    from lbbench import pool
+    with pool.executor(1) as ex:
+        server = ex.submit(os.getppid).result()
+    assert server != os.getpid()
+    status = Path(f"/proc/{server}/status").read_text()
+    assert "Threads:\t1\n" in status          # a fork keeps one thread: no other may hold a lock
+    maps = Path(f"/proc/{server}/maps").read_text()
+    assert "llvmlite" in maps and "polars" not in maps
 
 
 def test_dask_local_cluster_gives_identical_rows(tmp_path):

@@ -27,7 +27,7 @@ import polars as pl
 import pytest
 
 from lbbench import validate as V
-from lbbench.simulate import simulate
+from lbbench.simulation import simulate
 
 CFG = V.QUICK
 N, RHO = CFG.n, CFG.rho

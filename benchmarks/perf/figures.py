@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from floors import FLOORS, run_floor  # noqa: E402
 
-from lbbench.simulate import simulate  # noqa: E402
+from lbbench.simulation import simulate  # noqa: E402
 
 
 def best_of(fn, rounds=3):
@@ -35,7 +35,7 @@ def best_of(fn, rounds=3):
 
 
 def peak_rss_mb(requests: int, strategy: str = "least_load") -> float:
-    code = ("import resource; from lbbench.simulate import simulate; "
+    code = ("import resource; from lbbench.simulation import simulate; "
             f"simulate('reference', '{strategy}', overrides={{'run.requests': {requests}}}, progress=False); "
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from floors import FLOORS, run_floor
-from lbbench.simulate import simulate
+from lbbench.simulation import simulate
 
 N = 2_000_000
 
