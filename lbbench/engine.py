@@ -397,13 +397,13 @@ def _task_arrive(cfg, st, met, slot, ta):
         # sent before its task crashed: the connection is refused when it gets there
         st.outstanding[k] -= 1
         st.local_out[st.slot_bal[slot], k] -= 1
-        _give_up(cfg, st, met, slot, ta, ST_FAILED)
+        _give_up(cfg, st, met, slot, ta, np.int64(ST_FAILED))
         return
     q = cfg.task_qlimit[k]
     if q > 0 and st.present[k] >= cfg.task_workers[k] + q:
         st.outstanding[k] -= 1
         st.local_out[st.slot_bal[slot], k] -= 1
-        _give_up(cfg, st, met, slot, ta, ST_REJECTED)
+        _give_up(cfg, st, met, slot, ta, np.int64(ST_REJECTED))
         return
     st.present[k] += 1
     start, done = _place(cfg, st, k, ta, st.slot_svc[slot])
@@ -477,7 +477,7 @@ def _crash(cfg, st, met, k, t, detect):
                 st.present[k] -= 1
                 st.outstanding[k] -= 1
                 st.local_out[st.slot_bal[slot], k] -= 1
-                _give_up(cfg, st, met, slot, t, ST_FAILED)
+                _give_up(cfg, st, met, slot, t, np.int64(ST_FAILED))
             else:
                 st.heap_key[m] = st.heap_key[j]
                 st.heap_slot[m] = slot
@@ -762,7 +762,7 @@ def _kernel(cfg, st, met, arr, first, until):
                     follow = kc
                     e = st.conn_entry[c]
                     st.conn_left[c] -= 1
-            slot = -1
+            slot = np.int32(-1)     # the slot arrays are int32: one type, one compiled _give_up
             if not DIRECT:
                 ctr[FREE_N] -= 1
                 slot = st.free_slots[ctr[FREE_N]]
@@ -783,7 +783,7 @@ def _kernel(cfg, st, met, arr, first, until):
             # the entry policy spreads its share over the others
             e = -1 if st.node_entry[e] != 0 else _reroute(cfg, st, idx)
             if e < 0 or st.node_up[e] == 0:
-                _give_up(cfg, st, met, slot, now, ST_FAILED)
+                _give_up(cfg, st, met, slot, now, np.int64(ST_FAILED))
                 continue
         ts = cfg.table_start[s]
         tl = cfg.table_len[s]
@@ -791,7 +791,7 @@ def _kernel(cfg, st, met, arr, first, until):
         if tl == 0:
             # no task of the service in the tables: the request fails at once
             if slot >= 0:
-                _give_up(cfg, st, met, slot, now, ST_FAILED)
+                _give_up(cfg, st, met, slot, now, np.int64(ST_FAILED))
             else:
                 if measured:
                     ctr[FAILED] += 1
@@ -827,7 +827,7 @@ def _kernel(cfg, st, met, arr, first, until):
             met.tr_task[idx] = k
         if FULL and cfg.faults and st.task_state[k] != TASK_ALIVE:
             # a dead task still in the table (not detected yet): connection refused at once
-            _give_up(cfg, st, met, slot, now, ST_FAILED)
+            _give_up(cfg, st, met, slot, now, np.int64(ST_FAILED))
             continue
         d_in = 0.0
         d_out = 0.0

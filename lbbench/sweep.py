@@ -25,6 +25,9 @@ Each run is identified by a stable hash of its full resolved scenario, strategy,
 and seed; its part files are named by that hash, written to a temporary name and renamed, the
 `runs/` part last, so a run exists exactly when its `runs/` part does and `--resume` runs only
 the runs whose part is missing (or recorded as failed).
+
+Executors: in this process (1 worker); a local pool (`pool.py`: workers forked from a server
+that has numba loaded; `RunQueue` hands them the runs); Dask (a local cluster or a scheduler).
 """
 from __future__ import annotations
 
@@ -269,6 +272,34 @@ def write_manifest(out: Path, sweep: Sweep, created: str) -> dict:
     return manifest
 
 
+class RunQueue:
+    """Hands a sweep's runs to a pool's workers one at a time, in order (grouped by strategy),
+    except that the other runs of a strategy wait while its first run is in flight and there is
+    other work: that first run compiles the strategy's kernel (seconds, on an empty cache), and
+    another worker asking for the same kernel meanwhile would compile it again instead of
+    loading it from numba's disk cache once written. The order never changes a run's results."""
+
+    def __init__(self, runs: list[RunSpec]):
+        self.pending = list(runs)
+        self.first_in_flight: set[str] = set()
+        self.started: set[str] = set()
+        self.ready: set[str] = set()
+
+    def next(self) -> RunSpec | None:
+        """The next run to start, or None while only held-back runs are left."""
+        for i, r in enumerate(self.pending):
+            if r.strategy in self.ready or r.strategy not in self.started:
+                self.started.add(r.strategy)
+                if r.strategy not in self.ready:
+                    self.first_in_flight.add(r.strategy)
+                return self.pending.pop(i)
+        return None
+
+    def finished(self, run: RunSpec) -> None:
+        self.first_in_flight.discard(run.strategy)
+        self.ready.add(run.strategy)
+
+
 def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, resume: bool = False,
               executor: str = "local", scheduler: str | None = None, progress: bool = True) -> dict:
     """Run every missing run of `sweep` into `out`; returns the manifest."""
@@ -293,7 +324,7 @@ def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, resu
     clean_temporaries(out)
     done = done_hashes(out) if resume else set()
     todo = [r for r in sweep.runs if r.run_hash not in done]
-    # group by strategy so that each worker compiles a strategy once and reuses it
+    # grouped by strategy: a worker compiles or loads each strategy's kernel once
     todo.sort(key=lambda r: (r.strategy, r.seed))
     write_text_atomic(out / ("sweep.toml" if sweep.path is None or sweep.path.suffix == ".toml" else sweep.path.name), sweep.text)
     manifest_path = out / "manifest.json"
@@ -330,18 +361,36 @@ def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, resu
             for r in todo:
                 record(r, execute(r))
         else:
-            from concurrent.futures import as_completed
-
-            from .pool import executor as pool_executor
-            with pool_executor(min(workers, len(todo))) as pool:
-                futures = {pool.submit(execute, r): r for r in todo}
-                for fut in as_completed(futures):
-                    record(futures[fut], fut.result())
+            _run_pool(todo, record, min(workers, len(todo)))
     finally:
         if bar is not None:
             bar.close()
         manifest = write_manifest(out, sweep, created)
     return manifest
+
+
+def _run_pool(todo, record, workers):
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    from .pool import executor
+    queue = RunQueue(todo)
+    running = {}
+    with executor(workers) as pool:
+        def fill():
+            while len(running) < workers:
+                r = queue.next()
+                if r is None:
+                    return
+                running[pool.submit(execute, r)] = r
+        fill()
+        while running:
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            finished = [(running.pop(f), f) for f in done]
+            for r, _f in finished:
+                queue.finished(r)
+            fill()              # the workers go on while this process writes the results
+            for r, f in finished:
+                record(r, f.result())
 
 
 def _run_dask(todo, record, workers, scheduler):

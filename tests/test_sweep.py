@@ -121,6 +121,23 @@ def test_pool_workers_fork_from_a_single_threaded_server_with_numba_loaded():
     assert "llvmlite" in maps and "polars" not in maps
 
 
+def test_run_queue_holds_back_a_strategy_until_its_first_run_is_done(tmp_path):
+    from lbbench.sweep import RunQueue
+    runs = sorted(load_sweep(write(tmp_path, SMALL)).runs, key=lambda r: (r.strategy, r.seed))
+    q = RunQueue(runs)
+    a, b = q.next(), q.next()
+    assert (a.strategy, b.strategy) == ("least_load", "round_robin")     # not a second least_load
+    assert q.next() is None                 # only runs of kernels being compiled are left: wait
+    q.finished(b)
+    d = q.next()
+    assert d.strategy == "round_robin"      # round_robin's kernel is ready; least_load's is not
+    q.finished(a)
+    rest = [q.next() for _ in range(len(runs) - 3)]
+    assert q.next() is None
+    handed = [a, b, d, *rest]
+    assert sorted(r.run_hash for r in handed) == sorted(r.run_hash for r in runs)   # each run once
+
+
 def test_dask_local_cluster_gives_identical_rows(tmp_path):
     pytest.importorskip("distributed")
     sw = load_sweep(write(tmp_path, SMALL))
