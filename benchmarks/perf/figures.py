@@ -3,9 +3,14 @@
     python benchmarks/perf/figures.py [--requests N] [--record FILE] [--compare FILE]
 
 ns per simulated request of each reference strategy on the `reference` preset next to its
-floor (best of 3, same process), and the peak memory of a least_load run at 1e6, 1e7 and 1e8
+floor, and the peak memory of a least_load run at 1e6, 1e7 and 1e8
 requests (measured in a child process each, as its maximum resident set). `--record` saves the table as
 JSON; `--compare` flags any ratio or ns figure more than 10% worse than a recorded table.
+
+On a shared machine the speed of the same loop drifts by up to 30% from one minute to the next,
+so each round times the floor and lbbench back to back (in alternating order) and the table
+gives the medians over the rounds: of the floor's ns, of lbbench's, and of the per-round ratios,
+with the range of those ratios.
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import argparse
 import json
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -25,13 +31,24 @@ from floors import FLOORS, run_floor  # noqa: E402
 from lbbench.simulation import simulate  # noqa: E402
 
 
-def best_of(fn, rounds=3):
-    best = float("inf")
-    for _ in range(rounds):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
+def timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def paired(floor_fn, eng_fn, rounds: int):
+    """Per round (floor, lbbench) seconds, timed back to back, the order alternating."""
+    out = []
+    for i in range(rounds):
+        if i % 2 == 0:
+            f = timed(floor_fn)
+            e = timed(eng_fn)
+        else:
+            e = timed(eng_fn)
+            f = timed(floor_fn)
+        out.append((f, e))
+    return out
 
 
 def peak_rss_mb(requests: int, strategy: str = "least_load") -> float:
@@ -45,6 +62,7 @@ def peak_rss_mb(requests: int, strategy: str = "least_load") -> float:
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=10_000_000)
+    ap.add_argument("--rounds", type=int, default=7, help="paired rounds per strategy (median reported)")
     ap.add_argument("--memory", action="store_true", help="also measure peak memory at 1e6, 1e7 and 1e8")
     ap.add_argument("--record")
     ap.add_argument("--compare")
@@ -54,13 +72,20 @@ def main():
     for s in FLOORS:
         run_floor(s, 10_000)
         simulate("reference", s, overrides={"run.requests": 10_000}, progress=False)
-        floor = best_of(lambda: run_floor(s, n)) / n * 1e9
-        eng = best_of(lambda: simulate("reference", s, overrides={"run.requests": n, "run.warmup": 0.0}, progress=False)) / n * 1e9
-        rows.append({"strategy": s, "floor_ns": round(floor, 1), "lbbench_ns": round(eng, 1), "ratio": round(eng / floor, 2)})
-    print(f"reference preset, {n:,} requests, {platform.processor() or platform.machine()}, python {platform.python_version()}")
-    print(f"{'strategy':<14}{'floor ns':>10}{'lbbench ns':>12}{'ratio':>8}")
+        pairs = paired(lambda: run_floor(s, n),
+                       lambda: simulate("reference", s, overrides={"run.requests": n, "run.warmup": 0.0}, progress=False),
+                       a.rounds)
+        ratios = [e / f for f, e in pairs]
+        rows.append({"strategy": s, "floor_ns": round(statistics.median(f for f, _ in pairs) / n * 1e9, 1),
+                     "lbbench_ns": round(statistics.median(e for _, e in pairs) / n * 1e9, 1),
+                     "ratio": round(statistics.median(ratios), 2),
+                     "ratio_range": [round(min(ratios), 2), round(max(ratios), 2)]})
+    print(f"reference preset, {n:,} requests, {a.rounds} paired rounds (medians), "
+          f"{platform.processor() or platform.machine()}, python {platform.python_version()}")
+    print(f"{'strategy':<14}{'floor ns':>10}{'lbbench ns':>12}{'ratio':>8}{'ratio range':>16}")
     for r in rows:
-        print(f"{r['strategy']:<14}{r['floor_ns']:>10}{r['lbbench_ns']:>12}{r['ratio']:>8}")
+        lo, hi = r["ratio_range"]
+        print(f"{r['strategy']:<14}{r['floor_ns']:>10}{r['lbbench_ns']:>12}{r['ratio']:>8}{f'{lo} - {hi}':>16}")
     result = {"requests": n, "machine": platform.machine(), "rows": rows}
     if a.memory:
         result["peak_rss_mb"] = {str(m): round(peak_rss_mb(m), 1) for m in (1_000_000, 10_000_000, 100_000_000)}
