@@ -195,8 +195,19 @@ def load_sweep(source: str | Path | dict, *, name: str | None = None) -> Sweep:
 # --------------------------------------------------------------------------------------------
 # Executing one run (in a worker process)
 
-def execute(run: RunSpec) -> dict:
-    """Simulate one run; returns its tables as Arrow IPC bytes (cheap to pickle), or the error."""
+def write_run(out: Path, run_hash: str, tables: dict) -> None:
+    """A run's part files, its runs/ part last: the run exists exactly when that part does."""
+    from .store import write_tables
+    tables = dict(tables)
+    runs_df = tables.pop("runs")
+    write_tables(out, run_hash, tables)
+    write_tables(out, run_hash, {"runs": runs_df})
+
+
+def execute(run: RunSpec, out: str | None = None) -> dict:
+    """Simulate one run. With `out` (a local worker, same filesystem) the run's parts are
+    written here and the result is small; otherwise it carries the tables, for the caller to
+    write (a Dask worker may be on another machine). A failure returns the error."""
     from .simulation import simulate
     try:
         res = simulate(run.scenario, run.strategy, run.params, seed=run.seed, progress=False)
@@ -215,6 +226,9 @@ def execute(run: RunSpec) -> dict:
         tables["timeseries"] = res.timeseries.with_columns(run_hash=pl.lit(run.run_hash))
     if res.faults is not None:
         tables["faults"] = res.faults.with_columns(run_hash=pl.lit(run.run_hash))
+    if out is not None:
+        write_run(Path(out), run.run_hash, tables)
+        return {"run_hash": run.run_hash, "ok": True}
     return {"run_hash": run.run_hash, "ok": True, "tables": tables}
 
 
@@ -341,10 +355,8 @@ def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, resu
     def record(run: RunSpec, result: dict):
         nonlocal failures
         if result["ok"]:
-            tables = dict(result["tables"])
-            runs_df = tables.pop("runs")
-            write_tables(out, run.run_hash, tables)
-            write_tables(out, run.run_hash, {"runs": runs_df})     # last: marks the run done
+            if "tables" in result:
+                write_run(out, run.run_hash, result["tables"])
         else:
             failures += 1
             write_tables(out, run.run_hash, {"runs": failed_row(run, result["error"])})
@@ -359,9 +371,9 @@ def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, resu
             _run_dask(todo, record, workers, scheduler)
         elif workers == 1:
             for r in todo:
-                record(r, execute(r))
+                record(r, execute(r, str(out)))
         else:
-            _run_pool(todo, record, min(workers, len(todo)))
+            _run_pool(todo, record, min(workers, len(todo)), out)
     finally:
         if bar is not None:
             bar.close()
@@ -369,7 +381,7 @@ def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, resu
     return manifest
 
 
-def _run_pool(todo, record, workers):
+def _run_pool(todo, record, workers, out):
     from concurrent.futures import FIRST_COMPLETED, wait
 
     from .pool import executor
@@ -381,14 +393,14 @@ def _run_pool(todo, record, workers):
                 r = queue.next()
                 if r is None:
                     return
-                running[pool.submit(execute, r)] = r
+                running[pool.submit(execute, r, str(out))] = r   # the worker writes the parts
         fill()
         while running:
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             finished = [(running.pop(f), f) for f in done]
             for r, _f in finished:
                 queue.finished(r)
-            fill()              # the workers go on while this process writes the results
+            fill()              # the workers go on while this process records the results
             for r, f in finished:
                 record(r, f.result())
 
