@@ -234,13 +234,10 @@ def heap_push(key, slot, n, k, s):
 
 
 @njit(inline="always", cache=True)
-def heap_pop(key, slot, n):
-    """Remove the root; returns the new size. The caller read key[0], slot[0] first."""
-    n -= 1
-    k = key[n]
-    s = slot[n]
-    key[n] = np.inf
-    i = 0
+def _sift_down(key, slot, n, i):
+    """Move the pair at i down to its place among the first n (keys from n on are +inf)."""
+    k = key[i]
+    s = slot[i]
     while True:
         c = 4 * i + 1
         if c >= n:
@@ -266,6 +263,16 @@ def heap_pop(key, slot, n):
         i = m
     key[i] = k
     slot[i] = s
+
+
+@njit(inline="always", cache=True)
+def heap_pop(key, slot, n):
+    """Remove the root; returns the new size. The caller read key[0], slot[0] first."""
+    n -= 1
+    key[0] = key[n]
+    slot[0] = slot[n]
+    key[n] = np.inf
+    _sift_down(key, slot, n, 0)
     return n
 
 
@@ -436,29 +443,6 @@ def _retire(cfg, st, met, slot, done):
 # --------------------------------------------------------------------------------------------
 # Failures and recovery (docs/model.md, "Failures"). Control events, rare: plain loops over
 # tasks and nodes, not inlined into the dispatch loop.
-
-@njit(inline="always", cache=True)
-def _sift_down(key, slot, n, i):
-    k = key[i]
-    s = slot[i]
-    while True:
-        c = 4 * i + 1
-        if c >= n:
-            break
-        m = c
-        km = key[c]
-        for j in range(c + 1, min(c + 4, n)):
-            if key[j] < km:
-                m = j
-                km = key[j]
-        if km >= k:
-            break
-        key[i] = km
-        slot[i] = slot[m]
-        i = m
-    key[i] = k
-    slot[i] = s
-
 
 @njit(cache=True, no_cpython_wrapper=True)
 def _crash(cfg, st, met, k, t, detect):

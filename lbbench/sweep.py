@@ -295,22 +295,18 @@ class RunQueue:
 
     def __init__(self, runs: list[RunSpec]):
         self.pending = list(runs)
-        self.first_in_flight: set[str] = set()
-        self.started: set[str] = set()
-        self.ready: set[str] = set()
+        self.started: set[str] = set()     # strategies with a run handed out
+        self.ready: set[str] = set()       # strategies with a run finished (kernel compiled)
 
     def next(self) -> RunSpec | None:
         """The next run to start, or None while only held-back runs are left."""
         for i, r in enumerate(self.pending):
             if r.strategy in self.ready or r.strategy not in self.started:
                 self.started.add(r.strategy)
-                if r.strategy not in self.ready:
-                    self.first_in_flight.add(r.strategy)
                 return self.pending.pop(i)
         return None
 
     def finished(self, run: RunSpec) -> None:
-        self.first_in_flight.discard(run.strategy)
         self.ready.add(run.strategy)
 
 
