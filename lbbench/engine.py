@@ -164,6 +164,26 @@ def bucket_edges(sub: int = SUB) -> np.ndarray:
 
 
 @intrinsic
+def _view(typingctx, a, start, n):
+    """a[start:start + n] of a 1-d C array, for 0 <= start <= start + n <= len(a) (the caller
+    knows): the same view as the slice, without the slice's clamping of its bounds."""
+    if isinstance(a, nbtypes.Array) and a.ndim == 1 and a.layout == "C":
+        def codegen(context, builder, signature, args):
+            from numba.core.imputils import impl_ret_borrowed
+            from numba.np.arrayobj import make_array, populate_array
+            aryty = signature.args[0]
+            src = make_array(aryty)(context, builder, args[0])
+            st = context.cast(builder, args[1], signature.args[1], nbtypes.intp)
+            ln = context.cast(builder, args[2], signature.args[2], nbtypes.intp)
+            out = make_array(aryty)(context, builder)
+            populate_array(out, data=builder.gep(src.data, [st]), shape=[ln], strides=[src.itemsize],
+                           itemsize=src.itemsize, meminfo=src.meminfo, parent=src.parent)
+            return impl_ret_borrowed(context, builder, aryty, out._getvalue())
+        return a(a, start, n), codegen
+    return None
+
+
+@intrinsic
 def _f64_bits(typingctx, x):
     """The IEEE-754 bits of a float64 as an int64 (a register move, no call)."""
     if isinstance(x, nbtypes.Float) and x.bitwidth == 64:
@@ -202,12 +222,18 @@ def ts_bucket_of(x):
     return b
 
 
+# Indices that are non-negative by construction are cast to np.uint64 on the hot path: numba
+# indexes with an unsigned integer without its negative-index fix-up (three instructions and a
+# load per access). Mind numba's typing: uint64 with a signed integer gives float64, so the
+# constants mixed with them are cast too.
+
 @njit(inline="always", cache=True)
 def window_of(cfg, t0):
+    """The time-series window of a request that arrived at t0 (meaningful when ts_n > 0)."""
     w = int(t0 * cfg.ts_inv)
     if w >= cfg.ts_n:
         w = cfg.ts_n - 1
-    return w
+    return np.uint64(w)
 
 
 # --------------------------------------------------------------------------------------------
@@ -314,11 +340,12 @@ def _free_slot(st, slot):
 def _place(cfg, st, k, ta, svc):
     """FIFO in front of the task's workers: the request starts when it has arrived (ta) and the
     earliest-free worker is free (lowest index on a tie). Returns (start, completion)."""
-    w0 = cfg.task_wstart[k]
+    k = np.uint64(k)
+    w0 = np.uint64(cfg.task_wstart[k])
     best = w0
-    w1 = cfg.task_wstart[k + 1]
-    if w1 - w0 > 1:
-        for w in range(w0 + 1, w1):
+    w1 = np.uint64(cfg.task_wstart[k + np.uint64(1)])
+    if w1 - w0 > np.uint64(1):
+        for w in range(w0 + np.uint64(1), w1):
             if st.worker_free[w] < st.worker_free[best]:
                 best = w
     start = st.worker_free[best]
@@ -330,15 +357,16 @@ def _place(cfg, st, k, ta, svc):
 
 
 @njit(inline="always", cache=True)
-def _record(cfg, st, met, k, idx, t0, latency, svc):
-    """Streaming metrics of one completed request that arrived at t0."""
+def _record(cfg, st, met, k, idx, w, latency, svc):
+    """Streaming metrics of one completed request; w: the time-series window of its (first)
+    arrival (window_of)."""
+    k = np.uint64(k)
     late = cfg.timeout > 0.0 and latency > cfg.timeout
     if cfg.ts_n > 0:
-        w = window_of(cfg, t0)
         met.ts_count[w, TS_COMPLETED] += 1
         met.ts_lat_sum[w] += latency
         met.ts_hist[w, ts_bucket_of(latency)] += 1
-        met.ts_node_busy[w, cfg.task_node[k]] += svc
+        met.ts_node_busy[w, np.uint64(cfg.task_node[k])] += svc
         if late:
             met.ts_count[w, TS_TIMED_OUT] += 1
     if idx >= cfg.warm_index:
@@ -401,8 +429,9 @@ def _give_up(cfg, st, met, slot, t, status):
 def _task_arrive(cfg, st, met, slot, ta):
     """The request reaches its task at time ta: fail if that task died since it was sent,
     reject on a full queue, else queue FIFO."""
-    k = st.slot_task[slot]
-    idx = st.slot_idx[slot]
+    u = np.uint64(slot)
+    k = np.uint64(st.slot_task[u])
+    idx = st.slot_idx[u]
     if FULL and cfg.faults and (st.task_state[k] != TASK_ALIVE or st.task_inc[k] != st.slot_inc[slot]):
         # sent before its task crashed: the connection is refused when it gets there
         st.outstanding[k] -= 1
@@ -412,11 +441,11 @@ def _task_arrive(cfg, st, met, slot, ta):
     q = cfg.task_qlimit[k]
     if q > 0 and st.present[k] >= cfg.task_workers[k] + q:
         st.outstanding[k] -= 1
-        st.local_out[st.slot_bal[slot], k] -= 1
+        st.local_out[st.slot_bal[u], k] -= 1
         _give_up(cfg, st, met, slot, ta, np.int64(ST_REJECTED))
         return
     st.present[k] += 1
-    start, done = _place(cfg, st, k, ta, st.slot_svc[slot])
+    start, done = _place(cfg, st, k, ta, st.slot_svc[u])
     st.ctr[HEAP_N] = heap_push(st.heap_key, st.heap_slot, st.ctr[HEAP_N], done, slot)
     if cfg.trace:
         met.tr_start[idx] = start
@@ -426,17 +455,20 @@ def _task_arrive(cfg, st, met, slot, ta):
 @njit(inline="always", cache=True)
 def _retire(cfg, st, met, slot, done):
     """The request completes at its task at `done`; the response returns to the entry node."""
-    k = st.slot_task[slot]
-    b = st.slot_bal[slot]
+    u = np.uint64(slot)
+    task = st.slot_task[u]      # (the plugin's hook gets the int32 id)
+    k = np.uint64(task)
+    b = np.uint64(st.slot_bal[u])
     st.present[k] -= 1
     st.outstanding[k] -= 1
     st.local_out[b, k] -= 1
-    latency = done + st.slot_dout[slot] - st.slot_t0[slot]
-    _record(cfg, st, met, k, st.slot_idx[slot], st.slot_t0[slot], latency, st.slot_svc[slot])
+    t0 = st.slot_t0[u]
+    latency = done + st.slot_dout[u] - t0
+    _record(cfg, st, met, k, st.slot_idx[u], window_of(cfg, t0), latency, st.slot_svc[u])
     s = cfg.task_service[k]
     load = st.outstanding if cfg.info == INFO_GLOBAL else (st.local_out[b] if cfg.info == INFO_LOCAL else st.snapshot)
     view = View(load, cfg.task_node, cfg.task_speed, -1, done, cfg.bal_start[b], cfg.params, -1, s)
-    _on_complete(st.bal_state[b * cfg.n_services + s], k, latency, done, view)
+    _on_complete(st.bal_state[b * np.uint64(cfg.n_services) + np.uint64(s)], task, latency, done, view)
     _free_slot(st, slot)
 
 
@@ -721,6 +753,7 @@ def _kernel(cfg, st, met, arr, first, until):
             client = st.slot_client[slot]
             jin = st.slot_jin[slot]
             jout = st.slot_jout[slot]
+            w = window_of(cfg, st.slot_t0[slot])
         else:
             if i >= n:
                 break
@@ -731,8 +764,9 @@ def _kernel(cfg, st, met, arr, first, until):
                 if ctr[ARRIVED] == 0:
                     st.fctr[T_FIRST] = now
                 ctr[ARRIVED] += 1
+            w = window_of(cfg, now)
             if cfg.ts_n > 0:
-                met.ts_count[window_of(cfg, now), TS_ARRIVED] += 1
+                met.ts_count[w, TS_ARRIVED] += 1
             s = arr.service[i]
             e = arr.entry[i]
             dem = arr.demand[i]
@@ -772,9 +806,10 @@ def _kernel(cfg, st, met, arr, first, until):
             if e < 0 or st.node_up[e] == 0:
                 _give_up(cfg, st, met, slot, now, np.int64(ST_FAILED))
                 continue
-        ts = cfg.table_start[s]
-        tl = cfg.table_len[s]
-        b = 0 if cfg.central else e
+        us = np.uint64(s)
+        ts = cfg.table_start[us]
+        tl = cfg.table_len[us]
+        b = np.uint64(0 if cfg.central else e)
         if tl == 0:
             # no task of the service in the tables: the request fails at once
             if not DIRECT and slot >= 0:     # (the direct path has no slots, nor _give_up to compile)
@@ -783,7 +818,7 @@ def _kernel(cfg, st, met, arr, first, until):
                 if measured:
                     ctr[FAILED] += 1
                 if cfg.ts_n > 0:
-                    met.ts_count[window_of(cfg, now), TS_FAILED] += 1
+                    met.ts_count[w, TS_FAILED] += 1
                 if cfg.trace:
                     met.tr_status[idx] = ST_FAILED
                     met.tr_done[idx] = now
@@ -791,10 +826,10 @@ def _kernel(cfg, st, met, arr, first, until):
         if follow >= 0:
             k = follow
         else:
-            cands = cfg.table[ts:ts + tl]
+            cands = _view(cfg.table, ts, tl)
             load = st.outstanding if cfg.info == INFO_GLOBAL else (st.local_out[b] if cfg.info == INFO_LOCAL else st.snapshot)
             view = View(load, cfg.task_node, cfg.task_speed, e, now, cfg.bal_start[b], cfg.params, client, s)
-            k = _select(cands, view, st.bal_state[b * cfg.n_services + s], st.bal_rng[b])
+            k = _select(cands, view, st.bal_state[b * np.uint64(cfg.n_services) + us], st.bal_rng[b])
             # The contract check: never index state with an id that is not a candidate.
             if k < 0 or k >= cfg.task_service.shape[0] or cfg.task_service[k] != s or cfg.table_pos[k] < 0 or cfg.table_pos[k] >= tl:
                 ctr[ERR_CODE] = 1
@@ -831,7 +866,7 @@ def _kernel(cfg, st, met, arr, first, until):
             if cfg.trace:
                 met.tr_start[idx] = start
                 met.tr_done[idx] = done
-            _record(cfg, st, met, k, idx, now, done + d_out - now, svc)
+            _record(cfg, st, met, k, idx, w, done + d_out - now, svc)
             continue
         st.outstanding[k] += 1
         st.local_out[b, k] += 1
