@@ -228,11 +228,11 @@ def ts_bucket_of(x):
 # constants mixed with them are cast too.
 
 @njit(inline="always", cache=True)
-def window_of(cfg, t0):
+def window_of(ts_inv, ts_n, t0):
     """The time-series window of a request that arrived at t0 (meaningful when ts_n > 0)."""
-    w = int(t0 * cfg.ts_inv)
-    if w >= cfg.ts_n:
-        w = cfg.ts_n - 1
+    w = int(t0 * ts_inv)
+    if w >= ts_n:
+        w = ts_n - 1
     return np.uint64(w)
 
 
@@ -315,6 +315,7 @@ def heap_pop(key, slot, n):
 # results as the heap path, faster. DIRECT = False is the heap path.
 FULL = True
 DIRECT = False
+HAS_COMPLETE = True     # False: the strategy has no on_complete hook (its call is pruned)
 
 
 @njit(cache=True)
@@ -331,28 +332,28 @@ def _on_complete(state, task, latency, now, view):
 # Request life cycle.
 
 @njit(inline="always", cache=True)
-def _free_slot(st, slot):
-    st.free_slots[st.ctr[FREE_N]] = slot
-    st.ctr[FREE_N] += 1
+def _free_slot(free_slots, ctr, slot):
+    free_slots[ctr[FREE_N]] = slot
+    ctr[FREE_N] += 1
 
 
 @njit(inline="always", cache=True)
-def _place(cfg, st, k, ta, svc):
+def _place(wstart, worker_free, k, ta, svc):
     """FIFO in front of the task's workers: the request starts when it has arrived (ta) and the
     earliest-free worker is free (lowest index on a tie). Returns (start, completion)."""
     k = np.uint64(k)
-    w0 = np.uint64(cfg.task_wstart[k])
+    w0 = np.uint64(wstart[k])
     best = w0
-    w1 = np.uint64(cfg.task_wstart[k + np.uint64(1)])
+    w1 = np.uint64(wstart[k + np.uint64(1)])
     if w1 - w0 > np.uint64(1):
         for w in range(w0 + np.uint64(1), w1):
-            if st.worker_free[w] < st.worker_free[best]:
+            if worker_free[w] < worker_free[best]:
                 best = w
-    start = st.worker_free[best]
+    start = worker_free[best]
     if ta > start:
         start = ta
     done = start + svc
-    st.worker_free[best] = done
+    worker_free[best] = done
     return start, done
 
 
@@ -400,7 +401,7 @@ def _give_up(cfg, st, met, slot, t, status):
             if idx >= cfg.warm_index:
                 st.ctr[RETRIED] += 1
             if cfg.ts_n > 0:
-                met.ts_count[window_of(cfg, st.slot_t0[slot]), TS_RETRIED] += 1
+                met.ts_count[window_of(cfg.ts_inv, cfg.ts_n, st.slot_t0[slot]), TS_RETRIED] += 1
             if cfg.trace:
                 met.tr_tries[idx] = a + 1
                 met.tr_status[idx] = ST_IN_FLIGHT
@@ -412,17 +413,17 @@ def _give_up(cfg, st, met, slot, t, status):
         if measured:
             st.ctr[REJECTED] += 1
         if cfg.ts_n > 0:
-            met.ts_count[window_of(cfg, st.slot_t0[slot]), TS_REJECTED] += 1
+            met.ts_count[window_of(cfg.ts_inv, cfg.ts_n, st.slot_t0[slot]), TS_REJECTED] += 1
     else:
         if measured:
             st.ctr[FAILED] += 1
         if cfg.ts_n > 0:
-            met.ts_count[window_of(cfg, st.slot_t0[slot]), TS_FAILED] += 1
+            met.ts_count[window_of(cfg.ts_inv, cfg.ts_n, st.slot_t0[slot]), TS_FAILED] += 1
     if cfg.trace:
         met.tr_status[idx] = status
         met.tr_done[idx] = t
         met.tr_start[idx] = np.nan
-    _free_slot(st, slot)
+    _free_slot(st.free_slots, st.ctr, slot)
 
 
 @njit(inline="always", cache=True)
@@ -445,7 +446,7 @@ def _task_arrive(cfg, st, met, slot, ta):
         _give_up(cfg, st, met, slot, ta, np.int64(ST_REJECTED))
         return
     st.present[k] += 1
-    start, done = _place(cfg, st, k, ta, st.slot_svc[u])
+    start, done = _place(cfg.task_wstart, st.worker_free, k, ta, st.slot_svc[u])
     st.ctr[HEAP_N] = heap_push(st.heap_key, st.heap_slot, st.ctr[HEAP_N], done, slot)
     if cfg.trace:
         met.tr_start[idx] = start
@@ -464,12 +465,13 @@ def _retire(cfg, st, met, slot, done):
     st.local_out[b, k] -= 1
     t0 = st.slot_t0[u]
     latency = done + st.slot_dout[u] - t0
-    _record(cfg, st, met, k, st.slot_idx[u], window_of(cfg, t0), latency, st.slot_svc[u])
-    s = cfg.task_service[k]
-    load = st.outstanding if cfg.info == INFO_GLOBAL else (st.local_out[b] if cfg.info == INFO_LOCAL else st.snapshot)
-    view = View(load, cfg.task_node, cfg.task_speed, -1, done, cfg.bal_start[b], cfg.params, -1, s)
-    _on_complete(st.bal_state[b * np.uint64(cfg.n_services) + np.uint64(s)], task, latency, done, view)
-    _free_slot(st, slot)
+    _record(cfg, st, met, k, st.slot_idx[u], window_of(cfg.ts_inv, cfg.ts_n, t0), latency, st.slot_svc[u])
+    if HAS_COMPLETE:
+        s = cfg.task_service[k]
+        load = st.outstanding if cfg.info == INFO_GLOBAL else (st.local_out[b] if cfg.info == INFO_LOCAL else st.snapshot)
+        view = View(load, cfg.task_node, cfg.task_speed, -1, done, cfg.bal_start[b], cfg.params, -1, s)
+        _on_complete(st.bal_state[b * np.uint64(cfg.n_services) + np.uint64(s)], task, latency, done, view)
+    _free_slot(st.free_slots, st.ctr, slot)
 
 
 # --------------------------------------------------------------------------------------------
@@ -753,7 +755,7 @@ def _kernel(cfg, st, met, arr, first, until):
             client = st.slot_client[slot]
             jin = st.slot_jin[slot]
             jout = st.slot_jout[slot]
-            w = window_of(cfg, st.slot_t0[slot])
+            w = window_of(cfg.ts_inv, cfg.ts_n, st.slot_t0[slot])
         else:
             if i >= n:
                 break
@@ -764,7 +766,7 @@ def _kernel(cfg, st, met, arr, first, until):
                 if ctr[ARRIVED] == 0:
                     st.fctr[T_FIRST] = now
                 ctr[ARRIVED] += 1
-            w = window_of(cfg, now)
+            w = window_of(cfg.ts_inv, cfg.ts_n, now)
             if cfg.ts_n > 0:
                 met.ts_count[w, TS_ARRIVED] += 1
             s = arr.service[i]
@@ -862,7 +864,7 @@ def _kernel(cfg, st, met, arr, first, until):
         if DIRECT:
             # Nothing observes in-flight state (see DIRECT): the completion is known
             # now, so record it now instead of carrying the request in the heap.
-            start, done = _place(cfg, st, k, now + d_in, svc)
+            start, done = _place(cfg.task_wstart, st.worker_free, k, now + d_in, svc)
             if cfg.trace:
                 met.tr_start[idx] = start
                 met.tr_done[idx] = done
@@ -930,6 +932,7 @@ def specialise(key: str, select, on_complete=None, full: bool = True, direct: bo
     g["DIRECT"] = bool(direct)
     key = f"{key}|full{int(bool(full))}|direct{int(bool(direct))}"
     g["_select"] = select
+    g["HAS_COMPLETE"] = on_complete is not None
     if on_complete is not None:
         g["_on_complete"] = on_complete
     tag = hashlib.sha1(f"{key}|{engine_hash()}".encode()).hexdigest()[:16]
