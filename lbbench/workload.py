@@ -246,36 +246,41 @@ class Workload:
         # time is bit-identical whatever the chunk size. In place: a fresh array per step (the
         # division, a concatenation, the sum) made this two to three times slower.
         t = self.gaps.standard_exponential(n)
-        np.divide(t, self.rate, out=t)
+        t /= self.rate
         if n:
             t[0] += self.now
             np.cumsum(t, out=t)
             self.now = float(t[-1])
-        if self.n_services == 1:
-            service = np.zeros(n, dtype=np.int32)
-            demand = self.demand[0].draw(n)
-        else:
-            service = np.searchsorted(self.service_cdf, self.service_rng.random(n), side="right").astype(np.int32)
-            demand = np.empty(n)
-            for s in range(self.n_services):
-                m = service == s
-                demand[m] = self.demand[s].draw(int(m.sum()))
-        if self.entry_single >= 0:
-            entry = np.full(n, self.entry_single, dtype=np.int32)
-        elif self.entry_cdf is not None:
-            entry = np.searchsorted(self.entry_cdf, self.entry_rng.random(n), side="right").astype(np.int32)
-        else:
-            entry = self.entry_rng.integers(0, self.n_nodes, n).astype(np.int32)
+        service = self._draw_services(n)
+        demand = self._draw_demands(service)
+        entry = self._draw_entries(n)
         if not self.need_client:
             client = np.empty(0, dtype=np.int64)
         elif self.client_cdf is not None:
             client = np.searchsorted(self.client_cdf, self.client_rng.random(n), side="right").astype(np.int64)
         else:
             client = self.client_rng.integers(0, self.n_clients, n)
-        jitter = self.jitter_rng.random(2 * n) * self.jitter if self.jitter > 0 else np.empty(0)
-        c = Chunk(self.next_index, t, service, demand, entry, client, jitter)
+        c = Chunk(self.next_index, t, service, demand, entry, client, self._draw_jitter(n))
         self.next_index += n
         return c
+
+    # The draws below are shared by generated and trace-driven chunks (for the columns a trace
+    # does not give); each field has its own random stream, drawn in this order.
+
+    def _draw_services(self, n: int) -> np.ndarray:
+        if self.n_services == 1:
+            return np.zeros(n, dtype=np.int32)
+        return np.searchsorted(self.service_cdf, self.service_rng.random(n), side="right").astype(np.int32)
+
+    def _draw_entries(self, n: int) -> np.ndarray:
+        if self.entry_single >= 0:
+            return np.full(n, self.entry_single, dtype=np.int32)
+        if self.entry_cdf is not None:
+            return np.searchsorted(self.entry_cdf, self.entry_rng.random(n), side="right").astype(np.int32)
+        return self.entry_rng.integers(0, self.n_nodes, n).astype(np.int32)
+
+    def _draw_jitter(self, n: int) -> np.ndarray:
+        return self.jitter_rng.random(2 * n) * self.jitter if self.jitter > 0 else np.empty(0)
 
     def _draw_demands(self, service: np.ndarray) -> np.ndarray:
         if self.n_services == 1:
@@ -292,26 +297,16 @@ class Workload:
         tr.pos = b
         m = b - a
         t = tr.time[a:b]
-        service = tr.cols["service"][a:b] if "service" in tr.cols else (
-            np.zeros(m, dtype=np.int32) if self.n_services == 1 else
-            np.searchsorted(self.service_cdf, self.service_rng.random(m), side="right").astype(np.int32))
+        service = tr.cols["service"][a:b] if "service" in tr.cols else self._draw_services(m)
         demand = tr.cols["demand"][a:b] if "demand" in tr.cols else self._draw_demands(service)
-        if "entry" in tr.cols:
-            entry = tr.cols["entry"][a:b]
-        elif self.entry_single >= 0:
-            entry = np.full(m, self.entry_single, dtype=np.int32)
-        elif self.entry_cdf is not None:
-            entry = np.searchsorted(self.entry_cdf, self.entry_rng.random(m), side="right").astype(np.int32)
-        else:
-            entry = self.entry_rng.integers(0, self.n_nodes, m).astype(np.int32)
+        entry = tr.cols["entry"][a:b] if "entry" in tr.cols else self._draw_entries(m)
         if not self.need_client:
             client = np.empty(0, dtype=np.int64)
         elif "client" in tr.cols:
             client = tr.cols["client"][a:b]
         else:
             client = self.client_rng.integers(0, self.n_clients, m)
-        jitter = self.jitter_rng.random(2 * m) * self.jitter if self.jitter > 0 else np.empty(0)
-        c = Chunk(self.next_index, np.ascontiguousarray(t), service, demand, entry, client, jitter)
+        c = Chunk(self.next_index, np.ascontiguousarray(t), service, demand, entry, client, self._draw_jitter(m))
         self.next_index += m
         if m:
             self.now = float(t[-1])
