@@ -254,13 +254,7 @@ class Workload:
         service = self._draw_services(n)
         demand = self._draw_demands(service)
         entry = self._draw_entries(n)
-        if not self.need_client:
-            client = np.empty(0, dtype=np.int64)
-        elif self.client_cdf is not None:
-            client = np.searchsorted(self.client_cdf, self.client_rng.random(n), side="right").astype(np.int64)
-        else:
-            client = self.client_rng.integers(0, self.n_clients, n)
-        c = Chunk(self.next_index, t, service, demand, entry, client, self._draw_jitter(n))
+        c = Chunk(self.next_index, t, service, demand, entry, self._draw_clients(n), self._draw_jitter(n))
         self.next_index += n
         return c
 
@@ -278,6 +272,14 @@ class Workload:
         if self.entry_cdf is not None:
             return np.searchsorted(self.entry_cdf, self.entry_rng.random(n), side="right").astype(np.int32)
         return self.entry_rng.integers(0, self.n_nodes, n).astype(np.int32)
+
+    def _draw_clients(self, n: int) -> np.ndarray:
+        """Client ids under `workload.client_dist` (none when nothing reads them)."""
+        if not self.need_client:
+            return np.empty(0, dtype=np.int64)
+        if self.client_cdf is not None:
+            return np.searchsorted(self.client_cdf, self.client_rng.random(n), side="right").astype(np.int64)
+        return self.client_rng.integers(0, self.n_clients, n)
 
     def _draw_jitter(self, n: int) -> np.ndarray:
         return self.jitter_rng.random(2 * n) * self.jitter if self.jitter > 0 else np.empty(0)
@@ -300,12 +302,7 @@ class Workload:
         service = tr.cols["service"][a:b] if "service" in tr.cols else self._draw_services(m)
         demand = tr.cols["demand"][a:b] if "demand" in tr.cols else self._draw_demands(service)
         entry = tr.cols["entry"][a:b] if "entry" in tr.cols else self._draw_entries(m)
-        if not self.need_client:
-            client = np.empty(0, dtype=np.int64)
-        elif "client" in tr.cols:
-            client = tr.cols["client"][a:b]
-        else:
-            client = self.client_rng.integers(0, self.n_clients, m)
+        client = tr.cols["client"][a:b] if "client" in tr.cols and self.need_client else self._draw_clients(m)
         c = Chunk(self.next_index, np.ascontiguousarray(t), service, demand, entry, client, self._draw_jitter(m))
         self.next_index += m
         if m:

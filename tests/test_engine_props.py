@@ -211,6 +211,26 @@ def test_workload_does_not_depend_on_chunking(sizes):
     assert len(set(whole.service.tolist())) == 2 and len(set(whole.entry.tolist())) == 4
 
 
+def test_trace_without_clients_draws_them_like_generated_arrivals(tmp_path):
+    """A trace with no client column takes its client ids from the same stream and under the
+    same law (here Zipf) as generated arrivals: the same ids, whatever the chunking."""
+    import polars as pl
+
+    n = 4000
+    gen = load_scenario(dict(CRN, workload={"rho": 0.8, "clients": 50, "client_dist": "zipf", "zipf_s": 1.2}))
+    cl = build_cluster(gen)
+    clients = Workload(gen, cl, 9, need_client=True).chunk(n).client
+    f = tmp_path / "arrivals.csv"
+    pl.DataFrame({"time": np.arange(1, n + 1) * 0.1}).write_csv(f)
+    tr = load_scenario(dict(CRN, run={"requests": None}, workload={"trace": str(f), "clients": 50, "client_dist": "zipf", "zipf_s": 1.2}))
+    wl = Workload(tr, build_cluster(tr), 9, need_client=True)
+    got = np.concatenate([wl.chunk(k).client for k in (1, 999, 3000)])
+    np.testing.assert_array_equal(got, clients)
+    # and the law is Zipf's, not uniform: client 0's share within a 99.9% binomial interval
+    p0 = 1.0 / np.sum(1.0 / np.arange(1, 51) ** 1.2)
+    assert abs(np.mean(got == 0) - p0) < 3.3 * math.sqrt(p0 * (1 - p0) / n)
+
+
 # --------------------------------------------------------------------------------------------
 # Property test over random small scenarios
 
