@@ -362,14 +362,11 @@ def _record(cfg, st, met, k, idx, w, latency, svc):
     """Streaming metrics of one completed request; w: the time-series window of its (first)
     arrival (window_of)."""
     k = np.uint64(k)
-    late = cfg.timeout > 0.0 and latency > cfg.timeout
     if cfg.ts_n > 0:
         met.ts_count[w, TS_COMPLETED] += 1
         met.ts_lat_sum[w] += latency
         met.ts_hist[w, ts_bucket_of(latency)] += 1
         met.ts_node_busy[w, np.uint64(cfg.task_node[k])] += svc
-        if late:
-            met.ts_count[w, TS_TIMED_OUT] += 1
     if idx >= cfg.warm_index:
         st.ctr[COMPLETED] += 1
         st.fctr[LAT_SUM] += latency
@@ -378,7 +375,10 @@ def _record(cfg, st, met, k, idx, w, latency, svc):
         met.hist[bucket_of(latency)] += 1
         met.task_served[k] += 1
         met.task_busy[k] += svc
-        if late:
+    if cfg.timeout > 0.0 and latency > cfg.timeout:     # slower than the clients wait: timed out
+        if cfg.ts_n > 0:
+            met.ts_count[w, TS_TIMED_OUT] += 1
+        if idx >= cfg.warm_index:
             st.ctr[TIMED_OUT] += 1
     if cfg.trace:
         met.tr_status[idx] = ST_COMPLETED
@@ -761,11 +761,7 @@ def _kernel(cfg, st, met, arr, first, until):
                 break
             now = arr.t[i]
             idx = first + i
-            measured = idx >= cfg.warm_index
-            if measured:
-                if ctr[ARRIVED] == 0:
-                    st.fctr[T_FIRST] = now
-                ctr[ARRIVED] += 1
+            measured = idx >= cfg.warm_index     # (ARRIVED and T_FIRST: counted per chunk, below)
             w = window_of(cfg.ts_inv, cfg.ts_n, now)
             if cfg.ts_n > 0:
                 met.ts_count[w, TS_ARRIVED] += 1
@@ -833,7 +829,9 @@ def _kernel(cfg, st, met, arr, first, until):
             view = View(load, cfg.task_node, cfg.task_speed, e, now, cfg.bal_start[b], cfg.params, client, s)
             k = _select(cands, view, st.bal_state[b * np.uint64(cfg.n_services) + us], st.bal_rng[b])
             # The contract check: never index state with an id that is not a candidate.
-            if k < 0 or k >= cfg.task_service.shape[0] or cfg.task_service[k] != s or cfg.table_pos[k] < 0 or cfg.table_pos[k] >= tl:
+            # (unsigned: a negative id or position wraps to a large one and fails the bound)
+            uk = np.uint64(k)
+            if uk >= np.uint64(cfg.task_service.shape[0]) or cfg.task_service[uk] != s or np.uint64(cfg.table_pos[uk]) >= np.uint64(tl):
                 ctr[ERR_CODE] = 1
                 ctr[ERR_REQ] = idx
                 ctr[ERR_VALUE] = k
@@ -849,18 +847,19 @@ def _kernel(cfg, st, met, arr, first, until):
                 st.conn_left[c] = np.int64(math.log(u) / cfg.conn_logq) if cfg.conn_logq < 0.0 else 0
         if cfg.trace:
             met.tr_task[idx] = k
-        if FULL and cfg.faults and st.task_state[k] != TASK_ALIVE:
+        uk = np.uint64(k)       # a checked candidate (or a live connection's task): no wraparound
+        if FULL and cfg.faults and st.task_state[uk] != TASK_ALIVE:
             # a dead task still in the table (not detected yet): connection refused at once
             _give_up(cfg, st, met, slot, now, np.int64(ST_FAILED))
             continue
         d_in = 0.0
         d_out = 0.0
-        if cfg.task_node[k] != e:
+        if cfg.task_node[uk] != e:
             d_in = cfg.hop + jin
             d_out = cfg.hop + jout
             if measured:
                 ctr[CROSS] += 1
-        svc = dem / cfg.task_speed[k]
+        svc = dem / cfg.task_speed[uk]
         if DIRECT:
             # Nothing observes in-flight state (see DIRECT): the completion is known
             # now, so record it now instead of carrying the request in the heap.
@@ -870,14 +869,14 @@ def _kernel(cfg, st, met, arr, first, until):
                 met.tr_done[idx] = done
             _record(cfg, st, met, k, idx, w, done + d_out - now, svc)
             continue
-        st.outstanding[k] += 1
-        st.local_out[b, k] += 1
+        st.outstanding[uk] += 1
+        st.local_out[b, uk] += 1
         st.slot_task[slot] = k
         st.slot_bal[slot] = b
         st.slot_dout[slot] = d_out
         st.slot_svc[slot] = svc
         if FULL and cfg.faults:
-            st.slot_inc[slot] = st.task_inc[k]
+            st.slot_inc[slot] = st.task_inc[uk]
         if cfg.trace:
             met.tr_status[idx] = ST_IN_FLIGHT
         if d_in > 0.0:
@@ -887,6 +886,12 @@ def _kernel(cfg, st, met, arr, first, until):
     if n > 0:
         ctr[REQUESTS] = first + n
         st.fctr[T_LAST] = arr.t[n - 1]
+        # the chunk's measured arrivals: indices warm_index.. (a retry is not an arrival)
+        lo = max(first, cfg.warm_index)
+        if first + n > lo:
+            if ctr[ARRIVED] == 0:
+                st.fctr[T_FIRST] = arr.t[lo - first]
+            ctr[ARRIVED] += first + n - lo
     return 0
 
 
