@@ -358,21 +358,24 @@ def _place(wstart, worker_free, k, ta, svc):
 
 
 @njit(inline="always", cache=True)
-def _record(cfg, st, met, k, idx, w, latency, svc):
-    """Streaming metrics of one completed request; w: the time-series window of its (first)
-    arrival (window_of)."""
+def _record(cfg, st, met, k, node, idx, w, latency, svc, completed, lat_sum, lat_max):
+    """Streaming metrics of one completed request at task k on `node`; w: the time-series
+    window of its (first) arrival (window_of). The run's completed count, latency sum and
+    maximum come in and go out as values (the direct path keeps them in registers; see
+    _kernel). (The trace is the caller's.)"""
     k = np.uint64(k)
+    b = bucket_of(latency)      # the coarse time-series bucket is the same, 3 bits coarser
     if cfg.ts_n > 0:
         met.ts_count[w, TS_COMPLETED] += 1
         met.ts_lat_sum[w] += latency
-        met.ts_hist[w, ts_bucket_of(latency)] += 1
-        met.ts_node_busy[w, np.uint64(cfg.task_node[k])] += svc
+        met.ts_hist[w, b >> (SUB_BITS - TS_SUB_BITS)] += 1
+        met.ts_node_busy[w, np.uint64(node)] += svc
     if idx >= cfg.warm_index:
-        st.ctr[COMPLETED] += 1
-        st.fctr[LAT_SUM] += latency
-        if latency > st.fctr[LAT_MAX]:
-            st.fctr[LAT_MAX] = latency
-        met.hist[bucket_of(latency)] += 1
+        completed += 1
+        lat_sum += latency
+        if latency > lat_max:
+            lat_max = latency
+        met.hist[b] += 1
         met.task_served[k] += 1
         met.task_busy[k] += svc
     if cfg.timeout > 0.0 and latency > cfg.timeout:     # slower than the clients wait: timed out
@@ -380,9 +383,7 @@ def _record(cfg, st, met, k, idx, w, latency, svc):
             met.ts_count[w, TS_TIMED_OUT] += 1
         if idx >= cfg.warm_index:
             st.ctr[TIMED_OUT] += 1
-    if cfg.trace:
-        met.tr_status[idx] = ST_COMPLETED
-        met.tr_latency[idx] = latency
+    return completed, lat_sum, lat_max
 
 
 # The out-of-line functions below are called only from compiled code: `no_cpython_wrapper`
@@ -465,7 +466,15 @@ def _retire(cfg, st, met, slot, done):
     st.local_out[b, k] -= 1
     t0 = st.slot_t0[u]
     latency = done + st.slot_dout[u] - t0
-    _record(cfg, st, met, k, st.slot_idx[u], window_of(cfg.ts_inv, cfg.ts_n, t0), latency, st.slot_svc[u])
+    idx = st.slot_idx[u]
+    c, ls, lm = _record(cfg, st, met, k, cfg.task_node[k], idx, window_of(cfg.ts_inv, cfg.ts_n, t0), latency,
+                        st.slot_svc[u], st.ctr[COMPLETED], st.fctr[LAT_SUM], st.fctr[LAT_MAX])
+    st.ctr[COMPLETED] = c
+    st.fctr[LAT_SUM] = ls
+    st.fctr[LAT_MAX] = lm
+    if cfg.trace:
+        met.tr_status[idx] = ST_COMPLETED
+        met.tr_latency[idx] = latency
     if HAS_COMPLETE:
         s = cfg.task_service[k]
         load = st.outstanding if cfg.info == INFO_GLOBAL else (st.local_out[b] if cfg.info == INFO_LOCAL else st.snapshot)
@@ -728,6 +737,12 @@ def _kernel(cfg, st, met, arr, first, until):
     n = arr.t.shape[0]
     has_client = arr.client.shape[0] > 0
     ctr = st.ctr
+    # Counters only this loop writes, kept in locals (in registers, not a memory update per
+    # request) and stored back on every exit; the direct path also holds the completions'.
+    cross = ctr[CROSS]
+    completed = ctr[COMPLETED]
+    lat_sum = st.fctr[LAT_SUM]
+    lat_max = st.fctr[LAT_MAX]
     i = 0
     while True:
         retry = False
@@ -837,6 +852,11 @@ def _kernel(cfg, st, met, arr, first, until):
                 ctr[ERR_VALUE] = k
                 ctr[REQUESTS] = idx + 1
                 st.fctr[T_LAST] = now
+                ctr[CROSS] = cross
+                if DIRECT:
+                    ctr[COMPLETED] = completed
+                    st.fctr[LAT_SUM] = lat_sum
+                    st.fctr[LAT_MAX] = lat_max
                 return 1
             if cfg.conn and not retry:
                 # a new keep-alive connection: it carries this request and G - 1 more
@@ -845,7 +865,7 @@ def _kernel(cfg, st, met, arr, first, until):
                 st.conn_entry[c] = e
                 u = 1.0 - uniform(st.conn_rng)
                 st.conn_left[c] = np.int64(math.log(u) / cfg.conn_logq) if cfg.conn_logq < 0.0 else 0
-        if cfg.trace:
+        if not DIRECT and cfg.trace:
             met.tr_task[idx] = k
         uk = np.uint64(k)       # a checked candidate (or a live connection's task): no wraparound
         if FULL and cfg.faults and st.task_state[uk] != TASK_ALIVE:
@@ -854,20 +874,26 @@ def _kernel(cfg, st, met, arr, first, until):
             continue
         d_in = 0.0
         d_out = 0.0
-        if cfg.task_node[uk] != e:
+        node = cfg.task_node[uk]
+        if node != e:
             d_in = cfg.hop + jin
             d_out = cfg.hop + jout
             if measured:
-                ctr[CROSS] += 1
+                cross += 1
         svc = dem / cfg.task_speed[uk]
         if DIRECT:
             # Nothing observes in-flight state (see DIRECT): the completion is known
             # now, so record it now instead of carrying the request in the heap.
             start, done = _place(cfg.task_wstart, st.worker_free, k, now + d_in, svc)
+            latency = done + d_out - now
+            completed, lat_sum, lat_max = _record(cfg, st, met, k, node, idx, w, latency, svc,
+                                                  completed, lat_sum, lat_max)
             if cfg.trace:
+                met.tr_task[idx] = k
                 met.tr_start[idx] = start
                 met.tr_done[idx] = done
-            _record(cfg, st, met, k, idx, w, done + d_out - now, svc)
+                met.tr_status[idx] = ST_COMPLETED
+                met.tr_latency[idx] = latency
             continue
         st.outstanding[uk] += 1
         st.local_out[b, uk] += 1
@@ -883,6 +909,11 @@ def _kernel(cfg, st, met, arr, first, until):
             ctr[TRANSIT_N] = heap_push(st.tr_key, st.tr_slot, ctr[TRANSIT_N], now + d_in, slot)
         else:
             _task_arrive(cfg, st, met, slot, now)
+    ctr[CROSS] = cross
+    if DIRECT:
+        ctr[COMPLETED] = completed
+        st.fctr[LAT_SUM] = lat_sum
+        st.fctr[LAT_MAX] = lat_max
     if n > 0:
         ctr[REQUESTS] = first + n
         st.fctr[T_LAST] = arr.t[n - 1]
@@ -947,6 +978,8 @@ def specialise(key: str, select, on_complete=None, full: bool = True, direct: bo
         f.__qualname__ = f"{name}__{tag}"
         f.__module__ = __name__
         f.__doc__ = py.__doc__
-        opts = {"inline": "always"} if name != "_kernel" else {"_nrt": False}
+        # error_model numpy: a float division by zero gives inf instead of a test before every
+        # division (the one per request divides by a node speed, validated positive)
+        opts = {"inline": "always"} if name != "_kernel" else {"_nrt": False, "error_model": "numpy"}
         g[name] = njit(cache=True, **opts)(f)
     return g["_kernel"]

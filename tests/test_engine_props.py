@@ -194,6 +194,22 @@ def test_arrivals_are_common_to_every_strategy():
     assert (tasks[0] != tasks[1]).any() and (tasks[1] != tasks[2]).any()
 
 
+EDGE_VALUES = [0.0, -0.0, -1.0, 5e-324, 2.0**-1022, 2.0**-41, 2.0**-40, 2.0**-39, 0.5, 1.0, 1.0 - 2**-53,
+               1.5, 2.0**39 - 1.0, 2.0**39, 2.0**40, 1e300, math.inf, -math.inf, math.nan]
+
+
+@seed(7)
+@settings(max_examples=500, deadline=None)
+@given(st.floats(allow_nan=True, allow_infinity=True, allow_subnormal=True) | st.sampled_from(EDGE_VALUES))
+def test_time_series_bucket_is_the_histogram_bucket_three_bits_coarser(x):
+    """The engine files a latency in the coarse time-series histogram by shifting its fine bucket
+    (one bucket computation per request): that must be the coarse rule's own bucket for every
+    float, clamps, zero, subnormals, infinities and NaN included."""
+    from lbbench import engine as E
+    assert E.SUB // E.TS_SUB == 1 << (E.SUB_BITS - E.TS_SUB_BITS)
+    assert E.bucket_of(x) >> (E.SUB_BITS - E.TS_SUB_BITS) == E.ts_bucket_of(x)
+
+
 @pytest.mark.parametrize("sizes", [[1] * 20 + [480], [7] * 71 + [3], [250, 1, 249]])
 def test_workload_does_not_depend_on_chunking(sizes):
     s = load_scenario(dict(CRN, workload={"rho": 0.8, "entry": "uniform", "client_dist": "zipf"}))
