@@ -193,6 +193,17 @@ def _f64_bits(typingctx, x):
     return None
 
 
+@intrinsic
+def _fdiv(typingctx, x, y):
+    """x / y of two float64 without numba's test for a zero divisor (a compare and a branch
+    per division), for a divisor the caller knows to be nonzero: the same IEEE division."""
+    if all(isinstance(v, nbtypes.Float) and v.bitwidth == 64 for v in (x, y)):
+        def codegen(context, builder, signature, args):
+            return builder.fdiv(args[0], args[1])
+        return nbtypes.float64(nbtypes.float64, nbtypes.float64), codegen
+    return None
+
+
 # For x = m * 2**e with m in [0.5, 1) (frexp), the IEEE exponent field is e + 1022 and the top
 # bits of the fraction are (m - 0.5) * 2 * SUB: a bucket index is two shifts and a mask.
 
@@ -880,7 +891,7 @@ def _kernel(cfg, st, met, arr, first, until):
             d_out = cfg.hop + jout
             if measured:
                 cross += 1
-        svc = dem / cfg.task_speed[uk]
+        svc = _fdiv(dem, cfg.task_speed[uk])     # node speeds are validated positive
         if DIRECT:
             # Nothing observes in-flight state (see DIRECT): the completion is known
             # now, so record it now instead of carrying the request in the heap.
@@ -978,8 +989,9 @@ def specialise(key: str, select, on_complete=None, full: bool = True, direct: bo
         f.__qualname__ = f"{name}__{tag}"
         f.__module__ = __name__
         f.__doc__ = py.__doc__
-        # error_model numpy: a float division by zero gives inf instead of a test before every
-        # division (the one per request divides by a node speed, validated positive)
-        opts = {"inline": "always"} if name != "_kernel" else {"_nrt": False, "error_model": "numpy"}
+        # numba's default error model, not numpy's: the plugin's code compiles under the
+        # kernel's, and a plugin dividing by zero must stop with an error, not go on with inf
+        # or 0 (the engine's own division per request skips the zero test through _fdiv)
+        opts = {"inline": "always"} if name != "_kernel" else {"_nrt": False}
         g[name] = njit(cache=True, **opts)(f)
     return g["_kernel"]

@@ -48,6 +48,14 @@ def test_a_plugin_that_raises_is_named():
         simulate(SMALL, FAULTY, {"mode": 4})
 
 
+@pytest.mark.parametrize("mode", [9, 10])
+def test_a_division_by_zero_in_the_plugin_stops_the_run(mode):
+    """The plugin compiles inside the kernel, under its error model: a float or integer division
+    by zero raises (Python's semantics), rather than going on with inf, NaN or 0."""
+    with pytest.raises(StrategyError, match="'faulty' raised.*ZeroDivisionError"):
+        simulate(SMALL, FAULTY, {"mode": mode})
+
+
 def test_state_is_per_balancer():
     """Two balancers (per_node mode, entry uniform over 2 nodes) each count their own decisions."""
     sc = {"cluster": {"nodes": 2}, "services": [{"replicas": 2}], "workload": {"rho": 0.3, "entry": "uniform"},
@@ -73,6 +81,6 @@ def test_params_are_validated_before_running():
     with pytest.raises(UserError, match="unknown parameter"):
         simulate(SMALL, FAULTY, {"x": 1})
     with pytest.raises(UserError, match="mode"):
-        simulate(SMALL, FAULTY, {"mode": 9})
+        simulate(SMALL, FAULTY, {"mode": 11})
     with pytest.raises(UserError, match="whole number"):
         resolve(FAULTY).resolve_params({"mode": 1.5})

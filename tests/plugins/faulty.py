@@ -2,7 +2,8 @@
 0 behaves (round-robin), 1 returns an id past every task, 2 returns -3, 3 writes far outside
 its state row, 4 raises after t = 1 s, 5 returns task 0 whatever the service, 6 draws from
 numba's global random state (not deterministic), 7 decides on view.load and 8 on view.client
-although the spec declares neither."""
+although the spec declares neither, 9 divides by zero (a float) and 10 takes an integer modulo
+by zero."""
 import numpy as np
 from numba import njit
 
@@ -32,9 +33,13 @@ def select(cands, view, state, rng):
         return best
     if mode == 8:
         return cands[max(view.client, 0) % cands.shape[0]]
+    if mode == 9:
+        return cands[int(1.0 / (view.now - view.now))]
+    if mode == 10:
+        return cands[view.start % (cands.shape[0] - cands.shape[0])]
     state[0] += 1.0
     return cands[int(state[0]) % cands.shape[0]]
 
 
-STRATEGY = Strategy(name="faulty", select=select, params=(Param("mode", 0, 0, 8, integer=True),),
+STRATEGY = Strategy(name="faulty", select=select, params=(Param("mode", 0, 0, 10, integer=True),),
                     description="faults on demand, for tests", reads_load=False)
