@@ -737,6 +737,17 @@ def _advance(cfg, st, met, limit, ctl_limit):
             _fault_step(cfg, st, met, tf)
 
 
+@njit(inline="always", cache=True)
+def _store_counters(st, cross, completed, lat_sum, lat_max):
+    """Store back the counters _kernel keeps in locals (the completions' on the direct path
+    only: on the heap path _retire updates them in place)."""
+    st.ctr[CROSS] = cross
+    if DIRECT:
+        st.ctr[COMPLETED] = completed
+        st.fctr[LAT_SUM] = lat_sum
+        st.fctr[LAT_MAX] = lat_max
+
+
 @njit(cache=True)
 def _kernel(cfg, st, met, arr, first, until):
     """Dispatch one chunk of arrivals and the retries due among them, then apply events up to
@@ -863,11 +874,7 @@ def _kernel(cfg, st, met, arr, first, until):
                 ctr[ERR_VALUE] = k
                 ctr[REQUESTS] = idx + 1
                 st.fctr[T_LAST] = now
-                ctr[CROSS] = cross
-                if DIRECT:
-                    ctr[COMPLETED] = completed
-                    st.fctr[LAT_SUM] = lat_sum
-                    st.fctr[LAT_MAX] = lat_max
+                _store_counters(st, cross, completed, lat_sum, lat_max)
                 return 1
             if cfg.conn and not retry:
                 # a new keep-alive connection: it carries this request and G - 1 more
@@ -920,11 +927,7 @@ def _kernel(cfg, st, met, arr, first, until):
             ctr[TRANSIT_N] = heap_push(st.tr_key, st.tr_slot, ctr[TRANSIT_N], now + d_in, slot)
         else:
             _task_arrive(cfg, st, met, slot, now)
-    ctr[CROSS] = cross
-    if DIRECT:
-        ctr[COMPLETED] = completed
-        st.fctr[LAT_SUM] = lat_sum
-        st.fctr[LAT_MAX] = lat_max
+    _store_counters(st, cross, completed, lat_sum, lat_max)
     if n > 0:
         ctr[REQUESTS] = first + n
         st.fctr[T_LAST] = arr.t[n - 1]
@@ -951,7 +954,7 @@ def warm_up() -> None:
 # --------------------------------------------------------------------------------------------
 # Specialisation per strategy.
 
-_KERNEL_FUNCS = ("_task_arrive", "_retire", "_advance", "_kernel")
+_KERNEL_FUNCS = ("_task_arrive", "_retire", "_advance", "_store_counters", "_kernel")
 _ENGINE_HASH = None
 
 
