@@ -149,8 +149,8 @@ def run(scenario, strategy, param, sets, requests, duration, seed, out, no_write
 def sweep(sweep_file, out, workers, resume, executor, scheduler, dry_run, with_report):
     """Run every point of a sweep file's grid, in parallel, resumably."""
     if executor == "local" and not dry_run and (workers or os.cpu_count() or 1) > 1:
-        from .pool import start_early
-        start_early()       # the workers' fork server loads while this process reads the sweep
+        from .pool import prepare
+        prepare()           # the compiled side, for the workers to be forked from this process
     from .sweep import grid_table, load_sweep, run_sweep
     sw = load_sweep(sweep_file)
     out_dir = Path(out) if out else Path("results") / sw.name

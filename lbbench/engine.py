@@ -947,7 +947,7 @@ def _warm(x):
 
 def warm_up() -> None:
     """Initialise numba's compiler (its target context, about 0.7 s) by loading a tiny cached
-    function: done once in the sweep workers' fork server, inherited by every worker."""
+    function: done once in the process the sweep workers are forked from, inherited by each."""
     _warm(1)
 
 

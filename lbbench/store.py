@@ -9,10 +9,12 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-
-import polars as pl
+from typing import TYPE_CHECKING
 
 from .errors import UserError
+
+if TYPE_CHECKING:
+    import polars as pl
 
 TABLES = ("runs", "tasks", "timeseries", "histograms", "faults")
 
@@ -62,6 +64,7 @@ def scan(out: str | Path, table: str = "runs") -> pl.LazyFrame:
     p = Path(out) / table
     if not p.is_dir() or not any(p.glob("*.parquet")):
         raise UserError(f"no {table} results under {str(out)!r}; run a sweep or `lbbench run --out {out}` first")
+    import polars as pl
     return pl.scan_parquet(str(p / "*.parquet"))
 
 

@@ -26,7 +26,7 @@ and seed; its part files are named by that hash, written to a temporary name and
 `runs/` part last, so a run exists exactly when its `runs/` part does and `--resume` runs only
 the runs whose part is missing (or recorded as failed).
 
-Executors: in this process (1 worker); a local pool (`pool.py`: workers forked from a server
+Executors: in this process (1 worker); a local pool (`pool.py`: workers forked from a process
 that has numba loaded; `RunQueue` hands them the runs); Dask (a local cluster or a scheduler).
 """
 from __future__ import annotations
@@ -39,13 +39,16 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import polars as pl
+from typing import TYPE_CHECKING, Any
 
 from . import SCHEMA_VERSION, __version__
 from .errors import UserError
 from .scenario import raw_scenario, read_toml, set_path, validate
+
+if TYPE_CHECKING:
+    import polars as pl
+# polars is imported where it is used: it starts threads, and `lbbench sweep` forks its workers
+# before it has any (pool.py)
 
 _TOP_KEYS = {"name", "scenario", "seeds", "replications", "set", "axes", "zip", "variants", "description"}
 
@@ -208,6 +211,8 @@ def execute(run: RunSpec, out: str | None = None) -> dict:
     """Simulate one run. With `out` (a local worker, same filesystem) the run's parts are
     written here and the result is small; otherwise it carries the tables, for the caller to
     write (a Dask worker may be on another machine). A failure returns the error."""
+    import polars as pl
+
     from .simulation import simulate
     try:
         res = simulate(run.scenario, run.strategy, run.params, seed=run.seed, progress=False)
@@ -233,6 +238,8 @@ def execute(run: RunSpec, out: str | None = None) -> dict:
 
 
 def failed_row(run: RunSpec, error: str) -> pl.DataFrame:
+    import polars as pl
+
     from .simulation import SUMMARY_SCHEMA
     from .strategy import resolve
     row = {k: None for k in SUMMARY_SCHEMA}
@@ -260,6 +267,7 @@ def done_hashes(out: Path) -> set[str]:
     parts = list(runs_dir.glob("*.parquet"))
     if not parts:
         return set()
+    import polars as pl
     df = pl.read_parquet([str(p) for p in parts], columns=["run_hash", "status"], missing_columns="insert")
     return set(df.filter(pl.col("status") == "ok")["run_hash"].to_list())
 
@@ -269,6 +277,7 @@ def write_manifest(out: Path, sweep: Sweep, created: str) -> dict:
     runs_dir = out / "runs"
     status = {}
     if runs_dir.is_dir() and any(runs_dir.glob("*.parquet")):
+        import polars as pl
         df = pl.read_parquet(str(runs_dir / "*.parquet"), columns=["run_hash", "status"], missing_columns="insert")
         status = dict(zip(df["run_hash"], df["status"]))
     wanted = {r.run_hash for r in sweep.runs}
@@ -313,7 +322,7 @@ class RunQueue:
 def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, resume: bool = False,
               executor: str = "local", scheduler: str | None = None, progress: bool = True) -> dict:
     """Run every missing run of `sweep` into `out`; returns the manifest."""
-    from .store import clean_temporaries, prepare_out, write_tables, write_text_atomic
+    from .store import prepare_out
 
     out = Path(out)
     if workers is None:
@@ -331,6 +340,22 @@ def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, resu
     if existing.is_dir() and any(existing.glob("*.parquet")) and not resume:
         raise UserError(f"{out} already holds results; add --resume to complete them, or choose another --out")
     prepare_out(out)
+    pool = None
+    if executor == "local" and workers > 1 and len(sweep.runs) > 1:
+        # before polars or the progress bar start threads here: the workers may be forked from
+        # this process (pool.py)
+        from .pool import executor as local_pool
+        pool = local_pool(min(workers, len(sweep.runs)))
+    try:
+        return _run(sweep, out, workers, resume, executor, scheduler, progress, pool)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
+
+def _run(sweep, out, workers, resume, executor, scheduler, progress, pool) -> dict:
+    from .store import clean_temporaries, write_tables, write_text_atomic
+
     clean_temporaries(out)
     done = done_hashes(out) if resume else set()
     todo = [r for r in sweep.runs if r.run_hash not in done]
@@ -365,11 +390,11 @@ def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, resu
             pass
         elif executor == "dask":
             _run_dask(todo, record, workers, scheduler)
-        elif workers == 1:
+        elif pool is None:
             for r in todo:
                 record(r, execute(r, str(out)))
         else:
-            _run_pool(todo, record, min(workers, len(todo)), out)
+            _run_pool(pool, min(workers, len(todo)), todo, record, out)
     finally:
         if bar is not None:
             bar.close()
@@ -377,28 +402,27 @@ def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, resu
     return manifest
 
 
-def _run_pool(todo, record, workers, out):
+def _run_pool(pool, workers, todo, record, out):
     from concurrent.futures import FIRST_COMPLETED, wait
 
-    from .pool import executor
     queue = RunQueue(todo)
     running = {}
-    with executor(workers) as pool:
-        def fill():
-            while len(running) < workers:
-                r = queue.next()
-                if r is None:
-                    return
-                running[pool.submit(execute, r, str(out))] = r   # the worker writes the parts
-        fill()
-        while running:
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            finished = [(running.pop(f), f) for f in done]
-            for r, _f in finished:
-                queue.finished(r)
-            fill()              # the workers go on while this process records the results
-            for r, f in finished:
-                record(r, f.result())
+
+    def fill():
+        while len(running) < workers:
+            r = queue.next()
+            if r is None:
+                return
+            running[pool.submit(execute, r, str(out))] = r   # the worker writes the parts
+    fill()
+    while running:
+        done, _ = wait(running, return_when=FIRST_COMPLETED)
+        finished = [(running.pop(f), f) for f in done]
+        for r, _f in finished:
+            queue.finished(r)
+        fill()              # the workers go on while this process records the results
+        for r, f in finished:
+            record(r, f.result())
 
 
 def _run_dask(todo, record, workers, scheduler):
@@ -422,6 +446,7 @@ def _run_dask(todo, record, workers, scheduler):
 
 
 def grid_table(sweep: Sweep, limit: int = 10) -> pl.DataFrame:
+    import polars as pl
     rows = [{"run_hash": r.run_hash, "strategy": r.strategy.rsplit("/", 1)[-1], "params": json.dumps(r.params), **r.axes, "seed": r.seed}
             for r in sweep.runs[:limit]]
     return pl.DataFrame(rows)

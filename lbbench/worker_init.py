@@ -1,9 +1,10 @@
-"""Imported once by the sweep workers' fork server (see pool.py): the compiled side of lbbench,
-so that each worker forked from the server starts with numba loaded and initialised.
+"""The compiled side of lbbench, imported once by the process the sweep workers are forked from
+(`lbbench sweep` itself, or a fork server: see pool.py), so that each worker starts with numba
+loaded and initialised.
 
 Nothing here may start a thread (a fork keeps only the forking thread, and any lock another
 thread held stays locked in the child): polars, which starts threads when imported, is left to
-each worker, and the server runs with a single-threaded OpenBLAS (pool.start_early)."""
+each worker, and the import runs with a single-threaded OpenBLAS (pool.prepare)."""
 from . import cluster, engine, faults, scenario, strategy, workload  # noqa: F401
 
 try:

@@ -109,9 +109,10 @@ def test_local_pool_and_serial_give_identical_rows(tmp_path):
     assert (tmp_path / "pool" / "sweep.toml").read_text() == SMALL
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fork server is used on Linux only")
-def test_pool_workers_fork_from_a_single_threaded_server_with_numba_loaded():
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers are forked on Linux only")
+def test_a_process_with_threads_forks_its_workers_from_a_single_threaded_server_with_numba_loaded():
     from lbbench import pool
+    assert not pool.single_threaded()          # this test process: polars' threads
     with pool.executor(1) as ex:
         server = ex.submit(os.getppid).result()
     assert server != os.getpid()
@@ -119,6 +120,30 @@ def test_pool_workers_fork_from_a_single_threaded_server_with_numba_loaded():
     assert "Threads:\t1\n" in status          # a fork keeps one thread: no other may hold a lock
     maps = Path(f"/proc/{server}/maps").read_text()
     assert "llvmlite" in maps and "polars" not in maps
+
+
+FORK_FROM_SELF = """
+import os, sys
+from pathlib import Path
+from lbbench import pool
+pool.prepare()
+alone = pool.single_threaded()
+ex = pool.executor(2)
+parents = {ex.submit(os.getppid).result() for _ in range(8)}
+worker = ex.submit(os.getpid).result()
+maps = Path(f"/proc/{worker}/maps").read_text()
+import polars  # starts threads: a pool made from here on must come from the fork server
+print(alone, ex._mp_context.get_start_method(), parents == {os.getpid()}, "llvmlite" in maps,
+      "polars" in maps, pool.context().get_start_method())
+ex.shutdown()
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers are forked on Linux only")
+def test_the_sweep_command_forks_its_workers_from_itself_while_it_has_one_thread():
+    p = subprocess.run([sys.executable, "-c", FORK_FROM_SELF], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["True", "fork", "True", "True", "False", "forkserver"]
 
 
 def test_run_queue_holds_back_a_strategy_until_its_first_run_is_done(tmp_path):
