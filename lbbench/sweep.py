@@ -297,10 +297,14 @@ def write_manifest(out: Path, sweep: Sweep, created: str) -> dict:
 
 class RunQueue:
     """Hands a sweep's runs to a pool's workers one at a time, in order (grouped by strategy),
-    except that the other runs of a strategy wait while its first run is in flight and there is
-    other work: that first run compiles the strategy's kernel (seconds, on an empty cache), and
-    another worker asking for the same kernel meanwhile would compile it again instead of
-    loading it from numba's disk cache once written. The order never changes a run's results."""
+    except that
+    - the other runs of a strategy wait while its first run is in flight: that first run
+      compiles the strategy's kernel (seconds, on an empty cache), and another worker asking
+      for the same kernel meanwhile would compile it again instead of loading it from numba's
+      disk cache once written;
+    - each strategy's first run goes out as soon as a worker is free: the kernels compile side
+      by side, and no worker is left idle at the end waiting on the last strategy's first run.
+    The order never changes a run's results."""
 
     def __init__(self, runs: list[RunSpec]):
         self.pending = list(runs)
@@ -310,8 +314,11 @@ class RunQueue:
     def next(self) -> RunSpec | None:
         """The next run to start, or None while only held-back runs are left."""
         for i, r in enumerate(self.pending):
-            if r.strategy in self.ready or r.strategy not in self.started:
+            if r.strategy not in self.started:
                 self.started.add(r.strategy)
+                return self.pending.pop(i)
+        for i, r in enumerate(self.pending):
+            if r.strategy in self.ready:
                 return self.pending.pop(i)
         return None
 

@@ -163,6 +163,19 @@ def test_run_queue_holds_back_a_strategy_until_its_first_run_is_done(tmp_path):
     assert sorted(r.run_hash for r in handed) == sorted(r.run_hash for r in runs)   # each run once
 
 
+def test_run_queue_starts_every_strategy_before_a_second_run_of_any():
+    from lbbench.sweep import RunQueue, RunSpec
+    runs = [RunSpec(sweep="s", scenario={}, strategy=name, params={}, seed=seed, run_hash=f"{name}{seed}", axes={})
+            for name in ("a", "b", "c") for seed in range(3)]
+    q = RunQueue(runs)
+    first = q.next()
+    q.finished(first)                        # a's kernel is ready, but b and c have not started
+    assert [q.next().strategy for _ in range(2)] == ["b", "c"]
+    assert q.next().run_hash == "a1"         # then the ready strategies' runs, in order
+    assert q.next().run_hash == "a2"
+    assert q.next() is None                  # b's and c's first runs are still in flight
+
+
 def test_dask_local_cluster_gives_identical_rows(tmp_path):
     pytest.importorskip("distributed")
     sw = load_sweep(write(tmp_path, SMALL))
