@@ -6,6 +6,7 @@ or task id; nothing here is touched per request.
 """
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,12 +16,30 @@ from .scenario import Scenario
 
 def spread(counts_service: np.ndarray, counts_total: np.ndarray, eligible: np.ndarray) -> int:
     """Swarm's spread rule: the eligible node with the fewest tasks of this service, then the
-    fewest tasks overall, then the lowest id (Swarm's order is arbitrary; ours is fixed)."""
-    best = -1
-    for n in np.flatnonzero(eligible):
-        if best < 0 or (counts_service[n], counts_total[n]) < (counts_service[best], counts_total[best]):
-            best = int(n)
-    return best
+    fewest tasks overall, then the lowest id (Swarm's order is arbitrary; ours is fixed).
+    -1 when no node is eligible."""
+    nodes = np.flatnonzero(eligible)
+    if nodes.size == 0:
+        return -1
+    nodes = nodes[counts_service[nodes] == counts_service[nodes].min()]
+    return int(nodes[np.argmin(counts_total[nodes])])     # argmin: the first, lowest id
+
+
+def spread_replicas(replicas: int, counts_total: np.ndarray, eligible: np.ndarray) -> list[int]:
+    """The nodes of a new service's replicas, one after another by `spread` (updating the
+    counts after each), in O(nodes + replicas log nodes) instead of O(nodes x replicas): only
+    the chosen node's key changes, so a heap of (tasks of the service, tasks, id) keeps the
+    next choice on top. `counts_total` is not modified."""
+    heap = [(0, int(counts_total[n]), int(n)) for n in np.flatnonzero(eligible)]
+    if not heap and replicas > 0:
+        raise ValueError("spread placement: no eligible node")
+    heapq.heapify(heap)
+    nodes = []
+    for _ in range(replicas):
+        mine, total, n = heap[0]
+        nodes.append(n)
+        heapq.heapreplace(heap, (mine + 1, total + 1, n))
+    return nodes
 
 
 @dataclass
@@ -68,15 +87,12 @@ def build_cluster(sc: Scenario) -> ClusterState:
     total = np.zeros(n, dtype=np.int64)
     task_node, task_service, task_workers, task_q = [], [], [], []
     for s, svc in enumerate(sc.services):
-        per_service = np.zeros(n, dtype=np.int64)
-        for r in range(svc.replicas):
-            node = svc.placement[r] if svc.placement is not None else spread(per_service, total, up & ~drained)
-            per_service[node] += 1
-            total[node] += 1
-            task_node.append(node)
-            task_service.append(s)
-            task_workers.append(svc.workers)
-            task_q.append(svc.queue_limit)
+        nodes = list(svc.placement) if svc.placement is not None else spread_replicas(svc.replicas, total, up & ~drained)
+        np.add.at(total, np.asarray(nodes, dtype=np.int64), 1)
+        task_node += nodes
+        task_service += [s] * svc.replicas
+        task_workers += [svc.workers] * svc.replicas
+        task_q += [svc.queue_limit] * svc.replicas
     task_node = np.asarray(task_node, dtype=np.int32)
     task_service = np.asarray(task_service, dtype=np.int32)
     task_workers = np.asarray(task_workers, dtype=np.int32)

@@ -526,5 +526,5 @@ def _timeseries(run: _Run, run_id: str) -> pl.DataFrame | None:
         "throughput": counts[:, E.TS_COMPLETED] / length,
         "latency_mean": lat_mean,
         "latency_p99": np.asarray(p99),
-        "node_util": [list(r) for r in node_util],
+        "node_util": pl.Series(node_util).cast(pl.List(pl.Float64)),     # no Python list per window
     }).with_columns(pl.col("latency_mean").fill_nan(None), pl.col("latency_p99").fill_nan(None))

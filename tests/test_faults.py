@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as hst
 
 from lbbench import UserError
@@ -367,3 +367,45 @@ def test_recovery_from_a_synthetic_time_series():
     # never back: NaN; no pre-fault window: NaN
     assert math.isnan(recovery(hist, np.ones(n, dtype=np.int64), np.arange(n) * 1.0, 1.0, 10.0, 2.0, p99)[1])
     assert math.isnan(recovery(hist, failed, np.arange(n) * 1.0, 1.0, 10.0, 10.5, p99)[0])
+
+
+def _spread_one_by_one(nodes, drained, replicas_per_service):
+    """The spread rule as written, one replica at a time, in plain Python."""
+    total = [0] * nodes
+    placed = []
+    for replicas in replicas_per_service:
+        mine = [0] * nodes
+        for _ in range(replicas):
+            n = min((n for n in range(nodes) if n not in drained), key=lambda n: (mine[n], total[n], n))
+            mine[n] += 1
+            total[n] += 1
+            placed.append(n)
+    return placed
+
+
+@seed(11)
+@settings(max_examples=200, deadline=None, database=None)
+@given(hst.integers(1, 12).flatmap(lambda n: hst.tuples(
+    hst.just(n), hst.sets(hst.integers(0, n - 1), max_size=n - 1), hst.lists(hst.integers(1, 30), min_size=1, max_size=4))))
+def test_a_services_replicas_are_placed_as_by_spread_one_at_a_time(case):
+    """build_cluster places a service's replicas from a heap; the nodes must be those of the
+    spread rule applied replica by replica (and cluster.spread must pick the same each time)."""
+    nodes, drained, replicas = case
+    sc = load_scenario({"name": "p", "cluster": {"nodes": nodes, "drained": sorted(drained)},
+                        "services": [{"name": f"s{i}", "port": 80 + i, "replicas": r} for i, r in enumerate(replicas)],
+                        "workload": {"rho": 0.5}})
+    from lbbench.cluster import build_cluster, spread
+    expected = _spread_one_by_one(nodes, drained, replicas)
+    assert build_cluster(sc).task_node.tolist() == expected
+    eligible = np.array([n not in drained for n in range(nodes)])
+    total = np.zeros(nodes, dtype=np.int64)
+    i = 0
+    for r in replicas:
+        mine = np.zeros(nodes, dtype=np.int64)
+        for _ in range(r):
+            n = spread(mine, total, eligible)
+            assert n == expected[i]
+            mine[n] += 1
+            total[n] += 1
+            i += 1
+
