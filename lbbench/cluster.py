@@ -14,22 +14,13 @@ import numpy as np
 from .scenario import Scenario
 
 
-def spread(counts_service: np.ndarray, counts_total: np.ndarray, eligible: np.ndarray) -> int:
-    """Swarm's spread rule: the eligible node with the fewest tasks of this service, then the
-    fewest tasks overall, then the lowest id (Swarm's order is arbitrary; ours is fixed).
-    -1 when no node is eligible."""
-    nodes = np.flatnonzero(eligible)
-    if nodes.size == 0:
-        return -1
-    nodes = nodes[counts_service[nodes] == counts_service[nodes].min()]
-    return int(nodes[np.argmin(counts_total[nodes])])     # argmin: the first, lowest id
-
-
 def spread_replicas(replicas: int, counts_total: np.ndarray, eligible: np.ndarray) -> list[int]:
-    """The nodes of a new service's replicas, one after another by `spread` (updating the
-    counts after each), in O(nodes + replicas log nodes) instead of O(nodes x replicas): only
-    the chosen node's key changes, so a heap of (tasks of the service, tasks, id) keeps the
-    next choice on top. `counts_total` is not modified."""
+    """The nodes of a new service's replicas by Swarm's spread rule, one replica after another:
+    the eligible node with the fewest tasks of this service, then the fewest tasks overall, then
+    the lowest id (Swarm's order is arbitrary; ours is fixed). Only the chosen node's counts
+    change, so a heap of (tasks of the service, tasks, id) keeps the next choice on top:
+    O(nodes + replicas log nodes). `counts_total` is not modified. (The engine's spread_node
+    places replacements by the same rule.)"""
     heap = [(0, int(counts_total[n]), int(n)) for n in np.flatnonzero(eligible)]
     if not heap and replicas > 0:
         raise ValueError("spread placement: no eligible node")

@@ -36,7 +36,7 @@ import numpy as np
 
 from lbbench import engine as E
 from lbbench import rng as rngmod
-from lbbench.cluster import build_cluster, spread
+from lbbench.cluster import build_cluster
 from lbbench.faults import build_schedule
 from lbbench.engine import View
 from lbbench.errors import StrategyError
@@ -51,6 +51,16 @@ DEAD, ALIVE, STARTING = 0, 1, 2
 
 # Per-request status codes (the same as the engine's trace).
 NEVER, COMPLETED, REJECTED, FAILED, IN_FLIGHT = -1, 0, 1, 2, 3
+
+
+def spread(counts_service: np.ndarray, counts_total: np.ndarray, eligible: np.ndarray) -> int:
+    """Swarm's spread rule as written: the eligible node with the fewest tasks of this service,
+    then the fewest tasks overall, then the lowest id; -1 when no node is eligible."""
+    best = -1
+    for n in np.flatnonzero(eligible):
+        if best < 0 or (counts_service[n], counts_total[n]) < (counts_service[best], counts_total[best]):
+            best = int(n)
+    return best
 
 
 @dataclass

@@ -214,8 +214,8 @@ def test_replacements_are_placed_by_spread():
     assert res.tasks["restarts"].to_list() == [1, 0, 0, 1, 1, 0]
     placed = [(tm, k, node) for tm, k, node, *_ in ref.placements]
     assert placed == [(135.0, 3, 2), (505.0, 0, 3), (505.0, 4, 3)]
-    # and the engine's own placement function agrees with cluster.spread on every recorded state
-    from lbbench.cluster import spread
+    # and the engine's own placement function agrees with the reference's spread on every state
+    from naive import spread
     for _, _, node, cs, ct, eligible in ref.placements:
         assert spread(cs, ct, eligible) == node
 
@@ -370,13 +370,15 @@ def test_recovery_from_a_synthetic_time_series():
 
 
 def _spread_one_by_one(nodes, drained, replicas_per_service):
-    """The spread rule as written, one replica at a time, in plain Python."""
-    total = [0] * nodes
+    """The reference simulator's spread rule, one replica at a time."""
+    from naive import spread
+    eligible = np.array([n not in drained for n in range(nodes)])
+    total = np.zeros(nodes, dtype=np.int64)
     placed = []
     for replicas in replicas_per_service:
-        mine = [0] * nodes
+        mine = np.zeros(nodes, dtype=np.int64)
         for _ in range(replicas):
-            n = min((n for n in range(nodes) if n not in drained), key=lambda n: (mine[n], total[n], n))
+            n = spread(mine, total, eligible)
             mine[n] += 1
             total[n] += 1
             placed.append(n)
@@ -389,23 +391,10 @@ def _spread_one_by_one(nodes, drained, replicas_per_service):
     hst.just(n), hst.sets(hst.integers(0, n - 1), max_size=n - 1), hst.lists(hst.integers(1, 30), min_size=1, max_size=4))))
 def test_a_services_replicas_are_placed_as_by_spread_one_at_a_time(case):
     """build_cluster places a service's replicas from a heap; the nodes must be those of the
-    spread rule applied replica by replica (and cluster.spread must pick the same each time)."""
+    spread rule applied replica by replica."""
     nodes, drained, replicas = case
     sc = load_scenario({"name": "p", "cluster": {"nodes": nodes, "drained": sorted(drained)},
                         "services": [{"name": f"s{i}", "port": 80 + i, "replicas": r} for i, r in enumerate(replicas)],
                         "workload": {"rho": 0.5}})
-    from lbbench.cluster import build_cluster, spread
-    expected = _spread_one_by_one(nodes, drained, replicas)
-    assert build_cluster(sc).task_node.tolist() == expected
-    eligible = np.array([n not in drained for n in range(nodes)])
-    total = np.zeros(nodes, dtype=np.int64)
-    i = 0
-    for r in replicas:
-        mine = np.zeros(nodes, dtype=np.int64)
-        for _ in range(r):
-            n = spread(mine, total, eligible)
-            assert n == expected[i]
-            mine[n] += 1
-            total[n] += 1
-            i += 1
-
+    from lbbench.cluster import build_cluster
+    assert build_cluster(sc).task_node.tolist() == _spread_one_by_one(nodes, drained, replicas)
