@@ -251,11 +251,15 @@ def window_of(ts_inv, ts_n, t0):
 # 4-ary min-heaps on (key, slot) pairs, sift with a hole. Fewer levels than a binary heap and
 # a branch-light pick of the smallest child; keys past the end are +inf (HEAP_PAD slots), so
 # the children of a node can be read without bounds tests.
+# They are compiled once, as functions of their own (cached on disk, shared by every strategy's
+# kernel), and LLVM inlines them into the kernel: inlining them in numba's IR instead made every
+# strategy's kernel type and lower them again (2 s of a heap kernel's compile), for the same
+# machine code.
 
 HEAP_PAD = 4
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True)
 def heap_push(key, slot, n, k, s):
     i = n
     while i > 0:
@@ -270,7 +274,7 @@ def heap_push(key, slot, n, k, s):
     return n + 1
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True)
 def _sift_down(key, slot, n, i):
     """Move the pair at i down to its place among the first n (keys from n on are +inf)."""
     k = key[i]
@@ -302,7 +306,7 @@ def _sift_down(key, slot, n, i):
     slot[i] = s
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True)
 def heap_pop(key, slot, n):
     """Remove the root; returns the new size. The caller read key[0], slot[0] first."""
     n -= 1
