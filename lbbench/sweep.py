@@ -259,27 +259,22 @@ def failed_row(run: RunSpec, error: str) -> pl.DataFrame:
 # --------------------------------------------------------------------------------------------
 # The runner
 
-def done_hashes(out: Path) -> set[str]:
-    """Runs already recorded as ok under `out` (their runs/ part exists with status ok)."""
+def run_status(out: Path) -> dict[str, str]:
+    """run_hash -> status ("ok" or "failed") of every run recorded under `out`."""
     runs_dir = out / "runs"
-    if not runs_dir.is_dir():
-        return set()
-    parts = list(runs_dir.glob("*.parquet"))
-    if not parts:
-        return set()
+    if not (runs_dir.is_dir() and any(runs_dir.glob("*.parquet"))):
+        return {}
     import polars as pl
-    df = pl.read_parquet([str(p) for p in parts], columns=["run_hash", "status"], missing_columns="insert")
-    return set(df.filter(pl.col("status") == "ok")["run_hash"].to_list())
+    df = pl.read_parquet(str(runs_dir / "*.parquet"), columns=["run_hash", "status"], missing_columns="insert")
+    return dict(zip(df["run_hash"], df["status"]))
 
 
-def write_manifest(out: Path, sweep: Sweep, created: str) -> dict:
+def write_manifest(out: Path, sweep: Sweep, created: str, status: dict[str, str] | None = None) -> dict:
+    """The sweep's manifest.json; `status` (run_hash -> status) as the runner kept it, else read
+    from the runs/ parts."""
     from .store import write_text_atomic
-    runs_dir = out / "runs"
-    status = {}
-    if runs_dir.is_dir() and any(runs_dir.glob("*.parquet")):
-        import polars as pl
-        df = pl.read_parquet(str(runs_dir / "*.parquet"), columns=["run_hash", "status"], missing_columns="insert")
-        status = dict(zip(df["run_hash"], df["status"]))
+    if status is None:
+        status = run_status(out)
     wanted = {r.run_hash for r in sweep.runs}
     manifest = {
         "schema_version": SCHEMA_VERSION,
@@ -364,14 +359,16 @@ def _run(sweep, out, workers, resume, executor, scheduler, progress, pool) -> di
     from .store import clean_temporaries, write_tables, write_text_atomic
 
     clean_temporaries(out)
-    done = done_hashes(out) if resume else set()
-    todo = [r for r in sweep.runs if r.run_hash not in done]
+    # The runs' status, kept here as they are recorded: the manifest at the end needs no read of
+    # the parts (nor polars, in a process whose workers wrote them)
+    status = run_status(out) if resume else {}
+    todo = [r for r in sweep.runs if status.get(r.run_hash) != "ok"]
     # grouped by strategy: a worker compiles or loads each strategy's kernel once
     todo.sort(key=lambda r: (r.strategy, r.seed))
     write_text_atomic(out / ("sweep.toml" if sweep.path is None or sweep.path.suffix == ".toml" else sweep.path.name), sweep.text)
     manifest_path = out / "manifest.json"
     created = json.loads(manifest_path.read_text())["created"] if manifest_path.exists() else time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    write_manifest(out, sweep, created)
+    write_manifest(out, sweep, created, status)
 
     bar = None
     if progress:
@@ -385,13 +382,16 @@ def _run(sweep, out, workers, resume, executor, scheduler, progress, pool) -> di
         if result["ok"]:
             if "tables" in result:
                 write_run(out, run.run_hash, result["tables"])
+            status[run.run_hash] = "ok"
         else:
             failures += 1
             write_tables(out, run.run_hash, {"runs": failed_row(run, result["error"])})
+            status[run.run_hash] = "failed"
         if bar is not None:
             bar.update(1)
             bar.set_postfix(failed=failures)
 
+    complete = False
     try:
         if not todo:
             pass
@@ -402,10 +402,12 @@ def _run(sweep, out, workers, resume, executor, scheduler, progress, pool) -> di
                 record(r, execute(r, str(out)))
         else:
             _run_pool(pool, min(workers, len(todo)), todo, record, out)
+        complete = True
     finally:
         if bar is not None:
             bar.close()
-        manifest = write_manifest(out, sweep, created)
+        # interrupted: runs in flight may have been written without being recorded here
+        manifest = write_manifest(out, sweep, created, status if complete else None)
     return manifest
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from lbbench.errors import UserError
 from lbbench.simulation import TIMING_COLUMNS
-from lbbench.sweep import load_sweep, run_sweep
+from lbbench.sweep import load_sweep, run_status, run_sweep
 
 SMALL = """
 name = "small"
@@ -209,6 +209,39 @@ def test_a_failing_run_is_recorded_and_the_sweep_goes_on(tmp_path):
     assert bad.height == 4
     assert all("bad_lb:select" in e and "returned task -1" in e for e in bad["error"])
     assert bad["latency_mean"].null_count() == 4
+    # resumed: the ok runs are kept, the failed ones run (and fail) again; the manifest, from
+    # the status the runner kept, agrees with the parts on disk
+    plugin.write_text(plugin.read_text().replace("5.0", "1e9"))     # the plugin fixed
+    m = run_sweep(load_sweep(write(tmp_path, text)), tmp_path / "o", workers=1, resume=True, progress=False)
+    assert m["completed"] == 8 and m["failed"] == 0
+    status = run_status(tmp_path / "o")
+    assert sorted(status.values()) == ["ok"] * 8
+    assert json.loads((tmp_path / "o" / "manifest.json").read_text())["completed"] == 8
+
+
+SWEEP_COMMAND = """
+import sys
+from lbbench.cli import _dispatch
+try:
+    _dispatch(["sweep", sys.argv[1], "--workers", "2", "--out", sys.argv[2]])
+except SystemExit as e:
+    assert not e.code, e.code
+print("polars" in sys.modules)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers are forked on Linux only")
+def test_the_sweep_command_leaves_polars_to_its_workers(tmp_path):
+    # the workers write the parts; the command itself counts the runs as they are recorded, and
+    # does not import polars to read them back for the manifest (0.2 s after the last run)
+    out = tmp_path / "o"
+    p = subprocess.run([sys.executable, "-c", SWEEP_COMMAND, str(write(tmp_path, SMALL)), str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split()[-1] == "False"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["completed"] == 8 and manifest["failed"] == 0
+    assert len(list((out / "runs").glob("*.parquet"))) == 8
 
 
 KILL_SWEEP = """
