@@ -999,6 +999,90 @@ def specialise(key: str, select, on_complete=None, full: bool = True, direct: bo
         # numba's default error model, not numpy's: the plugin's code compiles under the
         # kernel's, and a plugin dividing by zero must stop with an error, not go on with inf
         # or 0 (the engine's own division per request skips the zero test through _fdiv)
-        opts = {"inline": "always"} if name != "_kernel" else {"_nrt": False}
+        opts = {"inline": "always"} if name != "_kernel" else {"_nrt": False, "no_cpython_wrapper": True}
         g[name] = njit(cache=True, **opts)(f)
-    return g["_kernel"]
+    return Entry(g["_kernel"])
+
+
+@intrinsic
+def _call_at(typingctx, addr, cfg, st, met, arr, first, until):
+    """Call the compiled kernel at machine address `addr` (numba's own calling convention, so an
+    exception raised inside it, a plugin's included, propagates as from any numba call)."""
+    sig = nbtypes.int64(addr, cfg, st, met, arr, first, until)
+
+    def codegen(context, builder, signature, args):
+        from numba.core import cgutils
+        argtys = signature.args[1:]
+        fnty = context.call_conv.get_function_type(nbtypes.int64, argtys)
+        fnptr = builder.inttoptr(args[0], fnty.as_pointer())
+        status, res = context.call_conv.call_function(builder, fnptr, nbtypes.int64, argtys, args[1:])
+        with cgutils.if_unlikely(builder, status.is_error):
+            context.call_conv.return_status_propagate(builder, status)
+        return res
+    return sig, codegen
+
+
+def _enter(addr, cfg, st, met, arr, first, until):
+    return _call_at(addr, cfg, st, met, arr, first, until)
+
+
+_ENTERS: dict = {}      # argument types -> the compiled _enter's entry point for them
+
+
+def _array_key(a):
+    # what numba's type of an array depends on
+    f = a.flags
+    return a.dtype.str, a.ndim, f.c_contiguous, f.f_contiguous, f.aligned, f.writeable
+
+
+class Entry:
+    """Python's way into a specialised kernel, once per chunk of arrivals.
+
+    - The kernels are compiled without a Python entry point: one would unbox the whole run state
+      (about 90 arrays), 0.9 s of every kernel's compile. One small compiled function per
+      run-state type (`_enter`, cached on disk and shared by every strategy) unboxes the
+      arguments and calls the kernel at its address.
+    - numba's dispatcher types every argument at every call. The run state's named tuples live
+      for the whole run, so their types are kept here by identity, the arrivals' by their
+      arrays' dtypes and flags, and `_enter`'s compiled entry point is called directly with the
+      types it was compiled for."""
+
+    def __init__(self, dispatcher):
+        self.dispatcher = dispatcher        # the numba dispatcher (its overloads: the machine code)
+        self._calls: dict = {}              # ids of the argument types -> (entry point, address, types)
+        self._seen: dict = {}               # id -> (object, its numba type): the run-state tuples
+        self._arrivals: dict = {}           # the arrivals' array keys -> numba type
+
+    def _type(self, obj):
+        hit = self._seen.get(id(obj))
+        if hit is not None and hit[0] is obj:
+            return hit[1]
+        from numba import typeof
+        if len(self._seen) > 64:
+            self._seen.clear()
+        t = typeof(obj)
+        self._seen[id(obj)] = (obj, t)      # the reference keeps the id from being reused
+        return t
+
+    def __call__(self, cfg, st, met, arr, first, until):
+        key = tuple(_array_key(a) for a in arr)
+        tarr = self._arrivals.get(key)
+        if tarr is None:
+            from numba import typeof
+            tarr = self._arrivals[key] = typeof(arr)
+        args = (self._type(cfg), self._type(st), self._type(met), tarr, nbtypes.int64, nbtypes.float64)
+        ids = tuple(map(id, args[:4]))      # (hashing the types themselves walks them whole)
+        call = self._calls.get(ids)
+        if call is None or call[2] != args:
+            self.dispatcher.compile(args)   # or loaded from the disk cache
+            cres = self.dispatcher.overloads[args]
+            if cres.signature.return_type != nbtypes.int64:
+                raise TypeError(f"the kernel returns {cres.signature.return_type}, not int64")
+            enter = _ENTERS.get(args)
+            if enter is None:
+                esig = nbtypes.int64(nbtypes.intp, *args)
+                enter = _ENTERS[args] = njit(esig, cache=True, _nrt=False)(_enter).overloads[esig.args].entry_point
+            address = cres.library.get_pointer_to_function(cres.fndesc.llvm_func_name)
+            call = self._calls[ids] = (enter, address, args)
+        enter, address, _ = call
+        return enter(address, cfg, st, met, arr, np.int64(first), float(until))

@@ -32,7 +32,7 @@ def child(strategy: str, scenario: str, n: int, info_path: str) -> None:
     simulate(scenario, strategy, overrides={"run.requests": n, "run.warmup": 0.0}, progress=False)
     ranges = []
     for kernel in S._COMPILED.values():
-        for cres in kernel.overloads.values():
+        for cres in kernel.dispatcher.overloads.values():
             start = cres.library.get_pointer_to_function(cres.fndesc.llvm_func_name)
             end = start + (1 << 16)
             with open("/proc/self/maps") as maps:       # the code ends with its mapping, at the latest
