@@ -1043,25 +1043,23 @@ class Entry:
       run-state type (`_enter`, cached on disk and shared by every strategy) unboxes the
       arguments and calls the kernel at its address.
     - numba's dispatcher types every argument at every call. The run state's named tuples live
-      for the whole run, so their types are kept here by identity, the arrivals' by their
-      arrays' dtypes and flags, and `_enter`'s compiled entry point is called directly with the
-      types it was compiled for."""
+      for the whole run, so the type of the last cfg, st and met seen is kept (with the object,
+      which is all that stays referenced after a run), the arrivals' types by their arrays'
+      dtypes and flags, and `_enter`'s compiled entry point is called directly with the types
+      it was compiled for."""
 
     def __init__(self, dispatcher):
         self.dispatcher = dispatcher        # the numba dispatcher (its overloads: the machine code)
         self._calls: dict = {}              # ids of the argument types -> (entry point, address, types)
-        self._seen: dict = {}               # id -> (object, its numba type): the run-state tuples
+        self._last = [(None, None)] * 3     # (object, its numba type) of the last cfg, st, met
         self._arrivals: dict = {}           # the arrivals' array keys -> numba type
 
-    def _type(self, obj):
-        hit = self._seen.get(id(obj))
-        if hit is not None and hit[0] is obj:
-            return hit[1]
-        from numba import typeof
-        if len(self._seen) > 64:
-            self._seen.clear()
-        t = typeof(obj)
-        self._seen[id(obj)] = (obj, t)      # the reference keeps the id from being reused
+    def _type(self, i, obj):
+        last, t = self._last[i]
+        if last is not obj:
+            from numba import typeof
+            t = typeof(obj)
+            self._last[i] = (obj, t)
         return t
 
     def __call__(self, cfg, st, met, arr, first, until):
@@ -1070,7 +1068,7 @@ class Entry:
         if tarr is None:
             from numba import typeof
             tarr = self._arrivals[key] = typeof(arr)
-        args = (self._type(cfg), self._type(st), self._type(met), tarr, nbtypes.int64, nbtypes.float64)
+        args = (self._type(0, cfg), self._type(1, st), self._type(2, met), tarr, nbtypes.int64, nbtypes.float64)
         ids = tuple(map(id, args[:4]))      # (hashing the types themselves walks them whole)
         call = self._calls.get(ids)
         if call is None or call[2] != args:
