@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -53,10 +52,28 @@ def paired(floor_fn, eng_fn, rounds: int):
     return out
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux), else the architecture: ratios to a floor differ between CPUs."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def peak_rss_mb(requests: int, strategy: str = "least_load") -> float:
-    code = ("import resource; from lbbench.simulation import simulate; "
+    """The peak resident set of a fresh process running one simulation, in MB.
+
+    Read as the child's own VmHWM, not getrusage's ru_maxrss: Linux carries the maximum resident
+    set across exec, so a child's ru_maxrss is at least this (large) parent's at the fork.
+    """
+    code = ("import resource, sys; from pathlib import Path; from lbbench.simulation import simulate; "
             f"simulate('reference', '{strategy}', overrides={{'run.requests': {requests}}}, progress=False); "
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+            "hwm = [l for l in Path('/proc/self/status').read_text().splitlines() if l.startswith('VmHWM:')] "
+            "if sys.platform == 'linux' else []; "
+            "print(int(hwm[0].split()[1]) / 1024 if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
@@ -83,12 +100,12 @@ def main():
                      "ratio": round(statistics.median(ratios), 2),
                      "ratio_range": [round(min(ratios), 2), round(max(ratios), 2)]})
     print(f"reference preset, {n:,} requests, {a.rounds} paired rounds (medians), "
-          f"{platform.processor() or platform.machine()}, python {platform.python_version()}")
+          f"{cpu_model()}, python {platform.python_version()}")
     print(f"{'strategy':<14}{'floor ns':>10}{'lbbench ns':>12}{'ratio':>8}{'ratio range':>16}")
     for r in rows:
         lo, hi = r["ratio_range"]
         print(f"{r['strategy']:<14}{r['floor_ns']:>10}{r['lbbench_ns']:>12}{r['ratio']:>8}{f'{lo} - {hi}':>16}")
-    result = {"requests": n, "machine": platform.machine(), "rows": rows}
+    result = {"requests": n, "machine": platform.machine(), "cpu": cpu_model(), "rows": rows}
     if a.memory:
         result["peak_rss_mb"] = {str(m): round(peak_rss_mb(m), 1) for m in (1_000_000, 10_000_000, 100_000_000)}
         print("peak RSS (MB):", result["peak_rss_mb"])
@@ -97,7 +114,11 @@ def main():
     if a.compare:
         # The ratio to the floor timed alongside is what compares across runs: on a shared
         # machine both ns figures drift together (by up to 30%) from one minute to the next.
-        old = {r["strategy"]: r for r in json.loads(Path(a.compare).read_text())["rows"]}
+        record = json.loads(Path(a.compare).read_text())
+        if record.get("cpu", "unknown") != result["cpu"]:
+            print(f"note: recorded on {record.get('cpu', 'an unrecorded CPU')}, measured on {result['cpu']}: "
+                  "the ratio to the floor also depends on the CPU's microarchitecture")
+        old = {r["strategy"]: r for r in record["rows"]}
         bad = []
         for r in rows:
             o = old.get(r["strategy"])
