@@ -52,6 +52,16 @@ def paired(floor_fn, eng_fn, rounds: int):
     return out
 
 
+TOLERANCE = 0.10
+
+
+def regressions(record: dict, rows: list[dict], tolerance: float = TOLERANCE) -> list[str]:
+    """The strategies whose ratio to the floor is more than `tolerance` above the recorded one
+    (strategies missing from either side are not compared)."""
+    old = {r["strategy"]: r["ratio"] for r in record["rows"]}
+    return [r["strategy"] for r in rows if r["strategy"] in old and r["ratio"] > (1.0 + tolerance) * old[r["strategy"]]]
+
+
 def cpu_model() -> str:
     """The CPU's model name (Linux), else the architecture: ratios to a floor differ between CPUs."""
     try:
@@ -119,15 +129,12 @@ def main():
             print(f"note: recorded on {record.get('cpu', 'an unrecorded CPU')}, measured on {result['cpu']}: "
                   "the ratio to the floor also depends on the CPU's microarchitecture")
         old = {r["strategy"]: r for r in record["rows"]}
-        bad = []
         for r in rows:
             o = old.get(r["strategy"])
-            if o is None:
-                continue
-            print(f"{r['strategy']:<14} ratio {o['ratio']} -> {r['ratio']}, lbbench ns {o['lbbench_ns']} -> "
-                  f"{r['lbbench_ns']}, floor ns {o['floor_ns']} -> {r['floor_ns']}")
-            if r["ratio"] > 1.10 * o["ratio"]:
-                bad.append(r["strategy"])
+            if o is not None:
+                print(f"{r['strategy']:<14} ratio {o['ratio']} -> {r['ratio']}, lbbench ns {o['lbbench_ns']} -> "
+                      f"{r['lbbench_ns']}, floor ns {o['floor_ns']} -> {r['floor_ns']}")
+        bad = regressions(record, rows)
         if bad:
             print("REGRESSION (ratio to the floor more than 10% above the recorded one):", ", ".join(bad))
             sys.exit(1)
