@@ -1046,7 +1046,8 @@ class Entry:
       for the whole run, so the type of the last cfg, st and met seen is kept (with the object,
       which is all that stays referenced after a run), the arrivals' types by their arrays'
       dtypes and flags, and `_enter`'s compiled entry point is called directly with the types
-      it was compiled for."""
+      it was compiled for. `_enter` releases the GIL: `simulate` draws the next chunk of
+      arrivals on another thread meanwhile."""
 
     def __init__(self, dispatcher):
         self.dispatcher = dispatcher        # the numba dispatcher (its overloads: the machine code)
@@ -1079,7 +1080,7 @@ class Entry:
             enter = _ENTERS.get(args)
             if enter is None:
                 esig = nbtypes.int64(nbtypes.intp, *args)
-                enter = _ENTERS[args] = njit(esig, cache=True, _nrt=False)(_enter).overloads[esig.args].entry_point
+                enter = _ENTERS[args] = njit(esig, cache=True, _nrt=False, nogil=True)(_enter).overloads[esig.args].entry_point
             address = cres.library.get_pointer_to_function(cres.fndesc.llvm_func_name)
             call = self._calls[ids] = (enter, address, args)
         enter, address, _ = call

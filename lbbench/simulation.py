@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -273,9 +275,26 @@ def _progress(total: int | None, duration: float | None):
     return tqdm(total=duration, unit="s", delay=2.0, leave=False, desc="simulating", bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} sim-s [{elapsed}<{remaining}]")
 
 
+def _cpus() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:      # not on Linux
+        return os.cpu_count() or 1
+
+
+def _take(pending, m: int):
+    """The chunk drawn ahead, which must be the one this pass would draw (the kernel trusts the
+    number of arrivals: the trace arrays are sized by it)."""
+    size, future = pending
+    if size != m:
+        raise RuntimeError(f"arrivals drawn ahead: {size}, needed {m}")
+    return future.result()
+
+
 def simulate(scenario, strategy: str | Strategy = "round_robin", params: dict | None = None,
              seed: int | None = None, *, overrides=None, trace: bool = False, chunk: int | None = None,
-             progress: bool = True, force_heap: bool = False) -> Result:
+             progress: bool = True, force_heap: bool = False, prefetch: bool | None = None) -> Result:
     """Run one simulation.
 
     scenario   a preset name, a TOML path, a dict or a `Scenario`
@@ -286,6 +305,10 @@ def simulate(scenario, strategy: str | Strategy = "round_robin", params: dict | 
     chunk      overrides run.chunk (results do not depend on it)
     force_heap carry every request in the completion heap even when nothing observes it
                (the general path; used to check the direct path against it)
+    prefetch   draw the next chunk of arrivals on a second thread while the kernel runs this
+               one (results do not depend on it: the same chunks, in the same order). Default:
+               when the process may use more than one CPU. A sweep's workers run without it
+               (their parallelism is the workers).
     """
     sc = load_scenario(scenario, overrides)
     spec = resolve(strategy)
@@ -313,15 +336,20 @@ def simulate(scenario, strategy: str | Strategy = "round_robin", params: dict | 
     duration = sc.run.duration
     bar = _progress(n_req, duration) if progress else None
     done = 0
+    draw = run.workload.chunk
+    if prefetch is None:
+        prefetch = _cpus() > 1
+    pool = None             # the arrivals' thread, started with the second chunk
+    pending = None          # the next chunk, being drawn there
     try:
         while True:
             if n_req is not None:
                 m = min(chunk, n_req - done)
                 if m <= 0:
                     break
-                arr = run.workload.chunk(m)
+                arr = _take(pending, m) if pending is not None else draw(m)
             else:
-                arr = run.workload.chunk(chunk)
+                arr = _take(pending, chunk) if pending is not None else draw(chunk)
                 last = len(arr) == 0 or arr.t[-1] >= duration
                 if last:
                     arr = _slice(arr, int(np.searchsorted(arr.t, duration, side="left")))
@@ -330,6 +358,16 @@ def simulate(scenario, strategy: str | Strategy = "round_robin", params: dict | 
                 if run.warm_index < 0 and arr.t[-1] >= sc.run.warmup * duration:
                     run.warm_index = arr.first + int(np.searchsorted(arr.t, sc.run.warmup * duration, side="left"))
                     cfg = run.config()
+            # The chunk after this one, exactly as the next pass would draw it, drawn while the
+            # kernel runs this one (the kernel releases the GIL; the thread touches only the
+            # workload's generators, and only this thread, in order, draws from them).
+            pending = None
+            if prefetch:
+                nxt = chunk if n_req is None else min(chunk, n_req - done - len(arr))
+                if nxt > 0 and (n_req is not None or not last):
+                    if pool is None:
+                        pool = ThreadPoolExecutor(1, thread_name_prefix="lbbench-arrivals")
+                    pending = (nxt, pool.submit(draw, nxt))
             run.ensure_capacity(len(arr))
             until = float(arr.t[-1]) if len(arr) else float(run.st.fctr[E.T_LAST])
             a = E.Arrivals(arr.t, arr.service, arr.demand, arr.entry, arr.client, arr.jitter)
@@ -349,6 +387,8 @@ def simulate(scenario, strategy: str | Strategy = "round_robin", params: dict | 
         end = math.inf if sc.run.drain else (duration if duration is not None else float(run.st.fctr[E.T_LAST]))
         kernel(cfg, run.st, run.met, empty, np.int64(done), end)
     finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)     # no thread outlives the run
         if bar is not None:
             bar.close()
     wall = time.perf_counter() - wall0

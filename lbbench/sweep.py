@@ -215,7 +215,7 @@ def execute(run: RunSpec, out: str | None = None) -> dict:
 
     from .simulation import simulate
     try:
-        res = simulate(run.scenario, run.strategy, run.params, seed=run.seed, progress=False)
+        res = simulate(run.scenario, run.strategy, run.params, seed=run.seed, progress=False, prefetch=False)
     except Exception as exc:  # a failing run is recorded, never stops the sweep
         msg = f"{exc.__class__.__name__}: {exc}".splitlines()[0]
         return {"run_hash": run.run_hash, "ok": False, "error": msg, "detail": traceback.format_exc(limit=3)}

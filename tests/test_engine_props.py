@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -41,6 +42,16 @@ def same_frames(a, b):
             assert u == v or (isinstance(u, float) and isinstance(v, float) and math.isnan(u) and math.isnan(v)), (c, u, v)
 
 
+def same_results(a, b, trace: bool):
+    """Two runs' results are identical (their summaries, tasks, histograms, traces)."""
+    assert rows_equal(a.row(), b.row()) == []
+    same_frames(a.tasks, b.tasks)
+    assert np.array_equal(a.hist_counts, b.hist_counts)
+    if trace:
+        same_frames(a.trace, b.trace)
+    assert a.row()["completed"] > 100
+
+
 # --------------------------------------------------------------------------------------------
 # Determinism and chunk size
 
@@ -70,14 +81,99 @@ CHUNK_CASES = {
 def test_chunk_size_does_not_change_results(case, strategy):
     sc = CHUNK_CASES[case]
     trace = "duration" not in case
-    a = run(sc, strategy, trace=trace)
-    b = run(sc, strategy, trace=trace, chunk=7)
+    same_results(run(sc, strategy, trace=trace), run(sc, strategy, trace=trace, chunk=7), trace)
+
+
+# --------------------------------------------------------------------------------------------
+# The next chunk of arrivals drawn on a second thread while the kernel runs (simulate's
+# prefetch): the same chunks in the same order, so the same results, and no thread left behind.
+
+PREFETCH_CASES = dict(CHUNK_CASES, faults_retries=dict(
+    scenario(nodes=3, replicas=5, workers=2, queue_limit=2, rho=0.9, hop=0.01, info="local", requests=2500),
+    faults={"events": [{"at": 250.0, "kind": "task_crash", "service": "web", "count": 3},
+                       {"at": 600.0, "kind": "node_down", "node": 1}], "random": []},
+    health={"task_detect": 20.0, "node_detect": 30.0, "restart_delay": 5.0, "startup": 3.0},
+    clients={"retries": 2, "backoff": 0.5, "timeout": 6.0}))
+
+
+def _live_threads():
+    import threading
+    return {t for t in threading.enumerate() if t.name.startswith("lbbench-arrivals")}
+
+
+@pytest.mark.parametrize("strategy", ["round_robin", "least_load"])
+@pytest.mark.parametrize("case", list(PREFETCH_CASES))
+def test_prefetching_arrivals_does_not_change_results(case, strategy):
+    sc = PREFETCH_CASES[case]
+    trace = "duration" not in case
+    same_results(run(sc, strategy, trace=trace, chunk=13, prefetch=False),
+                 run(sc, strategy, trace=trace, chunk=13, prefetch=True), trace)
+    assert not _live_threads()
+
+
+def test_prefetching_a_trace_driven_run_does_not_change_results(tmp_path):
+    import polars as pl
+    n = 3000
+    f = tmp_path / "arrivals.csv"
+    rng = np.random.default_rng(4)
+    pl.DataFrame({"time": np.cumsum(rng.exponential(0.3, n)), "demand": rng.exponential(0.8, n)}).write_csv(f)
+    sc = dict(scenario(hop=0.01, requests=None), workload={"trace": str(f), "entry": "uniform"})
+    a = run(sc, "least_load", trace=True, chunk=100, prefetch=False)
+    b = run(sc, "least_load", trace=True, chunk=100, prefetch=True)
+    assert a.row()["arrived"] == n - int(math.floor(0.1 * n))
     assert rows_equal(a.row(), b.row()) == []
-    same_frames(a.tasks, b.tasks)
-    assert np.array_equal(a.hist_counts, b.hist_counts)
-    if trace:
-        same_frames(a.trace, b.trace)
-    assert a.row()["completed"] > 100
+    same_frames(a.trace, b.trace)
+    assert not _live_threads()
+
+
+def test_the_arrivals_thread_is_used_and_ends_with_the_run(monkeypatch):
+    """A many-chunk run draws on the thread (and a one-chunk run starts none); the thread is
+    gone when simulate returns, also when the plugin fails mid-run."""
+    import lbbench.simulation as simulation
+    started = []
+    real = simulation.ThreadPoolExecutor
+
+    def counting(*a, **k):
+        started.append(1)
+        return real(*a, **k)
+    monkeypatch.setattr(simulation, "ThreadPoolExecutor", counting)
+    run(CHUNK_CASES["requests"], "round_robin", chunk=50, prefetch=True)
+    assert started and not _live_threads()
+    started.clear()
+    run(CHUNK_CASES["requests"], "round_robin", prefetch=True)      # 2,000 requests: one chunk
+    assert not started
+    from lbbench.errors import StrategyError
+    with pytest.raises(StrategyError, match="raised.*IndexError"):
+        run(CHUNK_CASES["requests"], f"{Path(__file__).parent / 'plugins' / 'faulty.py'}:STRATEGY", params={"mode": 3},
+            chunk=50, prefetch=True)
+    assert not _live_threads()
+
+
+def test_a_chunk_drawn_ahead_must_be_the_one_needed():
+    """The kernel trusts the number of arrivals it is given (the trace arrays are sized by the
+    run's), so a chunk drawn ahead of another size is refused, never used."""
+    from concurrent.futures import Future
+
+    from lbbench.simulation import _take
+    f = Future()
+    f.set_result("chunk")
+    assert _take((13, f), 13) == "chunk"
+    with pytest.raises(RuntimeError, match="drawn ahead: 13, needed 12"):
+        _take((13, f), 12)
+
+
+def test_a_sweep_worker_draws_its_arrivals_on_its_own_thread(monkeypatch, tmp_path):
+    """A sweep's parallelism is its workers: their runs start no second thread."""
+    import lbbench.simulation as simulation
+    from lbbench.sweep import execute, load_sweep
+    started = []
+    monkeypatch.setattr(simulation, "ThreadPoolExecutor", lambda *a, **k: started.append(1))
+    monkeypatch.setattr(simulation, "_cpus", lambda: 8)
+    spec = load_sweep({"name": "t", "scenario": "reference", "seeds": [1],
+                       "set": {"run.requests": 200_000}, "axes": {"strategy": ["round_robin"]}})
+    [one] = spec.runs
+    assert execute(one)["ok"]
+    assert not started
 
 
 # --------------------------------------------------------------------------------------------
