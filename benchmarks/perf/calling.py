@@ -42,7 +42,8 @@ n = 10_000_000 if strategy in ("round_robin", "random") else 2_000_000
 best = float("inf")
 for _ in range(2):
     t = time.perf_counter()
-    r = lbbench.simulate("reference", strategy, overrides={"run.requests": n, "run.warmup": 0.0}, progress=False)
+    r = lbbench.simulate("reference", strategy, overrides={"run.requests": n, "run.warmup": 0.0}, progress=False,
+                     prefetch=False)
     best = min(best, time.perf_counter() - t)
 plugin = calling.plugin_compile_time(strategy) if variant == "first-class" else float("nan")
 print(first, best / n * 1e9, plugin, repr(r.row()["latency_mean"]))

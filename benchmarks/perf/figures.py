@@ -3,14 +3,15 @@
     python benchmarks/perf/figures.py [--requests N] [--record FILE] [--compare FILE]
 
 ns per simulated request of each reference strategy on the `reference` preset next to its
-floor, and the peak memory of a least_load run at 1e6, 1e7 and 1e8
+floor, both on one thread (the ratio), and lbbench's with the arrivals drawn on a second thread
+(`simulate`'s default where it may use more than one CPU); and the peak memory of a least_load run at 1e6, 1e7 and 1e8
 requests (measured in a child process each, as its maximum resident set). `--record` saves the table as
 JSON; `--compare` flags (exit 1) a strategy whose ratio to its floor is more than 10% above
 the recorded one (the ns figures are printed next to the recorded ones; alone they drift with
 the machine).
 
 On a shared machine the speed of the same loop drifts by up to 30% from one minute to the next,
-so each round times the floor and lbbench back to back (in alternating order) and the table
+so each round times the floor and lbbench back to back (in rotating order) and the table
 gives the medians over the rounds: of the floor's ns, of lbbench's, and of the per-round ratios,
 with the range of those ratios.
 """
@@ -38,17 +39,15 @@ def timed(fn) -> float:
     return time.perf_counter() - t
 
 
-def paired(floor_fn, eng_fn, rounds: int):
-    """Per round (floor, lbbench) seconds, timed back to back, the order alternating."""
+def rounds_of(fns, rounds: int):
+    """Per round, the seconds of each of `fns`, timed back to back, the order rotating."""
     out = []
     for i in range(rounds):
-        if i % 2 == 0:
-            f = timed(floor_fn)
-            e = timed(eng_fn)
-        else:
-            e = timed(eng_fn)
-            f = timed(floor_fn)
-        out.append((f, e))
+        k = i % len(fns)
+        times = [0.0] * len(fns)
+        for j in list(range(k, len(fns))) + list(range(k)):
+            times[j] = timed(fns[j])
+        out.append(times)
     return out
 
 
@@ -101,20 +100,24 @@ def main():
     for s in FLOORS:
         run_floor(s, 10_000)
         simulate("reference", s, overrides={"run.requests": 10_000}, progress=False)
-        pairs = paired(lambda: run_floor(s, n),
-                       lambda: simulate("reference", s, overrides={"run.requests": n, "run.warmup": 0.0}, progress=False),
-                       a.rounds)
-        ratios = [e / f for f, e in pairs]
-        rows.append({"strategy": s, "floor_ns": round(statistics.median(f for f, _ in pairs) / n * 1e9, 1),
-                     "lbbench_ns": round(statistics.median(e for _, e in pairs) / n * 1e9, 1),
+        over = {"run.requests": n, "run.warmup": 0.0}
+        times = rounds_of([lambda: run_floor(s, n),
+                           lambda: simulate("reference", s, overrides=over, progress=False, prefetch=False),
+                           lambda: simulate("reference", s, overrides=over, progress=False, prefetch=True)],
+                          a.rounds)
+        ratios = [e / f for f, e, _ in times]
+        rows.append({"strategy": s, "floor_ns": round(statistics.median(t[0] for t in times) / n * 1e9, 1),
+                     "lbbench_ns": round(statistics.median(t[1] for t in times) / n * 1e9, 1),
                      "ratio": round(statistics.median(ratios), 2),
-                     "ratio_range": [round(min(ratios), 2), round(max(ratios), 2)]})
+                     "ratio_range": [round(min(ratios), 2), round(max(ratios), 2)],
+                     "prefetch_ns": round(statistics.median(t[2] for t in times) / n * 1e9, 1)})
     print(f"reference preset, {n:,} requests, {a.rounds} paired rounds (medians), "
           f"{cpu_model()}, python {platform.python_version()}")
-    print(f"{'strategy':<14}{'floor ns':>10}{'lbbench ns':>12}{'ratio':>8}{'ratio range':>16}")
+    print(f"{'strategy':<14}{'floor ns':>10}{'lbbench ns':>12}{'ratio':>8}{'ratio range':>16}{'2 threads ns':>14}")
     for r in rows:
         lo, hi = r["ratio_range"]
-        print(f"{r['strategy']:<14}{r['floor_ns']:>10}{r['lbbench_ns']:>12}{r['ratio']:>8}{f'{lo} - {hi}':>16}")
+        print(f"{r['strategy']:<14}{r['floor_ns']:>10}{r['lbbench_ns']:>12}{r['ratio']:>8}{f'{lo} - {hi}':>16}"
+              f"{r['prefetch_ns']:>14}")
     result = {"requests": n, "machine": platform.machine(), "cpu": cpu_model(), "rows": rows}
     if a.memory:
         result["peak_rss_mb"] = {str(m): round(peak_rss_mb(m), 1) for m in (1_000_000, 10_000_000, 100_000_000)}

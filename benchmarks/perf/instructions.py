@@ -29,7 +29,7 @@ def child(strategy: str, scenario: str, n: int, info_path: str) -> None:
     from lbbench import strategy as S
 
     simulate(scenario, strategy, overrides={"run.requests": WARM}, progress=False)
-    simulate(scenario, strategy, overrides={"run.requests": n, "run.warmup": 0.0}, progress=False)
+    simulate(scenario, strategy, overrides={"run.requests": n, "run.warmup": 0.0}, progress=False, prefetch=False)
     ranges = []
     for kernel in S._COMPILED.values():
         for cres in kernel.dispatcher.overloads.values():

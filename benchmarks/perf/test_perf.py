@@ -4,7 +4,9 @@
 
 ns per simulated request of lbbench on the `reference` preset next to its floor (a minimal
 numba loop doing the same work, benchmarks/perf/floors.py), measured in the same session.
-Arrival generation is included on both sides: both consume the same numpy chunks.
+Arrival generation is included on both sides: both consume the same numpy chunks, drawn on the
+same thread (lbbench is also measured drawing them on a second thread, as `simulate` does by
+default where it may use more than one CPU).
 """
 from __future__ import annotations
 
@@ -28,13 +30,16 @@ def test_floor(benchmark, strategy):
     benchmark.extra_info["ns_per_request"] = _ns(benchmark, N)
 
 
+@pytest.mark.parametrize("prefetch", [False, True], ids=["one-thread", "arrivals-on-2nd-thread"])
 @pytest.mark.parametrize("strategy", FLOORS)
-def test_lbbench(benchmark, strategy):
+def test_lbbench(benchmark, strategy, prefetch):
+    """One thread, as the floor: the like-for-like figure. With prefetch (simulate's default on a
+    machine with more than one CPU) the next chunk of arrivals is drawn on a second thread."""
     over = {"run.requests": N, "run.warmup": 0.0}
     simulate("reference", strategy, overrides={"run.requests": 10_000}, progress=False)
     benchmark.group = f"reference-{strategy}"
-    benchmark.pedantic(simulate, args=("reference", strategy), kwargs={"overrides": over, "progress": False},
-                       rounds=3, iterations=1)
+    benchmark.pedantic(simulate, args=("reference", strategy),
+                       kwargs={"overrides": over, "progress": False, "prefetch": prefetch}, rounds=3, iterations=1)
     benchmark.extra_info["ns_per_request"] = _ns(benchmark, N)
 
 
