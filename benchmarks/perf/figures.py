@@ -4,14 +4,15 @@
 
 ns per simulated request of each reference strategy on the `reference` preset next to its
 floor, both on one thread (the ratio), and lbbench's with the arrivals drawn on a second thread
-(`simulate`'s default where it may use more than one CPU); and the peak memory of a least_load run at 1e6, 1e7 and 1e8
+(`simulate`'s default where it may use more than one CPU; timed after the pairs, its median
+over as many runs); and the peak memory of a least_load run at 1e6, 1e7 and 1e8
 requests (measured in a child process each, as its maximum resident set). `--record` saves the table as
 JSON; `--compare` flags (exit 1) a strategy whose ratio to its floor is more than 10% above
 the recorded one (the ns figures are printed next to the recorded ones; alone they drift with
 the machine).
 
 On a shared machine the speed of the same loop drifts by up to 30% from one minute to the next,
-so each round times the floor and lbbench back to back (in rotating order) and the table
+so each round times the floor and lbbench back to back (in alternating order) and the table
 gives the medians over the rounds: of the floor's ns, of lbbench's, and of the per-round ratios,
 with the range of those ratios.
 """
@@ -39,15 +40,17 @@ def timed(fn) -> float:
     return time.perf_counter() - t
 
 
-def rounds_of(fns, rounds: int):
-    """Per round, the seconds of each of `fns`, timed back to back, the order rotating."""
+def paired(floor_fn, eng_fn, rounds: int):
+    """Per round (floor, lbbench) seconds, timed back to back, the order alternating."""
     out = []
     for i in range(rounds):
-        k = i % len(fns)
-        times = [0.0] * len(fns)
-        for j in list(range(k, len(fns))) + list(range(k)):
-            times[j] = timed(fns[j])
-        out.append(times)
+        if i % 2 == 0:
+            f = timed(floor_fn)
+            e = timed(eng_fn)
+        else:
+            e = timed(eng_fn)
+            f = timed(floor_fn)
+        out.append((f, e))
     return out
 
 
@@ -101,16 +104,18 @@ def main():
         run_floor(s, 10_000)
         simulate("reference", s, overrides={"run.requests": 10_000}, progress=False)
         over = {"run.requests": n, "run.warmup": 0.0}
-        times = rounds_of([lambda: run_floor(s, n),
-                           lambda: simulate("reference", s, overrides=over, progress=False, prefetch=False),
-                           lambda: simulate("reference", s, overrides=over, progress=False, prefetch=True)],
-                          a.rounds)
-        ratios = [e / f for f, e, _ in times]
-        rows.append({"strategy": s, "floor_ns": round(statistics.median(t[0] for t in times) / n * 1e9, 1),
-                     "lbbench_ns": round(statistics.median(t[1] for t in times) / n * 1e9, 1),
+        pairs = paired(lambda: run_floor(s, n),
+                       lambda: simulate("reference", s, overrides=over, progress=False, prefetch=False),
+                       a.rounds)
+        # simulate's default where it may use more than one CPU, timed apart from the pairs
+        two = [timed(lambda: simulate("reference", s, overrides=over, progress=False, prefetch=True))
+               for _ in range(a.rounds)]
+        ratios = [e / f for f, e in pairs]
+        rows.append({"strategy": s, "floor_ns": round(statistics.median(f for f, _ in pairs) / n * 1e9, 1),
+                     "lbbench_ns": round(statistics.median(e for _, e in pairs) / n * 1e9, 1),
                      "ratio": round(statistics.median(ratios), 2),
                      "ratio_range": [round(min(ratios), 2), round(max(ratios), 2)],
-                     "prefetch_ns": round(statistics.median(t[2] for t in times) / n * 1e9, 1)})
+                     "prefetch_ns": round(statistics.median(two) / n * 1e9, 1)})
     print(f"reference preset, {n:,} requests, {a.rounds} paired rounds (medians), "
           f"{cpu_model()}, python {platform.python_version()}")
     print(f"{'strategy':<14}{'floor ns':>10}{'lbbench ns':>12}{'ratio':>8}{'ratio range':>16}{'2 threads ns':>14}")
