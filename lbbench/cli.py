@@ -109,7 +109,10 @@ def print_summary(row: dict) -> None:
 @click.option("--seed", type=int, help="shorthand for --set run.seed=N")
 @click.option("--out", "-o", type=click.Path(), help="output folder [default: results/runs-<timestamp>]")
 @click.option("--no-write", is_flag=True, help="print the summary only")
-def run(scenario, strategy, param, sets, requests, duration, seed, out, no_write):
+@click.option("--one-thread", is_flag=True,
+              help="draw the arrivals on the simulation's own thread (default: the next chunk on a second "
+                   "thread while the kernel runs, where more than one CPU is available; results are the same)")
+def run(scenario, strategy, param, sets, requests, duration, seed, out, no_write, one_thread):
     """Simulate SCENARIO (a preset or a TOML file) with one strategy."""
     from .scenario import load_scenario, parse_override
     from .simulation import simulate
@@ -128,7 +131,7 @@ def run(scenario, strategy, param, sets, requests, duration, seed, out, no_write
     out_dir = None
     if not no_write:
         out_dir = prepare_out(out or Path("results") / time.strftime("runs-%Y%m%d-%H%M%S"))
-    res = simulate(sc, spec, params)
+    res = simulate(sc, spec, params, prefetch=False if one_thread else None)
     row = res.row()
     print_summary(row)
     if out_dir is not None:

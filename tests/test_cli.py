@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from lbbench.cli import main
 
@@ -35,6 +36,19 @@ def test_run_writes_runs_and_tasks(tmp_path, capsys):
     assert row["strategy"] == "least_load" and row["seed"] == 7 and row["rho"] == pytest.approx(0.95)
     assert row["requests"] == 20000
     assert row["arrived"] == row["completed"] + row["rejected"] + row["failed"] + row["in_flight"]
+
+
+def test_one_thread_gives_the_same_run(tmp_path, capsys):
+    """`--one-thread` draws the arrivals on the run's own thread: the same results."""
+    rows = []
+    for flag in ((), ("--one-thread",)):
+        out_dir = tmp_path / f"run{len(flag)}"
+        code, out, err = invoke(capsys, "run", "reference", "--strategy", "round_robin", "--requests", "200000",
+                                "--seed", "3", "--out", str(out_dir), *flag)
+        assert code == 0, err
+        rows.append(pl.read_parquet(out_dir / "runs" / "*.parquet").drop("wall_s", "req_per_s"))
+    assert_frame_equal(rows[0], rows[1])        # (NaN equal to NaN)
+    assert rows[0]["requests"][0] == 200000 and rows[0]["completed"][0] > 150000
 
 
 def test_run_a_toml_file_with_overrides(tmp_path, capsys):
