@@ -359,8 +359,9 @@ def simulate(scenario, strategy: str | Strategy = "round_robin", params: dict | 
                     run.warm_index = arr.first + int(np.searchsorted(arr.t, sc.run.warmup * duration, side="left"))
                     cfg = run.config()
             # The chunk after this one, exactly as the next pass would draw it, drawn while the
-            # kernel runs this one (the kernel releases the GIL; the thread touches only the
-            # workload's generators, and only this thread, in order, draws from them).
+            # kernel runs this one (the kernel releases the GIL). The thread touches only the
+            # workload, and two draws never overlap: the loop draws itself only when nothing
+            # was drawn ahead, and takes a chunk drawn ahead before it asks for the next one.
             pending = None
             if prefetch:
                 nxt = chunk if n_req is None else min(chunk, n_req - done - len(arr))
