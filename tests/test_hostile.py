@@ -47,7 +47,9 @@ def _check(code, err, expect, out: Path):
 
 SCENARIOS = sorted((HERE / "scenarios").glob("*.toml"))
 SWEEPS = sorted((HERE / "sweeps").glob("*.toml"))
-COMMANDS = [line for line in (HERE / "commands.txt").read_text().splitlines() if line.strip() and not line.startswith("#")]
+# one hostile command line per line, in commands.txt and commands_<area>.txt
+COMMANDS = [line for f in sorted(HERE.glob("commands*.txt")) for line in f.read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
 
 
 def test_the_corpus_is_large():
