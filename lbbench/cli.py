@@ -81,7 +81,7 @@ def _fmt_s(x: float) -> str:
     return f"{x * 1e6:.1f} us"
 
 
-def print_summary(row: dict) -> None:
+def print_summary(row: dict, unstable: str = "") -> None:
     click.echo(f"{row['scenario']} / {row['strategy']}  seed {row['seed']}  "
                f"({row['nodes']} nodes, {row['tasks']} tasks, mode {row['mode']}, info {row['info']}, rho {row['rho']:.3g})")
     click.echo(f"  requests   {row['requests']:,} simulated, {row['arrived']:,} measured after warm-up")
@@ -97,6 +97,9 @@ def print_summary(row: dict) -> None:
     click.echo(f"  imbalance  CoV {row['imbalance_cov']:.4f}  max/mean {row['imbalance_max_mean']:.4f}  Jain {row['jain']:.4f}  "
                f"cross-node {row['cross_node_frac']:.3f}")
     click.echo(f"  speed      {row['wall_s']:.2f} s wall, {row['req_per_s'] / 1e6:.2f} M simulated req/s")
+    if unstable:
+        click.echo(f"  UNSTABLE   {unstable}; the latency figures above depend on the run's length, "
+                   "not steady-state values")
 
 
 @cli.command()
@@ -133,7 +136,7 @@ def run(scenario, strategy, param, sets, requests, duration, seed, out, no_write
         out_dir = prepare_out(out or Path("results") / time.strftime("runs-%Y%m%d-%H%M%S"))
     res = simulate(sc, spec, params, prefetch=False if one_thread else None)
     row = res.row()
-    print_summary(row)
+    print_summary(row, res.extra.get("unstable", ""))
     if out_dir is not None:
         tables = {"tasks": res.tasks, "timeseries": res.timeseries, "faults": res.faults, "runs": res.summary}
         paths = write_tables(out_dir, row["run_id"], tables)

@@ -196,6 +196,14 @@ def _label_runs(runs: pl.DataFrame, ok_mask: pl.Series) -> tuple[pl.DataFrame, l
     return runs.with_columns(pl.Series("_facet", labels, dtype=pl.String)), facets
 
 
+def _unstable_points(ok: pl.DataFrame, group: list[str]) -> dict[tuple, tuple[int, int]]:
+    """(facet, arm, rho) -> (unstable runs, runs) for every point with a run flagged unstable."""
+    if "stable" not in ok.columns:
+        return {}
+    g = ok.group_by(group).agg((pl.col("stable") == False).sum().alias("k"), pl.len().alias("n"))  # noqa: E712
+    return {(f, a, r): (k, n) for f, a, r, k, n in g.select(*group, "k", "n").rows() if k}
+
+
 def _arm_order(arms) -> list[str]:
     arms = sorted(set(a for a in arms if a is not None))
     if BASELINE in arms:
@@ -449,6 +457,10 @@ def write_report(dir: str | Path) -> tuple[Path, list[Path]]:
     if pooled is not None:
         summ = summ.join(pooled.select(group + ["p99"]).rename({"p99": "pooled_p99"}), on=group, how="left",
                          nulls_equal=True)
+    unstable = _unstable_points(ok, group)
+
+    def steady(arm, facet, rho) -> bool:
+        return (facet, arm, rho) not in unstable
 
     # ---- latency tables and figures
     md += ["## Latency by strategy and load", "",
@@ -457,6 +469,12 @@ def write_report(dir: str | Path) -> tuple[Path, list[Path]]:
            + (" *Pooled p99* is the 99th percentile of all latencies of all seeds together "
               "(histogram counts summed over runs; bucket midpoint, < 0.8% error)." if pooled is not None else ""),
            ""]
+    if unstable:
+        md += [f"**{sum(k for k, _ in unstable.values())} runs never reached a steady state** (some task's queue "
+               "grew for as long as the run lasted: offered load above its capacity, or latency rising "
+               "window after window; the `stable` column of runs/). Their mean and percentiles depend on "
+               "the run's length, so a point with such a run shows *unstable (k/n runs)* instead of a "
+               "figure and is left out of the plots and comparisons.", ""]
     if pooled_note:
         md += [pooled_note, ""]
     for i, facet in enumerate(facets):
@@ -478,8 +496,16 @@ def write_report(dir: str | Path) -> tuple[Path, list[Path]]:
                    _num(sc(r["latency_p99_mean"])), _num(sc(r["latency_p99_ci95"]), ".2g")]
             if pooled is not None:
                 row.append(_num(sc(r.get("pooled_p99"))))
+            if not steady(r["_arm"], facet, r["rho"]):
+                k, n = unstable[(facet, r["_arm"], r["rho"])]
+                row[3:] = [f"unstable ({k}/{n} runs)"] + ["-"] * (len(row) - 4)
             rows.append(row)
         md += [_table(header, rows), ""]
+        s = s.filter(pl.struct("_arm", "rho").map_elements(lambda v: steady(v["_arm"], facet, v["rho"]),
+                                                            return_dtype=pl.Boolean))
+        if not s.height:
+            md += ["Every point of this configuration is unstable: no latency figure.", ""]
+            continue
         n_seeds = s["latency_p99_n"].unique().sort().to_list()
         ns = str(n_seeds[0]) if len(n_seeds) == 1 else f"{min(n_seeds)}-{max(n_seeds)}"
         p = _fig_latency(s, facet, colors, fig_name("latency_vs_rho", i, facet), ns)
@@ -547,6 +573,10 @@ def write_report(dir: str | Path) -> tuple[Path, list[Path]]:
                 rows = []
                 for r in c.iter_rows(named=True):
                     sc = lambda v: None if v is None else v * scale  # noqa: E731
+                    if not (steady(r["strategy"], facet, r["rho"]) and steady(BASELINE, facet, r["rho"])):
+                        which = r["strategy"] if not steady(r["strategy"], facet, r["rho"]) else BASELINE
+                        rows.append([r["strategy"], f"{r['rho']:g}", str(r["n_pairs"]), f"{which} unstable", "-", "-", "-"])
+                        continue
                     rows.append([r["strategy"], f"{r['rho']:g}", str(r["n_pairs"]),
                                  _num(r["ratio_mean"], ".3f") + (f" ± {_num(r['ratio_ci95'], '.2g')}" if r["ratio_ci95"] is not None else ""),
                                  _num(sc(r["diff_mean"])),

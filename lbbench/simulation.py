@@ -38,7 +38,7 @@ SUMMARY_SCHEMA: dict[str, pl.DataType] = {
     "faults": _I, "crashes": _I, "recovery_s": _F, "latency_mean": _F, "latency_p50": _F,
     "latency_p90": _F, "latency_p99": _F, "latency_p999": _F, "latency_max": _F,
     "throughput": _F, "util_mean": _F, "util_max": _F, "imbalance_cov": _F,
-    "imbalance_max_mean": _F, "jain": _F, "cross_node_frac": _F, "sim_time": _F, "wall_s": _F,
+    "imbalance_max_mean": _F, "jain": _F, "cross_node_frac": _F, "stable": pl.Boolean, "sim_time": _F, "wall_s": _F,
     "req_per_s": _F, "lbbench_version": _S, "schema_version": _I,
 }
 TIMING_COLUMNS = ("wall_s", "req_per_s")
@@ -467,12 +467,14 @@ def _result(run: _Run, spec: Strategy, pvals: dict, seed: int, wall: float, trac
         "imbalance_max_mean": maxmean,
         "jain": jain,
         "cross_node_frac": float(ctr[E.CROSS] / arrived) if arrived else math.nan,
+        "stable": None,
         "sim_time": float(f[E.T_LAST]),
         "wall_s": wall,
         "req_per_s": requests / wall if wall > 0 else math.nan,
         "lbbench_version": __version__,
         "schema_version": SCHEMA_VERSION,
     }
+    row["stable"], unstable_why = _stability(run, util)
     summary = pl.DataFrame([row], schema=SUMMARY_SCHEMA)
     tasks = pl.DataFrame({
         "run_id": [row["run_id"]] * cl.n_tasks,
@@ -503,7 +505,25 @@ def _result(run: _Run, spec: Strategy, pvals: dict, seed: int, wall: float, trac
             "latency": met.tr_latency, "status": met.tr_status, "retries": met.tr_tries,
         })
     return Result(summary=summary, tasks=tasks, hist_counts=hist, trace=tr, scenario=sc, timeseries=timeseries,
-                  faults=faults)
+                  faults=faults, extra={"unstable": unstable_why} if unstable_why else {})
+
+
+def _stability(run: _Run, util: np.ndarray) -> tuple[bool, str]:
+    """Whether the run reached a steady state (lbbench.stability), and why not."""
+    from .stability import cv2_of, judge
+    wl, cl, met = run.workload, run.cl, run.met
+    if wl.trace is not None and "demand" in wl.trace.cols:
+        cv2 = np.full(cl.n_tasks, cv2_of(wl.trace.cols["demand"][:run.n_req]))
+    else:
+        per_service = np.array([d.variance() / d.d.mean**2 for d in wl.demand])
+        cv2 = per_service[cl.task_service]
+    lat_sum = completed = None
+    if run.ts_n:
+        first_measured = float(run.st.fctr[E.T_FIRST])
+        a = int(math.ceil(first_measured / run.ts_window))
+        b = min(run.ts_n, int(float(run.st.fctr[E.T_LAST]) // run.ts_window) + 1)
+        lat_sum, completed = met.ts_lat_sum[a:b], met.ts_count[a:b, E.TS_COMPLETED]
+    return judge(util, met.task_served, cv2, lat_sum, completed)
 
 
 def _faults_table(run: _Run, run_id: str) -> pl.DataFrame | None:
