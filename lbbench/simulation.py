@@ -23,6 +23,7 @@ from . import rng as rngmod
 from .cluster import ClusterState, build_cluster
 from .errors import StrategyError, UserError
 from .faults import build_schedule, recovery
+from .identity import run_identity
 from .scenario import Scenario, load_scenario
 from .strategy import Strategy, compiled_kernel, resolve
 from .workload import Workload
@@ -429,8 +430,9 @@ def _result(run: _Run, spec: Strategy, pvals: dict, seed: int, wall: float, trac
         rho = float(run.workload.trace.cols["demand"][:run.n_req].mean() * run.workload.rate / capacity)
     else:
         rho = float(sum(r * s.demand.mean for r, s in zip(run.workload.rates, sc.services)) / capacity)
+    run_hash, run_id = run_identity(sc, spec, pvals, seed)
     row = {
-        "run_id": f"{sc.name}-{spec.name}-{seed}",
+        "run_id": run_id,
         "scenario": sc.name,
         "strategy": spec.name,
         "strategy_version": spec.version,
@@ -503,7 +505,7 @@ def _result(run: _Run, spec: Strategy, pvals: dict, seed: int, wall: float, trac
             "latency": met.tr_latency, "status": met.tr_status, "retries": met.tr_tries,
         })
     return Result(summary=summary, tasks=tasks, hist_counts=hist, trace=tr, scenario=sc, timeseries=timeseries,
-                  faults=faults)
+                  faults=faults, extra={"run_hash": run_hash})
 
 
 def _faults_table(run: _Run, run_id: str) -> pl.DataFrame | None:
