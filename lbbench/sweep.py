@@ -300,30 +300,31 @@ def failed_row(run: RunSpec, error: str) -> pl.DataFrame:
 # --------------------------------------------------------------------------------------------
 # The runner
 
-def _runs_parts(out: Path) -> tuple[dict[str, dict], list[Path]]:
-    """The runs/ parts under `out`: part name -> its row, and the parts that cannot be read."""
-    parts = sorted(p for p in (out / "runs").glob("*.parquet") if not p.name.startswith(".")) \
-        if (out / "runs").is_dir() else []
-    if not parts:
-        return {}, []
-    import polars as pl
-    rows, damaged = {}, []
-    for p in parts:
-        try:
-            df = pl.read_parquet(p)
-        except Exception:
-            df = None
-        if df is None or df.height != 1:
-            damaged.append(p)
-        else:
-            rows[p.stem] = df.row(0, named=True)
+def _read_parts(out: Path, tables: tuple[str, ...] = ("runs",)) -> tuple[dict[str, dict], set[str]]:
+    """The runs/ rows under `out` by part name, and the names of the runs with a part (in
+    `tables`) that cannot be read in full."""
+    from .store import part_names
+    rows, damaged = {}, set()
+    for stem, files in part_names(out).items():
+        for f in files:
+            if f.parent.name not in tables:
+                continue
+            import polars as pl
+            try:
+                df = pl.read_parquet(f)
+            except Exception:
+                df = None
+            if df is None or (f.parent.name == "runs" and df.height != 1):
+                damaged.add(stem)
+            elif f.parent.name == "runs":
+                rows[stem] = df.row(0, named=True)
     return rows, damaged
 
 
 def run_status(out: Path) -> dict[str, str]:
     """run_hash -> status ("ok" or "failed") of every run recorded under `out` (parts that
     cannot be read are left out)."""
-    return {row.get("run_hash"): row.get("status") for row in _runs_parts(out)[0].values()}
+    return {row.get("run_hash"): row.get("status") for row in _read_parts(out)[0].values()}
 
 
 def _belongs(row: dict, run: RunSpec, columns: set[str]) -> bool:
@@ -335,28 +336,27 @@ def _belongs(row: dict, run: RunSpec, columns: set[str]) -> bool:
 def _sort_out(out: Path, sweep: Sweep) -> dict[str, str]:
     """Before a resumed sweep: the status of each grid point recorded under `out`. The parts of
     runs that belong to no point of the grid (an edited sweep file, another plugin or lbbench,
-    a part copied from elsewhere) and of runs that cannot be read are moved to DIR/superseded/
-    (never deleted), so that the sweep, its manifest, its report and a plain scan of
-    DIR/runs/*.parquet see this sweep's runs only; the unreadable ones run again."""
+    a part copied from elsewhere) and of runs with a part that cannot be read in full are moved
+    to DIR/superseded/ (never deleted), so that the sweep, its manifest, its report and a plain
+    scan of DIR/runs/*.parquet see this sweep's runs only; the damaged ones run again. (Every
+    part is read: about 1 ms each.)"""
     from .simulation import SUMMARY_SCHEMA
-    from .store import part_names, set_aside
-    rows, damaged = _runs_parts(out)
+    from .store import TABLES, part_names, set_aside
+    rows, damaged = _read_parts(out, TABLES)
     grid = {r.run_hash: r for r in sweep.runs}
     columns = set(SUMMARY_SCHEMA) | {"sweep", "run_hash", "status", "error"}
-    status, foreign = {}, set()
-    for stem, row in rows.items():
-        if stem in grid and _belongs(row, grid[stem], columns):
-            status[stem] = row["status"]
-        else:
-            foreign.add(stem)
-    aside = foreign | {p.stem for p in damaged}
-    files = [f for stem, fs in part_names(out).items() if stem in aside or stem not in grid for f in fs]
+    parts = part_names(out)
+    foreign = {stem for stem in parts if stem not in grid}
+    foreign |= {stem for stem, row in rows.items() if stem in grid and not _belongs(row, grid[stem], columns)}
+    damaged -= foreign
+    status = {stem: row["status"] for stem, row in rows.items() if stem not in foreign | damaged}
+    files = [f for stem in sorted(foreign | damaged) for f in parts[stem]]
     if files:
         where = set_aside(out, files)
         said = [f"{len(foreign)} belong to no point of this sweep"] if foreign else []
-        said += [f"{len(damaged)} cannot be read and run again"] if damaged else []
-        print(f"lbbench: of the runs under {out / 'runs'}, {' and '.join(said) or 'none is affected'}; "
-              f"{len(files)} part files set aside in {where}/", file=sys.stderr)
+        said += [f"{len(damaged)} have a part that cannot be read and run again"] if damaged else []
+        print(f"lbbench: of the runs under {out}, {' and '.join(said)}; their {len(files)} part files are set aside "
+              f"in {where}/", file=sys.stderr)
     return status
 
 
@@ -375,7 +375,7 @@ def _check_out(out: Path, sweep: Sweep, resume: bool) -> None:
     if other is not None and other != sweep.name:
         raise UserError(f"{out} holds the results of sweep {other!r}, not {sweep.name!r}; choose another --out")
     runs = out / "runs"
-    if not resume and runs.is_dir() and any(runs.glob("*.parquet")):
+    if not resume and runs.is_dir() and any(not p.name.startswith(".") for p in runs.glob("*.parquet")):
         raise UserError(f"{out} already holds results; add --resume to complete them, or choose another --out")
 
 
