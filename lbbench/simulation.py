@@ -47,7 +47,8 @@ TIMING_COLUMNS = ("wall_s", "req_per_s")
 
 @dataclass
 class Result:
-    """What a run produced. `summary` has one row; `tasks` one row per task."""
+    """What a run produced. `summary` has one row; `tasks` one row per task; `extra["run_hash"]`
+    the run's identity (lbbench.identity)."""
 
     summary: pl.DataFrame
     tasks: pl.DataFrame

@@ -2,7 +2,8 @@
 
 Sweep file:
 
-    name = "seed_mesh"                 # output folder results/<name>/ (default: file stem)
+    name = "seed_mesh"                 # output folder results/<name>/ (default: file stem;
+                                       # store.safe_name makes it a file name)
     scenario = "seed-mesh"             # a preset, a TOML path (relative to this file),
                                        # or an inline [scenario] table
     seeds = [1, 2, 3]                  # or: replications = 5  (seeds 0..4)
@@ -21,10 +22,17 @@ Sweep file:
     name = "node2-half-speed"
     set = { "cluster.speeds" = [1.0, 1.0, 0.5] }
 
-Each run is identified by a stable hash of its full resolved scenario, strategy, parameters
-and seed; its part files are named by that hash, written to a temporary name and renamed, the
-`runs/` part last, so a run exists exactly when its `runs/` part does and `--resume` runs only
-the runs whose part is missing (or recorded as failed).
+Seeds come only from `seeds` or `replications` (`run.seed` elsewhere is refused); each group of
+overrides ([set], a variant's set, a grid point) clears alternative keys as `--set` does, and a
+relative `workload.trace` is relative to this file. A grid above `MAX_RUNS` is refused before
+it is expanded unless asked for.
+
+Each run is identified by its `run_hash` (lbbench.identity: the resolved scenario with its seed,
+the strategy's name, version and source, parameters, the engine, a trace's content); its part
+files are named by that hash, written to a temporary name and renamed, the `runs/` part last,
+so a run exists exactly when its `runs/` part does. A sweep holds its folder's lock while it
+writes; `--resume` runs the grid points whose part is missing, failed or unreadable, and sets
+aside the parts of runs that are no point of the grid (see `_sort_out`).
 
 Executors: in this process (1 worker); a local pool (`pool.py`: workers forked from a process
 that has numba loaded; `RunQueue` hands them the runs); Dask (a local cluster or a scheduler).
