@@ -108,9 +108,9 @@ def _column_value(v: Any) -> Any:
     return json.dumps(v) if isinstance(v, (list, dict)) else v
 
 
-def _table(data: dict, key: str, what: str, default=None) -> dict:
+def _table(data: dict, key: str, what: str) -> dict:
     """A table of dotted keys from the sweep file, with `run.seed` refused (seeds are `seeds =`)."""
-    table = data.get(key, {} if default is None else default)
+    table = data.get(key, {})
     if not isinstance(table, dict):
         raise UserError(f"sweep: {what} must be a table of dotted keys, got {table!r}")
     for k, v in table.items():
@@ -313,11 +313,13 @@ def _read_parts(out: Path, tables: tuple[str, ...] = ("runs",)) -> tuple[dict[st
     `tables`) that cannot be read in full."""
     from .store import part_names
     rows, damaged = {}, set()
-    for stem, files in part_names(out).items():
+    parts = part_names(out)
+    if parts:
+        import polars as pl
+    for stem, files in parts.items():
         for f in files:
             if f.parent.name not in tables:
                 continue
-            import polars as pl
             try:
                 df = pl.read_parquet(f)
             except Exception:
