@@ -52,7 +52,8 @@ def load(path: str | Path, table: str = "runs") -> pl.LazyFrame:
     metric columns are all-null, or parts with different swept-key columns) are combined with
     missing columns filled with nulls and types relaxed to a common supertype.
 
-    Raises `UserError` (one line naming the path and the fix) if there is nothing to load.
+    Raises `UserError` (one line naming the path and the fix) if there is nothing to load, or
+    naming the part files that cannot be read or that lbbench did not write (no `run_id`).
     """
     p = Path(path)
     if p.is_file() and p.suffix == ".parquet":
@@ -68,15 +69,40 @@ def load(path: str | Path, table: str = "runs") -> pl.LazyFrame:
         raise UserError(
             f"no {table} results under {str(where)!r}: expected Parquet parts in {str(where)!r}; "
             f"give the output folder of a sweep or `lbbench run --out DIR`, or run one first")
-    schemas = []
+    schemas, bad = [], []
     for f in files:
         try:
             schemas.append(pl.read_parquet_schema(f))
-        except Exception as exc:  # a corrupt or foreign file: name it
-            raise UserError(f"cannot read {str(f)!r} ({exc.__class__.__name__}); delete or replace that part file") from None
+        except Exception:  # a corrupt or foreign file: named below
+            bad.append(f)
+            continue
+        if len(files) > 1 and "run_id" not in schemas[-1]:
+            bad.append(f)            # a table part lbbench did not write
+    refuse_parts(bad)
     if all(s == schemas[0] for s in schemas[1:]):
         return pl.scan_parquet([str(f) for f in files], glob=False)
     return pl.concat([pl.scan_parquet(str(f), glob=False) for f in files], how="diagonal_relaxed")
+
+
+def refuse_parts(bad: Sequence[Path]) -> None:
+    """One `UserError` line naming the part files that cannot be read or are not lbbench's."""
+    if not bad:
+        return
+    names = ", ".join(str(f) for f in bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+    raise UserError(f"{len(bad)} part file(s) cannot be read or are not lbbench results: {names}; move them away "
+                    "(a sweep's --resume sets its own aside and runs them again)")
+
+
+def damaged_parts(path: str | Path) -> list[Path]:
+    """The part files of a results store (every table) that cannot be read in full."""
+    bad = []
+    for folder in sorted(p for p in Path(path).iterdir() if p.is_dir()):
+        for f in _parquet_parts(folder):
+            try:
+                pl.read_parquet(f)
+            except Exception:
+                bad.append(f)
+    return bad
 
 
 # --------------------------------------------------------------------------------------------

@@ -50,8 +50,12 @@ def check(strategy, param):
 
     Exit code 0 when clean, 1 with findings, 2 when STRATEGY cannot be loaded."""
     from .checker import check_strategy
+    from .strategy import name_clash
     report = check_strategy(strategy, _parse_params(param))
     click.echo(report.format())
+    clash = name_clash(strategy)
+    if clash:
+        click.echo(f"warning: {clash}")
     if not report.ok:
         sys.exit(1)
 
@@ -116,10 +120,14 @@ def print_summary(row: dict, unstable: str = "") -> None:
               help="draw the arrivals on the simulation's own thread (default: the next chunk on a second "
                    "thread while the kernel runs, where more than one CPU is available; results are the same)")
 def run(scenario, strategy, param, sets, requests, duration, seed, out, no_write, one_thread):
-    """Simulate SCENARIO (a preset or a TOML file) with one strategy."""
+    """Simulate SCENARIO (a preset or a TOML file) with one strategy.
+
+    The run's parts are named by its identity (lbbench.identity): a different run into the same
+    --out is kept beside the others, the same run again replaces its own row."""
+    from .identity import run_identity
     from .scenario import load_scenario, parse_override
     from .simulation import simulate
-    from .store import prepare_out, write_tables
+    from .store import FolderLock, prepare_out, write_run
     from .strategy import resolve
     overrides = dict(parse_override(s) for s in sets)
     if requests is not None:
@@ -131,16 +139,28 @@ def run(scenario, strategy, param, sets, requests, duration, seed, out, no_write
     sc = load_scenario(scenario, overrides)
     spec = resolve(strategy)
     params = spec.resolve_params(_parse_params(param))
-    out_dir = None
+    lock = None
     if not no_write:
-        out_dir = prepare_out(out or Path("results") / time.strftime("runs-%Y%m%d-%H%M%S"))
-    res = simulate(sc, spec, params, prefetch=False if one_thread else None)
-    row = res.row()
-    print_summary(row, res.extra.get("unstable", ""))
-    if out_dir is not None:
-        tables = {"tasks": res.tasks, "timeseries": res.timeseries, "faults": res.faults, "runs": res.summary}
-        paths = write_tables(out_dir, row["run_id"], tables)
-        click.echo(f"  written    {out_dir}/{{{','.join(k for k in tables if k in paths)}}}/ ({paths['runs'].name})")
+        run_hash = run_identity(sc, spec, params, sc.run.seed)[0]
+        out_dir = Path(out) if out else Path("results") / time.strftime(f"runs-%Y%m%d-%H%M%S-{run_hash[:8]}")
+        if (out_dir / "manifest.json").exists():
+            raise UserError(f"--out {str(out_dir)!r} holds a sweep's results; give lbbench run another folder")
+        lock = FolderLock(prepare_out(out_dir))     # one writer at a time, until this run is written
+    try:
+        res = simulate(sc, spec, params, prefetch=False if one_thread else None)
+        row = res.row()
+        print_summary(row, res.extra.get("unstable", ""))
+        if lock is not None:
+            import polars as pl
+            run_hash = res.extra["run_hash"]
+            tables = {"tasks": res.tasks, "timeseries": res.timeseries, "faults": res.faults,
+                      "runs": res.summary.with_columns(run_hash=pl.lit(run_hash))}
+            write_run(out_dir, run_hash, {k: v for k, v in tables.items() if v is not None})
+            click.echo(f"  written    {out_dir}/{{{','.join(k for k, v in tables.items() if v is not None)}}}/{run_hash}.parquet "
+                       f"(run {row['run_id']})")
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 @cli.command()
@@ -152,14 +172,16 @@ def run(scenario, strategy, param, sets, requests, duration, seed, out, no_write
 @click.option("--scheduler", help="Dask scheduler address (tcp://host:8786); default: a local Dask cluster")
 @click.option("--dry-run", is_flag=True, help="print the grid size and first rows, run nothing")
 @click.option("--report/--no-report", "with_report", default=False, help="write the report when done")
-def sweep(sweep_file, out, workers, resume, executor, scheduler, dry_run, with_report):
+@click.option("--yes", is_flag=True, help="run a grid of more than 10,000 runs")
+def sweep(sweep_file, out, workers, resume, executor, scheduler, dry_run, with_report, yes):
     """Run every point of a sweep file's grid, in parallel, resumably."""
     if executor == "local" and not dry_run and (workers or os.cpu_count() or 1) > 1:
         from .pool import prepare
         prepare()           # the compiled side, for the workers to be forked from this process
-    from .sweep import grid_table, load_sweep, run_sweep
-    sw = load_sweep(sweep_file)
-    out_dir = Path(out) if out else Path("results") / sw.name
+    from .store import safe_name
+    from .sweep import MAX_RUNS, grid_table, load_sweep, run_sweep
+    sw = load_sweep(sweep_file, max_runs=None if yes else MAX_RUNS)
+    out_dir = Path(out) if out else Path("results") / safe_name(sw.name)
     if dry_run:
         import polars as pl
         click.echo(f"sweep {sw.name}: {len(sw.runs)} runs -> {out_dir}")

@@ -359,10 +359,10 @@ def _fig_timeseries(ts: pl.DataFrame, chosen: dict, colors: dict, facet: str, rh
 
 
 def _try_load(d: Path, table: str) -> pl.LazyFrame | None:
-    try:
-        return A.load(d, table)
-    except UserError:
+    """A table that is there (a damaged part refuses the report); None if it is not."""
+    if not (d / table).is_dir() or not any((d / table).glob("*.parquet")):
         return None
+    return A.load(d, table)
 
 
 def _join_key(lf_cols: list[str], runs_cols: list[str]) -> str | None:
@@ -377,9 +377,19 @@ def write_report(dir: str | Path) -> tuple[Path, list[Path]]:
 
     Needs `DIR/runs/*.parquet` (else `UserError`); tasks/, histograms/, timeseries/,
     manifest.json and sweep.toml are used when present. Every PNG returned is linked from
-    report.md (relative path `figures/<name>.png`).
+    report.md (relative path `figures/<name>.png`). A part file that cannot be read, or that
+    lbbench did not write, refuses the report (`UserError` naming it): a report that skipped it
+    would present a partial grid as the whole.
     """
     d = Path(dir)
+    try:
+        return _write_report(d)
+    except pl.exceptions.PolarsError:
+        A.refuse_parts(A.damaged_parts(d))      # a part damaged past its footer: name it
+        raise
+
+
+def _write_report(d: Path) -> tuple[Path, list[Path]]:
     runs = A.load(d, "runs").collect()
     for c in ("strategy", "rho", "seed"):
         if c not in runs.columns:

@@ -443,18 +443,35 @@ def read_toml(path: str | Path, what: str = "scenario") -> dict:
         raise UserError(f"{what} file {str(p)!r} is not valid TOML: {exc}") from None
 
 
-def raw_scenario(source: str | Path | dict) -> tuple[dict, str]:
-    """The scenario as a plain dict, and a label for messages."""
+TRACE_KEY = "workload.trace"
+
+
+def _anchor(value: Any, base_dir: str | Path | None) -> Any:
+    """A relative trace path read from a file or a command line, made absolute from the folder
+    it is relative to (that file's, or the current one)."""
+    if not isinstance(value, str) or base_dir is None or Path(value).is_absolute():
+        return value
+    return str(Path(base_dir).absolute() / value)
+
+
+def raw_scenario(source: str | Path | dict, base_dir: str | Path | None = None) -> tuple[dict, str]:
+    """The scenario as a plain dict, and a label for messages. A TOML file's `workload.trace`
+    is relative to that file; a dict's to `base_dir` (when given)."""
     if isinstance(source, dict):
-        return copy.deepcopy(source), "scenario"
-    s = str(source)
-    if s in PRESETS:
-        return copy.deepcopy(PRESETS[s]), f"preset {s}"
-    if not s.endswith(".toml") and not Path(s).exists():
-        raise UserError(f"scenario {s!r} is neither a preset ({', '.join(preset_names())}) nor an existing TOML file")
-    data = read_toml(s)
-    data.setdefault("name", Path(s).stem)
-    return data, s
+        data, label = copy.deepcopy(source), "scenario"
+    elif str(source) in PRESETS:
+        return copy.deepcopy(PRESETS[str(source)]), f"preset {source}"
+    else:
+        s = str(source)
+        if not s.endswith(".toml") and not Path(s).exists():
+            raise UserError(f"scenario {s!r} is neither a preset ({', '.join(preset_names())}) nor an existing TOML file")
+        data, label = read_toml(s), s
+        data.setdefault("name", Path(s).stem)
+        base_dir = Path(s).parent
+    workload = data.get("workload")
+    if isinstance(workload, dict) and "trace" in workload:
+        workload["trace"] = _anchor(workload["trace"], base_dir)
+    return data, label
 
 
 def validate(data: dict, source: str = "scenario") -> Scenario:
@@ -469,6 +486,19 @@ _ALTERNATIVE = {"workload.rate": ("workload.rho", "workload.trace"), "workload.r
                 "run.requests": ("run.duration",), "run.duration": ("run.requests",)}
 
 
+def apply_overrides(data: dict, items, *, what: str = "--set", base_dir: str | Path | None = None) -> None:
+    """Set each (dotted key, value) of one group of overrides in `data`. Setting one of a set
+    of alternatives (`_ALTERNATIVE`) clears the others unless the same group sets them too; a
+    relative `workload.trace` is taken from `base_dir`."""
+    items = list(items)
+    keys = {k for k, _ in items}
+    for key, value in items:
+        set_path(data, key, _anchor(value, base_dir) if key == TRACE_KEY else value, what=what)
+        for other in _ALTERNATIVE.get(key, ()):
+            if other not in keys and value is not None:
+                set_path(data, other, None, what=what)
+
+
 def load_scenario(source: str | Path | dict | Scenario, overrides: dict | list | None = None) -> Scenario:
     """Load a preset name, a TOML path or a dict, apply dotted-path overrides, validate.
 
@@ -480,14 +510,7 @@ def load_scenario(source: str | Path | dict | Scenario, overrides: dict | list |
         source = source.model_dump()
     data, label = raw_scenario(source)
     items = overrides.items() if isinstance(overrides, dict) else (parse_override(o) for o in (overrides or ()))
-    items = list(items)
-    keys = {k for k, _ in items}
-    for key, value in items:
-        set_path(data, key, value)
-        # Setting one of a pair of alternatives clears the other unless both are given.
-        for other in _ALTERNATIVE.get(key, ()):
-            if other not in keys and value is not None:
-                set_path(data, other, None)
+    apply_overrides(data, items, base_dir=Path.cwd())
     try:
         return validate(data, label)
     except UserError as exc:

@@ -23,6 +23,7 @@ from . import rng as rngmod
 from .cluster import ClusterState, build_cluster
 from .errors import StrategyError, UserError
 from .faults import build_schedule, recovery
+from .identity import run_identity
 from .scenario import Scenario, load_scenario
 from .strategy import Strategy, compiled_kernel, resolve
 from .workload import Workload
@@ -46,7 +47,8 @@ TIMING_COLUMNS = ("wall_s", "req_per_s")
 
 @dataclass
 class Result:
-    """What a run produced. `summary` has one row; `tasks` one row per task."""
+    """What a run produced. `summary` has one row; `tasks` one row per task; `extra["run_hash"]`
+    the run's identity (lbbench.identity)."""
 
     summary: pl.DataFrame
     tasks: pl.DataFrame
@@ -429,8 +431,9 @@ def _result(run: _Run, spec: Strategy, pvals: dict, seed: int, wall: float, trac
         rho = float(run.workload.trace.cols["demand"][:run.n_req].mean() * run.workload.rate / capacity)
     else:
         rho = float(sum(r * s.demand.mean for r, s in zip(run.workload.rates, sc.services)) / capacity)
+    run_hash, run_id = run_identity(sc, spec, pvals, seed)
     row = {
-        "run_id": f"{sc.name}-{spec.name}-{seed}",
+        "run_id": run_id,
         "scenario": sc.name,
         "strategy": spec.name,
         "strategy_version": spec.version,
@@ -505,7 +508,7 @@ def _result(run: _Run, spec: Strategy, pvals: dict, seed: int, wall: float, trac
             "latency": met.tr_latency, "status": met.tr_status, "retries": met.tr_tries,
         })
     return Result(summary=summary, tasks=tasks, hist_counts=hist, trace=tr, scenario=sc, timeseries=timeseries,
-                  faults=faults, extra={"unstable": unstable_why} if unstable_why else {})
+                  faults=faults, extra={"run_hash": run_hash, **({"unstable": unstable_why} if unstable_why else {})})
 
 
 def _stability(run: _Run, util: np.ndarray) -> tuple[bool, str]:

@@ -1,13 +1,18 @@
 """The Parquet results store (DESIGN section 4).
 
-Every table is a folder of part files, one per run, that polars scans as one dataset
-(`pl.scan_parquet("DIR/runs/*.parquet")`). A part is written to a temporary name in the same
-folder and renamed into place, so a reader or an interrupted writer never sees half a file.
+Every table is a folder of part files, one per run, named by the run's hash (lbbench.identity),
+that polars scans as one dataset (`pl.scan_parquet("DIR/runs/*.parquet")`). A part is written to
+a temporary name in the same folder and renamed into place, so a reader or an interrupted writer
+never sees half a file. One writer at a time: a sweep or `lbbench run --out` holds the folder's
+lock (`FolderLock`) while it writes. Names (of scenarios, sweeps) become file names only through
+`safe_name`; parts never carry one.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
+import unicodedata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +22,69 @@ if TYPE_CHECKING:
     import polars as pl
 
 TABLES = ("runs", "tasks", "timeseries", "histograms", "faults")
+LOCK_NAME = ".lbbench.lock"
+SUPERSEDED = "superseded"
+_NAME_BYTES = 96
+
+
+def safe_name(name: object) -> str:
+    """The one mapping of a name (a sweep's, a scenario's) to a file or folder name: no path
+    separators, no leading dot (so no `..`), no NUL or other control characters, at most
+    96 bytes of UTF-8, never empty. A name that had to change gets a short hash of the original,
+    so two different names never map to one file name."""
+    text = str(name)
+    out = "".join("_" if c in "/\\:" or (unicodedata.category(c)[0] in "CZ" and c != " ") else c
+                  for c in unicodedata.normalize("NFC", text)).strip(" ").lstrip(".")
+    if out == text and 0 < len(out.encode()) <= _NAME_BYTES:
+        return out
+    tag = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    head = out.encode()[:_NAME_BYTES - 9].decode("utf-8", "ignore")
+    return f"{head}-{tag}" if head else f"unnamed-{tag}"
+
+
+class FolderLock:
+    """An exclusive lock on an output folder (`fcntl.flock` on DIR/.lbbench.lock), held until
+    `release()` or the process ends (the OS releases it if the process dies). A second writer
+    gets `UserError`. The lock file is removed on release; a writer that locked a file removed
+    meanwhile tries again on the new one."""
+
+    def __init__(self, folder: str | Path):
+        import fcntl
+        self.path = Path(folder) / LOCK_NAME
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                raise UserError(f"{str(folder)!r} is being written by another lbbench process; "
+                                "wait until it ends or choose another --out") from None
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        self.fd = fd
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        os.close(self.fd)
+        self.fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
 
 
 def prepare_out(out: str | Path) -> Path:
@@ -58,6 +126,38 @@ def write_tables(out: Path, part: str, tables: dict[str, pl.DataFrame]) -> dict[
         write_atomic(df, path)
         paths[name] = path
     return paths
+
+
+def write_run(out: Path, run_hash: str, tables: dict) -> None:
+    """A run's part files, its runs/ part last: the run exists exactly when that part does."""
+    tables = dict(tables)
+    runs_df = tables.pop("runs")
+    write_tables(out, run_hash, tables)
+    write_tables(out, run_hash, {"runs": runs_df})
+
+
+def part_names(out: Path) -> dict[str, list[Path]]:
+    """Part name (a run's hash) -> its part files in every table folder under `out`."""
+    parts: dict[str, list[Path]] = {}
+    for table in TABLES:
+        for p in sorted((out / table).glob("*.parquet")):
+            if not p.name.startswith("."):
+                parts.setdefault(p.stem, []).append(p)
+    return parts
+
+
+def set_aside(out: Path, files: list[Path]) -> Path:
+    """Move part files to `out/superseded/<table>/` (a name already there gets a suffix, so
+    nothing is overwritten); returns that folder."""
+    dest_root = out / SUPERSEDED
+    for f in files:
+        dest_dir = dest_root / f.parent.name
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        dest, i = dest_dir / f.name, 1
+        while dest.exists():
+            dest, i = dest_dir / f"{f.stem}.{i}{f.suffix}", i + 1
+        os.replace(f, dest)
+    return dest_root
 
 
 def scan(out: str | Path, table: str = "runs") -> pl.LazyFrame:

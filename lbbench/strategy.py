@@ -209,6 +209,17 @@ def resolve(name: str | Strategy) -> Strategy:
     return reg[name][0]
 
 
+def name_clash(strategy: str | Strategy) -> str | None:
+    """Why a file plugin's name is a problem, or None: a plugin named like a registered strategy
+    would have its results filed under that strategy's name."""
+    spec = resolve(strategy)
+    reg = registry()
+    if spec.ref and spec.ref != spec.name and spec.name in reg:
+        return (f"{spec.ref} is named {spec.name!r}, like the registered strategy from {reg[spec.name][1]}; "
+                "their results would carry one name: rename the plugin (Strategy(name=...))")
+    return None
+
+
 # --------------------------------------------------------------------------------------------
 # Compilation: one specialised engine per strategy and process, cached on disk by numba.
 

@@ -2,7 +2,8 @@
 
 Sweep file:
 
-    name = "seed_mesh"                 # output folder results/<name>/ (default: file stem)
+    name = "seed_mesh"                 # output folder results/<name>/ (default: file stem;
+                                       # store.safe_name makes it a file name)
     scenario = "seed-mesh"             # a preset, a TOML path (relative to this file),
                                        # or an inline [scenario] table
     seeds = [1, 2, 3]                  # or: replications = 5  (seeds 0..4)
@@ -21,20 +22,28 @@ Sweep file:
     name = "node2-half-speed"
     set = { "cluster.speeds" = [1.0, 1.0, 0.5] }
 
-Each run is identified by a stable hash of its full resolved scenario, strategy, parameters
-and seed; its part files are named by that hash, written to a temporary name and renamed, the
-`runs/` part last, so a run exists exactly when its `runs/` part does and `--resume` runs only
-the runs whose part is missing (or recorded as failed).
+Seeds come only from `seeds` or `replications` (`run.seed` elsewhere is refused); each group of
+overrides ([set], a variant's set, a grid point) clears alternative keys as `--set` does, and a
+relative `workload.trace` is relative to this file. A grid above `MAX_RUNS` is refused before
+it is expanded unless asked for.
+
+Each run is identified by its `run_hash` (lbbench.identity: the resolved scenario with its seed,
+the strategy's name, version and source, parameters, the engine, a trace's content); its part
+files are named by that hash, written to a temporary name and renamed, the `runs/` part last,
+so a run exists exactly when its `runs/` part does. A sweep holds its folder's lock while it
+writes; `--resume` runs the grid points whose part is missing, failed or unreadable, and sets
+aside the parts of runs that are no point of the grid (see `_sort_out`).
 
 Executors: in this process (1 worker); a local pool (`pool.py`: workers forked from a process
 that has numba loaded; `RunQueue` hands them the runs); Dask (a local cluster or a scheduler).
 """
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
+import math
 import os
+import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -43,7 +52,8 @@ from typing import TYPE_CHECKING, Any
 
 from . import SCHEMA_VERSION, __version__
 from .errors import UserError
-from .scenario import raw_scenario, read_toml, set_path, validate
+from .scenario import apply_overrides, raw_scenario, read_toml, validate
+from .store import write_run
 
 if TYPE_CHECKING:
     import polars as pl
@@ -74,6 +84,9 @@ class Sweep:
     runs: list[RunSpec]
 
 
+MAX_RUNS = 10_000      # a larger grid needs load_sweep(..., max_runs=None) (`lbbench sweep --yes`)
+
+
 def _strategy_entries(values, where: str) -> list[tuple[str, dict]]:
     out = []
     if not isinstance(values, list) or not values:
@@ -91,17 +104,79 @@ def _strategy_entries(values, where: str) -> list[tuple[str, dict]]:
     return out
 
 
-def _hash(obj: Any) -> str:
-    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def _column_value(v: Any) -> Any:
     return json.dumps(v) if isinstance(v, (list, dict)) else v
 
 
-def load_sweep(source: str | Path | dict, *, name: str | None = None) -> Sweep:
-    """Read and expand a sweep; every run's scenario and strategy is validated here."""
-    from .strategy import resolve
+def _table(data: dict, key: str, what: str) -> dict:
+    """A table of dotted keys from the sweep file, with `run.seed` refused (seeds are `seeds =`)."""
+    table = data.get(key, {})
+    if not isinstance(table, dict):
+        raise UserError(f"sweep: {what} must be a table of dotted keys, got {table!r}")
+    for k, v in table.items():
+        if k == "run.seed" or (k == "run" and isinstance(v, dict) and "seed" in v):
+            raise UserError(f"sweep {what}: run.seed cannot be set here; give the seeds with seeds = [...] "
+                            "(or replications = N)")
+    return table
+
+
+def _seeds(data: dict) -> range | list[int]:
+    if "seeds" in data and "replications" in data:
+        raise UserError("sweep: give seeds or replications, not both")
+    if "seeds" in data:
+        seeds = data["seeds"]
+        if not isinstance(seeds, list) or not seeds or not all(
+                isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**63 for s in seeds):
+            raise UserError("sweep: seeds must be a non-empty list of non-negative integers (below 2**63)")
+        return seeds
+    reps = data.get("replications", 1)
+    if not isinstance(reps, int) or isinstance(reps, bool) or reps < 1:
+        raise UserError(f"sweep: replications must be a positive integer, got {reps!r}")
+    return range(reps)          # not expanded before the grid's size is checked
+
+
+def _variants(data: dict) -> list[dict]:
+    variants = data.get("variants", [])
+    form = "each needs name = \"...\" and an optional set = { key = value }"
+    if not isinstance(variants, list):
+        raise UserError(f"sweep [[variants]]: {form}")
+    seen = set()
+    for i, v in enumerate(variants):
+        if not isinstance(v, dict) or set(v) - {"name", "set"} or not isinstance(v.get("name"), str) or not v["name"]:
+            raise UserError(f"sweep [[variants]] {i + 1}: {form}")
+        if v["name"] in seen:
+            raise UserError(f"sweep [[variants]]: two variants are named {v['name']!r}; give each its own name")
+        seen.add(v["name"])
+        _table(v, "set", f"variant {v['name']!r} set")
+    return variants
+
+
+def _strategy_specs(strategies: list[tuple[str, dict]], base_dir: Path) -> dict:
+    """Each strategy entry's spec; a name that two sources give (a file plugin named like a
+    registered strategy, two files with one name) is refused: their rows would merge."""
+    from .strategy import name_clash, resolve
+    specs, by_name = {}, {}
+    for sname, _ in strategies:
+        if sname in specs:
+            continue
+        target = sname
+        if ".py:" in sname and not Path(sname.rsplit(":", 1)[0]).is_absolute():
+            target = str(base_dir / sname)     # plugin paths are relative to the sweep file
+        spec = specs[sname] = resolve(target)
+        ref = spec.ref or spec.name
+        clash = name_clash(spec)
+        if clash:
+            raise UserError(f"sweep axes.strategy: {clash}")
+        if by_name.setdefault(spec.name, ref) != ref:
+            raise UserError(f"sweep axes.strategy: two plugins are named {spec.name!r} ({by_name[spec.name]} and {ref}); "
+                            "rename one (Strategy(name=...))")
+    return specs
+
+
+def load_sweep(source: str | Path | dict, *, name: str | None = None, max_runs: int | None = MAX_RUNS) -> Sweep:
+    """Read and expand a sweep; every run's scenario and strategy is validated here. A grid of
+    more than `max_runs` runs is refused before it is expanded (None: no limit)."""
+    from .identity import run_identity
 
     if isinstance(source, dict):
         data, path, text = source, None, json.dumps(source)
@@ -115,80 +190,60 @@ def load_sweep(source: str | Path | dict, *, name: str | None = None) -> Sweep:
     if unknown:
         raise UserError(f"sweep: unknown key {sorted(unknown)[0]!r}; keys are {', '.join(sorted(_TOP_KEYS))}")
     sweep_name = name or data.get("name") or (path.stem if path else "sweep")
-    if not isinstance(sweep_name, str) or not sweep_name or "/" in sweep_name:
-        raise UserError("sweep: name must be a non-empty string without '/'")
+    if not isinstance(sweep_name, str) or not sweep_name.strip():
+        raise UserError("sweep: name must be a non-empty string")
     base = data.get("scenario", "reference")
     if isinstance(base, str) and base.endswith(".toml") and not Path(base).is_absolute():
         base = str(base_dir / base)
     if not isinstance(base, (str, dict)):
         raise UserError("sweep: scenario must be a preset name, a TOML path or an inline table")
-    base_data, label = raw_scenario(base)
-    fixed = data.get("set", {})
-    if not isinstance(fixed, dict):
-        raise UserError("sweep: [set] must be a table of dotted keys")
-    for k, v in fixed.items():
-        set_path(base_data, k, v, what="sweep set")
+    base_data, label = raw_scenario(base, base_dir)
+    apply_overrides(base_data, _table(data, "set", "[set]").items(), what="sweep set", base_dir=base_dir)
+    seeds = _seeds(data)
 
-    if "seeds" in data and "replications" in data:
-        raise UserError("sweep: give seeds or replications, not both")
-    if "seeds" in data:
-        seeds = data["seeds"]
-        if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
-            raise UserError("sweep: seeds must be a non-empty list of non-negative integers")
-    else:
-        reps = data.get("replications", 1)
-        if not isinstance(reps, int) or reps < 1:
-            raise UserError(f"sweep: replications must be a positive integer, got {reps!r}")
-        seeds = list(range(reps))
-
-    axes = dict(data.get("axes", {}))
-    if not isinstance(axes, dict):
-        raise UserError("sweep: [axes] must be a table")
+    axes = dict(_table(data, "axes", "[axes]"))
     strategies = _strategy_entries(axes.pop("strategy", ["round_robin"]), "sweep axes.strategy")
     for k, v in axes.items():
         if not isinstance(v, list) or not v:
             raise UserError(f"sweep axes.{k}: give a non-empty list of values")
-    zipped = data.get("zip", {})
-    if not isinstance(zipped, dict):
-        raise UserError("sweep: [zip] must be a table")
+    zipped = _table(data, "zip", "[zip]")
     lengths = {len(v) if isinstance(v, list) else -1 for v in zipped.values()}
     if zipped and (len(lengths) != 1 or -1 in lengths or 0 in lengths):
         raise UserError("sweep [zip]: every zipped key needs a non-empty list, all of the same length")
-    variants = data.get("variants", [])
-    if not isinstance(variants, list) or any(not isinstance(v, dict) or "name" not in v or set(v) - {"name", "set"} for v in variants):
-        raise UserError("sweep [[variants]]: each needs name = \"...\" and an optional set = { key = value }")
+    variants = _variants(data)
 
+    size = len(strategies) * math.prod(len(v) for v in axes.values()) * max(lengths if zipped else {1}) \
+        * max(len(variants), 1) * len(seeds)
+    if max_runs is not None and size > max_runs:
+        raise UserError(f"sweep {sweep_name}: the grid has {size:,} runs, more than {max_runs:,}; "
+                        "add --yes to run it, or make it smaller")
+
+    specs = _strategy_specs(strategies, base_dir)
     axis_keys = list(axes)
     axis_values = [axes[k] for k in axis_keys]
     zip_rows = [dict(zip(zipped, row)) for row in zip(*zipped.values())] if zipped else [{}]
     variant_rows = variants or [None]
     runs: list[RunSpec] = []
-    resolved_specs = {}
     for (sname, params), combo, zrow, variant, seed in itertools.product(
             strategies, itertools.product(*axis_values), zip_rows, variant_rows, seeds):
         sc = json.loads(json.dumps(base_data))
         point = dict(zip(axis_keys, combo))
         point.update(zrow)
         if variant is not None:
-            for k, v in variant.get("set", {}).items():
-                set_path(sc, k, v, what=f"sweep variant {variant['name']}")
-        for k, v in point.items():
-            set_path(sc, k, v, what="sweep axis")
+            apply_overrides(sc, variant.get("set", {}).items(), what=f"sweep variant {variant['name']}", base_dir=base_dir)
+        apply_overrides(sc, point.items(), what="sweep axis", base_dir=base_dir)
+        sc.setdefault("run", {})
+        if isinstance(sc["run"], dict):
+            sc["run"]["seed"] = seed            # the scenario records the seed the run uses
         where = f"sweep {sweep_name} ({', '.join(f'{k}={v}' for k, v in point.items()) or 'base'})"
         scenario = validate(sc, where).model_dump(mode="json")
-        if sname not in resolved_specs:
-            target = sname
-            if ".py:" in sname and not Path(sname.rsplit(":", 1)[0]).is_absolute():
-                target = str(base_dir / sname)     # plugin paths are relative to the sweep file
-            resolved_specs[sname] = resolve(target)
-        spec = resolved_specs[sname]
+        spec = specs[sname]
         pvals = spec.resolve_params(params)
         cols = {k: _column_value(v) for k, v in point.items()}
         if variant is not None:
             cols["variant"] = variant["name"]
-        ref = spec.ref or spec.name
-        run_hash = _hash({"scenario": scenario, "strategy": ref, "params": pvals, "seed": seed})
-        runs.append(RunSpec(sweep_name, scenario, ref, pvals, seed, cols, run_hash))
+        run_hash, _ = run_identity(scenario, spec, pvals, seed)
+        runs.append(RunSpec(sweep_name, scenario, spec.ref or spec.name, pvals, seed, cols, run_hash))
     hashes = [r.run_hash for r in runs]
     if len(set(hashes)) != len(hashes):
         raise UserError(f"sweep {sweep_name}: two grid points give the same run (a repeated axis value?); remove the duplicate")
@@ -197,15 +252,6 @@ def load_sweep(source: str | Path | dict, *, name: str | None = None) -> Sweep:
 
 # --------------------------------------------------------------------------------------------
 # Executing one run (in a worker process)
-
-def write_run(out: Path, run_hash: str, tables: dict) -> None:
-    """A run's part files, its runs/ part last: the run exists exactly when that part does."""
-    from .store import write_tables
-    tables = dict(tables)
-    runs_df = tables.pop("runs")
-    write_tables(out, run_hash, tables)
-    write_tables(out, run_hash, {"runs": runs_df})
-
 
 def execute(run: RunSpec, out: str | None = None) -> dict:
     """Simulate one run. With `out` (a local worker, same filesystem) the run's parts are
@@ -216,6 +262,8 @@ def execute(run: RunSpec, out: str | None = None) -> dict:
     from .simulation import simulate
     try:
         res = simulate(run.scenario, run.strategy, run.params, seed=run.seed, progress=False, prefetch=False)
+        if res.extra["run_hash"] != run.run_hash:
+            raise UserError("the strategy's source or lbbench changed after the sweep was read; run it again with --resume")
     except Exception as exc:  # a failing run is recorded, never stops the sweep
         msg = f"{exc.__class__.__name__}: {exc}".splitlines()[0]
         return {"run_hash": run.run_hash, "ok": False, "error": msg, "detail": traceback.format_exc(limit=3)}
@@ -240,6 +288,7 @@ def execute(run: RunSpec, out: str | None = None) -> dict:
 def failed_row(run: RunSpec, error: str) -> pl.DataFrame:
     import polars as pl
 
+    from .identity import run_id
     from .simulation import SUMMARY_SCHEMA
     from .strategy import resolve
     row = {k: None for k in SUMMARY_SCHEMA}
@@ -248,7 +297,7 @@ def failed_row(run: RunSpec, error: str) -> pl.DataFrame:
         row.update(strategy=spec.name, strategy_version=spec.version, strategy_hash=spec.source_hash)
     except Exception:
         row.update(strategy=run.strategy)
-    row.update(run_id=f"{run.scenario.get('name')}-{row['strategy']}-{run.seed}", scenario=run.scenario.get("name"),
+    row.update(run_id=run_id(run.scenario.get("name"), row["strategy"], run.seed, run.run_hash), scenario=run.scenario.get("name"),
                params=json.dumps(run.params, sort_keys=True), seed=run.seed,
                lbbench_version=__version__, schema_version=SCHEMA_VERSION)
     df = pl.DataFrame([row], schema=SUMMARY_SCHEMA)
@@ -259,14 +308,85 @@ def failed_row(run: RunSpec, error: str) -> pl.DataFrame:
 # --------------------------------------------------------------------------------------------
 # The runner
 
+def _read_parts(out: Path, tables: tuple[str, ...] = ("runs",)) -> tuple[dict[str, dict], set[str]]:
+    """The runs/ rows under `out` by part name, and the names of the runs with a part (in
+    `tables`) that cannot be read in full."""
+    from .store import part_names
+    rows, damaged = {}, set()
+    parts = part_names(out)
+    if parts:
+        import polars as pl
+    for stem, files in parts.items():
+        for f in files:
+            if f.parent.name not in tables:
+                continue
+            try:
+                df = pl.read_parquet(f)
+            except Exception:
+                df = None
+            if df is None or (f.parent.name == "runs" and df.height != 1):
+                damaged.add(stem)
+            elif f.parent.name == "runs":
+                rows[stem] = df.row(0, named=True)
+    return rows, damaged
+
+
 def run_status(out: Path) -> dict[str, str]:
-    """run_hash -> status ("ok" or "failed") of every run recorded under `out`."""
-    runs_dir = out / "runs"
-    if not (runs_dir.is_dir() and any(runs_dir.glob("*.parquet"))):
+    """run_hash -> status ("ok" or "failed") of every run recorded under `out` (parts that
+    cannot be read are left out)."""
+    return {row.get("run_hash"): row.get("status") for row in _read_parts(out)[0].values()}
+
+
+def _belongs(row: dict, run: RunSpec, columns: set[str]) -> bool:
+    """Whether a runs/ row is this grid point's: its hash, sweep, columns and swept values."""
+    return (row.get("run_hash") == run.run_hash and row.get("sweep") == run.sweep and row.get("status") in ("ok", "failed")
+            and set(row) == columns | set(run.axes) and all(row[k] == v for k, v in run.axes.items()))
+
+
+def _sort_out(out: Path, sweep: Sweep) -> dict[str, str]:
+    """Before a resumed sweep: the status of each grid point recorded under `out`. The parts of
+    runs that belong to no point of the grid (an edited sweep file, another plugin or lbbench,
+    a part copied from elsewhere) and of runs with a part that cannot be read in full are moved
+    to DIR/superseded/ (never deleted), so that the sweep, its manifest, its report and a plain
+    scan of DIR/runs/*.parquet see this sweep's runs only; the damaged ones run again. (Every
+    part is read: about 1 ms each.)"""
+    from .simulation import SUMMARY_SCHEMA
+    from .store import TABLES, part_names, set_aside
+    rows, damaged = _read_parts(out, TABLES)
+    grid = {r.run_hash: r for r in sweep.runs}
+    columns = set(SUMMARY_SCHEMA) | {"sweep", "run_hash", "status", "error"}
+    parts = part_names(out)
+    foreign = {stem for stem in parts if stem not in grid}
+    foreign |= {stem for stem, row in rows.items() if stem in grid and not _belongs(row, grid[stem], columns)}
+    damaged -= foreign
+    status = {stem: row["status"] for stem, row in rows.items() if stem not in foreign | damaged}
+    files = [f for stem in sorted(foreign | damaged) for f in parts[stem]]
+    if files:
+        where = set_aside(out, files)
+        said = [f"{len(foreign)} belong to no point of this sweep"] if foreign else []
+        said += [f"{len(damaged)} have a part that cannot be read and run again"] if damaged else []
+        print(f"lbbench: of the runs under {out}, {' and '.join(said)}; their {len(files)} part files are set aside "
+              f"in {where}/", file=sys.stderr)
+    return status
+
+
+def _read_manifest(out: Path) -> dict:
+    """The manifest under `out`, or {} (none, or damaged: it is written again)."""
+    try:
+        m = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return {}
-    import polars as pl
-    df = pl.read_parquet(str(runs_dir / "*.parquet"), columns=["run_hash", "status"], missing_columns="insert")
-    return dict(zip(df["run_hash"], df["status"]))
+    return m if isinstance(m, dict) else {}
+
+
+def _check_out(out: Path, sweep: Sweep, resume: bool) -> None:
+    """Refuse a folder that holds another sweep, or results without --resume."""
+    other = _read_manifest(out).get("sweep")
+    if other is not None and other != sweep.name:
+        raise UserError(f"{out} holds the results of sweep {other!r}, not {sweep.name!r}; choose another --out")
+    runs = out / "runs"
+    if not resume and runs.is_dir() and any(not p.name.startswith(".") for p in runs.glob("*.parquet")):
+        raise UserError(f"{out} already holds results; add --resume to complete them, or choose another --out")
 
 
 def write_manifest(out: Path, sweep: Sweep, created: str, status: dict[str, str] | None = None) -> dict:
@@ -324,7 +444,7 @@ class RunQueue:
 def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, resume: bool = False,
               executor: str = "local", scheduler: str | None = None, progress: bool = True) -> dict:
     """Run every missing run of `sweep` into `out`; returns the manifest."""
-    from .store import prepare_out
+    from .store import FolderLock, prepare_out
 
     out = Path(out)
     if workers is None:
@@ -338,36 +458,37 @@ def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, resu
             import distributed  # noqa: F401
         except ImportError:
             raise UserError("--executor dask needs Dask: pip install -e \".[dask]\" (or pip install 'dask[distributed]')") from None
-    existing = out / "runs"
-    if existing.is_dir() and any(existing.glob("*.parquet")) and not resume:
-        raise UserError(f"{out} already holds results; add --resume to complete them, or choose another --out")
     prepare_out(out)
+    lock = FolderLock(out)          # held until the sweep ends: a second writer is refused
     pool = None
-    if executor == "local" and workers > 1 and len(sweep.runs) > 1:
-        # before polars or the progress bar start threads here: the workers may be forked from
-        # this process (pool.py)
-        from .pool import executor as local_pool
-        pool = local_pool(min(workers, len(sweep.runs)))
     try:
+        _check_out(out, sweep, resume)
+        if executor == "local" and workers > 1 and len(sweep.runs) > 1:
+            # before polars or the progress bar start threads here: the workers may be forked from
+            # this process (pool.py)
+            from .pool import executor as local_pool
+            pool = local_pool(min(workers, len(sweep.runs)))
         return _run(sweep, out, workers, resume, executor, scheduler, progress, pool)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
+        lock.release()
 
 
 def _run(sweep, out, workers, resume, executor, scheduler, progress, pool) -> dict:
     from .store import clean_temporaries, write_tables, write_text_atomic
 
-    clean_temporaries(out)
+    clean_temporaries(out)      # under the folder's lock: no other writer's temporaries
     # The runs' status, kept here as they are recorded: the manifest at the end needs no read of
     # the parts (nor polars, in a process whose workers wrote them)
-    status = run_status(out) if resume else {}
+    status = _sort_out(out, sweep) if resume else {}
     todo = [r for r in sweep.runs if status.get(r.run_hash) != "ok"]
     # grouped by strategy: a worker compiles or loads each strategy's kernel once
     todo.sort(key=lambda r: (r.strategy, r.seed))
     write_text_atomic(out / ("sweep.toml" if sweep.path is None or sweep.path.suffix == ".toml" else sweep.path.name), sweep.text)
-    manifest_path = out / "manifest.json"
-    created = json.loads(manifest_path.read_text())["created"] if manifest_path.exists() else time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    created = _read_manifest(out).get("created")
+    if not isinstance(created, str):
+        created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     write_manifest(out, sweep, created, status)
 
     bar = None
