@@ -144,7 +144,7 @@ def registry() -> dict[str, tuple[Strategy, str]]:
             origin = f"package {package} (entry point {ep.name} = {ep.value})"
             try:
                 obj = ep.load()
-            except Exception as exc:  # a broken plugin package must not break the others
+            except (Exception, SystemExit) as exc:  # a broken plugin package must not break the others
                 warnings.warn(f"lbbench: strategy plugin from {origin} failed to load: {exc.__class__.__name__}: {exc}", stacklevel=2)
                 continue
             for spec in obj if isinstance(obj, (list, tuple)) else [obj]:
@@ -181,7 +181,7 @@ def _load_path(ref: str) -> Strategy:
         sys.modules[mod_name] = mod
         try:
             spec.loader.exec_module(mod)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:     # sys.exit() in a plugin must not end lbbench with its code
             del sys.modules[mod_name]
             raise UserError(f"strategy file {path_s!r} failed to import: {exc.__class__.__name__}: {exc}") from None
     if not hasattr(mod, attr):

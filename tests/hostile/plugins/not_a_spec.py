@@ -1,0 +1,2 @@
+"""Hostile plugin: STRATEGY is a number."""
+STRATEGY = 5

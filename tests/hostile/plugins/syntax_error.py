@@ -1,0 +1,3 @@
+"""Hostile plugin: not Python."""
+def select(cands, view, state, rng)
+    return cands[0]
