@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 
 from . import rng as rngmod
 from .errors import UserError
@@ -87,12 +86,16 @@ class TraceReader:
 
     Columns: `time` (seconds, non-decreasing, >= 0) required; `service` (index or name),
     `demand` (seconds at speed 1.0, > 0), `client` (integer id), `entry` (node) optional.
-    Missing optional columns are drawn from the scenario's distributions.
+    Missing optional columns are drawn from the scenario's distributions. Times and demands are
+    finite numbers within 2**40 s (dates and durations are refused: convert them to seconds),
+    ids are integers in range, and no cell is empty.
     """
 
     OPTIONAL = ("service", "demand", "client", "entry")
 
     def __init__(self, path: str, sc: Scenario):
+        import polars as pl     # here: a sweep's fork server imports this module and must stay single-threaded
+
         p = Path(path)
         where = f"workload.trace {path!r}"
         if not p.is_file():
@@ -158,12 +161,12 @@ class TraceReader:
         if not col.dtype.is_numeric():
             raise UserError(f"{self.where}: column {name!r} holds {col.dtype} values, not seconds; write seconds as "
                             "numbers (convert dates and times to seconds from the start of the trace)")
-        x = col.cast(pl.Float64).to_numpy()
+        x = col.to_numpy().astype(np.float64)
         bad = ~(np.isfinite(x) & (x >= 0) & (x <= MAX_SECONDS)) | ((x <= 0) if positive else False)
         if bad.any():
             i = int(np.argmax(bad))
             need = "positive" if positive else "non-negative"
-            raise UserError(f"{self.where}: column {name!r} has {x[i]!r} in data row {i + 1}; give {need} finite "
+            raise UserError(f"{self.where}: column {name!r} has {float(x[i])!r} in data row {i + 1}; give {need} finite "
                             f"seconds of at most 2**40")
         return x
 
@@ -175,7 +178,7 @@ class TraceReader:
         lo, hi = col.min(), col.max()
         if lo < 0 or hi >= top:
             raise UserError(f"{self.where}: column {name!r} has id {lo if lo < 0 else hi}, outside 0..{top - 1}; {fix}")
-        return col.cast(pl.Int64).to_numpy()
+        return col.to_numpy().astype(np.int64)
 
     def __len__(self) -> int:
         return len(self.time)
@@ -211,7 +214,8 @@ class Workload:
         else:
             self.rates = service_rates(sc, cl)
             self.rate = float(self.rates.sum())
-        self.service_cdf = np.cumsum(self.rates / self.rate)
+        with np.errstate(invalid="ignore", divide="ignore"):     # a rate of 0 or inf: refused by limits.check_run
+            self.service_cdf = np.cumsum(self.rates / self.rate)
         self.service_cdf[-1] = 1.0
         self.gaps = rngmod.stream(seed, rngmod.GAPS)
         self.service_rng = rngmod.stream(seed, rngmod.SERVICE)
