@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 # The modules whose code decides a run's numbers (the scenario's values are hashed as data).
 ENGINE_MODULES = ("engine.py", "simulation.py", "workload.py", "cluster.py", "faults.py", "rng.py", "strategy.py",
-                  "stability.py")
+                  "stability.py", "limits.py", "scenario.py")
 
 
 @functools.cache

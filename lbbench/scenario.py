@@ -15,17 +15,22 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import UserError
+from .limits import EXP_TOP, INT32_MAX, INT64_MAX, MAX_SECONDS, NORMAL_TOP
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: no "3" for 3, no true for a number, no number for a string (floats accept integers)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+_SECONDS = dict(allow_inf_nan=False, le=MAX_SECONDS)     # a time in seconds, below the histogram's top
 
 
 class Demand(_Model):
     """Service demand per request, in seconds at node speed 1.0."""
 
     dist: Literal["exponential", "deterministic", "lognormal", "pareto", "hyperexp"] = "exponential"
-    mean: float = Field(1.0, gt=0, allow_inf_nan=False)
+    mean: float = Field(1.0, gt=0, **_SECONDS)
     cv: float | None = Field(None, gt=0, allow_inf_nan=False, description="lognormal (default 1) / hyperexp (default 2, must exceed 1)")
     alpha: float = Field(1.5, gt=0, allow_inf_nan=False, description="bounded Pareto shape")
     ratio: float = Field(1e4, gt=1, allow_inf_nan=False, description="bounded Pareto max/min")
@@ -34,7 +39,49 @@ class Demand(_Model):
     def _check(self):
         if self.dist == "hyperexp" and self.cv is not None and self.cv <= 1:
             raise ValueError("cv must exceed 1 for hyperexp (use exponential for cv = 1)")
+        try:
+            consts, top = self.constants(), self.largest()
+        except ArithmeticError:
+            consts, top = {}, math.inf
+        # every constant finite, all but lognormal's mu positive, and so the largest draw (bounded
+        # by the scenario at the slowest node speed)
+        if not (consts and all(math.isfinite(v) and (v > 0 or k == "mu") for k, v in consts.items()) and 0 < top < math.inf):
+            keys = {"lognormal": "mean and cv", "pareto": "mean, alpha and ratio", "hyperexp": "mean and cv"}
+            raise ValueError(f"{self.dist} demand with these parameters overflows (its sampler's constants or its "
+                             f"largest draw are not finite positive numbers); change {keys.get(self.dist, 'mean')}")
         return self
+
+    def constants(self) -> dict[str, float]:
+        """The sampler's derived constants (finite, and positive but for mu, for a valid demand)."""
+        m = self.mean
+        if self.dist == "lognormal":
+            cv = self.cv if self.cv is not None else 1.0
+            sigma = math.sqrt(math.log1p(cv * cv))
+            return {"sigma": sigma, "mu": math.log(m) - sigma**2 / 2}
+        if self.dist == "pareto":
+            a, r = self.alpha, self.ratio
+            if abs(a - 1.0) < 1e-12:
+                factor = math.log(r) / (1 - 1 / r)
+            else:
+                factor = a / (a - 1) * (1 - r ** (1 - a)) / (1 - r ** (-a))
+            return {"low": m / factor, "tail": 1 - r ** (-a)}
+        if self.dist == "hyperexp":
+            cv = self.cv if self.cv is not None else 2.0
+            c2 = cv * cv
+            p1 = 0.5 * (1 + math.sqrt((c2 - 1) / (c2 + 1)))
+            return {"p1": p1, "m1": m / (2 * p1), "m2": m / (2 * (1 - p1))}
+        return {"mean": m}
+
+    def largest(self) -> float:
+        """The largest demand drawn with probability above 1e-18 (bounded Pareto: its maximum)."""
+        c = self.constants()
+        if self.dist == "lognormal":
+            return math.exp(c["mu"] + NORMAL_TOP * c["sigma"])
+        if self.dist == "pareto":
+            return c["low"] * self.ratio
+        if self.dist == "hyperexp":
+            return EXP_TOP * max(c["m1"], c["m2"])
+        return self.mean * (EXP_TOP if self.dist == "exponential" else 1.0)
 
 
 class Service(_Model):
@@ -42,7 +89,7 @@ class Service(_Model):
     port: int = Field(80, ge=1, le=65535)
     replicas: int = Field(1, ge=1, le=1_000_000)
     workers: int = Field(1, ge=1, le=1_000_000)
-    queue_limit: int = Field(0, ge=0, description="0 = unbounded")
+    queue_limit: int = Field(0, ge=0, le=INT64_MAX, description="0 = unbounded")
     demand: Demand = Demand()
     placement: list[int] | None = Field(None, description="pinned node per replica; else Swarm spread")
     weight: float = Field(1.0, gt=0, allow_inf_nan=False, description="share of workload.rate")
@@ -80,7 +127,7 @@ class Workload(_Model):
     rho: float | None = Field(None, gt=0, allow_inf_nan=False, description="offered work / capacity of each service")
     rate: float | None = Field(None, gt=0, allow_inf_nan=False, description="total requests per second")
     entry: str | list[float] = Field("uniform", description="uniform | single:K | a weight per node")
-    clients: int = Field(1000, ge=1)
+    clients: int = Field(1000, ge=1, le=INT32_MAX)
     client_dist: Literal["uniform", "zipf"] = "uniform"
     zipf_s: float = Field(1.1, gt=0, allow_inf_nan=False)
     allow_overload: bool = Field(False, description="permit rho >= 1 with unbounded queues")
@@ -98,14 +145,14 @@ class Workload(_Model):
                 k = self.entry.split(":", 1)[1]
                 if not k.isdigit():
                     raise ValueError(f"entry 'single:K' needs a node number K, got {self.entry!r}")
-        elif any(not (w >= 0 and math.isfinite(w)) for w in self.entry) or sum(self.entry) <= 0:
-            raise ValueError("entry weights must be non-negative with a positive sum")
+        elif any(not (w >= 0 and math.isfinite(w)) for w in self.entry) or not 0 < sum(self.entry) < math.inf:
+            raise ValueError("entry weights must be non-negative with a positive finite sum")
         return self
 
 
 class Network(_Model):
-    hop: float = Field(0.0, ge=0, allow_inf_nan=False, description="one-way overlay latency, seconds")
-    jitter: float = Field(0.0, ge=0, allow_inf_nan=False, description="extra one-way delay, uniform on [0, jitter]")
+    hop: float = Field(0.0, ge=0, **_SECONDS, description="one-way overlay latency, seconds")
+    jitter: float = Field(0.0, ge=0, **_SECONDS, description="extra one-way delay, uniform on [0, jitter]")
 
 
 class Balancer(_Model):
@@ -113,7 +160,7 @@ class Balancer(_Model):
     info: str = Field("global", description="global | local | stale:P")
     rr_start: Literal["zero", "random"] = "random"
     unit: Literal["request", "connection"] = Field("request", description="L7: balance every request; L4: balance keep-alive connections")
-    keepalive: float = Field(10.0, ge=1, allow_inf_nan=False, description="mean requests per connection (geometric), unit = connection")
+    keepalive: float = Field(10.0, ge=1, le=1e15, allow_inf_nan=False, description="mean requests per connection (geometric), unit = connection")
 
     @field_validator("info")
     @classmethod
@@ -140,14 +187,14 @@ class Balancer(_Model):
 
 
 class Run(_Model):
-    requests: int | None = Field(None, ge=1)
-    duration: float | None = Field(None, gt=0, allow_inf_nan=False)
+    requests: int | None = Field(None, ge=1, le=INT64_MAX)
+    duration: float | None = Field(None, gt=0, **_SECONDS)
     warmup: float = Field(0.1, ge=0, lt=1, description="fraction of requests (or of duration) excluded")
     seed: int = Field(0, ge=0, lt=2**63)
     chunk: int = Field(65536, ge=1, le=1 << 24, description="arrivals generated per vectorised chunk")
     drain: bool = Field(True, description="finish in-flight requests after the last arrival")
     windows: int = Field(100, ge=0, le=100_000, description="time-series windows over the run (0 = none)")
-    window: float | None = Field(None, gt=0, allow_inf_nan=False, description="time-series window length, seconds (overrides windows)")
+    window: float | None = Field(None, gt=0, **_SECONDS, description="time-series window length, seconds (overrides windows)")
 
     @model_validator(mode="after")
     def _check(self):
@@ -164,12 +211,12 @@ class FaultEvent(_Model):
     `count` live tasks of a service (`service`, name or index; lowest task ids first),
     `node_down` / `node_up` / `node_drain` of a node."""
 
-    at: float = Field(ge=0, allow_inf_nan=False, description="time of the fault, seconds")
+    at: float = Field(ge=0, **_SECONDS, description="time of the fault, seconds")
     kind: Literal["task_crash", "node_down", "node_up", "node_drain"]
     node: int | None = Field(None, ge=0)
     task: int | None = Field(None, ge=0)
     service: str | int | None = None
-    count: int = Field(1, ge=1)
+    count: int = Field(1, ge=1, le=INT64_MAX)
 
     @model_validator(mode="after")
     def _check(self):
@@ -193,8 +240,8 @@ class RandomFaults(_Model):
     the slot has no live task does nothing; the orchestrator recovers it, see `health`)."""
 
     target: Literal["node", "task"]
-    mtbf: float = Field(gt=0, allow_inf_nan=False, description="mean time between failures, seconds")
-    mttr: float | None = Field(None, gt=0, allow_inf_nan=False, description="mean time to repair a node, seconds")
+    mtbf: float = Field(gt=0, **_SECONDS, description="mean time between failures, seconds")
+    mttr: float | None = Field(None, gt=0, **_SECONDS, description="mean time to repair a node, seconds")
     targets: list[int] | None = Field(None, description="node or task ids (default: all)")
 
     @model_validator(mode="after")
@@ -216,16 +263,16 @@ class Faults(_Model):
 
 
 class Health(_Model):
-    task_detect: float = Field(10.0, ge=0, allow_inf_nan=False, description="seconds until a crashed task leaves the tables")
-    node_detect: float = Field(15.0, ge=0, allow_inf_nan=False, description="seconds until a down node is noticed (heartbeat)")
-    restart_delay: float = Field(5.0, ge=0, allow_inf_nan=False, description="seconds from detection to the replacement's start")
-    startup: float = Field(0.0, ge=0, allow_inf_nan=False, description="seconds for a replacement to become healthy")
+    task_detect: float = Field(10.0, ge=0, **_SECONDS, description="seconds until a crashed task leaves the tables")
+    node_detect: float = Field(15.0, ge=0, **_SECONDS, description="seconds until a down node is noticed (heartbeat)")
+    restart_delay: float = Field(5.0, ge=0, **_SECONDS, description="seconds from detection to the replacement's start")
+    startup: float = Field(0.0, ge=0, **_SECONDS, description="seconds for a replacement to become healthy")
 
 
 class Clients(_Model):
     retries: int = Field(0, ge=0, le=100, description="re-sends of a failed or rejected request, at most")
-    backoff: float = Field(0.1, gt=0, allow_inf_nan=False, description="base backoff, seconds: attempt a waits backoff * 2**a * U(0.5, 1)")
-    timeout: float = Field(0.0, ge=0, allow_inf_nan=False, description="a request slower than this counts as timed out (0 = none)")
+    backoff: float = Field(0.1, gt=0, **_SECONDS, description="base backoff, seconds: attempt a waits backoff * 2**a * U(0.5, 1)")
+    timeout: float = Field(0.0, ge=0, **_SECONDS, description="a request slower than this counts as timed out (0 = none)")
 
     @property
     def active(self) -> bool:
@@ -265,6 +312,7 @@ class Scenario(_Model):
         if w.rho is not None and w.rho >= 1 and unbounded and not w.allow_overload:
             raise ValueError(f"workload.rho {w.rho} >= 1 with unbounded queues never reaches steady state; "
                              "lower rho, set a queue_limit, or set workload.allow_overload = true")
+        self._check_limits()
         n_tasks = sum(s.replicas for s in self.services)
         names = [s.name for s in self.services]
         for i, ev in enumerate(self.faults.events):
@@ -283,6 +331,34 @@ class Scenario(_Model):
                 if not 0 <= t < top:
                     raise ValueError(f"faults.random.{i}.targets {rf.target} {t} does not exist; {rf.target}s are 0..{top - 1}")
         return self
+
+    def _check_limits(self):
+        """Sizes the engine stores in int32 (task ids, worker slots, entries of its arrays) and
+        sums that must stay finite."""
+        n_tasks = sum(s.replicas for s in self.services)
+        workers = sum(s.replicas * s.workers for s in self.services)
+        sizes = [("services", "replicas summed over services", n_tasks, "fewer replicas"),
+                 ("services", "replicas x workers summed over services", workers, "fewer replicas or workers")]
+        if self.balancer.mode == "per_node":
+            sizes.append(("cluster.nodes", "per-node balancers x tasks", self.cluster.nodes * n_tasks,
+                          "fewer nodes or replicas, or balancer.mode = central"))
+        if self.balancer.unit == "connection":
+            sizes.append(("workload.clients", "clients x services (connections)", self.workload.clients * len(self.services),
+                          "fewer clients"))
+        for key, what, n, fix in sizes:
+            if n > INT32_MAX:
+                raise ValueError(f"{key} {what} = {n:,} exceeds the engine's limit of {INT32_MAX:,} (int32); use {fix}")
+        if not math.isfinite(sum(s.weight for s in self.services)):
+            raise ValueError("services the weights' sum overflows; scale the weights down")
+        slowest = min(self.cluster.speeds) if self.cluster.speeds is not None else 1.0
+        for i, s in enumerate(self.services):
+            top = s.demand.largest() / slowest
+            if not top <= MAX_SECONDS:
+                raise ValueError(f"services.{i}.demand: its largest draw at the slowest node speed ({slowest:g}) takes "
+                                 f"{top:.6g} s, beyond 2**40 s; lower the demand or raise cluster.speeds")
+        if self.clients.retries and self.clients.backoff * 2.0**self.clients.retries > MAX_SECONDS:
+            raise ValueError(f"clients.backoff {self.clients.backoff:g} x 2**retries ({self.clients.retries}) exceeds 2**40 s; "
+                             "lower clients.backoff or clients.retries")
 
     @property
     def n_requests(self) -> int | None:
@@ -405,9 +481,19 @@ def _fields_at(loc) -> set[str]:
     return set(model.model_fields)
 
 
+def _field_loc(loc) -> list:
+    """The location without pydantic's union-member tags (the "str" of workload.entry.str)."""
+    out = []
+    for part in loc:
+        if isinstance(part, str) and out and not _fields_at(out):
+            continue        # a name below a plain value: a union member's tag
+        out.append(part)
+    return out
+
+
 def _format_validation(err: ValidationError, source: str) -> str:
     e = err.errors()[0]
-    loc = ".".join(str(p) for p in e["loc"])
+    loc = ".".join(str(p) for p in _field_loc(e["loc"]))
     msg = e["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]

@@ -24,6 +24,7 @@ from .cluster import ClusterState, build_cluster
 from .errors import StrategyError, UserError
 from .faults import build_schedule, recovery
 from .identity import run_identity
+from .limits import INT32_MAX, check_result, check_run, time_windows
 from .scenario import Scenario, load_scenario
 from .strategy import Strategy, compiled_kernel, resolve
 from .workload import Workload
@@ -127,15 +128,7 @@ class _Run:
         info = {"global": E.INFO_GLOBAL, "local": E.INFO_LOCAL, "stale": E.INFO_STALE}[sc.balancer.info_kind]
         self.param_values = np.array([params[p.name] for p in spec.params], dtype=np.float64)
         self.trace = trace
-        # The run's horizon (time-series windows, random fault schedules): run.duration, else the
-        # trace's last arrival, else the expected time of run.requests arrivals.
-        if sc.run.duration is not None:
-            horizon = sc.run.duration
-        elif self.workload.trace is not None:
-            horizon = max(float(self.workload.trace.time[n_req - 1]), 1e-9)
-        else:
-            horizon = n_req / self.workload.rate
-        self.horizon = horizon
+        self.horizon = horizon = check_run(sc, cl, self.workload, n_req)
         self.schedule = build_schedule(sc, T, horizon, seed)
         fkey = rngmod.stream(seed, rngmod.FAULTS, 1 << 20).integers(0, 2**62, size=2)
         h, cli = sc.health, sc.clients
@@ -195,11 +188,7 @@ class _Run:
             rt_key=np.full(cap + E.HEAP_PAD, np.inf), rt_slot=np.zeros(cap + E.HEAP_PAD, dtype=np.int32),
         )
         n_trace = n_req if (trace and n_req is not None) else 0
-        if sc.run.window or sc.run.windows:
-            self.ts_window = float(sc.run.window) if sc.run.window else horizon / sc.run.windows
-            self.ts_n = int(min(math.ceil(horizon * 1.05 / self.ts_window) + 1, 1_000_000))
-        else:
-            self.ts_window, self.ts_n = 1.0, 0
+        self.ts_window, self.ts_n = time_windows(sc, horizon)
         self.cfg_kw.update(ts_window=self.ts_window, ts_inv=1.0 / self.ts_window, ts_n=np.int64(self.ts_n))
         if trace and n_req is None:
             raise UserError("trace needs run.requests (a duration-bounded run has no fixed length)")
@@ -239,7 +228,10 @@ class _Run:
         in_use = cap - int(st.ctr[E.FREE_N])
         if in_use + extra <= cap:
             return
-        new = max(2 * cap, in_use + extra)
+        if in_use + extra > INT32_MAX:
+            raise UserError(f"{in_use + extra:,} requests in flight exceed the engine's {INT32_MAX:,} slots (int32); "
+                            "the run is overloaded: lower the load or set a queue_limit")
+        new = min(max(2 * cap, in_use + extra), INT32_MAX)
 
         def grow(a, pad=0, fill=0):
             b = np.full(new + pad, fill, dtype=a.dtype)
@@ -322,7 +314,11 @@ def simulate(scenario, strategy: str | Strategy = "round_robin", params: dict | 
     if chunk < 1:
         raise UserError(f"chunk must be >= 1, got {chunk}")
     wall0 = time.perf_counter()
-    run = _Run(sc, spec, pvals, seed, trace, force_heap)
+    try:
+        run = _Run(sc, spec, pvals, seed, trace, force_heap)
+    except MemoryError:
+        raise UserError(f"scenario {sc.name!r} needs more memory than is available (nodes x tasks, clients, "
+                        "windows, or requests when tracing); make the run smaller") from None
     cfg = run.config()
     empty = E.Arrivals(np.empty(0), np.empty(0, np.int32), np.empty(0), np.empty(0, np.int32), np.empty(0, np.int64), np.empty(0))
     t_compile = time.perf_counter()
@@ -478,6 +474,7 @@ def _result(run: _Run, spec: Strategy, pvals: dict, seed: int, wall: float, trac
         "schema_version": SCHEMA_VERSION,
     }
     row["stable"], unstable_why = _stability(run, util)
+    check_result(row, hist, window)
     summary = pl.DataFrame([row], schema=SUMMARY_SCHEMA)
     tasks = pl.DataFrame({
         "run_id": [row["run_id"]] * cl.n_tasks,

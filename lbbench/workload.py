@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from . import rng as rngmod
+from .errors import UserError
+from .limits import MAX_SECONDS
 from .cluster import ClusterState
 from .scenario import Demand, Scenario
 
@@ -40,25 +42,8 @@ class DemandSampler:
         self.d = d
         self.values = rngmod.stream(seed, rngmod.DEMAND, service, 0)
         self.branch = rngmod.stream(seed, rngmod.DEMAND, service, 1)
-        m = d.mean
-        if d.dist == "lognormal":
-            cv = d.cv if d.cv is not None else 1.0
-            self.sigma = math.sqrt(math.log1p(cv * cv))
-            self.mu = math.log(m) - self.sigma**2 / 2
-        elif d.dist == "pareto":
-            a, r = d.alpha, d.ratio
-            if abs(a - 1.0) < 1e-12:
-                factor = math.log(r) / (1 - 1 / r)
-            else:
-                factor = a / (a - 1) * (1 - r ** (1 - a)) / (1 - r ** (-a))
-            self.low = m / factor
-            self.tail = 1 - r ** (-a)
-        elif d.dist == "hyperexp":
-            cv = d.cv if d.cv is not None else 2.0
-            c2 = cv * cv
-            self.p1 = 0.5 * (1 + math.sqrt((c2 - 1) / (c2 + 1)))
-            self.m1 = m / (2 * self.p1)
-            self.m2 = m / (2 * (1 - self.p1))
+        for name, value in d.constants().items():
+            setattr(self, name, value)
 
     def draw(self, n: int) -> np.ndarray:
         d = self.d
@@ -101,15 +86,16 @@ class TraceReader:
 
     Columns: `time` (seconds, non-decreasing, >= 0) required; `service` (index or name),
     `demand` (seconds at speed 1.0, > 0), `client` (integer id), `entry` (node) optional.
-    Missing optional columns are drawn from the scenario's distributions.
+    Missing optional columns are drawn from the scenario's distributions. Times and demands are
+    finite numbers within 2**40 s (dates and durations are refused: convert them to seconds),
+    ids are integers in range, and no cell is empty.
     """
 
     OPTIONAL = ("service", "demand", "client", "entry")
 
     def __init__(self, path: str, sc: Scenario):
-        import polars as pl
+        import polars as pl     # here: a sweep's fork server imports this module and must stay single-threaded
 
-        from .errors import UserError
         p = Path(path)
         where = f"workload.trace {path!r}"
         if not p.is_file():
@@ -133,44 +119,66 @@ class TraceReader:
             raise UserError(f"{where} cannot be read ({first[:160]}); check that it is a complete Parquet/CSV file") from None
         if df.height == 0:
             raise UserError(f"{where} has no rows")
-        try:
-            t = df["time"].cast(pl.Float64).to_numpy()
-        except Exception:
-            raise UserError(f"{where}: column 'time' must be numeric seconds") from None
-        if not np.all(np.isfinite(t)) or t[0] < 0 or np.any(np.diff(t) < 0):
-            raise UserError(f"{where}: column 'time' must be finite, >= 0 and sorted ascending")
+        self.where = where
+        t = self._seconds(df, "time", positive=False)
+        if t[0] < 0 or np.any(np.diff(t) < 0):
+            raise UserError(f"{where}: column 'time' must be >= 0 and sorted ascending; sort the trace by time")
         self.time = t
         self.cols = {}
         names = [svc.name for svc in sc.services]
         if "service" in df.columns:
-            col = df["service"]
+            col = self._column(df, "service")
             if col.dtype == pl.String:
                 lookup = {n: i for i, n in enumerate(names)}
                 bad = [v for v in col.unique().to_list() if v not in lookup]
                 if bad:
                     raise UserError(f"{where}: service {bad[0]!r} is not a service of the scenario ({', '.join(names)})")
-                svc = np.array([lookup[v] for v in col.to_list()], dtype=np.int32)
+                self.cols["service"] = np.array([lookup[v] for v in col.to_list()], dtype=np.int32)
             else:
-                svc = col.cast(pl.Int64, strict=False).to_numpy()
-                if np.any((svc < 0) | (svc >= len(names))):
-                    raise UserError(f"{where}: service indices must be 0..{len(names) - 1}")
-            self.cols["service"] = svc.astype(np.int32)
+                self.cols["service"] = self._ids(df, "service", len(names), "give service indices or names").astype(np.int32)
         if "demand" in df.columns:
-            d = df["demand"].cast(pl.Float64, strict=False).to_numpy()
-            if not np.all(np.isfinite(d) & (d > 0)):
-                raise UserError(f"{where}: column 'demand' must be positive seconds")
-            self.cols["demand"] = d
+            self.cols["demand"] = self._seconds(df, "demand", positive=True)
         if "client" in df.columns:
-            c = df["client"].cast(pl.Int64, strict=False).to_numpy()
-            if np.any(c < 0) or np.any(c >= sc.workload.clients):
-                raise UserError(f"{where}: client ids must be 0..workload.clients-1 ({sc.workload.clients - 1}); raise workload.clients")
-            self.cols["client"] = c
+            self.cols["client"] = self._ids(df, "client", sc.workload.clients, "raise workload.clients")
         if "entry" in df.columns:
-            e = df["entry"].cast(pl.Int64, strict=False).to_numpy()
-            if np.any((e < 0) | (e >= sc.cluster.nodes)):
-                raise UserError(f"{where}: entry nodes must be 0..{sc.cluster.nodes - 1}")
-            self.cols["entry"] = e.astype(np.int32)
+            self.cols["entry"] = self._ids(df, "entry", sc.cluster.nodes, "give existing nodes").astype(np.int32)
         self.pos = 0
+
+    def _column(self, df, name: str):
+        """A column without empty cells or date/time values (one line naming it otherwise)."""
+        col = df[name]
+        if col.null_count():
+            raise UserError(f"{self.where}: column {name!r} has {col.null_count():,} empty cells (the first in data row "
+                            f"{int(col.is_null().arg_max()) + 1}); fill them or drop those rows")
+        if col.dtype.is_temporal():
+            raise UserError(f"{self.where}: column {name!r} holds {col.dtype} values, not seconds; convert them to "
+                            "seconds (numbers) from the start of the trace")
+        return col
+
+    def _seconds(self, df, name: str, positive: bool) -> np.ndarray:
+        """A column of seconds: numbers, finite, within 2**40 s (and > 0 if `positive`)."""
+        col = self._column(df, name)
+        if not col.dtype.is_numeric():
+            raise UserError(f"{self.where}: column {name!r} holds {col.dtype} values, not seconds; write seconds as "
+                            "numbers (convert dates and times to seconds from the start of the trace)")
+        x = col.to_numpy().astype(np.float64)
+        bad = ~(np.isfinite(x) & (x >= 0) & (x <= MAX_SECONDS)) | ((x <= 0) if positive else False)
+        if bad.any():
+            i = int(np.argmax(bad))
+            need = "positive" if positive else "non-negative"
+            raise UserError(f"{self.where}: column {name!r} has {float(x[i])!r} in data row {i + 1}; give {need} finite "
+                            f"seconds of at most 2**40")
+        return x
+
+    def _ids(self, df, name: str, top: int, fix: str) -> np.ndarray:
+        """A column of integer ids in 0..top-1."""
+        col = self._column(df, name)
+        if not col.dtype.is_integer():
+            raise UserError(f"{self.where}: column {name!r} holds {col.dtype} values; write whole-number ids 0..{top - 1}")
+        lo, hi = col.min(), col.max()
+        if lo < 0 or hi >= top:
+            raise UserError(f"{self.where}: column {name!r} has id {lo if lo < 0 else hi}, outside 0..{top - 1}; {fix}")
+        return col.to_numpy().astype(np.int64)
 
     def __len__(self) -> int:
         return len(self.time)
@@ -206,7 +214,8 @@ class Workload:
         else:
             self.rates = service_rates(sc, cl)
             self.rate = float(self.rates.sum())
-        self.service_cdf = np.cumsum(self.rates / self.rate)
+        with np.errstate(invalid="ignore", divide="ignore"):     # a rate of 0 or inf: refused by limits.check_run
+            self.service_cdf = np.cumsum(self.rates / self.rate)
         self.service_cdf[-1] = 1.0
         self.gaps = rngmod.stream(seed, rngmod.GAPS)
         self.service_rng = rngmod.stream(seed, rngmod.SERVICE)
@@ -253,6 +262,7 @@ class Workload:
             self.now = float(t[-1])
         service = self._draw_services(n)
         demand = self._draw_demands(service)
+        self._check_finite(t, demand, service)
         entry = self._draw_entries(n)
         c = Chunk(self.next_index, t, service, demand, entry, self._draw_clients(n), self._draw_jitter(n))
         self.next_index += n
@@ -293,6 +303,17 @@ class Workload:
             demand[m] = self.demand[s].draw(int(m.sum()))
         return demand
 
+    def _check_finite(self, t: np.ndarray, demand: np.ndarray, service: np.ndarray) -> None:
+        """Fail the run at a non-finite arrival time or demand (one sum per chunk: NaN or inf
+        in any term makes it non-finite; the times are sorted, so the last one tells)."""
+        if len(t) and not math.isfinite(demand.sum()):
+            i = int(np.argmax(~np.isfinite(demand)))
+            raise UserError(f"services.{int(service[i])}.demand drew {demand[i]} for request {self.next_index + i:,}; "
+                            "its parameters overflow, change them")
+        if len(t) and not math.isfinite(t[-1]):
+            raise UserError(f"arrival times overflow to {t[-1]} by request {self.next_index + len(t) - 1:,}; "
+                            "scale workload.rate or workload.rho to the demands")
+
     def _trace_chunk(self, n: int) -> Chunk:
         tr = self.trace
         a, b = tr.pos, min(tr.pos + n, len(tr))
@@ -300,7 +321,11 @@ class Workload:
         m = b - a
         t = tr.time[a:b]
         service = tr.cols["service"][a:b] if "service" in tr.cols else self._draw_services(m)
-        demand = tr.cols["demand"][a:b] if "demand" in tr.cols else self._draw_demands(service)
+        if "demand" in tr.cols:
+            demand = tr.cols["demand"][a:b]
+        else:
+            demand = self._draw_demands(service)
+            self._check_finite(t, demand, service)
         entry = tr.cols["entry"][a:b] if "entry" in tr.cols else self._draw_entries(m)
         client = tr.cols["client"][a:b] if "client" in tr.cols and self.need_client else self._draw_clients(m)
         c = Chunk(self.next_index, np.ascontiguousarray(t), service, demand, entry, client, self._draw_jitter(m))

@@ -267,7 +267,9 @@ def test_a_trace_path_is_relative_to_the_file_that_names_it(tmp_path, capsys, mo
     data = tmp_path / "data"
     data.mkdir()
     (data / "t.csv").write_text("time\n" + "".join(f"{i * 0.01}\n" for i in range(1, 400)))
-    (data / "sc.toml").write_text('name = "traced"\n[workload]\ntrace = "t.csv"\n[run]\nrequests = 300\n')
+    # 100 requests a second on one task of mean demand 1 ms: utilisation 0.1
+    (data / "sc.toml").write_text('name = "traced"\n[workload]\ntrace = "t.csv"\n[run]\nrequests = 300\n'
+                                  '[[services]]\n[services.demand]\nmean = 0.001\n')
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
