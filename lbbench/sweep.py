@@ -338,12 +338,12 @@ def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, resu
     if workers is None:
         workers = os.cpu_count() or 1
     if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
-        raise UserError(f"--workers must be a whole number from 1 to {MAX_WORKERS}, got {workers!r}")
+        raise UserError(f"--workers must be a whole number from 1 to {MAX_WORKERS} (4 per CPU), got {workers!r}")
     if executor not in ("local", "dask"):
         raise UserError(f"--executor must be local or dask, not {executor!r}")
     if timeout is not None:
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not (0 < timeout < math.inf):
-            raise UserError(f"--timeout must be a number of seconds > 0, got {timeout!r}")
+            raise UserError(f"--timeout must be a finite number of seconds > 0, got {timeout!r}")
         if executor != "local":
             raise UserError("--timeout needs --executor local (a Dask run cannot be stopped on its worker)")
     if executor == "dask":
