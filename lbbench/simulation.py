@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import queue
 import signal
 import sys
 import threading
@@ -335,7 +334,14 @@ def simulate(scenario, strategy: str | Strategy = "round_robin", params: dict | 
     except Exception as exc:        # a plugin numba cannot compile
         raise _raised(spec, exc) from exc
     wall0 += time.perf_counter() - t_compile
-    kernel = _Interruptible.wrap(kernel)
+    return _interruptible(lambda stop: _run_chunks(run, spec, pvals, seed, trace, chunk, progress, prefetch, cfg,
+                                                   kernel, empty, wall0, stop))
+
+
+def _run_chunks(run: _Run, spec: Strategy, pvals: dict, seed: int, trace: bool, chunk: int, progress: bool,
+                prefetch: bool | None, cfg, kernel, empty, wall0: float, stop) -> Result | None:
+    """The chunks of a run through the kernel (until `stop` is set, if given), then its result."""
+    sc = run.sc
     n_req = run.n_req
     duration = sc.run.duration
     bar = _progress(n_req, duration) if progress else None
@@ -347,6 +353,8 @@ def simulate(scenario, strategy: str | Strategy = "round_robin", params: dict | 
     pending = None          # the next chunk, being drawn there
     try:
         while True:
+            if stop is not None and stop.is_set():
+                return None
             if n_req is not None:
                 m = min(chunk, n_req - done)
                 if m <= 0:
@@ -394,68 +402,45 @@ def simulate(scenario, strategy: str | Strategy = "round_robin", params: dict | 
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)     # no thread outlives the run
-        if isinstance(kernel, _Interruptible):
-            kernel.close()
         if bar is not None:
             bar.close()
     wall = time.perf_counter() - wall0
     return _result(run, spec, pvals, seed, wall, trace)
 
 
-class _Interruptible:
-    """Calls the kernel on a helper thread while the calling thread waits, so that Ctrl-C stops
-    a run: Python runs a signal's handler in the main thread between bytecodes, and the kernel
-    (compiled, without the GIL) returns to Python only when its chunk is done, which a plugin's
-    endless loop never is. Interrupted, the call is abandoned, still running on its daemon
-    thread (the command line then leaves with os._exit)."""
+def _interruptible(loop):
+    """loop(stop) on a helper thread while this thread waits, where this is the main thread and
+    Python handles SIGINT, so that Ctrl-C stops a run: Python runs a signal's handler in the
+    main thread between bytecodes, and the compiled kernel returns to Python only when its
+    chunk is done, which a plugin's endless loop never is. Interrupted, the loop is told to stop
+    at its next chunk (a plugin's endless loop goes on, on its daemon thread: the command line
+    leaves with os._exit). Elsewhere (a sweep's worker ignores SIGINT and is stopped by the
+    sweep), loop(None) here."""
+    if threading.current_thread() is not threading.main_thread() or not callable(signal.getsignal(signal.SIGINT)):
+        return loop(None)
+    stop, done, box = threading.Event(), threading.Event(), {}
 
-    @classmethod
-    def wrap(cls, kernel):
-        """The kernel, called through a helper where a signal's handler waits for this thread
-        (the main thread, with Python handling SIGINT); else itself (a sweep's worker ignores
-        SIGINT and is stopped by the sweep)."""
-        if threading.current_thread() is threading.main_thread() and callable(signal.getsignal(signal.SIGINT)):
-            return cls(kernel)
-        return kernel
-
-    def __init__(self, kernel):
-        self.kernel = kernel
-        self.calls = queue.SimpleQueue()
-        self.thread = None
-        self.abandoned = False
-
-    def __call__(self, *args):
-        if self.thread is None:
-            self.thread = threading.Thread(target=self._serve, name="lbbench-kernel", daemon=True)
-            self.thread.start()
-        done, box = threading.Event(), {}
-        self.calls.put((args, box, done))
+    def target():
         try:
-            # woken ten times a second: a signal that another of the process's threads took
-            # (polars' and numba's included) has its handler run when this thread runs Python
-            while not done.wait(0.1):
-                pass
-        except BaseException:
-            self.abandoned = True
-            raise
-        if "error" in box:
-            raise box["error"]
-        return box["result"]
-
-    def _serve(self):
-        while (call := self.calls.get()) is not None:
-            args, box, done = call
-            try:
-                box["result"] = self.kernel(*args)
-            except BaseException as exc:
-                box["error"] = exc
+            box["result"] = loop(stop)
+        except BaseException as exc:
+            box["error"] = exc
+        finally:
             done.set()
-
-    def close(self):
-        if self.thread is not None:
-            self.calls.put(None)
-            if not self.abandoned:
-                self.thread.join()
+    thread = threading.Thread(target=target, name="lbbench-run", daemon=True)
+    thread.start()
+    try:
+        # woken ten times a second: a signal that another of the process's threads took
+        # (polars' and numba's included) has its handler run when this thread runs Python
+        while not done.wait(0.1):
+            pass
+    except BaseException:
+        stop.set()
+        raise
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
 
 
 def _raised(spec: Strategy, exc: Exception) -> StrategyError:
