@@ -17,7 +17,7 @@ finds, in plain words:
   (the engine then does not track loads and reports zeros), and one declaring
   `reads_client=False` must not decide on `view.client` (the engine passes -1).
 
-A plugin stuck in an endless loop hangs the check (numba code cannot be interrupted).
+A plugin stuck in an endless loop hangs the check until Ctrl-C, which stops it (see simulate).
 A bad reference (unknown name, missing file, file that fails to import) or bad parameter
 values raise `UserError` instead: that is the caller's input, not the plugin's fault.
 """

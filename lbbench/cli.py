@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -173,9 +174,10 @@ def run(scenario, strategy, param, sets, requests, duration, seed, out, no_write
 @click.option("--dry-run", is_flag=True, help="print the grid size and first rows, run nothing")
 @click.option("--report/--no-report", "with_report", default=False, help="write the report when done")
 @click.option("--yes", is_flag=True, help="run a grid of more than 10,000 runs")
-def sweep(sweep_file, out, workers, resume, executor, scheduler, dry_run, with_report, yes):
+@click.option("--timeout", type=float, help="seconds a run may take; past them it is stopped and recorded as failed")
+def sweep(sweep_file, out, workers, resume, executor, scheduler, dry_run, with_report, yes, timeout):
     """Run every point of a sweep file's grid, in parallel, resumably."""
-    if executor == "local" and not dry_run and (workers or os.cpu_count() or 1) > 1:
+    if executor == "local" and not dry_run:
         from .pool import prepare
         prepare()           # the compiled side, for the workers to be forked from this process
     from .store import safe_name
@@ -189,7 +191,8 @@ def sweep(sweep_file, out, workers, resume, executor, scheduler, dry_run, with_r
             click.echo(grid_table(sw))
         return
     t0 = time.perf_counter()
-    manifest = run_sweep(sw, out_dir, workers=workers, resume=resume, executor=executor, scheduler=scheduler)
+    manifest = run_sweep(sw, out_dir, workers=workers, resume=resume, executor=executor, scheduler=scheduler,
+                         timeout=timeout)
     dt = time.perf_counter() - t0
     click.echo(f"sweep {sw.name}: {manifest['completed']}/{manifest['grid_size']} runs ok, "
                f"{manifest['failed']} failed, {dt:.1f} s -> {out_dir}")
@@ -228,8 +231,21 @@ def validate(quick):
         sys.exit(1)
 
 
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM, raised in the main thread; BaseException, like KeyboardInterrupt, so
+    that no `except Exception` takes it for a failed run."""
+
+
+def _interrupted(signum, frame):
+    raise Interrupted(signum)
+
+
 def main(argv=None):
     """Console entry point: one-line errors, exit 2 for bad input, never a traceback."""
+    if argv is None:
+        # Ctrl-C and SIGTERM stop any command: "lbbench: error: interrupted", exit 128 + signal
+        signal.signal(signal.SIGINT, _interrupted)
+        signal.signal(signal.SIGTERM, _interrupted)
     try:
         _dispatch(argv)
         code = 0
@@ -264,6 +280,8 @@ def _dispatch(argv):
         _fail("interrupted", 130)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
+    except Interrupted as exc:
+        _fail("interrupted" if exc.args[0] == signal.SIGINT else "terminated", 128 + exc.args[0])
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except BrokenPipeError:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -330,6 +332,14 @@ def simulate(scenario, strategy: str | Strategy = "round_robin", params: dict | 
     except Exception as exc:        # a plugin numba cannot compile
         raise _raised(spec, exc) from exc
     wall0 += time.perf_counter() - t_compile
+    return _interruptible(lambda stop: _run_chunks(run, spec, pvals, seed, trace, chunk, progress, prefetch, cfg,
+                                                   kernel, empty, wall0, stop))
+
+
+def _run_chunks(run: _Run, spec: Strategy, pvals: dict, seed: int, trace: bool, chunk: int, progress: bool,
+                prefetch: bool | None, cfg, kernel, empty, wall0: float, stop) -> Result | None:
+    """The chunks of a run through the kernel (until `stop` is set, if given), then its result."""
+    sc = run.sc
     n_req = run.n_req
     duration = sc.run.duration
     bar = _progress(n_req, duration) if progress else None
@@ -341,6 +351,8 @@ def simulate(scenario, strategy: str | Strategy = "round_robin", params: dict | 
     pending = None          # the next chunk, being drawn there
     try:
         while True:
+            if stop is not None and stop.is_set():
+                return None
             if n_req is not None:
                 m = min(chunk, n_req - done)
                 if m <= 0:
@@ -392,6 +404,41 @@ def simulate(scenario, strategy: str | Strategy = "round_robin", params: dict | 
             bar.close()
     wall = time.perf_counter() - wall0
     return _result(run, spec, pvals, seed, wall, trace)
+
+
+def _interruptible(loop):
+    """loop(stop) on a helper thread while this thread waits, where this is the main thread and
+    Python handles SIGINT, so that Ctrl-C stops a run: Python runs a signal's handler in the
+    main thread between bytecodes, and the compiled kernel returns to Python only when its
+    chunk is done, which a plugin's endless loop never is. Interrupted, the loop is told to stop
+    at its next chunk (a plugin's endless loop goes on, on its daemon thread: the command line
+    leaves with os._exit). Elsewhere (a sweep's worker ignores SIGINT and is stopped by the
+    sweep), loop(None) here."""
+    if threading.current_thread() is not threading.main_thread() or not callable(signal.getsignal(signal.SIGINT)):
+        return loop(None)
+    stop, done, box = threading.Event(), threading.Event(), {}
+
+    def target():
+        try:
+            box["result"] = loop(stop)
+        except BaseException as exc:
+            box["error"] = exc
+        finally:
+            done.set()
+    thread = threading.Thread(target=target, name="lbbench-run", daemon=True)
+    thread.start()
+    try:
+        # woken ten times a second: a signal that another of the process's threads took
+        # (polars' and numba's included) has its handler run when this thread runs Python
+        while not done.wait(0.1):
+            pass
+    except BaseException:
+        stop.set()
+        raise
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
 
 
 def _raised(spec: Strategy, exc: Exception) -> StrategyError:

@@ -160,6 +160,12 @@ def set_aside(out: Path, files: list[Path]) -> Path:
     return dest_root
 
 
+def remove_parts(out: Path, part: str) -> None:
+    """Remove a part's file from every table (what a writer that died may have left)."""
+    for name in TABLES:
+        (out / name / f"{part}.parquet").unlink(missing_ok=True)
+
+
 def scan(out: str | Path, table: str = "runs") -> pl.LazyFrame:
     p = Path(out) / table
     if not p.is_dir() or not any(p.glob("*.parquet")):

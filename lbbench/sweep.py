@@ -34,8 +34,9 @@ so a run exists exactly when its `runs/` part does. A sweep holds its folder's l
 writes; `--resume` runs the grid points whose part is missing, failed or unreadable, and sets
 aside the parts of runs that are no point of the grid (see `_sort_out`).
 
-Executors: in this process (1 worker); a local pool (`pool.py`: workers forked from a process
-that has numba loaded; `RunQueue` hands them the runs); Dask (a local cluster or a scheduler).
+Executors: local worker processes (`pool.py`: forked from a process that has numba loaded;
+`RunQueue` hands them the runs; a worker that dies or runs past `--timeout` costs its run only,
+recorded as failed); Dask (a local cluster or a scheduler).
 """
 from __future__ import annotations
 
@@ -441,18 +442,29 @@ class RunQueue:
         self.ready.add(run.strategy)
 
 
+# local workers beyond the CPUs only wait for them; far beyond, they exhaust memory
+MAX_WORKERS = 4 * (os.cpu_count() or 1)
+
+
 def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, resume: bool = False,
-              executor: str = "local", scheduler: str | None = None, progress: bool = True) -> dict:
-    """Run every missing run of `sweep` into `out`; returns the manifest."""
+              executor: str = "local", scheduler: str | None = None, progress: bool = True,
+              timeout: float | None = None) -> dict:
+    """Run every missing run of `sweep` into `out`; returns the manifest. `timeout`: seconds a
+    run may take (local executor), after which it is stopped and recorded as failed."""
     from .store import FolderLock, prepare_out
 
     out = Path(out)
     if workers is None:
         workers = os.cpu_count() or 1
-    if workers < 1:
-        raise UserError(f"--workers must be >= 1, got {workers}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
+        raise UserError(f"--workers must be a whole number from 1 to {MAX_WORKERS} (4 per CPU), got {workers!r}")
     if executor not in ("local", "dask"):
         raise UserError(f"--executor must be local or dask, not {executor!r}")
+    if timeout is not None:
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not (0 < timeout < math.inf):
+            raise UserError(f"--timeout must be a finite number of seconds > 0, got {timeout!r}")
+        if executor != "local":
+            raise UserError("--timeout needs --executor local (a Dask run cannot be stopped on its worker)")
     if executor == "dask":
         try:
             import distributed  # noqa: F401
@@ -463,15 +475,15 @@ def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, resu
     pool = None
     try:
         _check_out(out, sweep, resume)
-        if executor == "local" and workers > 1 and len(sweep.runs) > 1:
+        if executor == "local":
             # before polars or the progress bar start threads here: the workers may be forked from
             # this process (pool.py)
-            from .pool import executor as local_pool
-            pool = local_pool(min(workers, len(sweep.runs)))
+            from .pool import Workers
+            pool = Workers(min(workers, len(sweep.runs)), timeout=timeout)
         return _run(sweep, out, workers, resume, executor, scheduler, progress, pool)
     finally:
         if pool is not None:
-            pool.shutdown(cancel_futures=True)
+            pool.close()
         lock.release()
 
 
@@ -518,11 +530,8 @@ def _run(sweep, out, workers, resume, executor, scheduler, progress, pool) -> di
             pass
         elif executor == "dask":
             _run_dask(todo, record, workers, scheduler)
-        elif pool is None:
-            for r in todo:
-                record(r, execute(r, str(out)))
         else:
-            _run_pool(pool, min(workers, len(todo)), todo, record, out)
+            _run_pool(pool, todo, record, out)
         complete = True
     finally:
         if bar is not None:
@@ -532,27 +541,37 @@ def _run(sweep, out, workers, resume, executor, scheduler, progress, pool) -> di
     return manifest
 
 
-def _run_pool(pool, workers, todo, record, out):
-    from concurrent.futures import FIRST_COMPLETED, wait
+def _run_pool(pool, todo, record, out):
+    """The runs on the local workers, in `RunQueue` order. A run whose worker died or ran past
+    the time limit is recorded as failed, without the parts it may have begun to write.
+    Interrupted, the workers are killed before the caller writes the manifest."""
+    from .store import remove_parts
 
     queue = RunQueue(todo)
     running = {}
 
     def fill():
-        while len(running) < workers:
+        while pool.idle:
             r = queue.next()
             if r is None:
                 return
-            running[pool.submit(execute, r, str(out))] = r   # the worker writes the parts
-    fill()
-    while running:
-        done, _ = wait(running, return_when=FIRST_COMPLETED)
-        finished = [(running.pop(f), f) for f in done]
-        for r, _f in finished:
-            queue.finished(r)
-        fill()              # the workers go on while this process records the results
-        for r, f in finished:
-            record(r, f.result())
+            pool.submit(r.run_hash, execute, r, str(out))    # the worker writes the parts
+            running[r.run_hash] = r
+    try:
+        fill()
+        while running:
+            finished = [(running.pop(key), result, error) for key, result, error in pool.results()]
+            for r, _result, _error in finished:
+                queue.finished(r)
+            fill()              # the workers go on while this process records the results
+            for r, result, error in finished:
+                if error is not None:
+                    remove_parts(out, r.run_hash)
+                    result = {"run_hash": r.run_hash, "ok": False, "error": error}
+                record(r, result)
+    except BaseException:
+        pool.close(kill=True)
+        raise
 
 
 def _run_dask(todo, record, workers, scheduler):
@@ -568,7 +587,12 @@ def _run_dask(todo, record, workers, scheduler):
         for r in todo:
             futures[client.submit(execute, r, pure=False, key=f"lbbench-{r.run_hash}")] = r
         for fut in as_completed(list(futures)):
-            record(futures[fut], fut.result())
+            try:
+                result = fut.result()
+            except Exception as exc:    # the run's workers died (KilledWorker), or it was lost
+                msg = f"worker lost: {exc.__class__.__name__}: {exc}".splitlines()[0]
+                result = {"run_hash": futures[fut].run_hash, "ok": False, "error": msg}
+            record(futures[fut], result)
     finally:
         client.close()
         if cluster is not None:

@@ -113,8 +113,9 @@ def test_local_pool_and_serial_give_identical_rows(tmp_path):
 def test_a_process_with_threads_forks_its_workers_from_a_single_threaded_server_with_numba_loaded():
     from lbbench import pool
     assert not pool.single_threaded()          # this test process: polars' threads
-    with pool.executor(1) as ex:
-        server = ex.submit(os.getppid).result()
+    with pool.Workers(1) as ws:
+        ws.submit("ppid", os.getppid)
+        [(_, server, _)] = ws.results()
     assert server != os.getpid()
     status = Path(f"/proc/{server}/status").read_text()
     assert "Threads:\t1\n" in status          # a fork keeps one thread: no other may hold a lock
@@ -128,14 +129,17 @@ from pathlib import Path
 from lbbench import pool
 pool.prepare()
 alone = pool.single_threaded()
-ex = pool.executor(2)
-parents = {ex.submit(os.getppid).result() for _ in range(8)}
-worker = ex.submit(os.getpid).result()
+ws = pool.Workers(2)
+ws.submit(0, os.getppid)
+ws.submit(1, os.getppid)
+parents = {r for _ in range(2) for _, r, _ in ws.results()}
+ws.submit(0, os.getpid)
+[(_, worker, _)] = ws.results()
 maps = Path(f"/proc/{worker}/maps").read_text()
 import polars  # starts threads: a pool made from here on must come from the fork server
-print(alone, ex._mp_context.get_start_method(), parents == {os.getpid()}, "llvmlite" in maps,
+print(alone, ws.method, parents == {os.getpid()}, "llvmlite" in maps,
       "polars" in maps, pool.context().get_start_method())
-ex.shutdown()
+ws.close()
 """
 
 
