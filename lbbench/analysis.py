@@ -78,10 +78,18 @@ def load(path: str | Path, table: str = "runs") -> pl.LazyFrame:
             continue
         if len(files) > 1 and "run_id" not in schemas[-1]:
             bad.append(f)            # a table part lbbench did not write
+        elif table == "runs" and _mistyped(schemas[-1]):
+            bad.append(f)            # a summary column of another type: edited or foreign
     refuse_parts(bad)
     if all(s == schemas[0] for s in schemas[1:]):
         return pl.scan_parquet([str(f) for f in files], glob=False)
     return pl.concat([pl.scan_parquet(str(f), glob=False) for f in files], how="diagonal_relaxed")
+
+
+def _mistyped(schema) -> bool:
+    """Whether a runs/ part has a summary column of another type than lbbench writes."""
+    from .schema import SUMMARY_SCHEMA
+    return any(c in schema and schema[c] not in (t, pl.Null) for c, t in SUMMARY_SCHEMA.items())
 
 
 def refuse_parts(bad: Sequence[Path]) -> None:

@@ -286,6 +286,9 @@ def _dispatch(argv):
         sys.exit(exc.exit_code)
     except BrokenPipeError:
         sys.exit(0)
+    except OSError as exc:      # a path the system refuses (too long, no permission, no space left)
+        where = f" {str(exc.filename)[:80]!r}" if exc.filename else ""
+        _fail(f"cannot use{where}: {exc.strerror or exc}; give another path or free the resource", 2)
 
 
 if __name__ == "__main__":

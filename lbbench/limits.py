@@ -117,13 +117,15 @@ def check_result(row: dict, hist: np.ndarray, window: float) -> None:
     """Fail a run that would report NaN or inf where a number is due, or a latency percentile
     that the histogram clamped (its first or last bucket holds everything beyond its range).
     `window` is the measured window, from the first to the last measured arrival."""
+    if row["arrived"] < 2:
+        raise UserError(f"the run measured {row['arrived']} request(s): throughput and utilisation need at least two "
+                        "measured arrivals; lengthen run.requests or run.duration, or lower run.warmup")
     due = {k: row[k] for k in ("rho", "rate", "sim_time")}
     if row["completed"]:
         due.update((k, row[k]) for k in _DUE)
-    if row["arrived"] > 1:
-        due["measured window"] = window
-        if window > 0:
-            due.update((k, row[k]) for k in ("throughput", "util_mean", "util_max"))
+    due["measured window"] = window
+    if window > 0:
+        due.update((k, row[k]) for k in ("throughput", "util_mean", "util_max"))
     bad = [k for k, v in due.items() if not math.isfinite(v)]
     if bad:
         raise UserError(f"the run produced {bad[0]} = {due[bad[0]]} with {row['completed']:,} completed requests: "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -109,8 +110,9 @@ class Cluster(_Model):
     @field_validator("speeds")
     @classmethod
     def _speeds(cls, v):
-        if v is not None and any(not (s > 0 and math.isfinite(s)) for s in v):
-            raise ValueError("every speed must be a positive finite number")
+        # a speed scales service times, as the times' own bound does (1 / 2**40 to 2**40)
+        if v is not None and any(not (1 / MAX_SECONDS <= s <= MAX_SECONDS) for s in v):
+            raise ValueError("every speed must be a positive number from 2**-40 to 2**40")
         return v
 
     @model_validator(mode="after")
@@ -143,7 +145,7 @@ class Workload(_Model):
                 raise ValueError(f"entry must be 'uniform', 'single:K' or a weight list, not {self.entry!r}")
             if self.entry.startswith("single:"):
                 k = self.entry.split(":", 1)[1]
-                if not k.isdigit():
+                if not (k.isascii() and k.isdigit()):
                     raise ValueError(f"entry 'single:K' needs a node number K, got {self.entry!r}")
         elif any(not (w >= 0 and math.isfinite(w)) for w in self.entry) or not 0 < sum(self.entry) < math.inf:
             raise ValueError("entry weights must be non-negative with a positive finite sum")
@@ -301,7 +303,7 @@ class Scenario(_Model):
             for node in s.placement or ():
                 if not 0 <= node < n:
                     raise ValueError(f"services.{i}.placement node {node} does not exist; nodes are 0..{n - 1}")
-            if s.placement is None and len(self.cluster.drained) >= n:
+            if s.placement is None and len(set(self.cluster.drained)) >= n:
                 raise ValueError("cluster.drained lists every node, so spread placement has nowhere to put tasks; undrain a node")
         w = self.workload
         if isinstance(w.entry, list) and len(w.entry) != n:
@@ -424,6 +426,8 @@ def parse_value(text: str) -> Any:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         return text
+    except RecursionError:
+        raise UserError(f"value {text[:40]!r}...: nested too deeply to be a scenario value") from None
 
 
 def set_path(data: dict, path: str, value: Any, *, what: str = "--set") -> None:
@@ -436,7 +440,7 @@ def set_path(data: dict, path: str, value: Any, *, what: str = "--set") -> None:
         last = i == len(parts) - 1
         where = ".".join(parts[: i + 1])
         if isinstance(node, list):
-            if not part.isdigit():
+            if not (part.isascii() and part.isdigit()):
                 raise UserError(f"{what} {path}: {'.'.join(parts[:i])} is a list; index it with a number, e.g. {'.'.join(parts[:i])}.0")
             k = int(part)
             if k >= len(node):
@@ -507,26 +511,44 @@ def _format_validation(err: ValidationError, source: str) -> str:
                 loc, msg = f"{loc}.{head}" if loc else head, msg.split(" ", 1)[1]
     loc = loc or "(top level)"
     if e["type"] == "extra_forbidden":
-        msg = "unknown field; check the spelling (see docs/scenario.md for the keys)"
+        msg = "unknown field; check the spelling (the keys: README.md, Scenario keys)"
     elif "input" in e and e["type"] not in ("missing",) and not isinstance(e["input"], (dict, list)):
         msg = f"{msg} (got {e['input']!r})"
     return f"{source}: {loc}: {msg}"
 
 
-def read_toml(path: str | Path, what: str = "scenario") -> dict:
+MAX_FILE_BYTES = 16 << 20      # a scenario or sweep file is a few kB; a larger one is not one
+
+
+def read_text(path: str | Path, what: str = "scenario") -> str:
+    """A scenario's or sweep's file as text: a regular file of at most MAX_FILE_BYTES."""
     p = Path(path)
-    if not p.exists():
-        raise UserError(f"{what} file {str(p)!r} does not exist; give a preset name ({', '.join(preset_names())}) or a TOML path")
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise UserError(f"{what} file {str(p)!r} does not exist; give a preset name ({', '.join(preset_names())}) or a TOML path") from None
+    except OSError as exc:
+        raise UserError(f"{what} file {str(p)[:80]!r} cannot be read ({exc.strerror or exc}); give another path") from None
     if p.is_dir():
         raise UserError(f"{what} file {str(p)!r} is a folder; give a TOML file")
+    if not p.is_file():
+        raise UserError(f"{what} file {str(p)!r} is not a regular file (a device or a pipe); give a TOML file")
+    if st.st_size > MAX_FILE_BYTES:
+        raise UserError(f"{what} file {str(p)!r} has {st.st_size:,} bytes, more than {MAX_FILE_BYTES:,}; it is not a {what}")
     try:
-        text = p.read_text(encoding="utf-8")
+        return p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{what} file {str(p)!r} cannot be read ({exc.__class__.__name__}); check its permissions and encoding") from None
+
+
+def read_toml(path: str | Path, what: str = "scenario") -> dict:
+    text = read_text(path, what)
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"{what} file {str(p)!r} is not valid TOML: {exc}") from None
+        raise UserError(f"{what} file {str(path)!r} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise UserError(f"{what} file {str(path)!r} nests arrays or tables too deeply to be a {what}") from None
 
 
 TRACE_KEY = "workload.trace"
@@ -549,7 +571,7 @@ def raw_scenario(source: str | Path | dict, base_dir: str | Path | None = None) 
         return copy.deepcopy(PRESETS[str(source)]), f"preset {source}"
     else:
         s = str(source)
-        if not s.endswith(".toml") and not Path(s).exists():
+        if not s.endswith(".toml") and not os.path.exists(s):     # False, not OSError, for a name too long
             raise UserError(f"scenario {s!r} is neither a preset ({', '.join(preset_names())}) nor an existing TOML file")
         data, label = read_toml(s), s
         data.setdefault("name", Path(s).stem)

@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import SCHEMA_VERSION, __version__
 from .errors import UserError
-from .scenario import apply_overrides, raw_scenario, read_toml, validate
+from .scenario import apply_overrides, raw_scenario, read_text, read_toml, validate
 from .store import write_run
 
 if TYPE_CHECKING:
@@ -185,7 +185,7 @@ def load_sweep(source: str | Path | dict, *, name: str | None = None, max_runs: 
     else:
         path = Path(source)
         data = read_toml(path, "sweep")
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path, "sweep")
         base_dir = path.parent
     unknown = set(data) - _TOP_KEYS
     if unknown:

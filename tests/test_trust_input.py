@@ -110,9 +110,13 @@ def test_a_result_with_nan_or_inf_where_a_number_is_due_is_a_failure():
             limits.check_result({**row, key: value}, hist, 9.0)
     with pytest.raises(UserError, match="measured window"):
         limits.check_result(row, hist, math.inf)
-    # nothing completed: latencies are not due; one arrival: no window, no throughput
-    limits.check_result({**row, "completed": 0, "arrived": 1, "throughput": math.nan, "util_mean": math.nan,
-                         **{k: math.nan for k in limits._DUE}}, hist, math.nan)
+    # nothing completed: latencies are not due
+    limits.check_result({**row, "completed": 0, **{k: math.nan for k in limits._DUE}}, hist, 9.0)
+    # fewer than two measured arrivals: no window, no throughput, so no result
+    for arrived in (0, 1):
+        with pytest.raises(UserError, match=f"the run measured {arrived} request"):
+            limits.check_result({**row, "completed": 0, "arrived": arrived, "throughput": math.nan,
+                                 "util_mean": math.nan, **{k: math.nan for k in limits._DUE}}, hist, math.nan)
 
 
 def test_latencies_below_the_histogram_fail_the_run_instead_of_reading_as_its_first_bucket():
