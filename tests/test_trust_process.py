@@ -243,11 +243,12 @@ def test_crashing_hanging_and_raising_runs_are_failed_runs_and_resume_reruns_onl
 
     # resumed: only the three failed runs run again (and fail again, the plugin being the same;
     # an edited plugin would make every one of its runs a new grid point: tests/test_trust_store.py)
-    before = {p.name: p.stat().st_ino for p in (out / "runs").glob("*.parquet")}
+    # inode and modification time: a rewritten part may reuse the inode its predecessor freed
+    before = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (out / "runs").glob("*.parquet")}
     p = subprocess.run([sys.executable, "-m", "lbbench", "sweep", f, "--out", out, "--workers", "2", "--resume",
                         "--timeout", "10"], capture_output=True, text=True, timeout=600)
     assert p.returncode == 1, p.stderr
-    after = {p.name: p.stat().st_ino for p in (out / "runs").glob("*.parquet")}
+    after = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (out / "runs").glob("*.parquet")}
     assert set(after) == set(before)
     rerun = {name for name in after if after[name] != before[name]}
     assert rerun == {f"{h}.parquet" for h in runs.filter(pl.col("status") == "failed")["run_hash"]}
