@@ -24,7 +24,6 @@ values raise `UserError` instead: that is the caller's input, not the plugin's f
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import re
 import time
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import StrategyError, UserError
-from .strategy import Strategy, resolve
+from .strategy import Strategy, compile_failure, resolve, spec_faults
 
 SEED = 7
 
@@ -114,91 +113,16 @@ class CheckReport:
     __str__ = format
 
 
-def _n_params(fn) -> int | None:
-    """Number of positional parameters of a (jitted) function; None if it takes *args."""
-    py = getattr(fn, "py_func", fn)
-    try:
-        sig = inspect.signature(py)
-    except (TypeError, ValueError):
-        return None
-    ps = list(sig.parameters.values())
-    if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in ps):
-        return None
-    return len(ps)
-
-
 def _check_spec(spec: Strategy, rep: CheckReport) -> bool:
-    """The declaration and the hooks' signatures; False when running it makes no sense."""
-    runnable = True
-    if not isinstance(spec.name, str) or not spec.name.strip():
-        rep.add("the spec has no name: give Strategy(name=...)")
-    if not isinstance(spec.state_size, int) or isinstance(spec.state_size, bool) or spec.state_size < 1:
-        rep.add(f"state_size must be a whole number >= 1, not {spec.state_size!r}")
-        runnable = False
-    names = [p.name for p in spec.params]
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        rep.add(f"parameter name {dup[0]!r} is declared twice")
-        runnable = False
-    for p in spec.params:
-        try:
-            p.check(p.default, spec.name)
-        except UserError as exc:
-            rep.add(f"the default of parameter {p.name} is not allowed by its own declaration: {exc}")
-            runnable = False
-    for hook, want, args in (("select", 4, "(cands, view, state, rng)"),
-                             ("on_complete", 5, "(state, task, latency, now, view)")):
-        fn = getattr(spec, hook)
-        if fn is None:
-            if hook == "select":
-                rep.add("the spec has no select function")
-                runnable = False
-            continue
-        if not callable(fn):
-            rep.add(f"{hook} is a {type(fn).__name__}, not a function")
-            runnable = False
-            continue
-        n = _n_params(fn)
-        if n != want:
-            got = "a variable number of" if n is None else str(n)
-            rep.add(f"wrong signature: {hook} takes {got} parameters; it must take {want}: {hook}{args}")
-            runnable = False
-    if runnable:
+    """The declaration and the hooks' signatures (`spec_faults`); False when any is wrong
+    (`simulate` refuses such a spec)."""
+    faults = spec_faults(spec)
+    for fault in faults:
+        rep.add(fault)
+    if not faults:
         rep.passed.append("spec and signatures: select(cands, view, state, rng)"
                           + (", on_complete(state, task, latency, now, view)" if spec.on_complete is not None else ""))
-    return runnable
-
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def _compile_message(exc: BaseException) -> str:
-    """The first informative line of a numba error, and the plugin's line it points at."""
-    text = _ANSI.sub("", str(exc))
-    lines = [ln.strip() for ln in text.splitlines()]
-    first = next((ln for ln in lines if ln and not ln.startswith("Failed in ") and not ln.startswith("During:")), "")
-    where = ""
-    for ln in lines:
-        m = re.match(r'File "(.+)", line (\d+)', ln)
-        if m and not m.group(1).endswith(("lbbench/engine.py", "lbbench/rng.py")):
-            where = f" ({m.group(1).rsplit('/', 1)[-1]} line {m.group(2)})"
-            break
-    first = _short_types(first or (text.splitlines()[0] if text else type(exc).__name__))
-    return first + where
-
-
-def _short_types(line: str) -> str:
-    """'... of type View(array(int64, 1d, C), ...)' -> '... of type View': the fields are noise."""
-    i = line.find("View(")
-    if i < 0:
-        return line
-    depth, j = 0, i + 4
-    while j < len(line):
-        depth += {"(": 1, ")": -1}.get(line[j], 0)
-        j += 1
-        if depth == 0:
-            break
-    return line[:i + 4] + line[j:]
+    return not faults
 
 
 def _trace(res) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -220,15 +144,14 @@ class _Stop(Exception):
 
 def _run(spec, params, sc, rep: CheckReport, where: str, **kw):
     """One traced run; a contract fault becomes a finding and raises _Stop."""
-    from numba.core.errors import NumbaError
-
     from .simulation import simulate
     try:
         return simulate(sc, spec, params, seed=SEED, trace=True, progress=False, **kw)
     except StrategyError as exc:
         cause = exc.__cause__
-        if isinstance(cause, NumbaError):
-            rep.add(f"not compilable by numba: {_compile_message(cause)}")
+        why = compile_failure(cause)
+        if why is not None:
+            rep.add(f"not compilable by numba: {why}")
             raise _Stop from None
         msg = str(exc)
         m = re.search(r"returned task (-?\d+) for request (\d+)", msg)
@@ -255,7 +178,7 @@ def check_strategy(strategy: str | Strategy, params: dict | None = None) -> Chec
     that cannot be loaded, or parameter values outside their declaration, raise `UserError`.
     """
     t0 = time.perf_counter()
-    spec = resolve(strategy)
+    spec = resolve(strategy, faulty=True)
     rep = CheckReport(strategy=getattr(spec, "name", "?"), ref=spec.ref or spec.name)
     if not _check_spec(spec, rep):
         rep.seconds = time.perf_counter() - t0

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 from numba import types as nbtypes
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 from .rng import hash_uniform, uniform
 
@@ -341,6 +341,24 @@ def _select(cands, view, state, rng):
 @njit(cache=True)
 def _on_complete(state, task, latency, now, view):
     return None
+
+
+class NotATaskId(TypeError):
+    """A strategy whose select returns no integer (raised while the kernel compiles)."""
+
+
+def _task_id(k):
+    """select's answer as the kernel takes it: at compile time only, refuses an answer that is
+    not an integer (a float would be truncated to a task id); the identity in the loop."""
+    return k
+
+
+@overload(_task_id, inline="always")
+def _task_id_typed(k):
+    if not isinstance(k, nbtypes.Integer):
+        # not a numba error: numba would bury it under its candidate list
+        raise NotATaskId(f"select returns {k}, not a task id (an integer from cands)")
+    return lambda k: k
 
 
 # --------------------------------------------------------------------------------------------
@@ -868,7 +886,7 @@ def _kernel(cfg, st, met, arr, first, until):
             cands = _view(cfg.table, ts, tl)
             load = st.outstanding if cfg.info == INFO_GLOBAL else (st.local_out[b] if cfg.info == INFO_LOCAL else st.snapshot)
             view = View(load, cfg.task_node, cfg.task_speed, e, now, cfg.bal_start[b], cfg.params, client, s)
-            k = _select(cands, view, st.bal_state[b * np.uint64(cfg.n_services) + us], st.bal_rng[b])
+            k = _task_id(_select(cands, view, st.bal_state[b * np.uint64(cfg.n_services) + us], st.bal_rng[b]))
             # The contract check: never index state with an id that is not a candidate.
             # (unsigned: a negative id or position wraps to a large one and fails the bound)
             uk = np.uint64(k)

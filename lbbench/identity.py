@@ -2,7 +2,8 @@
 
 `run_identity` is the one place it is computed; `lbbench run`, a sweep's grid and every result
 row use it. It covers
-- the scenario as validated (after overrides), with `run.seed` the seed actually used and
+- the scenario as validated (after overrides), with `run.seed` the seed actually used, without
+  `run.chunk` (results do not depend on it; `simulate(chunk=...)` sets it) and
   `workload.trace` replaced by the sha1 of the trace file's content (a moved trace is the same
   run, an edited one another);
 - the strategy: name, version and the hash of its source (`Strategy.source_hash`), and the
@@ -78,10 +79,12 @@ def trace_digest(path: str) -> str:
 
 
 def scenario_identity(scenario: Scenario | dict, seed: int) -> dict:
-    """The validated scenario as JSON data, `run.seed` = `seed`, the trace by its content."""
+    """The validated scenario as JSON data, `run.seed` = `seed`, no `run.chunk`, the trace by
+    its content."""
     data = scenario if isinstance(scenario, dict) else scenario.model_dump(mode="json")
     data = json.loads(json.dumps(data))
     data.setdefault("run", {})["seed"] = int(seed)
+    data["run"].pop("chunk", None)
     trace = (data.get("workload") or {}).get("trace")
     if isinstance(trace, str):
         data["workload"]["trace"] = trace_digest(trace)

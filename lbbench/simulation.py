@@ -27,9 +27,9 @@ from .errors import StrategyError, UserError
 from .faults import build_schedule, recovery
 from .identity import run_identity
 from .limits import INT32_MAX, check_result, check_run, time_windows
-from .scenario import Scenario, load_scenario
+from .scenario import Scenario, load_scenario, parse_override
 from .schema import SUMMARY_SCHEMA, TIMING_COLUMNS  # noqa: F401  (the runs table's columns)
-from .strategy import Strategy, compiled_kernel, resolve
+from .strategy import Strategy, compile_failure, compiled_kernel, resolve
 from .workload import Workload
 
 
@@ -160,7 +160,7 @@ class _Run:
             slot_t0=np.zeros(cap), slot_dout=np.zeros(cap), slot_svc=np.zeros(cap),
             slot_idx=np.zeros(cap, dtype=np.int64),
             free_slots=np.arange(cap - 1, -1, -1, dtype=np.int32),
-            bal_state=np.zeros((n_bal * S, max(spec.state_size, 1)), dtype=np.float64),
+            bal_state=np.zeros((n_bal * S, spec.state_size), dtype=np.float64),
             bal_rng=bal_rng, ctr=ctr, fctr=fctr,
             conn_task=np.full(n_conn, -1, dtype=np.int32), conn_left=np.zeros(n_conn, dtype=np.int64),
             conn_entry=np.zeros(n_conn, dtype=np.int32),
@@ -292,15 +292,10 @@ def simulate(scenario, strategy: str | Strategy = "round_robin", params: dict | 
                when the process may use more than one CPU. A sweep's workers run without it
                (their parallelism is the workers).
     """
-    sc = load_scenario(scenario, overrides)
+    sc = load_scenario(scenario, _overrides(overrides, {"run.seed": seed, "run.chunk": chunk}))
     spec = resolve(strategy)
     pvals = spec.resolve_params(params)
-    seed = sc.run.seed if seed is None else int(seed)
-    if seed < 0:
-        raise UserError(f"seed must be >= 0, got {seed}")
-    chunk = sc.run.chunk if chunk is None else int(chunk)
-    if chunk < 1:
-        raise UserError(f"chunk must be >= 1, got {chunk}")
+    seed, chunk = sc.run.seed, sc.run.chunk
     wall0 = time.perf_counter()
     try:
         run = _Run(sc, spec, pvals, seed, trace, force_heap)
@@ -428,7 +423,47 @@ def _interruptible(loop):
 
 
 def _raised(spec: Strategy, exc: Exception) -> StrategyError:
-    return StrategyError(f"strategy {spec.name!r} raised during the run: {exc.__class__.__name__}: {exc}")
+    """A plugin's failure in one line: code numba cannot compile (the kernel compiles at its
+    first call for a type of arguments), or an exception raised in the loop."""
+    why = compile_failure(exc)
+    if why is not None:
+        return StrategyError(f"strategy {spec.name!r} cannot be compiled: {why}; "
+                             f"run lbbench check {spec.ref or spec.name} for details")
+    text = str(exc).strip()
+    return StrategyError(f"strategy {spec.name!r} raised during the run: {exc.__class__.__name__}"
+                         + (f": {text.splitlines()[0]}" if text else ""))
+
+
+def _overrides(overrides, run_keys: dict) -> dict:
+    """`simulate`'s overrides, checked (a dict of dotted keys, or a list of "key=value"
+    strings), with its `seed` and `chunk` arguments as the overrides of run.seed and run.chunk
+    they are: the scenario's validation checks them like those keys."""
+    if overrides is None:
+        items = []
+    elif isinstance(overrides, dict):
+        bad = [k for k in overrides if not isinstance(k, str)]
+        if bad:
+            raise UserError(f"overrides: key {bad[0]!r} is not a dotted key; write e.g. {{'workload.rho': 0.8}}")
+        items = list(overrides.items())
+    elif isinstance(overrides, (list, tuple)):
+        bad = [o for o in overrides if not isinstance(o, str)]
+        if bad:
+            raise UserError(f"overrides: {bad[0]!r} is not a 'key=value' string; write e.g. ['workload.rho=0.8']")
+        items = [parse_override(o) for o in overrides]
+    else:
+        raise UserError(f"overrides must be a dict {{'workload.rho': 0.8}} or a list of 'key=value' strings, "
+                        f"not {type(overrides).__name__}")
+    return {k: _plain(v) for k, v in items + [(k, v) for k, v in run_keys.items() if v is not None]}
+
+
+def _plain(value):
+    """A numpy number as the Python number it is (a notebook's `np.arange` seeds, say), so that
+    the strict scenario types take it; a bool, a string or anything else is left to them."""
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    return value
 
 
 def _slice(arr, n):

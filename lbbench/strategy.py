@@ -24,11 +24,13 @@ import importlib.metadata
 import importlib.util
 import inspect
 import math
+import numbers
+import re
 import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 from numba import njit
 from numba.core.registry import CPUDispatcher
@@ -49,16 +51,26 @@ class Param:
     integer: bool = False
     doc: str = ""
 
-    def check(self, value, strategy: str) -> float:
+    def fault(self, value) -> str | None:
+        """Why `value` is not allowed for this parameter, or None. Numbers only: a string or a
+        bool is refused (no "2" or true for 2); an integer is fine for a real parameter."""
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            return f"parameter {self.name} must be a number, got {value!r}"
         try:
             v = float(value)
-        except (TypeError, ValueError):
-            raise UserError(f"strategy {strategy}: parameter {self.name} must be a number, got {value!r}") from None
+        except OverflowError:
+            v = math.inf if value > 0 else -math.inf
         if math.isnan(v) or not self.low <= v <= self.high:
-            raise UserError(f"strategy {strategy}: parameter {self.name} = {value!r} is outside [{self.low:g}, {self.high:g}]")
+            return f"parameter {self.name} = {value!r} is outside [{self.low:g}, {self.high:g}]"
         if self.integer and v != int(v):
-            raise UserError(f"strategy {strategy}: parameter {self.name} must be a whole number, got {value!r}")
-        return v
+            return f"parameter {self.name} must be a whole number, got {value!r}"
+        return None
+
+    def check(self, value, strategy: str) -> float:
+        why = self.fault(value)
+        if why is not None:
+            raise UserError(f"strategy {strategy}: {why}")
+        return float(value)
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,6 +93,8 @@ class Strategy:
     ref: str = field(default="", compare=False)      # how to load it again (set by the registry)
 
     def resolve_params(self, given: dict | None) -> dict[str, float]:
+        if given is not None and not isinstance(given, Mapping):
+            raise UserError(f"strategy {self.name}: params must be a dict {{name: number}}, not {type(given).__name__}")
         given = dict(given or {})
         known = {p.name: p for p in self.params}
         for k in given:
@@ -112,6 +126,75 @@ class Strategy:
     def __reduce__(self):
         # Pickle by reference: a worker process loads the plugin again from where it came.
         return (resolve, (self.ref or self.name,))
+
+
+_HOOKS = (("select", 4, "(cands, view, state, rng)"), ("on_complete", 5, "(state, task, latency, now, view)"))
+
+
+def _n_params(fn) -> int | None:
+    """Number of positional parameters of a (jitted) function; None if it takes *args."""
+    py = getattr(fn, "py_func", fn)
+    try:
+        sig = inspect.signature(py)
+    except (TypeError, ValueError):
+        return None
+    ps = list(sig.parameters.values())
+    if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in ps):
+        return None
+    return len(ps)
+
+
+def spec_faults(spec: Strategy) -> list[str]:
+    """What is wrong with a spec's declaration and its hooks' signatures, in plain words (empty
+    when nothing): a name, a whole positive `state_size`, `Param`s with distinct names whose
+    defaults their own declarations allow, `select(cands, view, state, rng)` and
+    `on_complete(state, task, latency, now, view)`. `resolve` refuses a spec with any;
+    `lbbench check` lists them all."""
+    out = []
+    if not isinstance(spec.name, str) or not spec.name.strip():
+        out.append(f"the spec has no name (got {spec.name!r}): give Strategy(name=...)")
+    if not isinstance(spec.version, str):
+        out.append(f"version must be a string, not {spec.version!r}")
+    if not isinstance(spec.state_size, int) or isinstance(spec.state_size, bool) or spec.state_size < 1:
+        out.append(f"state_size must be a whole number >= 1, not {spec.state_size!r}")
+    params = spec.params if isinstance(spec.params, (tuple, list)) else None
+    if params is None or not all(isinstance(p, Param) for p in params):
+        out.append("params must be a tuple of lbbench.strategy.Param")
+        params = ()
+    names = [p.name for p in params]
+    for p in params:
+        if not isinstance(p.name, str) or not p.name.strip():
+            out.append(f"a parameter has no name (got {p.name!r}): give Param(name, default, ...)")
+    dup = sorted({n for n in names if names.count(n) > 1}, key=str)
+    if dup:
+        out.append(f"parameter name {dup[0]!r} is declared twice")
+    for p in params:
+        why = p.fault(p.default)
+        if why is not None:
+            out.append(f"the default of parameter {p.name} is not allowed by its own declaration: {why}")
+    for hook, want, args in _HOOKS:
+        fn = getattr(spec, hook)
+        if fn is None:
+            if hook == "select":
+                out.append("the spec has no select function")
+            continue
+        if not callable(fn):
+            out.append(f"{hook} is a {type(fn).__name__}, not a function")
+            continue
+        n = _n_params(fn)
+        if n != want:
+            got = "a variable number of" if n is None else str(n)
+            out.append(f"wrong signature: {hook} takes {got} parameters; it must take {want}: {hook}{args}")
+    return out
+
+
+def _refuse_faulty(spec: Strategy) -> Strategy:
+    """The spec, or a one-line UserError naming the plugin and its first fault."""
+    faults = spec_faults(spec)
+    if faults:
+        more = f" (and {len(faults) - 1} more: run lbbench check {spec.ref or spec.name})" if len(faults) > 1 else ""
+        raise UserError(f"strategy {spec.name!r}: {faults[0]}{more}")
+    return spec
 
 
 # --------------------------------------------------------------------------------------------
@@ -148,6 +231,12 @@ def registry() -> dict[str, tuple[Strategy, str]]:
                 warnings.warn(f"lbbench: strategy plugin from {origin} failed to load: {exc.__class__.__name__}: {exc}", stacklevel=2)
                 continue
             for spec in obj if isinstance(obj, (list, tuple)) else [obj]:
+                try:
+                    if isinstance(spec, Strategy):
+                        _refuse_faulty(spec)
+                except UserError as exc:    # a faulty spec is skipped like a package that fails to load
+                    warnings.warn(f"lbbench: strategy plugin from {origin} is skipped: {exc}", stacklevel=2)
+                    continue
                 _register(reg, spec, origin)
         _REGISTRY = reg
     return _REGISTRY
@@ -197,27 +286,73 @@ def _load_path(ref: str) -> Strategy:
     return spec
 
 
-def resolve(name: str | Strategy) -> Strategy:
-    """A registered name, or FILE.py:NAME, to its spec."""
+def resolve(name: str | Strategy, *, faulty: bool = False) -> Strategy:
+    """A registered name, FILE.py:NAME or a `Strategy` to its spec; a spec with a fault in its
+    declaration (`spec_faults`) is refused unless `faulty` (`lbbench check` lists them)."""
     if isinstance(name, Strategy):
-        return name
-    if ".py:" in name or name.endswith(".py"):
-        return _load_path(name)
-    reg = registry()
-    if name not in reg:
-        raise UserError(f"unknown strategy {name!r}; known: {', '.join(sorted(reg))} (or FILE.py:NAME)")
-    return reg[name][0]
+        spec = name
+    elif not isinstance(name, str):
+        raise UserError(f"strategy must be a registered name, 'FILE.py:NAME' or an lbbench.Strategy, not {name!r}")
+    elif ".py:" in name or name.endswith(".py"):
+        spec = _load_path(name)
+    else:
+        reg = registry()
+        if name not in reg:
+            raise UserError(f"unknown strategy {name!r}; known: {', '.join(sorted(reg))} (or FILE.py:NAME)")
+        return reg[name][0]         # checked when registered
+    return spec if faulty else _refuse_faulty(spec)
 
 
 def name_clash(strategy: str | Strategy) -> str | None:
     """Why a file plugin's name is a problem, or None: a plugin named like a registered strategy
     would have its results filed under that strategy's name."""
-    spec = resolve(strategy)
+    spec = resolve(strategy, faulty=True)       # about its name only: `lbbench check` lists its faults
     reg = registry()
     if spec.ref and spec.ref != spec.name and spec.name in reg:
         return (f"{spec.ref} is named {spec.name!r}, like the registered strategy from {reg[spec.name][1]}; "
                 "their results would carry one name: rename the plugin (Strategy(name=...))")
     return None
+
+
+# --------------------------------------------------------------------------------------------
+# A plugin numba cannot compile, in one line
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def compile_failure(exc: BaseException | None) -> str | None:
+    """Why numba could not compile a plugin, in one line (the first informative line of numba's
+    message and the plugin's line it points at), or None when `exc` is no compile failure."""
+    from numba.core.errors import NumbaError
+
+    from .engine import NotATaskId
+    if not isinstance(exc, (NumbaError, NotATaskId)):
+        return None
+    text = _ANSI.sub("", str(exc))
+    lines = [ln.strip() for ln in text.splitlines()]
+    first = next((ln for ln in lines if ln and not ln.startswith("Failed in ") and not ln.startswith("During:")), "")
+    where = ""
+    for ln in lines:
+        m = re.match(r'File "(.+)", line (\d+)', ln)
+        if m and not m.group(1).endswith(("lbbench/engine.py", "lbbench/rng.py")):
+            where = f" ({m.group(1).rsplit('/', 1)[-1]} line {m.group(2)})"
+            break
+    first = _short_types(first or (text.splitlines()[0] if text else type(exc).__name__))
+    return first + where
+
+
+def _short_types(line: str) -> str:
+    """'... of type View(array(int64, 1d, C), ...)' -> '... of type View': the fields are noise."""
+    i = line.find("View(")
+    if i < 0:
+        return line
+    depth, j = 0, i + 4
+    while j < len(line):
+        depth += {"(": 1, ")": -1}.get(line[j], 0)
+        j += 1
+        if depth == 0:
+            break
+    return line[:i + 4] + line[j:]
 
 
 # --------------------------------------------------------------------------------------------
