@@ -53,7 +53,9 @@ COMMANDS = [line for f in sorted(HERE.glob("commands*.txt")) for line in f.read_
 
 
 def test_the_corpus_is_large():
-    assert len(SCENARIOS) + len(SWEEPS) + len(COMMANDS) >= 50
+    # 101 inputs before the store, limits, process and plugin rounds; 328 after
+    assert len(SCENARIOS) + len(SWEEPS) + len(COMMANDS) >= 300
+    assert len(list((HERE / "plugins").glob("*.py"))) >= 10
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
