@@ -42,11 +42,29 @@ def safe_name(name: object) -> str:
     return f"{head}-{tag}" if head else f"unnamed-{tag}"
 
 
+_HELD: set[int] = set()      # descriptors of the folder locks this process holds
+
+
+def _drop_inherited_locks() -> None:
+    # A flock belongs to the open file, which a forked child (a sweep's worker) shares: the
+    # child closes its copy, so that the lock ends with the process that took it, not with the
+    # last of its workers.
+    for fd in _HELD:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_drop_inherited_locks)
+
+
 class FolderLock:
     """An exclusive lock on an output folder (`fcntl.flock` on DIR/.lbbench.lock), held until
-    `release()` or the process ends (the OS releases it if the process dies). A second writer
-    gets `UserError`. The lock file is removed on release; a writer that locked a file removed
-    meanwhile tries again on the new one."""
+    `release()` or the process ends (the OS releases it if the process dies; forked workers do
+    not hold it). A second writer gets `UserError`. The lock file is removed on release; a writer
+    that locked a file removed meanwhile tries again on the new one."""
 
     def __init__(self, folder: str | Path):
         import fcntl
@@ -67,6 +85,7 @@ class FolderLock:
                 break
             os.close(fd)
         self.fd = fd
+        _HELD.add(fd)
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
 
@@ -77,6 +96,7 @@ class FolderLock:
             os.unlink(self.path)
         except FileNotFoundError:
             pass
+        _HELD.discard(self.fd)
         os.close(self.fd)
         self.fd = None
 
