@@ -484,6 +484,10 @@ def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, resu
     finally:
         if pool is not None:
             pool.close()
+            # a worker stopped mid-write (interrupt, timeout) leaves a temporary: remove it while
+            # the folder is still ours and no worker is left
+            from .store import clean_temporaries
+            clean_temporaries(out)
         lock.release()
 
 

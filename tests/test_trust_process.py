@@ -319,6 +319,7 @@ def test_ctrl_c_stops_a_plugin_in_an_endless_loop(tmp_path, plugin, verb):
 
 def test_dask_records_a_run_whose_worker_died_as_failed(tmp_path, plugin):
     import dask
+    import distributed  # noqa: F401  (its defaults in dask.config first: set() below would hide them on exit)
     # one attempt (Dask's default is to try a run on four workers before it gives up)
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
         m = run_sweep(load_sweep(_sweep(tmp_path, plugin, [SEGFAULT], baseline=False)), tmp_path / "out", workers=1,
