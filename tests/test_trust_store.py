@@ -292,11 +292,19 @@ def test_two_variants_with_one_name_are_refused(tmp_path):
         load_sweep(write(tmp_path, text))
 
 
-def test_a_plugin_named_like_a_registered_strategy_is_refused_in_a_sweep_and_warned_by_check(tmp_path, capsys):
+def test_a_plugin_named_like_a_registered_strategy_is_refused_in_a_sweep_and_warned_by_check(tmp_path, capsys,
+                                                                                            monkeypatch):
     plugin(tmp_path, "round_robin")
     f = write(tmp_path, SMALL.replace('["round_robin", "random"]', '["round_robin", "my_lb.py:STRATEGY"]'))
     with pytest.raises(UserError, match="like the registered strategy"):
         load_sweep(f)
+
+    class Clean:        # the behavioural checks are tests/test_plugins.py's; this is about the name
+        ok = True
+
+        def format(self):
+            return "no contract faults found"
+    monkeypatch.setattr("lbbench.checker.check_strategy", lambda *a, **k: Clean())
     code, out, _ = invoke(capsys, "check", f"{tmp_path / 'my_lb.py'}:STRATEGY")
     assert code == 0 and "warning:" in out and "round_robin" in out.split("warning:")[1]
     assert name_clash("round_robin") is None
