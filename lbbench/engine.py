@@ -132,8 +132,8 @@ INFO_GLOBAL, INFO_LOCAL, INFO_STALE = 0, 1, 2
 # fctr (float64) fields
 LAT_SUM, LAT_MAX, T_FIRST, T_LAST, NEXT_REFRESH, NEXT_FAULT, N_FCTR = range(7)
 
-# Fault schedule kinds (Config.f_kind): f_target is a task, a service (f_count tasks) or a node
-F_TASK_CRASH, F_SERVICE_CRASH, F_NODE_DOWN, F_NODE_UP, F_NODE_DRAIN = range(5)
+# Fault schedule kinds (Config.f_kind): the table in faults.py
+from .faults import F_NODE_DOWN, F_NODE_DRAIN, F_NODE_UP, F_SERVICE_CRASH, F_TASK_CRASH  # noqa: E402
 # Task slot states and orchestrator events
 TASK_DEAD, TASK_ALIVE, TASK_STARTING = 0, 1, 2
 EV_NONE, EV_DETECT, EV_PLACE, EV_JOIN = 0, 1, 2, 3
@@ -657,11 +657,13 @@ def _fault_step(cfg, st, met, t):
                 for k in range(T):   # replacements waiting for an eligible node
                     if st.task_ev_kind[k] == EV_PLACE and st.task_ev_t[k] == np.inf:
                         st.task_ev_t[k] = t
-        else:   # F_NODE_DRAIN: the manager stops the node's tasks itself (no detection delay)
+        elif kind == F_NODE_DRAIN:     # the manager stops the node's tasks itself (no detection delay)
             st.node_drained[x] = 1
             for k in range(T):
                 if cfg.task_node[k] == x and st.task_state[k] != TASK_DEAD:
                     _crash(cfg, st, met, k, t, 0.0)
+        else:
+            raise ValueError("a fault kind the engine has no handler for (faults.FAULT_KINDS)")
     else:
         done = False
         for n in range(st.node_ev_t.shape[0]):

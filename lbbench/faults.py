@@ -16,18 +16,43 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import engine as E
-from . import rng as rngmod
-from .scenario import Scenario
+from typing import TYPE_CHECKING
 
-KIND_NAMES = {E.F_TASK_CRASH: "task_crash", E.F_SERVICE_CRASH: "task_crash", E.F_NODE_DOWN: "node_down",
-              E.F_NODE_UP: "node_up", E.F_NODE_DRAIN: "node_drain"}
+from . import rng as rngmod
+
+if TYPE_CHECKING:
+    from .scenario import Scenario
+
+
+@dataclass(frozen=True)
+class FaultKind:
+    """One kind of fault event: the one table the scenario, the schedule, the engine, the
+    summary and the report read (docs/architecture.md, "Adding a fault kind")."""
+
+    code: int           # Schedule.kind, the engine's dispatch key (`engine._fault_step`)
+    name: str           # the scenario's `kind`, and `kind` in the faults table of results
+    target: str         # what Schedule.target holds: "task", "service" (count tasks) or "node"
+    repair: bool        # True: the event repairs (no recovery is measured after it)
+
+
+FAULT_KINDS = (
+    FaultKind(0, "task_crash", "task", False),
+    FaultKind(1, "task_crash", "service", False),
+    FaultKind(2, "node_down", "node", False),
+    FaultKind(3, "node_up", "node", True),
+    FaultKind(4, "node_drain", "node", False),
+)
+F_TASK_CRASH, F_SERVICE_CRASH, F_NODE_DOWN, F_NODE_UP, F_NODE_DRAIN = (k.code for k in FAULT_KINDS)
+assert [k.code for k in FAULT_KINDS] == list(range(len(FAULT_KINDS)))
+SCENARIO_KINDS = tuple(dict.fromkeys(k.name for k in FAULT_KINDS))   # a scenario's faults.events kinds
+REPAIR_KINDS = frozenset(k.name for k in FAULT_KINDS if k.repair)
+_CODE = {(k.name, k.target): k.code for k in FAULT_KINDS}
 
 
 @dataclass
 class Schedule:
     time: np.ndarray     # float64[F], sorted
-    kind: np.ndarray     # int64[F], engine.F_*
+    kind: np.ndarray     # int64[F], FaultKind.code
     target: np.ndarray   # int64[F]: task id, service index or node id
     count: np.ndarray    # int64[F]: tasks to crash (F_SERVICE_CRASH), else 1
 
@@ -35,31 +60,29 @@ class Schedule:
         return len(self.time)
 
     def describe(self, i: int, service_names: list[str]) -> tuple[str, str]:
-        k, x = int(self.kind[i]), int(self.target[i])
-        if k == E.F_TASK_CRASH:
-            return "task_crash", f"task {x}"
-        if k == E.F_SERVICE_CRASH:
-            return "task_crash", f"{int(self.count[i])} of {service_names[x]}"
-        return KIND_NAMES[k], f"node {x}"
+        fk = FAULT_KINDS[int(self.kind[i])]
+        x = int(self.target[i])
+        if fk.target == "service":
+            return fk.name, f"{int(self.count[i])} of {service_names[x]}"
+        return fk.name, f"{fk.target} {x}"
 
 
-def build_schedule(sc: Scenario, n_tasks: int, horizon: float, seed: int) -> Schedule:
+def build_schedule(sc: "Scenario", n_tasks: int, horizon: float, seed: int) -> Schedule:
     """Scripted events in their listed order, then random ones; sorted by time (stable)."""
     t, kind, target, count = [], [], [], []
     names = [s.name for s in sc.services]
     for ev in sc.faults.events:
         t.append(ev.at)
         count.append(ev.count)
-        if ev.kind == "task_crash":
-            if ev.task is not None:
-                kind.append(E.F_TASK_CRASH)
-                target.append(ev.task)
-            else:
-                kind.append(E.F_SERVICE_CRASH)
-                target.append(names.index(ev.service) if isinstance(ev.service, str) else ev.service)
-        else:
-            kind.append({"node_down": E.F_NODE_DOWN, "node_up": E.F_NODE_UP, "node_drain": E.F_NODE_DRAIN}[ev.kind])
+        if ev.node is not None:
+            kind.append(_CODE[ev.kind, "node"])
             target.append(ev.node)
+        elif ev.task is not None:
+            kind.append(_CODE[ev.kind, "task"])
+            target.append(ev.task)
+        else:
+            kind.append(_CODE[ev.kind, "service"])
+            target.append(names.index(ev.service) if isinstance(ev.service, str) else ev.service)
     for j, rf in enumerate(sc.faults.random):
         top = sc.cluster.nodes if rf.target == "node" else n_tasks
         for x in (rf.targets if rf.targets is not None else range(top)):
@@ -73,14 +96,14 @@ def build_schedule(sc: Scenario, n_tasks: int, horizon: float, seed: int) -> Sch
                 target.append(x)
                 count.append(1)
                 if rf.target == "task":
-                    kind.append(E.F_TASK_CRASH)
+                    kind.append(F_TASK_CRASH)
                     continue
-                kind.append(E.F_NODE_DOWN)
+                kind.append(F_NODE_DOWN)
                 now += g.exponential(rf.mttr)
                 if now > horizon:
                     break
                 t.append(now)
-                kind.append(E.F_NODE_UP)
+                kind.append(F_NODE_UP)
                 target.append(x)
                 count.append(1)
     order = np.argsort(np.asarray(t, dtype=np.float64), kind="stable")

@@ -27,6 +27,7 @@ from matplotlib.figure import Figure
 
 from . import analysis as A
 from .errors import UserError
+from .faults import REPAIR_KINDS
 
 __all__ = ["write_report", "BASELINE"]
 
@@ -337,7 +338,7 @@ def _fig_timeseries(ts: pl.DataFrame, chosen: dict, colors: dict, facet: str, rh
             for r in faults.select("time", "kind", "target").unique().sort("time").iter_rows(named=True):
                 lab = f"{r['kind']} {r['target']}"
                 for ax in axes:
-                    ax.axvline(r["time"], color="crimson" if r["kind"] != "node_up" else "seagreen", lw=1.0, ls="--",
+                    ax.axvline(r["time"], color="seagreen" if r["kind"] in REPAIR_KINDS else "crimson", lw=1.0, ls="--",
                                alpha=0.8, label=None if (ax is not ax3 or lab in shown) else lab)
                 shown.add(lab)
             ax3.legend(title="faults", fontsize="small", loc="upper right")

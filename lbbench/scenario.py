@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import UserError
+from .faults import SCENARIO_KINDS
 from .limits import EXP_TOP, INT32_MAX, INT64_MAX, MAX_SECONDS, NORMAL_TOP
 
 
@@ -205,7 +206,6 @@ class Run(_Model):
         return self
 
 
-FAULT_KINDS = ("task_crash", "node_down", "node_up", "node_drain")
 
 
 class FaultEvent(_Model):
@@ -214,7 +214,7 @@ class FaultEvent(_Model):
     `node_down` / `node_up` / `node_drain` of a node."""
 
     at: float = Field(ge=0, **_SECONDS, description="time of the fault, seconds")
-    kind: Literal["task_crash", "node_down", "node_up", "node_drain"]
+    kind: Literal[SCENARIO_KINDS]
     node: int | None = Field(None, ge=0)
     task: int | None = Field(None, ge=0)
     service: str | int | None = None

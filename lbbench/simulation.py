@@ -24,7 +24,7 @@ from . import engine as E
 from . import rng as rngmod
 from .cluster import ClusterState, build_cluster
 from .errors import StrategyError, UserError
-from .faults import build_schedule, recovery
+from .faults import REPAIR_KINDS, build_schedule, recovery
 from .identity import run_identity
 from .limits import INT32_MAX, check_result, check_run, time_windows
 from .scenario import Scenario, load_scenario, parse_override
@@ -560,7 +560,7 @@ def _result(run: _Run, spec: Strategy, pvals: dict, seed: int, wall: float, trac
     timeseries = _timeseries(run, row["run_id"])
     faults = _faults_table(run, row["run_id"])
     if faults is not None and faults.height:
-        rec = faults.filter(pl.col("kind") != "node_up")["recovery_s"]
+        rec = faults.filter(~pl.col("kind").is_in(list(REPAIR_KINDS)))["recovery_s"]
         # the run's recovery: the longest of its faults' (NaN if one never recovered)
         summary = summary.with_columns(recovery_s=pl.lit(float(rec.fill_nan(math.inf).max()) if rec.len() else math.nan))
         summary = summary.with_columns(pl.when(pl.col("recovery_s").is_infinite()).then(float("nan"))
@@ -612,7 +612,7 @@ def _faults_table(run: _Run, run_id: str) -> pl.DataFrame | None:
         kind, target = sch.describe(i, names)
         t = float(sch.time[i])
         level, rec = math.nan, math.nan
-        if n and kind != "node_up":
+        if n and kind not in REPAIR_KINDS:
             level, rec = recovery(met.ts_hist[:n], met.ts_count[:n, E.TS_FAILED], np.arange(n) * run.ts_window,
                                   run.ts_window, t, t_measure, p99_of)
         rows.append({"run_id": run_id, "fault": i, "time": t, "kind": kind, "target": target,

@@ -37,7 +37,7 @@ import numpy as np
 from lbbench import engine as E
 from lbbench import rng as rngmod
 from lbbench.cluster import build_cluster
-from lbbench.faults import build_schedule
+from lbbench.faults import F_NODE_DOWN, F_NODE_UP, F_SERVICE_CRASH, F_TASK_CRASH, build_schedule
 from lbbench.engine import View
 from lbbench.errors import StrategyError
 from lbbench.scenario import load_scenario
@@ -392,14 +392,14 @@ def simulate_naive(scenario, strategy="round_robin", seed=None, params=None, ove
 
     def fault(now, j):
         kind, x = int(sched.kind[j]), int(sched.target[j])
-        if kind == E.F_TASK_CRASH:
+        if kind == F_TASK_CRASH:
             if state[x] == ALIVE:
                 crash(x, now, h.task_detect)
-        elif kind == E.F_SERVICE_CRASH:
+        elif kind == F_SERVICE_CRASH:
             victims = [k for k in range(T) if cl.task_service[k] == x and state[k] == ALIVE][:int(sched.count[j])]
             for k in victims:
                 crash(k, now, h.task_detect)
-        elif kind == E.F_NODE_DOWN:
+        elif kind == F_NODE_DOWN:
             if node_up[x]:
                 node_up[x] = False
                 node_ver[x] += 1
@@ -407,7 +407,7 @@ def simulate_naive(scenario, strategy="round_robin", seed=None, params=None, ove
                 for k in range(T):
                     if task_node[k] == x and state[k] != DEAD:
                         crash(k, now, h.node_detect)
-        elif kind == E.F_NODE_UP:
+        elif kind == F_NODE_UP:
             if not node_up[x]:
                 node_up[x] = node_entry[x] = True
                 node_ver[x] += 1                  # cancels its pending detection
