@@ -14,14 +14,17 @@ from .errors import StrategyError, UserError  # noqa: E402
 # to import, which `lbbench --help`, `lbbench presets` or a sweep parent starting its workers
 # need not wait for.
 _LAZY = {
-    "Scenario": "scenario", "load_scenario": "scenario",
-    "Param": "strategy", "Strategy": "strategy",
-    "simulate": "simulation",
-    "check_strategy": "checker",
+    "Scenario": "model.scenario", "load_scenario": "model.scenario",
+    "Param": "plugins.strategy", "Strategy": "plugins.strategy",
+    "simulate": "engine.run",
+    "check_strategy": "experiments.checker",
 }
 
 
 def __getattr__(name):
+    if name == "analysis":      # `import lbbench; lbbench.analysis.load(...)`
+        import importlib
+        return importlib.import_module(".analysis", __name__)
     mod = _LAZY.get(name)
     if mod is None:
         raise AttributeError(f"module 'lbbench' has no attribute {name!r}")

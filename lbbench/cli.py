@@ -19,7 +19,7 @@ def _fail(msg: str, code: int = 2):
 
 
 def _parse_params(items: tuple[str, ...]) -> dict:
-    from .scenario import parse_value
+    from .model.scenario import parse_value
     out = {}
     for it in items:
         if "=" not in it:
@@ -38,7 +38,7 @@ def cli():
 @cli.command()
 def strategies():
     """List the registered strategies, one line each."""
-    from .strategy import registry
+    from .plugins.strategy import registry
     for name, (spec, origin) in sorted(registry().items()):
         click.echo(spec.summary_line())
 
@@ -50,8 +50,8 @@ def check(strategy, param):
     """Run STRATEGY (a name or FILE.py:NAME) on small scenarios and report contract faults.
 
     Exit code 0 when clean, 1 with findings, 2 when STRATEGY cannot be loaded."""
-    from .checker import check_strategy
-    from .strategy import name_clash
+    from .experiments.checker import check_strategy
+    from .plugins.strategy import name_clash
     report = check_strategy(strategy, _parse_params(param))
     click.echo(report.format())
     clash = name_clash(strategy)
@@ -65,7 +65,7 @@ def check(strategy, param):
 @click.argument("scenario", required=False)
 def presets(scenario):
     """List the built-in scenarios, or print one (or a TOML file) fully resolved."""
-    from .scenario import PRESETS, load_scenario
+    from .model.scenario import PRESETS, load_scenario
     if scenario is None:
         for name, data in sorted(PRESETS.items()):
             sc = load_scenario(name)
@@ -125,11 +125,11 @@ def run(scenario, strategy, param, sets, requests, duration, seed, out, no_write
 
     The run's parts are named by its identity (lbbench.identity): a different run into the same
     --out is kept beside the others, the same run again replaces its own row."""
-    from .identity import run_identity
-    from .scenario import load_scenario, parse_override
-    from .simulation import simulate
-    from .store import FolderLock, prepare_out, write_run
-    from .strategy import resolve
+    from .engine.identity import run_identity
+    from .model.scenario import load_scenario, parse_override
+    from .engine.run import simulate
+    from .results.store import FolderLock, prepare_out, write_run
+    from .plugins.strategy import resolve
     overrides = dict(parse_override(s) for s in sets)
     if requests is not None:
         overrides["run.requests"] = requests
@@ -178,10 +178,10 @@ def run(scenario, strategy, param, sets, requests, duration, seed, out, no_write
 def sweep(sweep_file, out, workers, resume, executor, scheduler, dry_run, with_report, yes, timeout):
     """Run every point of a sweep file's grid, in parallel, resumably."""
     if executor == "local" and not dry_run:
-        from .pool import prepare
+        from .experiments.pool import prepare
         prepare()           # the compiled side, for the workers to be forked from this process
-    from .store import safe_name
-    from .sweep import MAX_RUNS, grid_table, load_sweep, run_sweep
+    from .results.store import safe_name
+    from .experiments.sweep import MAX_RUNS, grid_table, load_sweep, run_sweep
     sw = load_sweep(sweep_file, max_runs=None if yes else MAX_RUNS)
     out_dir = Path(out) if out else Path("results") / safe_name(sw.name)
     if dry_run:
@@ -203,7 +203,7 @@ def sweep(sweep_file, out, workers, resume, executor, scheduler, dry_run, with_r
 
 
 def _report(out_dir: Path) -> None:
-    from .report import write_report
+    from .results.report import write_report
     md, pngs = write_report(out_dir)
     click.echo(f"report: {md}")
     for p in pngs:
@@ -224,7 +224,7 @@ def report(results_dir):
 @click.option("--quick", is_flag=True, help="fewer seeds and requests (well under a minute)")
 def validate(quick):
     """Check the simulator against queueing theory; exit 1 if a case fails."""
-    from .validate import all_passed, format_table, run_validation
+    from .results.validate import all_passed, format_table, run_validation
     rows = run_validation(quick=quick)
     click.echo(format_table(rows))
     if not all_passed(rows):

@@ -12,3 +12,7 @@ class UserError(Exception):
 
 class StrategyError(RuntimeError):
     """A strategy plugin broke its contract (e.g. returned a task outside its candidates)."""
+
+
+class NotATaskId(TypeError):
+    """A strategy whose select returns no integer (raised while its kernel compiles)."""

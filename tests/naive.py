@@ -2,12 +2,12 @@
 
 This file is documentation of the model as much as a test oracle: it is a textbook
 discrete-event simulation with one `heapq` of events, no chunks, no slot pools, no fast paths.
-`lbbench.simulation.simulate` must agree with it request by request.
+`lbbench.engine.run.simulate` must agree with it request by request.
 
 Inputs are shared with the engine, not re-derived: the arrivals come from
-`lbbench.workload.Workload` (same scenario, cluster and seed), the cluster from
-`lbbench.cluster.build_cluster`, the per-balancer random states and start offsets are drawn
-exactly as `lbbench.simulation._Run.__init__` draws them, and the strategy's decision is its own
+`lbbench.model.workload.Workload` (same scenario, cluster and seed), the cluster from
+`lbbench.model.cluster.build_cluster`, the per-balancer random states and start offsets are drawn
+exactly as `lbbench.engine.run._Run.__init__` draws them, and the strategy's decision is its own
 `select` function run as plain Python (`spec.select.py_func`).
 
 Events are ordered totally by (time, kind, sub, key, sequence) with
@@ -22,7 +22,7 @@ node), then the orchestrator's task events (sub 3, key = task slot). A task slot
 at most one pending event: a newer one supersedes it (lazy deletion by version).
 
 Failures (docs/model.md, "Failures and recovery"): the fault schedule comes from
-`lbbench.faults.build_schedule` (shared input, like the arrivals); everything that follows
+`lbbench.model.faults.build_schedule` (shared input, like the arrivals); everything that follows
 from it is simulated here.
 """
 from __future__ import annotations
@@ -34,15 +34,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lbbench import engine as E
+from lbbench.engine import kernel as E
 from lbbench import rng as rngmod
-from lbbench.cluster import build_cluster
-from lbbench.faults import F_NODE_DOWN, F_NODE_UP, F_SERVICE_CRASH, F_TASK_CRASH, build_schedule
-from lbbench.engine import View
+from lbbench.model.cluster import build_cluster
+from lbbench.model.faults import F_NODE_DOWN, F_NODE_UP, F_SERVICE_CRASH, F_TASK_CRASH, build_schedule
+from lbbench.engine.kernel import View
 from lbbench.errors import StrategyError
-from lbbench.scenario import load_scenario
+from lbbench.model.scenario import load_scenario
 from lbbench.strategy import resolve
-from lbbench.workload import Chunk, Workload
+from lbbench.model.workload import Chunk, Workload
 
 # Event kinds, in their order at equal times.
 COMPLETION, TASK_ARRIVAL, CONTROL, RETRY, NEW_ARRIVAL = 0, 1, 2, 3, 4

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from lbbench.simulation import TIMING_COLUMNS
+from lbbench.engine.run import TIMING_COLUMNS
 
 STRATEGIES = ["round_robin", "least_load", "random"]
 WALL_COLUMNS = set(TIMING_COLUMNS)   # wall_s, req_per_s: the only columns allowed to vary
@@ -87,8 +87,8 @@ def assert_counters_match(row: dict, ref, rtol=1e-9):
 
 def engine_path(sc, strategy: str, force_heap: bool = False) -> str:
     """Which kernel path `simulate` takes for this run: "direct" or "heap"."""
-    from lbbench.scenario import load_scenario
-    from lbbench.simulation import _Run
+    from lbbench.model.scenario import load_scenario
+    from lbbench.engine.run import _Run
     from lbbench.strategy import resolve
 
     s = load_scenario(sc)
@@ -98,9 +98,9 @@ def engine_path(sc, strategy: str, force_heap: bool = False) -> str:
 
 def arrivals(sc, seed=None, need_client=False):
     """The run's arrivals (one chunk of run.requests), as the engine sees them, and the cluster."""
-    from lbbench.cluster import build_cluster
-    from lbbench.scenario import load_scenario
-    from lbbench.workload import Workload
+    from lbbench.model.cluster import build_cluster
+    from lbbench.model.scenario import load_scenario
+    from lbbench.model.workload import Workload
 
     s = load_scenario(sc)
     cl = build_cluster(s)

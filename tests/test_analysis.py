@@ -10,7 +10,7 @@ from scipy import stats
 
 from lbbench import analysis as A
 from lbbench.errors import UserError
-from lbbench.simulation import percentiles as run_percentiles
+from lbbench.engine.run import percentiles as run_percentiles
 
 from synth_store import full_counts, histogram, write_part
 

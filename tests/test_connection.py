@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lbbench.cluster import build_cluster
-from lbbench.scenario import load_scenario
-from lbbench.simulation import simulate
-from lbbench.workload import Workload
+from lbbench.model.cluster import build_cluster
+from lbbench.model.scenario import load_scenario
+from lbbench.engine.run import simulate
+from lbbench.model.workload import Workload
 
 BASE = {"cluster": {"nodes": 4}, "services": [{"replicas": 4, "demand": {"mean": 0.01}}],
         "workload": {"rho": 0.6, "clients": 8, "entry": "uniform"},

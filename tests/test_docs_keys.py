@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from lbbench.scenario import Scenario
+from lbbench.model.scenario import Scenario
 
 ROOT = Path(__file__).parent.parent
 

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from lbbench.cluster import build_cluster
-from lbbench.scenario import load_scenario
-from lbbench.simulation import simulate
-from lbbench.workload import Workload
+from lbbench.model.cluster import build_cluster
+from lbbench.model.scenario import load_scenario
+from lbbench.engine.run import simulate
+from lbbench.model.workload import Workload
 
 from naive import COMPLETED, FAILED, IN_FLIGHT, REJECTED, simulate_naive
 from simcheck import (STRATEGIES, arrivals, assert_counters_match, assert_trace_matches, engine_path,
@@ -129,7 +129,7 @@ def test_prefetching_a_trace_driven_run_does_not_change_results(tmp_path):
 def test_the_arrivals_thread_is_used_and_ends_with_the_run(monkeypatch):
     """A many-chunk run draws on the thread (and a one-chunk run starts none); the thread is
     gone when simulate returns, also when the plugin fails mid-run."""
-    import lbbench.simulation as simulation
+    import lbbench.engine.run as simulation
     started = []
     real = simulation.ThreadPoolExecutor
 
@@ -154,7 +154,7 @@ def test_a_chunk_drawn_ahead_must_be_the_one_needed():
     run's), so a chunk drawn ahead of another size is refused, never used."""
     from concurrent.futures import Future
 
-    from lbbench.simulation import _take
+    from lbbench.engine.run import _take
     f = Future()
     f.set_result("chunk")
     assert _take((13, f), 13) == "chunk"
@@ -164,8 +164,8 @@ def test_a_chunk_drawn_ahead_must_be_the_one_needed():
 
 def test_a_sweep_worker_draws_its_arrivals_on_its_own_thread(monkeypatch, tmp_path):
     """A sweep's parallelism is its workers: their runs start no second thread."""
-    import lbbench.simulation as simulation
-    from lbbench.sweep import execute, load_sweep
+    import lbbench.engine.run as simulation
+    from lbbench.experiments.sweep import execute, load_sweep
     started = []
     monkeypatch.setattr(simulation, "ThreadPoolExecutor", lambda *a, **k: started.append(1))
     monkeypatch.setattr(simulation, "_cpus", lambda: 8)
@@ -301,7 +301,7 @@ def test_time_series_bucket_is_the_histogram_bucket_three_bits_coarser(x):
     """The engine files a latency in the coarse time-series histogram by shifting its fine bucket
     (one bucket computation per request): that must be the coarse rule's own bucket for every
     float, clamps, zero, subnormals, infinities and NaN included."""
-    from lbbench import engine as E
+    from lbbench.engine import kernel as E
     assert E.SUB // E.TS_SUB == 1 << (E.SUB_BITS - E.TS_SUB_BITS)
     assert E.bucket_of(x) >> (E.SUB_BITS - E.TS_SUB_BITS) == E.ts_bucket_of(x)
 

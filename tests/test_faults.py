@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as hst
 
 from lbbench import UserError
-from lbbench.faults import recovery
-from lbbench.scenario import load_scenario
-from lbbench.simulation import _Run, simulate
+from lbbench.model.faults import recovery
+from lbbench.model.scenario import load_scenario
+from lbbench.engine.run import _Run, simulate
 from lbbench.strategy import resolve
 
 from naive import COMPLETED, FAILED, IN_FLIGHT, REJECTED, simulate_naive
@@ -198,7 +198,7 @@ def test_replacements_are_placed_by_spread():
     (tasks 0 and 4 both go to node 3, back up and with the fewest tasks of the service)."""
     sc = scenario(nodes=4, replicas=6, rho=0.5, requests=4000)
     lsc = load_scenario(sc)
-    from lbbench.cluster import build_cluster
+    from lbbench.model.cluster import build_cluster
     assert build_cluster(lsc).task_node.tolist() == [0, 1, 2, 3, 0, 1]
     sc = with_faults(sc, [{"at": 100.0, "kind": "node_down", "node": 3},
                           {"at": 400.0, "kind": "node_up", "node": 3},
@@ -349,7 +349,7 @@ def pl_col(name):
 
 def test_recovery_from_a_synthetic_time_series():
     """Windows of 1 s; level 1.0 before the fault at 10 s; failures in 10-11, p99 high until 14."""
-    from lbbench import engine as E
+    from lbbench.engine import kernel as E
     n = 20
     edges = E.bucket_edges(E.TS_SUB)
     hist = np.zeros((n, E.TS_BUCKETS), dtype=np.int64)
@@ -359,7 +359,7 @@ def test_recovery_from_a_synthetic_time_series():
     hist[10:14, b3] = 50
     failed = np.zeros(n, dtype=np.int64)
     failed[10:12] = 7
-    from lbbench.simulation import _percentile
+    from lbbench.engine.run import _percentile
     p99 = lambda h: _percentile(h, edges, 0.99, math.inf)  # noqa: E731
     level, rec = recovery(hist, failed, np.arange(n) * 1.0, 1.0, 10.0, 2.0, p99)
     assert level == pytest.approx(1.0, rel=0.07)
@@ -396,5 +396,5 @@ def test_a_services_replicas_are_placed_as_by_spread_one_at_a_time(case):
     sc = load_scenario({"name": "p", "cluster": {"nodes": nodes, "drained": sorted(drained)},
                         "services": [{"name": f"s{i}", "port": 80 + i, "replicas": r} for i, r in enumerate(replicas)],
                         "workload": {"rho": 0.5}})
-    from lbbench.cluster import build_cluster
+    from lbbench.model.cluster import build_cluster
     assert build_cluster(sc).task_node.tolist() == _spread_one_by_one(nodes, drained, replicas)

@@ -34,7 +34,7 @@ def _same(a, b) -> bool:
 
 
 def test_the_record_covers_every_preset_and_strategy():
-    from lbbench.scenario import preset_names
+    from lbbench.model.scenario import preset_names
     from lbbench.strategy import names
     assert {k.split("/", 1)[0] for k in RECORD} == set(preset_names())
     assert {k.split("/", 1)[1] for k in RECORD} == set(names())

@@ -13,8 +13,8 @@ import copy
 import numpy as np
 import pytest
 
-from lbbench.scenario import PRESETS
-from lbbench.simulation import simulate
+from lbbench.model.scenario import PRESETS
+from lbbench.engine.run import simulate
 
 from naive import COMPLETED, IN_FLIGHT, REJECTED, simulate_naive
 from simcheck import STRATEGIES, arrivals, assert_counters_match, assert_trace_matches, engine_path, scenario

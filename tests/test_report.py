@@ -1,4 +1,4 @@
-"""lbbench.report.write_report on synthetic stores (no simulation)."""
+"""lbbench.results.report.write_report on synthetic stores (no simulation)."""
 from __future__ import annotations
 
 import re
@@ -11,7 +11,7 @@ from matplotlib.image import imread
 
 from lbbench import analysis as A
 from lbbench.errors import UserError
-from lbbench.report import write_report
+from lbbench.results.report import write_report
 
 from synth_store import write_store
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lbbench.report import write_report
-from lbbench.simulation import simulate
-from lbbench.stability import BATCHES, judge, rising_latency
-from lbbench.sweep import load_sweep, run_sweep
+from lbbench.results.report import write_report
+from lbbench.engine.run import simulate
+from lbbench.engine.stability import BATCHES, judge, rising_latency
+from lbbench.experiments.sweep import load_sweep, run_sweep
 
 HALF_SPEED = {"cluster.speeds": [1.0, 1.0, 0.5], "run.requests": 60_000}
 

@@ -19,14 +19,14 @@ import numpy as np
 import pytest
 
 import lbbench
-from lbbench import validate as V
-from lbbench.cluster import build_cluster
-from lbbench.engine import View
-from lbbench.scenario import load_scenario
-from lbbench.simulation import simulate
+from lbbench.results import validate as V
+from lbbench.model.cluster import build_cluster
+from lbbench.engine.kernel import View
+from lbbench.model.scenario import load_scenario
+from lbbench.engine.run import simulate
 from lbbench.strategies import BUILTINS, maglev, ring_hash
 from lbbench.strategy import names, resolve
-from lbbench.workload import Workload
+from lbbench.model.workload import Workload
 
 STRATEGIES = names()
 RESEARCH = ["weighted_round_robin", "power_of_d", "join_idle_queue", "shortest_expected_delay", "never_queue",

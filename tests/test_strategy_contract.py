@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from lbbench import StrategyError, UserError, simulate
-from lbbench.cluster import build_cluster
-from lbbench.scenario import load_scenario
+from lbbench.model.cluster import build_cluster
+from lbbench.model.scenario import load_scenario
 from lbbench.strategy import resolve
-from lbbench.workload import Workload
+from lbbench.model.workload import Workload
 
 FAULTY = f"{Path(__file__).parent / 'plugins' / 'faulty.py'}:STRATEGY"
 SMALL = {"cluster": {"nodes": 3}, "services": [{"replicas": 3}], "workload": {"rho": 0.5},

@@ -13,8 +13,8 @@ import polars as pl
 import pytest
 
 from lbbench.errors import UserError
-from lbbench.simulation import TIMING_COLUMNS
-from lbbench.sweep import load_sweep, run_status, run_sweep
+from lbbench.engine.run import TIMING_COLUMNS
+from lbbench.experiments.sweep import load_sweep, run_status, run_sweep
 
 SMALL = """
 name = "small"
@@ -111,7 +111,7 @@ def test_local_pool_and_serial_give_identical_rows(tmp_path):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers are forked on Linux only")
 def test_a_process_with_threads_forks_its_workers_from_a_single_threaded_server_with_numba_loaded():
-    from lbbench import pool
+    from lbbench.experiments import pool
     assert not pool.single_threaded()          # this test process: polars' threads
     with pool.Workers(1) as ws:
         ws.submit("ppid", os.getppid)
@@ -126,7 +126,7 @@ def test_a_process_with_threads_forks_its_workers_from_a_single_threaded_server_
 FORK_FROM_SELF = """
 import os, sys
 from pathlib import Path
-from lbbench import pool
+from lbbench.experiments import pool
 pool.prepare()
 alone = pool.single_threaded()
 ws = pool.Workers(2)
@@ -151,7 +151,7 @@ def test_the_sweep_command_forks_its_workers_from_itself_while_it_has_one_thread
 
 
 def test_run_queue_holds_back_a_strategy_until_its_first_run_is_done(tmp_path):
-    from lbbench.sweep import RunQueue
+    from lbbench.experiments.sweep import RunQueue
     runs = sorted(load_sweep(write(tmp_path, SMALL)).runs, key=lambda r: (r.strategy, r.seed))
     q = RunQueue(runs)
     a, b = q.next(), q.next()
@@ -168,7 +168,7 @@ def test_run_queue_holds_back_a_strategy_until_its_first_run_is_done(tmp_path):
 
 
 def test_run_queue_starts_every_strategy_before_a_second_run_of_any():
-    from lbbench.sweep import RunQueue, RunSpec
+    from lbbench.experiments.sweep import RunQueue, RunSpec
     runs = [RunSpec(sweep="s", scenario={}, strategy=name, params={}, seed=seed, run_hash=f"{name}{seed}", axes={})
             for name in ("a", "b", "c") for seed in range(3)]
     q = RunQueue(runs)

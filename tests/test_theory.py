@@ -1,4 +1,4 @@
-"""The simulator against queueing theory (lbbench/validate.py does the work).
+"""The simulator against queueing theory (lbbench/results/validate.py does the work).
 
 One session fixture runs the quick validation budget once (n = 10 single-worker tasks with
 exponential demand of mean 1, rho = 0.8, one central balancer, global information, no hop;
@@ -26,8 +26,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from lbbench import validate as V
-from lbbench.simulation import simulate
+from lbbench.results import validate as V
+from lbbench.engine.run import simulate
 
 CFG = V.QUICK
 N, RHO = CFG.n, CFG.rho

@@ -10,7 +10,7 @@ import pytest
 
 import lbbench
 from lbbench.cli import main
-from lbbench.sweep import run_sweep, load_sweep
+from lbbench.experiments.sweep import run_sweep, load_sweep
 
 
 def invoke(capsys, *args):

@@ -9,12 +9,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from lbbench import limits
+from lbbench.model import limits
 from lbbench.errors import UserError
-from lbbench.scenario import Demand, load_scenario, validate
-from lbbench.simulation import _Run, simulate
+from lbbench.model.scenario import Demand, load_scenario, validate
+from lbbench.engine.run import _Run, simulate
 from lbbench.strategy import resolve
-from lbbench.workload import DemandSampler
+from lbbench.model.workload import DemandSampler
 
 
 def small(**over) -> dict:
@@ -252,7 +252,7 @@ def test_sizes_beyond_int32_are_refused_and_the_largest_accepted():
 
 
 def test_a_run_that_does_not_fit_in_memory_is_a_user_error(monkeypatch):
-    import lbbench.simulation as S
+    import lbbench.engine.run as S
 
     def no_memory(sc):
         raise MemoryError
@@ -322,7 +322,7 @@ def test_types_are_strict(key, value, expect):
 def test_floats_accept_integers_and_every_preset_survives_a_json_round_trip():
     sc = load_scenario(small(**{"services.0.demand.mean": 1, "network.hop": 0, "cluster.speeds": [1, 2]}))
     assert sc.services[0].demand.mean == 1.0 and isinstance(sc.network.hop, float)
-    from lbbench.scenario import PRESETS
+    from lbbench.model.scenario import PRESETS
     for name in PRESETS:
         s = load_scenario(name)
         assert validate(s.model_dump(mode="json")) == s

@@ -7,9 +7,9 @@ import pytest
 from lbbench import UserError
 from lbbench.analysis import load
 from lbbench.cli import main
-from lbbench.report import write_report
-from lbbench.simulation import simulate
-from lbbench.sweep import load_sweep, run_sweep
+from lbbench.results.report import write_report
+from lbbench.engine.run import simulate
+from lbbench.experiments.sweep import load_sweep, run_sweep
 
 
 def test_a_toml_nested_beyond_the_parser_is_one_line(tmp_path):
@@ -24,7 +24,7 @@ def test_a_toml_nested_beyond_the_parser_is_one_line(tmp_path):
 
 
 def test_a_file_too_large_to_be_a_scenario_is_refused_unread(tmp_path, monkeypatch):
-    import lbbench.scenario as S
+    import lbbench.model.scenario as S
     big = tmp_path / "big.toml"
     big.write_text("# padding\n" * 200)
     monkeypatch.setattr(S, "MAX_FILE_BYTES", 1000)

@@ -19,8 +19,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from lbbench import pool
-from lbbench.sweep import load_sweep, run_status, run_sweep
+from lbbench.experiments import pool
+from lbbench.experiments.sweep import load_sweep, run_status, run_sweep
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process supervision is tested on Linux")
 
@@ -185,7 +185,7 @@ def test_a_call_past_the_timeout_is_stopped_and_its_worker_replaced():
 
 WORKER_OF_A_KILLED_PARENT = """
 import os, sys, time
-from lbbench import pool
+from lbbench.experiments import pool
 pool.prepare()
 ws = pool.Workers(2)
 ws.submit(0, os.getpid)

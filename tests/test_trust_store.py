@@ -17,11 +17,11 @@ import pytest
 from lbbench import analysis as A
 from lbbench.cli import main
 from lbbench.errors import UserError
-from lbbench.identity import run_identity
-from lbbench.scenario import load_scenario
-from lbbench.store import LOCK_NAME, FolderLock, safe_name
+from lbbench.engine.identity import run_identity
+from lbbench.model.scenario import load_scenario
+from lbbench.results.store import LOCK_NAME, FolderLock, safe_name
 from lbbench.strategy import name_clash, resolve
-from lbbench.sweep import load_sweep, run_status, run_sweep
+from lbbench.experiments.sweep import load_sweep, run_status, run_sweep
 
 SMALL = """
 name = "small"
@@ -113,7 +113,7 @@ def test_runs_without_out_in_the_same_second_get_their_own_folders(tmp_path, cap
 
 
 def test_the_identity_covers_seed_params_strategy_source_engine_and_trace_content(tmp_path, monkeypatch):
-    import lbbench.identity as I
+    import lbbench.engine.identity as I
     sc = load_scenario("seed-mesh", {"run.requests": 1000})
     rr = resolve("round_robin")
     h = run_identity(sc, rr, {}, 0)[0]
@@ -216,7 +216,7 @@ def test_an_edited_plugin_is_run_again_not_mixed(tmp_path):
 
 
 def test_a_plugin_edited_while_the_sweep_runs_is_recorded_failed_not_filed_under_the_old_hash(tmp_path):
-    from lbbench.sweep import execute
+    from lbbench.experiments.sweep import execute
     p = plugin(tmp_path, "mine", "1")
     f = write(tmp_path, SMALL.replace('["round_robin", "random"]', '["my_lb.py:STRATEGY"]'))
     sw = load_sweep(f)
@@ -304,7 +304,7 @@ def test_a_plugin_named_like_a_registered_strategy_is_refused_in_a_sweep_and_war
 
         def format(self):
             return "no contract faults found"
-    monkeypatch.setattr("lbbench.checker.check_strategy", lambda *a, **k: Clean())
+    monkeypatch.setattr("lbbench.experiments.checker.check_strategy", lambda *a, **k: Clean())
     code, out, _ = invoke(capsys, "check", f"{tmp_path / 'my_lb.py'}:STRATEGY")
     assert code == 0 and "warning:" in out and "round_robin" in out.split("warning:")[1]
     assert name_clash("round_robin") is None
@@ -377,7 +377,7 @@ def test_safe_name_is_bounded_and_distinct():
 
 HOLD = """
 import sys, time
-from lbbench.store import FolderLock
+from lbbench.results.store import FolderLock
 lock = FolderLock(sys.argv[1])
 print("locked", flush=True)
 sys.stdin.read()

@@ -31,7 +31,7 @@ import numpy as np
 sys.path.insert(0, sys.argv[3])
 import calling
 import lbbench
-from lbbench import simulation
+from lbbench.engine import run as simulation
 strategy, variant = sys.argv[1], sys.argv[2]
 if variant == "first-class":
     simulation.compiled_kernel = calling.first_class_kernel
@@ -56,7 +56,7 @@ def _view_type():
     import numpy as np
     from numba import typeof
 
-    from lbbench.engine import View
+    from lbbench.engine.kernel import View
     a = np.zeros(1)
     return typeof(View(np.zeros(1, np.int64), np.zeros(1, np.int32), a, 0, 0.0, 0, a, 0, 0))
 
@@ -78,7 +78,7 @@ def shared_kernel(select, full: bool, direct: bool):
     from numba import njit, typeof
     from numba import types as nbtypes
 
-    from lbbench import engine
+    from lbbench.engine import kernel as engine
 
     src = textwrap.dedent(inspect.getsource(engine._kernel.py_func)).replace("@njit(cache=True)\n", "")
     edits = [

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from floors import FLOORS, run_floor  # noqa: E402
 
-from lbbench.simulation import simulate  # noqa: E402
+from lbbench.engine.run import simulate  # noqa: E402
 
 
 def timed(fn) -> float:
@@ -81,7 +81,7 @@ def peak_rss_mb(requests: int, strategy: str = "least_load") -> float:
     Read as the child's own VmHWM, not getrusage's ru_maxrss: Linux carries the maximum resident
     set across exec, so a child's ru_maxrss is at least this (large) parent's at the fork.
     """
-    code = ("import resource, sys; from pathlib import Path; from lbbench.simulation import simulate; "
+    code = ("import resource, sys; from pathlib import Path; from lbbench.engine.run import simulate; "
             f"simulate('reference', '{strategy}', overrides={{'run.requests': {requests}}}, progress=False); "
             "hwm = [l for l in Path('/proc/self/status').read_text().splitlines() if l.startswith('VmHWM:')] "
             "if sys.platform == 'linux' else []; "

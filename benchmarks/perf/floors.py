@@ -17,7 +17,7 @@ from collections import namedtuple
 import numpy as np
 from numba import njit
 
-from lbbench.engine import N_BUCKETS, TS_BUCKETS, bucket_of, ts_bucket_of
+from lbbench.engine.kernel import N_BUCKETS, TS_BUCKETS, bucket_of, ts_bucket_of
 from lbbench.rng import integers
 
 
@@ -191,10 +191,10 @@ def floor_heap(t, dem, free, hist, served, busy, acc, out, key, slot, t0, task, 
 
 def run_floor(strategy: str, n_requests: int, seed: int = 1, chunk: int = 65536) -> float:
     """Simulate the reference preset's workload with the floor loop; returns the mean latency."""
-    from lbbench.cluster import build_cluster
+    from lbbench.model.cluster import build_cluster
     from lbbench.rng import STRATEGY, seed_states, stream
-    from lbbench.scenario import load_scenario
-    from lbbench.workload import Workload
+    from lbbench.model.scenario import load_scenario
+    from lbbench.model.workload import Workload
 
     sc = load_scenario("reference", {"run.requests": n_requests, "run.warmup": 0.0})
     cl = build_cluster(sc)

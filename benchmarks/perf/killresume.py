@@ -24,7 +24,7 @@ from pathlib import Path
 
 import polars as pl
 
-from lbbench.sweep import load_sweep
+from lbbench.experiments.sweep import load_sweep
 
 SWEEP = """
 name = "killresume"

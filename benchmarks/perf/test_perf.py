@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 from floors import FLOORS, run_floor
-from lbbench.simulation import simulate
+from lbbench.engine.run import simulate
 
 N = 2_000_000
 

@@ -23,7 +23,7 @@ VOLATILE = {"run_id", "wall_s", "req_per_s", "strategy_hash", "lbbench_version",
 
 def summary(preset: str, strategy: str) -> dict:
     """The recorded columns of one case's summary."""
-    from lbbench.simulation import simulate
+    from lbbench.engine.run import simulate
     row = simulate(preset, strategy, seed=1, overrides=CASES[preset], progress=False, prefetch=False).row()
     return {k: v for k, v in row.items() if k not in VOLATILE}
 

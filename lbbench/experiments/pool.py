@@ -1,7 +1,7 @@
 """Local worker processes of a sweep.
 
 On Linux the workers are forked, ready to run, from a process that has imported lbbench's
-compiled side and initialised numba's compiler once (`lbbench.worker_init`): a worker starts in a
+compiled side and initialised numba's compiler once (`lbbench.experiments.worker_init`): a worker starts in a
 fraction of a second instead of the ~2 s a fresh interpreter needs. A fork keeps only the forking
 thread, and a lock that another thread held stays locked in the child, so the process forked from
 must have no other thread:
@@ -29,7 +29,7 @@ import time
 from contextlib import contextmanager
 from multiprocessing.connection import wait
 
-PRELOAD = ["lbbench.worker_init"]
+PRELOAD = ["lbbench.experiments.worker_init"]
 
 
 def single_threaded() -> bool:
@@ -68,7 +68,7 @@ def prepare() -> None:
 def context():
     """The multiprocessing context of local sweep workers, for this process as it is now."""
     if sys.platform.startswith("linux"):
-        if "lbbench.worker_init" in sys.modules and single_threaded():
+        if "lbbench.experiments.worker_init" in sys.modules and single_threaded():
             return multiprocessing.get_context("fork")
         if "forkserver" in multiprocessing.get_all_start_methods():
             ctx = multiprocessing.get_context("forkserver")

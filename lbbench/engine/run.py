@@ -19,18 +19,19 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from . import __version__, SCHEMA_VERSION
-from . import engine as E
-from . import rng as rngmod
-from .cluster import ClusterState, build_cluster
-from .errors import StrategyError, UserError
-from .faults import REPAIR_KINDS, build_schedule, recovery
+from .. import SCHEMA_VERSION, __version__
+from . import kernel as E
+from .kernel import compiled_kernel
+from .. import rng as rngmod
+from ..model.cluster import ClusterState, build_cluster
+from ..errors import StrategyError, UserError
+from ..model.faults import REPAIR_KINDS, build_schedule, recovery
 from .identity import run_identity
-from .limits import INT32_MAX, check_result, check_run, time_windows
-from .scenario import Scenario, load_scenario, parse_override
+from ..model.limits import INT32_MAX, check_result, check_run, time_windows
+from ..model.scenario import Scenario, load_scenario, parse_override
 from .schema import SUMMARY_SCHEMA, TIMING_COLUMNS  # noqa: F401  (the runs table's columns)
-from .strategy import Strategy, compile_failure, compiled_kernel, resolve
-from .workload import Workload
+from ..plugins.strategy import Strategy, compile_failure, resolve
+from ..model.workload import Workload
 
 
 
@@ -467,7 +468,7 @@ def _plain(value):
 
 
 def _slice(arr, n):
-    from .workload import Chunk
+    from ..model.workload import Chunk
     return Chunk(arr.first, arr.t[:n], arr.service[:n], arr.demand[:n], arr.entry[:n],
                  arr.client[:n] if len(arr.client) else arr.client,
                  arr.jitter[:2 * n] if len(arr.jitter) else arr.jitter)

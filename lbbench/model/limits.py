@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from .errors import UserError
+from ..errors import UserError
 
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import rng as rngmod
-from .errors import UserError
+from .. import rng as rngmod
+from ..errors import UserError
 from .limits import MAX_SECONDS
 from .cluster import ClusterState
 from .scenario import Demand, Scenario

@@ -51,10 +51,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import SCHEMA_VERSION, __version__
-from .errors import UserError
-from .scenario import apply_overrides, raw_scenario, read_text, read_toml, validate
-from .store import write_run
+from .. import SCHEMA_VERSION, __version__
+from ..errors import UserError
+from ..model.scenario import apply_overrides, raw_scenario, read_text, read_toml, validate
+from ..results.store import write_run
 
 if TYPE_CHECKING:
     import polars as pl
@@ -155,7 +155,7 @@ def _variants(data: dict) -> list[dict]:
 def _strategy_specs(strategies: list[tuple[str, dict]], base_dir: Path) -> dict:
     """Each strategy entry's spec; a name that two sources give (a file plugin named like a
     registered strategy, two files with one name) is refused: their rows would merge."""
-    from .strategy import name_clash, resolve
+    from ..plugins.strategy import name_clash, resolve
     specs, by_name = {}, {}
     for sname, _ in strategies:
         if sname in specs:
@@ -177,7 +177,7 @@ def _strategy_specs(strategies: list[tuple[str, dict]], base_dir: Path) -> dict:
 def load_sweep(source: str | Path | dict, *, name: str | None = None, max_runs: int | None = MAX_RUNS) -> Sweep:
     """Read and expand a sweep; every run's scenario and strategy is validated here. A grid of
     more than `max_runs` runs is refused before it is expanded (None: no limit)."""
-    from .identity import run_identity
+    from ..engine.identity import run_identity
 
     if isinstance(source, dict):
         data, path, text = source, None, json.dumps(source)
@@ -260,7 +260,7 @@ def execute(run: RunSpec, out: str | None = None) -> dict:
     write (a Dask worker may be on another machine). A failure returns the error."""
     import polars as pl
 
-    from .simulation import simulate
+    from ..engine.run import simulate
     try:
         res = simulate(run.scenario, run.strategy, run.params, seed=run.seed, progress=False, prefetch=False)
         if res.extra["run_hash"] != run.run_hash:
@@ -289,9 +289,9 @@ def execute(run: RunSpec, out: str | None = None) -> dict:
 def failed_row(run: RunSpec, error: str) -> pl.DataFrame:
     import polars as pl
 
-    from .identity import run_id
-    from .simulation import SUMMARY_SCHEMA
-    from .strategy import resolve
+    from ..engine.identity import run_id
+    from ..engine.run import SUMMARY_SCHEMA
+    from ..plugins.strategy import resolve
     row = {k: None for k in SUMMARY_SCHEMA}
     try:
         spec = resolve(run.strategy)
@@ -312,7 +312,7 @@ def failed_row(run: RunSpec, error: str) -> pl.DataFrame:
 def _read_parts(out: Path, tables: tuple[str, ...] = ("runs",)) -> tuple[dict[str, dict], set[str]]:
     """The runs/ rows under `out` by part name, and the names of the runs with a part (in
     `tables`) that cannot be read in full."""
-    from .store import part_names
+    from ..results.store import part_names
     rows, damaged = {}, set()
     parts = part_names(out)
     if parts:
@@ -351,8 +351,8 @@ def _sort_out(out: Path, sweep: Sweep) -> dict[str, str]:
     to DIR/superseded/ (never deleted), so that the sweep, its manifest, its report and a plain
     scan of DIR/runs/*.parquet see this sweep's runs only; the damaged ones run again. (Every
     part is read: about 1 ms each.)"""
-    from .simulation import SUMMARY_SCHEMA
-    from .store import TABLES, part_names, set_aside
+    from ..engine.run import SUMMARY_SCHEMA
+    from ..results.store import TABLES, part_names, set_aside
     rows, damaged = _read_parts(out, TABLES)
     grid = {r.run_hash: r for r in sweep.runs}
     columns = set(SUMMARY_SCHEMA) | {"sweep", "run_hash", "status", "error"}
@@ -393,7 +393,7 @@ def _check_out(out: Path, sweep: Sweep, resume: bool) -> None:
 def write_manifest(out: Path, sweep: Sweep, created: str, status: dict[str, str] | None = None) -> dict:
     """The sweep's manifest.json; `status` (run_hash -> status) as the runner kept it, else read
     from the runs/ parts."""
-    from .store import write_text_atomic
+    from ..results.store import write_text_atomic
     if status is None:
         status = run_status(out)
     wanted = {r.run_hash for r in sweep.runs}
@@ -451,7 +451,7 @@ def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, resu
               timeout: float | None = None) -> dict:
     """Run every missing run of `sweep` into `out`; returns the manifest. `timeout`: seconds a
     run may take (local executor), after which it is stopped and recorded as failed."""
-    from .store import FolderLock, prepare_out
+    from ..results.store import FolderLock, prepare_out
 
     out = Path(out)
     if workers is None:
@@ -486,13 +486,13 @@ def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, resu
             pool.close()
             # a worker stopped mid-write (interrupt, timeout) leaves a temporary: remove it while
             # the folder is still ours and no worker is left
-            from .store import clean_temporaries
+            from ..results.store import clean_temporaries
             clean_temporaries(out)
         lock.release()
 
 
 def _run(sweep, out, workers, resume, executor, scheduler, progress, pool) -> dict:
-    from .store import clean_temporaries, write_tables, write_text_atomic
+    from ..results.store import clean_temporaries, write_tables, write_text_atomic
 
     clean_temporaries(out)      # under the folder's lock: no other writer's temporaries
     # The runs' status, kept here as they are recorded: the manifest at the end needs no read of
@@ -549,7 +549,7 @@ def _run_pool(pool, todo, record, out):
     """The runs on the local workers, in `RunQueue` order. A run whose worker died or ran past
     the time limit is recorded as failed, without the parts it may have begun to write.
     Interrupted, the workers are killed before the caller writes the manifest."""
-    from .store import remove_parts
+    from ..results.store import remove_parts
 
     queue = RunQueue(todo)
     running = {}

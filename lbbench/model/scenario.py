@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import UserError
+from ..errors import UserError
 from .faults import SCENARIO_KINDS
 from .limits import EXP_TOP, INT32_MAX, INT64_MAX, MAX_SECONDS, NORMAL_TOP
 

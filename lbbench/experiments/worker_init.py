@@ -5,10 +5,12 @@ loaded and initialised.
 Nothing here may start a thread (a fork keeps only the forking thread, and any lock another
 thread held stays locked in the child): polars, which starts threads when imported, is left to
 each worker, and the import runs with a single-threaded OpenBLAS (pool.prepare)."""
-from . import cluster, engine, faults, scenario, strategy, workload  # noqa: F401
+from ..engine import kernel
+from ..model import cluster, faults, scenario, workload  # noqa: F401
+from ..plugins import strategy
 
 try:
     strategy.registry()   # entry points and built-in plugins
-    engine.warm_up()      # numba's compiler and its cache, initialised once for all workers
+    kernel.warm_up()      # numba's compiler and its cache, initialised once for all workers
 except Exception:         # a worker meets (and reports) the same problem on its own
     pass

@@ -26,8 +26,8 @@ import polars as pl
 from matplotlib.figure import Figure
 
 from . import analysis as A
-from .errors import UserError
-from .faults import REPAIR_KINDS
+from ..errors import UserError
+from ..model.faults import REPAIR_KINDS
 
 __all__ = ["write_report", "BASELINE"]
 

@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import StrategyError, UserError
-from .strategy import Strategy, compile_failure, resolve, spec_faults
+from ..errors import StrategyError, UserError
+from ..plugins.strategy import Strategy, compile_failure, resolve, spec_faults
 
 SEED = 7
 
@@ -144,7 +144,7 @@ class _Stop(Exception):
 
 def _run(spec, params, sc, rep: CheckReport, where: str, **kw):
     """One traced run; a contract fault becomes a finding and raises _Stop."""
-    from .simulation import simulate
+    from ..engine.run import simulate
     try:
         return simulate(sc, spec, params, seed=SEED, trace=True, progress=False, **kw)
     except StrategyError as exc:

@@ -242,8 +242,8 @@ def theory_scenario(n: int, rho: float, requests: int, *, dist: str = "exponenti
 
 def little_check(res, seed: int) -> dict:
     """Sample-path Little's law for one traced run (hop = 0, drained)."""
-    from .cluster import build_cluster
-    from .workload import Workload
+    from ..model.cluster import build_cluster
+    from ..model.workload import Workload
 
     sc, row, tr = res.scenario, res.row(), res.trace
     if sc.network.hop != 0 or sc.network.jitter != 0:
@@ -269,7 +269,7 @@ def little_check(res, seed: int) -> dict:
 def run_group(scenario: dict, strategy: str, seeds: list[int], little: bool = True) -> list[dict]:
     """Simulate `scenario` with `strategy` once per seed; the summary rows (plus the Little
     check in row['_little'] when `little`)."""
-    from .simulation import simulate
+    from ..engine.run import simulate
 
     out = []
     for s in seeds:
@@ -335,8 +335,8 @@ def run_groups(cfg: Config, seeds: int | None = None, progress: Callable[[str], 
 
 def theory_rows(cfg: Config, runs: dict[str, list[dict]]) -> list[dict]:
     """The rows of every case whose runs are in `runs`."""
-    from .scenario import load_scenario
-    from .workload import DemandSampler
+    from ..model.scenario import load_scenario
+    from ..model.workload import DemandSampler
 
     n, rho, mu = cfg.n, cfg.rho, 1.0
     lam = rho * mu                       # per task

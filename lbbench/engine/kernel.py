@@ -32,7 +32,8 @@ from numba import njit
 from numba import types as nbtypes
 from numba.extending import intrinsic, overload
 
-from .rng import hash_uniform, uniform
+from ..errors import NotATaskId
+from ..rng import hash_uniform, uniform
 
 # --------------------------------------------------------------------------------------------
 # What a strategy sees (DESIGN 3). Built per decision; numba keeps it in registers.
@@ -133,7 +134,7 @@ INFO_GLOBAL, INFO_LOCAL, INFO_STALE = 0, 1, 2
 LAT_SUM, LAT_MAX, T_FIRST, T_LAST, NEXT_REFRESH, NEXT_FAULT, N_FCTR = range(7)
 
 # Fault schedule kinds (Config.f_kind): the table in faults.py
-from .faults import F_NODE_DOWN, F_NODE_DRAIN, F_NODE_UP, F_SERVICE_CRASH, F_TASK_CRASH  # noqa: E402
+from ..model.faults import F_NODE_DOWN, F_NODE_DRAIN, F_NODE_UP, F_SERVICE_CRASH, F_TASK_CRASH  # noqa: E402
 # Task slot states and orchestrator events
 TASK_DEAD, TASK_ALIVE, TASK_STARTING = 0, 1, 2
 EV_NONE, EV_DETECT, EV_PLACE, EV_JOIN = 0, 1, 2, 3
@@ -341,10 +342,6 @@ def _select(cands, view, state, rng):
 @njit(cache=True)
 def _on_complete(state, task, latency, now, view):
     return None
-
-
-class NotATaskId(TypeError):
-    """A strategy whose select returns no integer (raised while the kernel compiles)."""
 
 
 def _task_id(k):
@@ -987,8 +984,9 @@ def engine_hash() -> str:
     global _ENGINE_HASH
     if _ENGINE_HASH is None:
         h = hashlib.sha1()
-        for name in ("engine.py", "rng.py"):
-            h.update((Path(__file__).parent / name).read_bytes())
+        here = Path(__file__).parent
+        for path in (here / "kernel.py", here.parent / "rng.py"):
+            h.update(path.read_bytes())
         _ENGINE_HASH = h.hexdigest()[:10]
     return _ENGINE_HASH
 
@@ -1105,3 +1103,34 @@ class Entry:
             call = self._calls[ids] = (enter, address, args)
         enter, address, _ = call
         return enter(address, cfg, st, met, arr, np.int64(first), float(until))
+
+
+# --------------------------------------------------------------------------------------------
+# Compilation: one specialised engine per strategy and process, cached on disk by numba.
+
+_COMPILED: dict = {}
+
+
+def _jit(fn, boundscheck: bool):
+    if fn is None:
+        return None
+    py = getattr(fn, "py_func", fn)
+    if boundscheck:
+        # Not inlined at numba's level: an inlined body would take the kernel's flags and lose
+        # its bounds checks. LLVM may still inline the compiled function.
+        return njit(boundscheck=True)(py)
+    return njit(inline="always")(py)
+
+
+def compiled_kernel(spec, full: bool = True, direct: bool = False):
+    """The dispatch kernel with this strategy inlined (compiled once per process); `full`:
+    with failures and client retries, `direct`: the direct path (see engine.FULL, DIRECT)."""
+    # The module is part of the key: a cached kernel refers to the plugin's module by name.
+    module = getattr(getattr(spec.select, "py_func", spec.select), "__module__", "")
+    key = f"{spec.name}|{spec.source_hash}|{module}|bc{int(spec.boundscheck)}"
+    k = _COMPILED.get((key, full, direct))
+    if k is None:
+        k = specialise(key, _jit(spec.select, spec.boundscheck), _jit(spec.on_complete, spec.boundscheck),
+                              full=full, direct=direct)
+        _COMPILED[(key, full, direct)] = k
+    return k

@@ -16,7 +16,7 @@ import unicodedata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import UserError
+from ..errors import UserError
 
 if TYPE_CHECKING:
     import polars as pl

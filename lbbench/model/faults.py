@@ -18,7 +18,7 @@ import numpy as np
 
 from typing import TYPE_CHECKING
 
-from . import rng as rngmod
+from .. import rng as rngmod
 
 if TYPE_CHECKING:
     from .scenario import Scenario

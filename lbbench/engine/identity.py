@@ -31,15 +31,15 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import SCHEMA_VERSION, __version__
+from .. import SCHEMA_VERSION, __version__
 
 if TYPE_CHECKING:
-    from .scenario import Scenario
-    from .strategy import Strategy
+    from ..model.scenario import Scenario
+    from ..plugins.strategy import Strategy
 
 # The modules whose code decides a run's numbers (the scenario's values are hashed as data).
-ENGINE_MODULES = ("engine.py", "simulation.py", "workload.py", "cluster.py", "faults.py", "rng.py", "strategy.py",
-                  "stability.py", "limits.py", "scenario.py")
+ENGINE_MODULES = ("engine/kernel.py", "engine/run.py", "engine/stability.py", "model/workload.py", "model/cluster.py",
+                  "model/faults.py", "model/limits.py", "model/scenario.py", "plugins/strategy.py", "rng.py")
 
 
 @functools.cache
@@ -52,7 +52,7 @@ def engine_version() -> str:
             h.update(f"|{dist}={importlib.metadata.version(dist)}".encode())
         except importlib.metadata.PackageNotFoundError:
             h.update(f"|{dist}=?".encode())
-    here = Path(__file__).parent
+    here = Path(__file__).parent.parent
     for name in ENGINE_MODULES:
         h.update(name.encode() + b"\0" + (here / name).read_bytes())
     return h.hexdigest()[:16]

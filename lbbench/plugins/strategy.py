@@ -1,0 +1,353 @@
+"""The strategy plugin API (DESIGN section 3) and the registry.
+
+A strategy is a `Strategy` spec whose `select(cands, view, state, rng)` is compiled with numba
+and inlined into the dispatch loop:
+
+- `cands`  int32 array: the tasks of the request's service in this balancer's table;
+- `view`   a `View` (see `lbbench.engine.View`): loads per the information model, task nodes
+           and speeds, entry node, time, start offset, parameters, client id, service;
+- `state`  float64[state_size]: this balancer's own state for this service, zero at start;
+- `rng`    uint64[1]: this balancer's random stream (draw with `lbbench.rng.uniform/integers`).
+
+It returns a task id that must be one of `cands`; the engine checks it. Optional
+`on_complete(state, task, latency, now, view)` runs inside the loop when a request this
+balancer sent completes (feedback strategies learn only from completions that happened).
+
+Discovery (lazy, at first use): the entry-point group `lbbench.strategies` (an entry point
+gives a `Strategy` or a list of them; lbbench's own built-ins come the same way), and paths
+`FILE.py:NAME` for files that are not installed.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import inspect
+import math
+import numbers
+import re
+import sys
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping
+
+from numba.core.registry import CPUDispatcher
+
+from ..errors import NotATaskId, UserError
+
+ENTRY_POINT_GROUP = "lbbench.strategies"
+
+
+@dataclass(frozen=True)
+class Param:
+    """A declared strategy parameter: a number with a default and an allowed range."""
+
+    name: str
+    default: float
+    low: float = -math.inf
+    high: float = math.inf
+    integer: bool = False
+    doc: str = ""
+
+    def fault(self, value) -> str | None:
+        """Why `value` is not allowed for this parameter, or None. Numbers only: a string or a
+        bool is refused (no "2" or true for 2); an integer is fine for a real parameter."""
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            return f"parameter {self.name} must be a number, got {value!r}"
+        try:
+            v = float(value)
+        except OverflowError:
+            v = math.inf if value > 0 else -math.inf
+        if math.isnan(v) or not self.low <= v <= self.high:
+            return f"parameter {self.name} = {value!r} is outside [{self.low:g}, {self.high:g}]"
+        if self.integer and v != int(v):
+            return f"parameter {self.name} must be a whole number, got {value!r}"
+        return None
+
+    def check(self, value, strategy: str) -> float:
+        why = self.fault(value)
+        if why is not None:
+            raise UserError(f"strategy {strategy}: {why}")
+        return float(value)
+
+
+@dataclass(frozen=True, eq=False)
+class Strategy:
+    """Spec of one strategy plugin."""
+
+    name: str
+    select: Callable
+    description: str = ""
+    version: str = "1"
+    params: tuple[Param, ...] = ()
+    state_size: int = 1
+    reads_load: bool = True
+    reads_client: bool = False
+    on_complete: Callable | None = None
+    # Compile the hooks with bounds checks, so that an out-of-range index inside the plugin
+    # raises instead of corrupting memory. On by default; lbbench's built-ins, whose indices
+    # are in range by construction and covered by the conformance tests, turn it off.
+    boundscheck: bool = True
+    ref: str = field(default="", compare=False)      # how to load it again (set by the registry)
+
+    def resolve_params(self, given: dict | None) -> dict[str, float]:
+        if given is not None and not isinstance(given, Mapping):
+            raise UserError(f"strategy {self.name}: params must be a dict {{name: number}}, not {type(given).__name__}")
+        given = dict(given or {})
+        known = {p.name: p for p in self.params}
+        for k in given:
+            if k not in known:
+                names = ", ".join(known) or "none"
+                raise UserError(f"strategy {self.name}: unknown parameter {k!r} (its parameters: {names})")
+        return {p.name: p.check(given.get(p.name, p.default), self.name) for p in self.params}
+
+    @property
+    def source_hash(self) -> str:
+        """sha1 of the source file(s) defining the hooks: stored with every result row."""
+        h = hashlib.sha1()
+        for fn in (self.select, self.on_complete):
+            if fn is None:
+                continue
+            py = getattr(fn, "py_func", fn)
+            try:
+                h.update(Path(inspect.getsourcefile(py)).read_bytes())
+            except (TypeError, OSError):
+                h.update(py.__code__.co_code)
+        h.update(repr((self.name, self.version, self.params, self.state_size)).encode())
+        return h.hexdigest()[:12]
+
+    def summary_line(self) -> str:
+        ps = ", ".join(f"{p.name}={p.default:g}" for p in self.params)
+        desc = self.description.strip().splitlines()[0] if self.description.strip() else "(no description)"
+        return f"{self.name} (v{self.version}{'; ' + ps if ps else ''}): {desc}"
+
+    def __reduce__(self):
+        # Pickle by reference: a worker process loads the plugin again from where it came.
+        return (resolve, (self.ref or self.name,))
+
+
+_HOOKS = (("select", 4, "(cands, view, state, rng)"), ("on_complete", 5, "(state, task, latency, now, view)"))
+
+
+def _n_params(fn) -> int | None:
+    """Number of positional parameters of a (jitted) function; None if it takes *args."""
+    py = getattr(fn, "py_func", fn)
+    try:
+        sig = inspect.signature(py)
+    except (TypeError, ValueError):
+        return None
+    ps = list(sig.parameters.values())
+    if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in ps):
+        return None
+    return len(ps)
+
+
+def spec_faults(spec: Strategy) -> list[str]:
+    """What is wrong with a spec's declaration and its hooks' signatures, in plain words (empty
+    when nothing): a name, a whole positive `state_size`, `Param`s with distinct names whose
+    defaults their own declarations allow, `select(cands, view, state, rng)` and
+    `on_complete(state, task, latency, now, view)`. `resolve` refuses a spec with any;
+    `lbbench check` lists them all."""
+    out = []
+    if not isinstance(spec.name, str) or not spec.name.strip():
+        out.append(f"the spec has no name (got {spec.name!r}): give Strategy(name=...)")
+    if not isinstance(spec.version, str):
+        out.append(f"version must be a string, not {spec.version!r}")
+    if not isinstance(spec.state_size, int) or isinstance(spec.state_size, bool) or spec.state_size < 1:
+        out.append(f"state_size must be a whole number >= 1, not {spec.state_size!r}")
+    params = spec.params if isinstance(spec.params, (tuple, list)) else None
+    if params is None or not all(isinstance(p, Param) for p in params):
+        out.append("params must be a tuple of lbbench.strategy.Param")
+        params = ()
+    names = [p.name for p in params]
+    for p in params:
+        if not isinstance(p.name, str) or not p.name.strip():
+            out.append(f"a parameter has no name (got {p.name!r}): give Param(name, default, ...)")
+    dup = sorted({n for n in names if names.count(n) > 1}, key=str)
+    if dup:
+        out.append(f"parameter name {dup[0]!r} is declared twice")
+    for p in params:
+        why = p.fault(p.default)
+        if why is not None:
+            out.append(f"the default of parameter {p.name} is not allowed by its own declaration: {why}")
+    for hook, want, args in _HOOKS:
+        fn = getattr(spec, hook)
+        if fn is None:
+            if hook == "select":
+                out.append("the spec has no select function")
+            continue
+        if not callable(fn):
+            out.append(f"{hook} is a {type(fn).__name__}, not a function")
+            continue
+        n = _n_params(fn)
+        if n != want:
+            got = "a variable number of" if n is None else str(n)
+            out.append(f"wrong signature: {hook} takes {got} parameters; it must take {want}: {hook}{args}")
+    return out
+
+
+def _refuse_faulty(spec: Strategy) -> Strategy:
+    """The spec, or a one-line UserError naming the plugin and its first fault."""
+    faults = spec_faults(spec)
+    if faults:
+        more = f" (and {len(faults) - 1} more: run lbbench check {spec.ref or spec.name})" if len(faults) > 1 else ""
+        raise UserError(f"strategy {spec.name!r}: {faults[0]}{more}")
+    return spec
+
+
+# --------------------------------------------------------------------------------------------
+# Registry
+
+_REGISTRY: dict[str, tuple[Strategy, str]] | None = None
+
+
+def _entry_points():
+    return importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+
+
+def _register(reg: dict, spec, origin: str) -> None:
+    if not isinstance(spec, Strategy):
+        raise UserError(f"{origin} gives {type(spec).__name__}, not an lbbench.Strategy")
+    if spec.name in reg:
+        raise UserError(f"strategy name {spec.name!r} is registered twice: by {reg[spec.name][1]} and by {origin}; rename one")
+    object.__setattr__(spec, "ref", spec.name)
+    reg[spec.name] = (spec, origin)
+
+
+def registry() -> dict[str, tuple[Strategy, str]]:
+    """name -> (spec, origin), read from entry points at first use."""
+    global _REGISTRY
+    if _REGISTRY is None:
+        reg: dict[str, tuple[Strategy, str]] = {}
+        for ep in _entry_points():
+            dist = getattr(ep, "dist", None)
+            package = dist.name if dist is not None else ep.value.split(":")[0]
+            origin = f"package {package} (entry point {ep.name} = {ep.value})"
+            try:
+                obj = ep.load()
+            except (Exception, SystemExit) as exc:  # a broken plugin package must not break the others
+                warnings.warn(f"lbbench: strategy plugin from {origin} failed to load: {exc.__class__.__name__}: {exc}", stacklevel=2)
+                continue
+            for spec in obj if isinstance(obj, (list, tuple)) else [obj]:
+                try:
+                    if isinstance(spec, Strategy):
+                        _refuse_faulty(spec)
+                except UserError as exc:    # a faulty spec is skipped like a package that fails to load
+                    warnings.warn(f"lbbench: strategy plugin from {origin} is skipped: {exc}", stacklevel=2)
+                    continue
+                _register(reg, spec, origin)
+        _REGISTRY = reg
+    return _REGISTRY
+
+
+def reset_registry() -> None:
+    global _REGISTRY
+    _REGISTRY = None
+    _COMPILED.clear()
+
+
+def names() -> list[str]:
+    return sorted(registry())
+
+
+def _load_path(ref: str) -> Strategy:
+    path_s, _, attr = ref.rpartition(":")
+    if not path_s or not attr:
+        raise UserError(f"strategy {ref!r}: write FILE.py:NAME (NAME is a Strategy or a select function)")
+    path = Path(path_s).expanduser().resolve()
+    if not path.is_file():
+        raise UserError(f"strategy file {path_s!r} does not exist")
+    # Named by content, not by path: numba's disk cache of a compiled kernel refers to the
+    # plugin's module by name, so the same file at another path (a copy, a fresh tmp folder)
+    # must get the same name to reuse it; an edited file gets a new module.
+    mod_name = "lbbench_user_" + hashlib.sha1(path.read_bytes()).hexdigest()[:12]
+    mod = sys.modules.get(mod_name)
+    if mod is None:
+        spec = importlib.util.spec_from_file_location(mod_name, path)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[mod_name] = mod
+        try:
+            spec.loader.exec_module(mod)
+        except (Exception, SystemExit) as exc:     # sys.exit() in a plugin must not end lbbench with its code
+            del sys.modules[mod_name]
+            raise UserError(f"strategy file {path_s!r} failed to import: {exc.__class__.__name__}: {exc}") from None
+    if not hasattr(mod, attr):
+        raise UserError(f"strategy file {path_s!r} has no {attr!r}")
+    obj = getattr(mod, attr)
+    if isinstance(obj, Strategy):
+        spec = obj
+    elif callable(obj):
+        spec = Strategy(name=f"{path.stem}:{attr}", select=obj, description=(inspect.getdoc(obj) or "").split("\n")[0])
+    else:
+        raise UserError(f"strategy {ref!r}: {attr} is neither a Strategy nor a function")
+    object.__setattr__(spec, "ref", f"{path}:{attr}")
+    return spec
+
+
+def resolve(name: str | Strategy, *, faulty: bool = False) -> Strategy:
+    """A registered name, FILE.py:NAME or a `Strategy` to its spec; a spec with a fault in its
+    declaration (`spec_faults`) is refused unless `faulty` (`lbbench check` lists them)."""
+    if isinstance(name, Strategy):
+        spec = name
+    elif not isinstance(name, str):
+        raise UserError(f"strategy must be a registered name, 'FILE.py:NAME' or an lbbench.Strategy, not {name!r}")
+    elif ".py:" in name or name.endswith(".py"):
+        spec = _load_path(name)
+    else:
+        reg = registry()
+        if name not in reg:
+            raise UserError(f"unknown strategy {name!r}; known: {', '.join(sorted(reg))} (or FILE.py:NAME)")
+        return reg[name][0]         # checked when registered
+    return spec if faulty else _refuse_faulty(spec)
+
+
+def name_clash(strategy: str | Strategy) -> str | None:
+    """Why a file plugin's name is a problem, or None: a plugin named like a registered strategy
+    would have its results filed under that strategy's name."""
+    spec = resolve(strategy, faulty=True)       # about its name only: `lbbench check` lists its faults
+    reg = registry()
+    if spec.ref and spec.ref != spec.name and spec.name in reg:
+        return (f"{spec.ref} is named {spec.name!r}, like the registered strategy from {reg[spec.name][1]}; "
+                "their results would carry one name: rename the plugin (Strategy(name=...))")
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# A plugin numba cannot compile, in one line
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def compile_failure(exc: BaseException | None) -> str | None:
+    """Why numba could not compile a plugin, in one line (the first informative line of numba's
+    message and the plugin's line it points at), or None when `exc` is no compile failure."""
+    from numba.core.errors import NumbaError
+
+    if not isinstance(exc, (NumbaError, NotATaskId)):
+        return None
+    text = _ANSI.sub("", str(exc))
+    lines = [ln.strip() for ln in text.splitlines()]
+    first = next((ln for ln in lines if ln and not ln.startswith("Failed in ") and not ln.startswith("During:")), "")
+    where = ""
+    for ln in lines:
+        m = re.match(r'File "(.+)", line (\d+)', ln)
+        if m and not ("lbbench/engine/" in m.group(1) or m.group(1).endswith("lbbench/rng.py")):
+            where = f" ({m.group(1).rsplit('/', 1)[-1]} line {m.group(2)})"
+            break
+    first = _short_types(first or (text.splitlines()[0] if text else type(exc).__name__))
+    return first + where
+
+
+def _short_types(line: str) -> str:
+    """'... of type View(array(int64, 1d, C), ...)' -> '... of type View': the fields are noise."""
+    i = line.find("View(")
+    if i < 0:
+        return line
+    depth, j = 0, i + 4
+    while j < len(line):
+        depth += {"(": 1, ")": -1}.get(line[j], 0)
+        j += 1
+        if depth == 0:
+            break
+    return line[:i + 4] + line[j:]
