@@ -22,12 +22,12 @@ import polars as pl
 from .. import SCHEMA_VERSION, __version__
 from . import kernel as E
 from .kernel import compiled_kernel
-from .. import rng as rngmod
 from ..model.cluster import ClusterState, build_cluster
 from ..errors import StrategyError, UserError
-from ..model.faults import REPAIR_KINDS, build_schedule, recovery
+from ..model.faults import REPAIR_KINDS, recovery
 from .identity import run_identity
-from ..model.limits import INT32_MAX, check_result, check_run, time_windows
+from ..model.inputs import run_inputs
+from ..model.limits import INT32_MAX, check_result, time_windows
 from ..model.scenario import Scenario, load_scenario, parse_override
 from .schema import SUMMARY_SCHEMA, TIMING_COLUMNS  # noqa: F401  (the runs table's columns)
 from ..plugins.strategy import Strategy, compile_failure, resolve
@@ -95,31 +95,20 @@ class _Run:
         cl: ClusterState = build_cluster(sc)
         self.cl = cl
         T, S = cl.n_tasks, cl.n_services
-        n_bal = 1 if sc.balancer.mode == "central" else cl.n_nodes
-        self.n_bal = n_bal
         conn = sc.balancer.unit == "connection"
         self.workload = Workload(sc, cl, seed, need_client=spec.reads_client or conn)
-        n_req = sc.n_requests
-        if self.workload.trace is not None and sc.run.duration is None:
-            # a trace bounds the run: all of it unless run.requests asks for fewer
-            n_req = len(self.workload.trace) if sc.run.requests is None else min(sc.run.requests, len(self.workload.trace))
-        self.n_req = n_req
-        if n_req is not None:
-            self.warm_index = int(math.floor(sc.run.warmup * n_req))
-        else:
-            self.warm_index = -1   # set by time once the first chunk past the warm-up is seen
-        strat_rng = rngmod.stream(seed, rngmod.STRATEGY)
-        bal_rng = rngmod.seed_states(strat_rng, n_bal)
-        if sc.balancer.rr_start == "random":
-            bal_start = strat_rng.integers(0, 2**31, size=n_bal, dtype=np.int64)
-        else:
-            bal_start = np.zeros(n_bal, dtype=np.int64)
+        # the set-up shared with tests/naive.py (lbbench.model.inputs)
+        inp = run_inputs(sc, cl, self.workload, seed)
+        self.n_req = n_req = inp.n_req
+        self.n_bal = n_bal = inp.n_bal
+        self.warm_index = inp.warm_index   # -1: set by time once the first chunk past the warm-up is seen
+        bal_rng, bal_start = inp.bal_rng, inp.bal_start
         info = {"global": E.INFO_GLOBAL, "local": E.INFO_LOCAL, "stale": E.INFO_STALE}[sc.balancer.info_kind]
         self.param_values = np.array([params[p.name] for p in spec.params], dtype=np.float64)
         self.trace = trace
-        self.horizon = horizon = check_run(sc, cl, self.workload, n_req)
-        self.schedule = build_schedule(sc, T, horizon, seed)
-        fkey = rngmod.stream(seed, rngmod.FAULTS, 1 << 20).integers(0, 2**62, size=2)
+        self.horizon = horizon = inp.horizon
+        self.schedule = inp.schedule
+        fkey = (inp.entry_key, inp.retry_key)
         h, cli = sc.health, sc.clients
         self.direct = self.direct_ok(force_heap)
         self.cfg_kw = dict(
@@ -132,7 +121,7 @@ class _Run:
             has_jitter=np.int64(sc.network.jitter > 0), warm_index=np.int64(max(self.warm_index, 0)),
             trace=np.int64(trace),
             conn=np.int64(conn),
-            conn_logq=math.log1p(-1.0 / sc.balancer.keepalive) if sc.balancer.keepalive > 1 else 0.0,
+            conn_logq=inp.conn_logq,
             faults=np.int64(sc.faults.any), f_time=self.schedule.time, f_kind=self.schedule.kind,
             f_target=self.schedule.target, f_count=self.schedule.count, node_speed=cl.node_speed,
             task_detect=float(h.task_detect), node_detect=float(h.node_detect),
@@ -165,7 +154,7 @@ class _Run:
             bal_rng=bal_rng, ctr=ctr, fctr=fctr,
             conn_task=np.full(n_conn, -1, dtype=np.int32), conn_left=np.zeros(n_conn, dtype=np.int64),
             conn_entry=np.zeros(n_conn, dtype=np.int32),
-            conn_rng=rngmod.seed_states(rngmod.stream(seed, rngmod.CONNECTION), 1)[0],
+            conn_rng=inp.conn_rng,
             task_state=np.full(T, E.TASK_ALIVE, dtype=np.int8), task_inc=np.zeros(T, dtype=np.int64),
             task_ev_t=np.full(T, np.inf), task_ev_kind=np.zeros(T, dtype=np.int8),
             task_restarts=np.zeros(T, dtype=np.int64),
