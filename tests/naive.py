@@ -2,13 +2,17 @@
 
 This file is documentation of the model as much as a test oracle: it is a textbook
 discrete-event simulation with one `heapq` of events, no chunks, no slot pools, no fast paths.
-`lbbench.engine.run.simulate` must agree with it request by request.
+`lbbench.engine.run.simulate` must agree with it request by request. It imports nothing from
+`lbbench.engine`: what it shares with the engine are the model's inputs, on purpose --
 
-Inputs are shared with the engine, not re-derived: the arrivals come from
-`lbbench.model.workload.Workload` (same scenario, cluster and seed), the cluster from
-`lbbench.model.cluster.build_cluster`, the per-balancer random states and start offsets are drawn
-exactly as `lbbench.engine.run._Run.__init__` draws them, and the strategy's decision is its own
-`select` function run as plain Python (`spec.select.py_func`).
+- the scenario (`lbbench.model.scenario.load_scenario`) and the cluster it builds
+  (`lbbench.model.cluster.build_cluster`);
+- the arrivals (`lbbench.model.workload.Workload`, same scenario, cluster and seed);
+- the run's set-up (`lbbench.model.inputs.run_inputs`: its length, warm-up, horizon, the
+  per-balancer random states and start offsets, the hash keys of re-routing and retries, the
+  fault schedule, the connections' random state);
+- the strategy (`lbbench.plugins.strategy.resolve`), whose decision is its own `select`
+  function run as plain Python (`spec.select.py_func`) on the `View` below.
 
 Events are ordered totally by (time, kind, sub, key, sequence) with
 
@@ -21,31 +25,52 @@ then the fault schedule in its order (sub 1, key = index), then node detections 
 node), then the orchestrator's task events (sub 3, key = task slot). A task slot or a node has
 at most one pending event: a newer one supersedes it (lazy deletion by version).
 
-Failures (docs/model.md, "Failures and recovery"): the fault schedule comes from
-`lbbench.model.faults.build_schedule` (shared input, like the arrivals); everything that follows
-from it is simulated here.
+The simulation (`_Sim`) is grouped by concern, in the order of a request's life: the event
+list; information (what loads a balancer sees, `load_of`); arrivals and keep-alive
+connections; dispatch (entry node, table, decision); the task queues (FIFO in front of the
+workers) and completions; client retries; failures and the orchestrator (crash, detect, place,
+join, drain).
 """
 from __future__ import annotations
 
 import heapq
 import itertools
 import math
+from collections import namedtuple
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from lbbench.engine import kernel as E
 from lbbench import rng as rngmod
-from lbbench.model.cluster import build_cluster
-from lbbench.model.faults import F_NODE_DOWN, F_NODE_UP, F_SERVICE_CRASH, F_TASK_CRASH, build_schedule
-from lbbench.engine.kernel import View
 from lbbench.errors import StrategyError
+from lbbench.model.cluster import build_cluster
+from lbbench.model.faults import F_NODE_DOWN, F_NODE_UP, F_SERVICE_CRASH, F_TASK_CRASH
+from lbbench.model.inputs import run_inputs
 from lbbench.model.scenario import load_scenario
-from lbbench.strategy import resolve
 from lbbench.model.workload import Chunk, Workload
+from lbbench.plugins.strategy import resolve
+
+# What a strategy's `select(candidates, view, state, rng)` and `on_complete(state, task,
+# latency, now, view)` see: the strategy contract (docs/strategies.md). The engine builds its
+# own `lbbench.engine.View` with the same fields in the same order (a test checks it).
+View = namedtuple("View", ["load", "task_node", "task_speed", "entry", "now", "start", "params", "client", "service"])
+View.__doc__ = """Read-only context of one decision.
+
+load        int64[T]  outstanding requests per task as the information model reports them
+task_node   int[T]    node of each task
+task_speed  float64[T] speed of each task's node (service rate multiplier)
+entry       int       the entry node of the request (-1 in on_complete)
+now         float     simulated time, seconds
+start       int       this balancer's start offset (balancer.rr_start: 0, or a random integer)
+params      float64[P] the strategy's declared parameters, in declaration order
+client      int       client id of the request (-1 when no client is drawn, and in on_complete)
+service     int       service index of the request
+"""
 
 # Event kinds, in their order at equal times.
 COMPLETION, TASK_ARRIVAL, CONTROL, RETRY, NEW_ARRIVAL = 0, 1, 2, 3, 4
+# Control events' sub-order at equal times.
+SUB_REFRESH, SUB_FAULT, SUB_NODE, SUB_TASK = 0, 1, 2, 3
 # Task slot states
 DEAD, ALIVE, STARTING = 0, 1, 2
 
@@ -94,6 +119,7 @@ class NaiveResult:
     placements: list = field(default_factory=list)   # (time, task, node, counts_service, counts_total, eligible)
     routed: list = field(default_factory=list)       # (time, task) of every request sent to a task
     removed: list = field(default_factory=list)      # (time, task) of every table removal
+    followed: int = 0         # requests that followed an open keep-alive connection (no decision)
 
     @property
     def in_flight(self) -> int:
@@ -106,7 +132,8 @@ class _Request:
     t0: float         # arrival at the entry node
     service: int
     demand: float
-    entry: int               # entry node drawn for it (the client's)
+    entry: int               # entry node drawn for it (the client's), or its connection's
+    client: int = -1
     balancer: int = 0
     task: int = -1
     d_out: float = 0.0
@@ -121,22 +148,11 @@ class _Attempt:
     alive: bool = True
 
 
-def _n_requests(sc, wl: Workload):
-    """run.requests; for a trace workload, the whole trace unless run.requests asks for fewer;
-    None for a duration-bounded run."""
-    if sc.run.duration is not None:
-        return None
-    if wl.trace is not None:
-        return len(wl.trace) if sc.run.requests is None else min(sc.run.requests, len(wl.trace))
-    return sc.n_requests
-
-
-def _arrivals(sc, wl: Workload):
-    """All arrivals of the run as one `Chunk`: the run's requests, or those before
-    `run.duration` (generated in pieces; the k-th arrival does not depend on the pieces)."""
-    n = _n_requests(sc, wl)
-    if n is not None:
-        return wl.chunk(n)
+def _arrivals(sc, wl: Workload, n_req):
+    """All arrivals of the run as one `Chunk`: the run's `n_req` requests, or (None) those
+    before `run.duration` (generated in pieces; the k-th arrival does not depend on the pieces)."""
+    if n_req is not None:
+        return wl.chunk(n_req)
     pieces = []
     while True:
         c = wl.chunk(1000)
@@ -156,328 +172,428 @@ def simulate_naive(scenario, strategy="round_robin", seed=None, params=None, ove
     """Simulate `scenario` under `strategy` with the model of docs/model.md."""
     sc = load_scenario(scenario, overrides)
     spec = resolve(strategy)
-    pvals = spec.resolve_params(params)
     seed = sc.run.seed if seed is None else int(seed)
-    if sc.balancer.unit != "request":
-        raise NotImplementedError(f"balancer.unit = {sc.balancer.unit} is not part of docs/model.md")
-    select = spec.select.py_func
-    on_complete = getattr(spec.on_complete, "py_func", spec.on_complete)
+    return _Sim(sc, spec, spec.resolve_params(params), seed).run()
 
-    # ---- the cluster and the arrivals, shared with the engine
-    cl = build_cluster(sc)
-    T, S = cl.n_tasks, cl.n_services
-    wl = Workload(sc, cl, seed, need_client=spec.reads_client)
-    arr = _arrivals(sc, wl)
-    n = len(arr.t)
 
-    # ---- balancers: one per node (per_node) or a single one (central)
-    central = sc.balancer.mode == "central"
-    n_bal = 1 if central else cl.n_nodes
-    strat_rng = rngmod.stream(seed, rngmod.STRATEGY)          # as in simulate._Run.__init__
-    bal_rng = rngmod.seed_states(strat_rng, n_bal)              # uint64[n_bal, 1]
-    if sc.balancer.rr_start == "random":
-        bal_start = strat_rng.integers(0, 2**31, size=n_bal, dtype=np.int64)
-    else:
-        bal_start = np.zeros(n_bal, dtype=np.int64)
-    bal_state = np.zeros((n_bal * S, max(spec.state_size, 1)))  # per (balancer, service)
-    param_values = np.array([pvals[p.name] for p in spec.params], dtype=np.float64)
+class _Sim:
+    """One run of docs/model.md."""
 
-    # ---- information and task state
-    info = sc.balancer.info_kind
-    period = sc.balancer.stale_period
-    outstanding = np.zeros(T, dtype=np.int64)           # decided, not yet completed/rejected/failed
-    local_out = np.zeros((n_bal, T), dtype=np.int64)    # the same, per sending balancer
-    snapshot = np.zeros(T, dtype=np.int64)              # stale copy of `outstanding`
-    present = np.zeros(T, dtype=np.int64)               # arrived at the task, not completed
-    workers_free = [[0.0] * int(w) for w in cl.task_workers]   # when each worker is next free
-    at_task = [[] for _ in range(T)]                    # _Attempts queued or in service per task
+    def __init__(self, sc, spec, pvals: dict, seed: int):
+        self.sc, self.spec = sc, spec
+        self.select = spec.select.py_func
+        self.on_complete = getattr(spec.on_complete, "py_func", spec.on_complete)
+        self.param_values = np.array([pvals[p.name] for p in spec.params], dtype=np.float64)
 
-    # ---- failures: task slots, nodes, tables (task ids in placement order per service)
-    task_node = cl.task_node.astype(np.int64).copy()    # a replacement moves its slot
-    task_speed = cl.task_speed.copy()
-    state = [ALIVE] * T
-    inc = [0] * T
-    restarts = np.zeros(T, dtype=np.int64)
-    task_ev = [None] * T             # (time, what) of the slot's one pending event
-    task_ver = [0] * T
-    node_up = [True] * cl.n_nodes
-    node_entry = [True] * cl.n_nodes
-    node_drained = list(cl.node_drained)
-    node_ver = [0] * cl.n_nodes
-    tables = [[int(k) for k in cl.table[cl.table_start[s]:cl.table_start[s] + cl.table_len[s]]] for s in range(S)]
-    faulty = sc.faults.any
-    h, cli = sc.health, sc.clients
-    horizon = sc.run.duration if sc.run.duration is not None else sc.n_requests / wl.rate
-    sched = build_schedule(sc, T, horizon, seed)
-    entry_key, retry_key = (int(x) for x in rngmod.stream(seed, rngmod.FAULTS, 1 << 20).integers(0, 2**62, size=2))
+        # ---- the cluster, the arrivals and the run's set-up, shared with the engine
+        self.cl = cl = build_cluster(sc)
+        self.T, self.S = T, S = cl.n_tasks, cl.n_services
+        self.conn = sc.balancer.unit == "connection"
+        wl = Workload(sc, cl, seed, need_client=spec.reads_client or self.conn)
+        self.inp = inp = run_inputs(sc, cl, wl, seed)
+        self.arr = arr = _arrivals(sc, wl, inp.n_req)
+        n = len(arr.t)
 
-    def loads(b):
-        if info == "global":
-            return outstanding
-        if info == "local":
-            return local_out[b]
-        return snapshot
+        # ---- balancers: one per node (per_node) or a single one (central)
+        self.central = sc.balancer.mode == "central"
+        self.bal_state = np.zeros((inp.n_bal * S, max(spec.state_size, 1)))  # per (balancer, service)
+        self.bal_rng = inp.bal_rng.copy()
 
-    # ---- measurement
-    if sc.run.duration is None:
-        warm_index = int(math.floor(sc.run.warmup * n))
-    else:
-        warm_index = int(np.searchsorted(arr.t, sc.run.warmup * sc.run.duration, side="left"))
-    res = NaiveResult(
-        task=np.full(n, -1, dtype=np.int64), start=np.full(n, np.nan), done=np.full(n, np.nan),
-        latency=np.full(n, np.nan), status=np.full(n, NEVER, dtype=np.int64),
-        t=arr.t.copy(), demand=arr.demand.copy(), warm_index=warm_index, requests=n,
-        task_served=np.zeros(T, dtype=np.int64), task_busy=np.zeros(T), tries=np.zeros(n, dtype=np.int64),
-    )
+        # ---- information and task state
+        self.info = sc.balancer.info_kind
+        self.period = sc.balancer.stale_period
+        self.outstanding = np.zeros(T, dtype=np.int64)          # decided, not yet completed/rejected/failed
+        self.local_out = np.zeros((inp.n_bal, T), dtype=np.int64)  # the same, per sending balancer
+        self.snapshot = np.zeros(T, dtype=np.int64)             # stale copy of `outstanding`
+        self.present = np.zeros(T, dtype=np.int64)              # arrived at the task, not completed
+        self.workers_free = [[0.0] * int(w) for w in cl.task_workers]   # when each worker is next free
+        self.at_task = [[] for _ in range(T)]                   # _Attempts queued or in service per task
 
-    # ---- the event list
-    events: list = []
-    seq = itertools.count()
+        # ---- keep-alive connections (balancer.unit = connection), per (client, service)
+        self.conn_task = {}          # (client, service) -> task of its open connection
+        self.conn_entry = {}         # (client, service) -> its entry node
+        self.conn_left = {}          # (client, service) -> requests it still carries
+        self.conn_rng = inp.conn_rng.copy()
 
-    def schedule(time, kind, payload, sub=0, key=0):
-        heapq.heappush(events, (time, kind, sub, key, next(seq), payload))
+        # ---- failures: task slots, nodes, tables (task ids in placement order per service)
+        self.task_node = cl.task_node.astype(np.int64).copy()    # a replacement moves its slot
+        self.task_speed = cl.task_speed.copy()
+        self.state = [ALIVE] * T
+        self.inc = [0] * T
+        self.restarts = np.zeros(T, dtype=np.int64)
+        self.task_ev = [None] * T             # (time, what) of the slot's one pending event
+        self.task_ver = [0] * T
+        self.node_up = [True] * cl.n_nodes
+        self.node_entry = [True] * cl.n_nodes
+        self.node_drained = list(cl.node_drained)
+        self.node_ver = [0] * cl.n_nodes
+        self.tables = [[int(k) for k in cl.table[cl.table_start[s]:cl.table_start[s] + cl.table_len[s]]] for s in range(S)]
+        self.faulty = sc.faults.any
 
-    for i in range(n):
-        schedule(float(arr.t[i]), NEW_ARRIVAL, i)
-    t_last = float(arr.t[-1]) if n else 0.0
-    if math.isfinite(period) and period <= t_last:
-        schedule(period, CONTROL, ("refresh", 1))         # refreshes at P, 2P, 3P, ...
-    for j in range(len(sched)):
-        schedule(float(sched.time[j]), CONTROL, ("fault", j), 1, j)
+        # ---- measurement
+        if inp.warm_time is None:
+            warm_index = inp.warm_index
+        else:
+            warm_index = int(np.searchsorted(arr.t, inp.warm_time, side="left"))
+        self.warm_index = warm_index
+        self.res = NaiveResult(
+            task=np.full(n, -1, dtype=np.int64), start=np.full(n, np.nan), done=np.full(n, np.nan),
+            latency=np.full(n, np.nan), status=np.full(n, NEVER, dtype=np.int64),
+            t=arr.t.copy(), demand=arr.demand.copy(), warm_index=warm_index, requests=n,
+            task_served=np.zeros(T, dtype=np.int64), task_busy=np.zeros(T), tries=np.zeros(n, dtype=np.int64),
+        )
 
-    def task_event(k, time, what):
-        task_ver[k] += 1
-        task_ev[k] = (time, what)
-        if math.isfinite(time):
-            schedule(time, CONTROL, ("task", k, task_ver[k]), 3, k)
+        # ---- the event list: every arrival, the first stale refresh, the fault schedule
+        self.events: list = []
+        self.seq = itertools.count()
+        for i in range(n):
+            self.schedule(float(arr.t[i]), NEW_ARRIVAL, i)
+        self.t_last = float(arr.t[-1]) if n else 0.0
+        if math.isfinite(self.period) and self.period <= self.t_last:
+            self.schedule(self.period, CONTROL, ("refresh", 1))         # refreshes at P, 2P, 3P, ...
+        for j in range(len(inp.schedule)):
+            self.schedule(float(inp.schedule.time[j]), CONTROL, ("fault", j), SUB_FAULT, j)
 
-    # ---- a request's life
-    def give_up(now, req, status):
-        """The attempt failed or was rejected: retry after a backoff, or that is the outcome."""
+    # ================================================================ the event list
+
+    def schedule(self, time, kind, payload, sub=0, key=0):
+        heapq.heappush(self.events, (time, kind, sub, key, next(self.seq), payload))
+
+    def run(self) -> NaiveResult:
+        """Apply the events in order: all of them (drain), or up to the end of the run."""
+        sc = self.sc
+        if sc.run.drain:
+            end = math.inf
+        else:
+            end = sc.run.duration if sc.run.duration is not None else self.t_last
+        handlers = {COMPLETION: self.completion, TASK_ARRIVAL: self.task_arrival, CONTROL: self.control,
+                    RETRY: self.retry, NEW_ARRIVAL: self.new_arrival}
+        while self.events and self.events[0][0] <= end:
+            time, kind, _, _, _, payload = heapq.heappop(self.events)
+            handlers[kind](time, payload)
+        self.res.task_node = self.task_node
+        self.res.restarts = self.restarts
+        return self.res
+
+    # ================================================================ information
+
+    def load_of(self, b: int) -> np.ndarray:
+        """The outstanding requests per task as balancer `b` sees them (docs/model.md,
+        "Information models")."""
+        if self.info == "global":
+            return self.outstanding
+        if self.info == "local":
+            return self.local_out[b]
+        return self.snapshot            # stale:P
+
+    def sent(self, b: int, k: int) -> None:
+        """Balancer `b` sent a request to task `k`."""
+        self.outstanding[k] += 1
+        self.local_out[b, k] += 1
+
+    def left(self, b: int, k: int) -> None:
+        """A request balancer `b` sent to task `k` completed, was rejected or failed there."""
+        self.outstanding[k] -= 1
+        self.local_out[b, k] -= 1
+
+    def refresh(self, now: float, kk: int) -> None:
+        """The stale snapshot at kk * P; the next one while it can inform a decision."""
+        self.snapshot[:] = self.outstanding
+        if (kk + 1) * self.period <= self.t_last:
+            self.schedule((kk + 1) * self.period, CONTROL, ("refresh", kk + 1), SUB_REFRESH)
+
+    # ================================================================ arrivals and connections
+
+    def new_arrival(self, now, i):
+        arr = self.arr
+        self.res.arrived += i >= self.warm_index
+        client = int(arr.client[i]) if len(arr.client) else -1
+        req = _Request(i, now, int(arr.service[i]), float(arr.demand[i]), int(arr.entry[i]), client)
+        follow = self.follow_connection(req) if self.conn else -1
+        self.attempt(now, req, follow=follow, new=True)
+
+    def follow_connection(self, req) -> int:
+        """The task of the client's open keep-alive connection to the service, if it carries
+        more requests and its task is in the table; the request then comes in through the
+        connection's entry node. -1 otherwise (a new connection will be balanced)."""
+        c = (req.client, req.service)
+        k = self.conn_task.get(c, -1)
+        if self.conn_left.get(c, 0) > 0 and k in self.tables[req.service]:
+            self.conn_left[c] -= 1
+            req.entry = self.conn_entry[c]
+            self.res.followed += 1
+            return k
+        return -1
+
+    def open_connection(self, req, e: int, k: int) -> None:
+        """A new keep-alive connection through entry node `e` to task `k`: it carries this
+        request and G - 1 more, G geometric with mean balancer.keepalive (CONNECTION stream)."""
+        c = (req.client, req.service)
+        self.conn_task[c] = k
+        self.conn_entry[c] = e
+        u = 1.0 - rngmod.uniform(self.conn_rng)
+        logq = self.inp.conn_logq
+        self.conn_left[c] = int(math.log(u) / logq) if logq < 0.0 else 0
+
+    # ================================================================ dispatch
+
+    def entry_node(self, req) -> int:
+        """The node the attempt comes in at: its own, unless that node is down; -1 if it fails
+        there (clients still reach a down node until it is detected; then the entry policy
+        sends its share to the others)."""
+        e = req.entry
+        if self.faulty and not self.node_up[e]:
+            e = -1 if self.node_entry[e] else self.reroute(req.index)
+            if e < 0 or not self.node_up[e]:
+                return -1
+        return e
+
+    def reroute(self, i):
+        up = [m for m in range(self.cl.n_nodes) if self.node_entry[m]]
+        if not up:
+            return -1
+        return up[int(rngmod.hash_uniform(self.inp.entry_key, i, 0) * len(up))]
+
+    def decide(self, now, req, e: int, b: int) -> int:
+        """The strategy's choice among the service's table, checked."""
+        s = req.service
+        cands = np.asarray(self.tables[s], dtype=np.int32)
+        view = View(self.load_of(b), self.task_node, self.task_speed, e, now, int(self.inp.bal_start[b]),
+                    self.param_values, req.client, s)
+        k = int(self.select(cands, view, self.bal_state[b * self.S + s], self.bal_rng[b]))
+        if k not in cands.tolist():
+            raise StrategyError(f"strategy {self.spec.name!r} returned task {k} for request {req.index}, "
+                                "which is not one of its candidates")
+        return k
+
+    def attempt(self, now, req, follow=-1, new=False):
+        """One attempt of a request: entry node, table, decision (none when it follows its
+        connection to task `follow`), then the hop towards the task."""
         i = req.index
+        e = self.entry_node(req)
+        if e < 0:
+            self.give_up(now, req, FAILED)
+            return
+        b = 0 if self.central else e
+        if not self.tables[req.service]:          # no task in the table: fails at once
+            self.give_up(now, req, FAILED)
+            return
+        if follow >= 0:
+            k = follow
+        else:
+            k = self.decide(now, req, e, b)
+            if self.conn and new:                 # a retry is balanced afresh and opens none
+                self.open_connection(req, e, k)
+        self.res.task[i] = k
+        self.res.routed.append((now, k))
+        if self.faulty and self.state[k] != ALIVE:      # dead but not yet detected: refused at once
+            self.give_up(now, req, FAILED)
+            return
+        self.sent(b, k)
+        req.task, req.balancer, req.inc, req.d_out = k, b, self.inc[k], 0.0
+        d_in = 0.0
+        if self.task_node[k] != e:                # crosses the overlay: hop + jitter, both ways
+            hop, arr = self.sc.network.hop, self.arr
+            d_in = req.d_out = hop
+            if self.sc.network.jitter > 0:
+                d_in += arr.jitter[2 * i]
+                req.d_out += arr.jitter[2 * i + 1]
+            self.res.cross += i >= self.warm_index
+        self.res.status[i] = IN_FLIGHT
+        # With d_in = 0 this event is the very next one (everything of kind < RETRY at `now` is
+        # already done), i.e. the request reaches its task at once.
+        self.schedule(now + d_in, TASK_ARRIVAL, req)
+
+    # ================================================================ task queues and completions
+
+    def task_arrival(self, now, req):
+        k, i = req.task, req.index
+        if self.faulty and (self.state[k] != ALIVE or self.inc[k] != req.inc):   # its task died meanwhile
+            self.left(req.balancer, k)
+            self.give_up(now, req, FAILED)
+            return
+        q = int(self.cl.task_qlimit[k])
+        if q > 0 and self.present[k] >= self.cl.task_workers[k] + q:     # full: rejected at the task
+            self.left(req.balancer, k)
+            self.give_up(now, req, REJECTED)
+            return
+        self.present[k] += 1
+        free = self.workers_free[k]
+        w = min(range(len(free)), key=lambda j: (free[j], j))  # earliest free, lowest index
+        start = max(now, free[w])
+        done = start + req.demand / self.task_speed[k]
+        free[w] = done
+        self.res.start[i], self.res.done[i] = start, done
+        att = _Attempt(req)
+        self.at_task[k].append(att)
+        self.schedule(done, COMPLETION, att)
+
+    def completion(self, now, att):
+        if not att.alive:                     # its task crashed: already failed
+            return
+        req, res = att.req, self.res
+        k, i, b = req.task, req.index, req.balancer
+        self.at_task[k].remove(att)
+        self.present[k] -= 1
+        self.left(b, k)
+        latency = now + req.d_out - req.t0
+        res.status[i] = COMPLETED
+        res.latency[i] = latency
+        if i >= self.warm_index:
+            res.completed += 1
+            res.latency_sum += latency
+            res.latency_max = max(res.latency_max, latency)
+            res.task_served[k] += 1
+            res.task_busy[k] += req.demand / self.task_speed[k]
+            timeout = self.sc.clients.timeout
+            res.timed_out += timeout > 0 and latency > timeout
+        if self.on_complete is not None:
+            s = int(self.cl.task_service[k])
+            view = View(self.load_of(b), self.task_node, self.task_speed, -1, now, int(self.inp.bal_start[b]),
+                        self.param_values, -1, s)
+            self.on_complete(self.bal_state[b * self.S + s], k, latency, now, view)
+
+    # ================================================================ client retries
+
+    def give_up(self, now, req, status):
+        """The attempt failed or was rejected: retry after a backoff, or that is the outcome."""
+        i, res, cli = req.index, self.res, self.sc.clients
         if req.tries < cli.retries:
             a = req.tries
             req.tries += 1
             res.tries[i] = req.tries
             res.status[i] = IN_FLIGHT          # waiting for its next attempt
-            res.retried += i >= warm_index
-            delay = cli.backoff * (2.0 ** a) * (0.5 + 0.5 * rngmod.hash_uniform(retry_key, i, a))
-            schedule(now + delay, RETRY, req)
+            res.retried += i >= self.warm_index
+            delay = cli.backoff * (2.0 ** a) * (0.5 + 0.5 * rngmod.hash_uniform(self.inp.retry_key, i, a))
+            self.schedule(now + delay, RETRY, req)
             return
         res.status[i] = status
         res.done[i] = now
         res.start[i] = np.nan
         if status == REJECTED:
-            res.rejected += i >= warm_index
+            res.rejected += i >= self.warm_index
         else:
-            res.failed += i >= warm_index
+            res.failed += i >= self.warm_index
 
-    def reroute(i):
-        up = [m for m in range(cl.n_nodes) if node_entry[m]]
-        if not up:
-            return -1
-        return up[int(rngmod.hash_uniform(entry_key, i, 0) * len(up))]
+    def retry(self, now, req):
+        """A client sends the request again: a new decision at its entry node."""
+        self.attempt(now, req)
 
-    def new_arrival(now, i):
-        res.arrived += i >= warm_index
-        req = _Request(i, now, int(arr.service[i]), float(arr.demand[i]), int(arr.entry[i]))
-        attempt(now, req)
+    # ================================================================ failures and the orchestrator
 
-    def attempt(now, req):
-        i, s, e = req.index, req.service, req.entry
-        measured = i >= warm_index
-        if faulty and not node_up[e]:
-            # clients still reach a down node until it is detected; then the entry policy
-            # sends its share to the others
-            e = -1 if node_entry[e] else reroute(i)
-            if e < 0 or not node_up[e]:
-                give_up(now, req, FAILED)
-                return
-        b = 0 if central else e
-        cands = np.asarray(tables[s], dtype=np.int32)
-        if len(cands) == 0:                   # no task in the table: fails at once
-            give_up(now, req, FAILED)
-            return
-        client = int(arr.client[i]) if len(arr.client) else -1
-        view = View(loads(b), task_node, task_speed, e, now, int(bal_start[b]), param_values, client, s)
-        k = int(select(cands, view, bal_state[b * S + s], bal_rng[b]))
-        if k not in cands.tolist():
-            raise StrategyError(f"strategy {spec.name!r} returned task {k} for request {i}, which is not one of its candidates")
-        res.task[i] = k
-        res.routed.append((now, k))
-        if faulty and state[k] != ALIVE:      # dead but not yet detected: refused at once
-            give_up(now, req, FAILED)
-            return
-        outstanding[k] += 1
-        local_out[b, k] += 1
-        req.task, req.balancer, req.inc, req.d_out = k, b, inc[k], 0.0
-        d_in = 0.0
-        if task_node[k] != e:                 # crosses the overlay: hop + jitter, both ways
-            d_in = req.d_out = sc.network.hop
-            if sc.network.jitter > 0:
-                d_in += arr.jitter[2 * i]
-                req.d_out += arr.jitter[2 * i + 1]
-            res.cross += measured
-        res.status[i] = IN_FLIGHT
-        # With d_in = 0 this event is the very next one (everything of kind < RETRY at `now` is
-        # already done), i.e. the request reaches its task at once.
-        schedule(now + d_in, TASK_ARRIVAL, req)
-
-    def task_arrival(now, req):
-        k, i = req.task, req.index
-        if faulty and (state[k] != ALIVE or inc[k] != req.inc):   # its task died meanwhile
-            outstanding[k] -= 1
-            local_out[req.balancer, k] -= 1
-            give_up(now, req, FAILED)
-            return
-        q = int(cl.task_qlimit[k])
-        if q > 0 and present[k] >= cl.task_workers[k] + q:     # full: rejected at the task
-            outstanding[k] -= 1
-            local_out[req.balancer, k] -= 1
-            give_up(now, req, REJECTED)
-            return
-        present[k] += 1
-        free = workers_free[k]
-        w = min(range(len(free)), key=lambda j: (free[j], j))  # earliest free, lowest index
-        start = max(now, free[w])
-        done = start + req.demand / task_speed[k]
-        free[w] = done
-        res.start[i], res.done[i] = start, done
-        att = _Attempt(req)
-        at_task[k].append(att)
-        schedule(done, COMPLETION, att)
-
-    def completion(now, att):
-        if not att.alive:                     # its task crashed: already failed
-            return
-        req = att.req
-        k, i, b = req.task, req.index, req.balancer
-        at_task[k].remove(att)
-        present[k] -= 1
-        outstanding[k] -= 1
-        local_out[b, k] -= 1
-        latency = now + req.d_out - req.t0
-        res.status[i] = COMPLETED
-        res.latency[i] = latency
-        if i >= warm_index:
-            res.completed += 1
-            res.latency_sum += latency
-            res.latency_max = max(res.latency_max, latency)
-            res.task_served[k] += 1
-            res.task_busy[k] += req.demand / task_speed[k]
-            res.timed_out += cli.timeout > 0 and latency > cli.timeout
-        if on_complete is not None:
-            s = int(cl.task_service[k])
-            view = View(loads(b), task_node, task_speed, -1, now, int(bal_start[b]), param_values, -1, s)
-            on_complete(bal_state[b * S + s], k, latency, now, view)
-
-    # ---- failures and the orchestrator
-    def crash(k, now, detect):
-        if state[k] == DEAD:
-            return
-        was_alive = state[k] == ALIVE
-        state[k] = DEAD
-        inc[k] += 1
-        res.crashes += 1
-        if was_alive:                         # its queued and in-service requests fail now
-            for att in list(at_task[k]):
-                att.alive = False
-                present[k] -= 1
-                outstanding[k] -= 1
-                local_out[att.req.balancer, k] -= 1
-                give_up(now, att.req, FAILED)
-            at_task[k].clear()
-            assert present[k] == 0
-        task_event(k, now + detect, "detect")
-
-    def fault(now, j):
-        kind, x = int(sched.kind[j]), int(sched.target[j])
-        if kind == F_TASK_CRASH:
-            if state[x] == ALIVE:
-                crash(x, now, h.task_detect)
-        elif kind == F_SERVICE_CRASH:
-            victims = [k for k in range(T) if cl.task_service[k] == x and state[k] == ALIVE][:int(sched.count[j])]
-            for k in victims:
-                crash(k, now, h.task_detect)
-        elif kind == F_NODE_DOWN:
-            if node_up[x]:
-                node_up[x] = False
-                node_ver[x] += 1
-                schedule(now + h.node_detect, CONTROL, ("node", x, node_ver[x]), 2, x)
-                for k in range(T):
-                    if task_node[k] == x and state[k] != DEAD:
-                        crash(k, now, h.node_detect)
-        elif kind == F_NODE_UP:
-            if not node_up[x]:
-                node_up[x] = node_entry[x] = True
-                node_ver[x] += 1                  # cancels its pending detection
-                for k in range(T):                # replacements waiting for an eligible node
-                    if task_ev[k] is not None and task_ev[k][1] == "place" and task_ev[k][0] == math.inf:
-                        task_event(k, now, "place")
-        else:                                     # drain: the manager stops its tasks at once
-            node_drained[x] = True
-            for k in range(T):
-                if task_node[k] == x and state[k] != DEAD:
-                    crash(k, now, 0.0)
-
-    def orchestrate(now, k):
-        what = task_ev[k][1]
-        s = int(cl.task_service[k])
-        if what == "detect":                  # leaves the tables; replaced after restart_delay
-            if k in tables[s]:
-                tables[s].remove(k)
-                res.removed.append((now, k))
-            task_event(k, now + h.restart_delay, "place")
-        elif what == "place":                 # spread over the up, non-drained nodes
-            cs = np.zeros(cl.n_nodes, dtype=np.int64)
-            ct = np.zeros(cl.n_nodes, dtype=np.int64)
-            for j in range(T):
-                if state[j] != DEAD:
-                    ct[task_node[j]] += 1
-                    cs[task_node[j]] += cl.task_service[j] == s
-            eligible = np.array([node_up[m] and not node_drained[m] for m in range(cl.n_nodes)])
-            node = spread(cs, ct, eligible)
-            if node < 0:
-                task_event(k, math.inf, "place")
-                return
-            res.placements.append((now, k, node, cs, ct, eligible))
-            task_node[k] = node
-            task_speed[k] = cl.node_speed[node]
-            state[k] = STARTING
-            task_event(k, now + h.startup, "join")
-        else:                                 # joins the tables with idle workers
-            state[k] = ALIVE
-            workers_free[k] = [now] * len(workers_free[k])
-            tables[s].append(k)
-            restarts[k] += 1
-            task_ev[k] = None
-            task_ver[k] += 1
-
-    def control(now, payload):
+    def control(self, now, payload):
         what = payload[0]
         if what == "refresh":
-            kk = payload[1]
-            snapshot[:] = outstanding
-            if (kk + 1) * period <= t_last:   # later refreshes inform no decision
-                schedule((kk + 1) * period, CONTROL, ("refresh", kk + 1))
+            self.refresh(now, payload[1])
         elif what == "fault":
-            fault(now, payload[1])
+            self.fault(now, payload[1])
         elif what == "node":
-            if node_ver[payload[1]] == payload[2]:
-                node_entry[payload[1]] = False
-        elif task_ver[payload[1]] == payload[2]:
-            orchestrate(now, payload[1])
+            if self.node_ver[payload[1]] == payload[2]:      # detected: leaves the entry policy
+                self.node_entry[payload[1]] = False
+        elif self.task_ver[payload[1]] == payload[2]:
+            self.orchestrate(now, payload[1])
 
-    # ---- run: everything (drain), or up to the end of the run
-    if sc.run.drain:
-        end = math.inf
-    else:
-        end = sc.run.duration if sc.run.duration is not None else t_last
-    handlers = {COMPLETION: completion, TASK_ARRIVAL: task_arrival, CONTROL: control, RETRY: attempt,
-                NEW_ARRIVAL: new_arrival}
-    while events and events[0][0] <= end:
-        time, kind, _, _, _, payload = heapq.heappop(events)
-        handlers[kind](time, payload)
-    res.task_node = task_node
-    res.restarts = restarts
-    return res
+    def task_event(self, k, time, what):
+        """The slot's one pending orchestrator event (supersedes any earlier one)."""
+        self.task_ver[k] += 1
+        self.task_ev[k] = (time, what)
+        if math.isfinite(time):
+            self.schedule(time, CONTROL, ("task", k, self.task_ver[k]), SUB_TASK, k)
+
+    def crash(self, k, now, detect):
+        if self.state[k] == DEAD:
+            return
+        was_alive = self.state[k] == ALIVE
+        self.state[k] = DEAD
+        self.inc[k] += 1
+        self.res.crashes += 1
+        if was_alive:                         # its queued and in-service requests fail now
+            for att in list(self.at_task[k]):
+                att.alive = False
+                self.present[k] -= 1
+                self.left(att.req.balancer, k)
+                self.give_up(now, att.req, FAILED)
+            self.at_task[k].clear()
+            assert self.present[k] == 0
+        self.task_event(k, now + detect, "detect")
+
+    def tasks_on(self, x):
+        """The running or starting tasks on node `x`."""
+        return [k for k in range(self.T) if self.task_node[k] == x and self.state[k] != DEAD]
+
+    def fault(self, now, j):
+        sched, h = self.inp.schedule, self.sc.health
+        kind, x = int(sched.kind[j]), int(sched.target[j])
+        if kind == F_TASK_CRASH:
+            if self.state[x] == ALIVE:
+                self.crash(x, now, h.task_detect)
+        elif kind == F_SERVICE_CRASH:
+            victims = [k for k in range(self.T) if self.cl.task_service[k] == x and self.state[k] == ALIVE]
+            for k in victims[:int(sched.count[j])]:
+                self.crash(k, now, h.task_detect)
+        elif kind == F_NODE_DOWN:
+            if self.node_up[x]:
+                self.node_up[x] = False
+                self.node_ver[x] += 1
+                self.schedule(now + h.node_detect, CONTROL, ("node", x, self.node_ver[x]), SUB_NODE, x)
+                for k in self.tasks_on(x):
+                    self.crash(k, now, h.node_detect)
+        elif kind == F_NODE_UP:
+            if not self.node_up[x]:
+                self.node_up[x] = self.node_entry[x] = True
+                self.node_ver[x] += 1                  # cancels its pending detection
+                for k in range(self.T):                # replacements waiting for an eligible node
+                    ev = self.task_ev[k]
+                    if ev is not None and ev[1] == "place" and ev[0] == math.inf:
+                        self.task_event(k, now, "place")
+        else:                                          # drain: the manager stops its tasks at once
+            self.node_drained[x] = True
+            for k in self.tasks_on(x):
+                self.crash(k, now, 0.0)
+
+    def orchestrate(self, now, k):
+        what = self.task_ev[k][1]
+        if what == "detect":
+            self.detect(now, k)
+        elif what == "place":
+            self.place(now, k)
+        else:
+            self.join(now, k)
+
+    def detect(self, now, k):
+        """The dead task leaves the tables; it is replaced after restart_delay."""
+        table = self.tables[int(self.cl.task_service[k])]
+        if k in table:
+            table.remove(k)
+            self.res.removed.append((now, k))
+        self.task_event(k, now + self.sc.health.restart_delay, "place")
+
+    def place(self, now, k):
+        """A replacement in slot `k` by spread over the up, non-drained nodes (or, if there is
+        none, when a node comes up); it starts for health.startup."""
+        cl, s = self.cl, int(self.cl.task_service[k])
+        cs = np.zeros(cl.n_nodes, dtype=np.int64)
+        ct = np.zeros(cl.n_nodes, dtype=np.int64)
+        for j in range(self.T):
+            if self.state[j] != DEAD:
+                ct[self.task_node[j]] += 1
+                cs[self.task_node[j]] += cl.task_service[j] == s
+        eligible = np.array([self.node_up[m] and not self.node_drained[m] for m in range(cl.n_nodes)])
+        node = spread(cs, ct, eligible)
+        if node < 0:
+            self.task_event(k, math.inf, "place")
+            return
+        self.res.placements.append((now, k, node, cs, ct, eligible))
+        self.task_node[k] = node
+        self.task_speed[k] = cl.node_speed[node]
+        self.state[k] = STARTING
+        self.task_event(k, now + self.sc.health.startup, "join")
+
+    def join(self, now, k):
+        """The replacement joins the end of the tables with idle workers."""
+        self.state[k] = ALIVE
+        self.workers_free[k] = [now] * len(self.workers_free[k])
+        self.tables[int(self.cl.task_service[k])].append(k)
+        self.restarts[k] += 1
+        self.task_ev[k] = None
+        self.task_ver[k] += 1

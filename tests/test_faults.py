@@ -398,3 +398,38 @@ def test_a_services_replicas_are_placed_as_by_spread_one_at_a_time(case):
                         "workload": {"rho": 0.5}})
     from lbbench.model.cluster import build_cluster
     assert build_cluster(sc).task_node.tolist() == _spread_one_by_one(nodes, drained, replicas)
+
+
+def _bursty_trace(path, n_sparse=400, n_dense=400, seed=5):
+    """A CSV trace whose arrival rate changes: sparse gaps (mean 2 s), then dense ones (0.1 s),
+    so that `run.requests / rate` (rate = the whole trace's mean rate) is far from the time of
+    the run's last arrival."""
+    import polars as pl
+
+    rng = np.random.default_rng(seed)
+    gaps = np.concatenate((rng.exponential(2.0, n_sparse), rng.exponential(0.1, n_dense)))
+    n = n_sparse + n_dense
+    pl.DataFrame({"time": np.cumsum(gaps), "demand": rng.exponential(0.15, n),
+                  "entry": rng.integers(0, 3, n)}).write_csv(path)
+    return str(path)
+
+
+@pytest.mark.parametrize("target", ["node", "task"])
+def test_trace_run_with_random_faults_matches_naive(tmp_path, target):
+    """A trace bounds the run: random fault times are drawn up to the trace's last arrival
+    (the horizon `lbbench.model.limits.check_run` returns), in the engine and in naive.py alike;
+    not up to `run.requests / rate`."""
+    f = _bursty_trace(tmp_path / "arrivals.csv")
+    rnd = {"target": "node", "mtbf": 150.0, "mttr": 30.0} if target == "node" else {"target": "task", "mtbf": 200.0}
+    sc = with_faults(scenario(nodes=3, replicas=4, hop=0.01, requests=600, warmup=0.1), random=[rnd],
+                     health={"task_detect": 5.0, "node_detect": 8.0, "restart_delay": 2.0, "startup": 1.0},
+                     clients={"retries": 1, "backoff": 0.5})
+    sc["workload"] = {"trace": f, "entry": "uniform"}
+    res = simulate(sc, "least_load", trace=True, progress=False)
+    ref = simulate_naive(sc, "least_load")
+    assert ref.requests == 600 and ref.crashes >= 3 and ref.retried > 0
+    assert res.row()["crashes"] == ref.crashes
+    assert_trace_matches(res.trace, ref)
+    assert_counters_match(res.row(), ref)
+    np.testing.assert_array_equal(res.trace["retries"].to_numpy(), ref.tries)
+    np.testing.assert_array_equal(res.tasks["restarts"].to_numpy(), ref.restarts)

@@ -223,3 +223,20 @@ def test_trace_workload_matches_naive(tmp_path, entry_column, strategy, path):
     assert_trace_matches(res.trace, ref)
     assert_counters_match(res.row(), ref)
     assert res.row()["cross_node_frac"] > 0
+
+
+def test_naive_view_has_the_engines_fields():
+    """naive.py defines the strategy's View itself, with the engine's fields in the engine's
+    order, and loads nothing from lbbench.engine (it is a reference, not a second caller)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import naive
+    from lbbench.engine import View
+
+    assert naive.View._fields == View._fields
+    code = "import sys, naive; print(sorted(m for m in sys.modules if m.startswith('lbbench.')))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(naive.__file__).parent, capture_output=True,
+                         text=True, check=True).stdout
+    assert "lbbench.model.inputs" in out and "lbbench.engine" not in out
