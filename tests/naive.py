@@ -119,7 +119,8 @@ class NaiveResult:
     placements: list = field(default_factory=list)   # (time, task, node, counts_service, counts_total, eligible)
     routed: list = field(default_factory=list)       # (time, task) of every request sent to a task
     removed: list = field(default_factory=list)      # (time, task) of every table removal
-    followed: int = 0         # requests that followed an open keep-alive connection (no decision)
+    followed: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))  # followed its open connection
+    orphaned: int = 0         # requests whose open connection's task had left the table (balanced anew)
 
     @property
     def in_flight(self) -> int:
@@ -241,6 +242,7 @@ class _Sim:
             latency=np.full(n, np.nan), status=np.full(n, NEVER, dtype=np.int64),
             t=arr.t.copy(), demand=arr.demand.copy(), warm_index=warm_index, requests=n,
             task_served=np.zeros(T, dtype=np.int64), task_busy=np.zeros(T), tries=np.zeros(n, dtype=np.int64),
+            followed=np.zeros(n, dtype=bool),
         )
 
         # ---- the event list: every arrival, the first stale refresh, the fault schedule
@@ -321,8 +323,9 @@ class _Sim:
         if self.conn_left.get(c, 0) > 0 and k in self.tables[req.service]:
             self.conn_left[c] -= 1
             req.entry = self.conn_entry[c]
-            self.res.followed += 1
+            self.res.followed[req.index] = True
             return k
+        self.res.orphaned += self.conn_left.get(c, 0) > 0
         return -1
 
     def open_connection(self, req, e: int, k: int) -> None:
