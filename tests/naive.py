@@ -281,7 +281,8 @@ class _Sim:
 
     def load_of(self, b: int) -> np.ndarray:
         """The outstanding requests per task as balancer `b` sees them (docs/model.md,
-        "Information models")."""
+        "Information models"). A new model is a branch here, fed by `sent` / `left` (a model
+        that learns loads from responses would record them in `completion`)."""
         if self.info == "global":
             return self.outstanding
         if self.info == "local":
