@@ -183,8 +183,7 @@ def simulate_naive(scenario, strategy="round_robin", seed=None, params=None, ove
     param_values = np.array([pvals[p.name] for p in spec.params], dtype=np.float64)
 
     # ---- information and task state
-    info = sc.balancer.info_kind
-    period = sc.balancer.stale_period
+    info, period = sc.balancer.info_model
     outstanding = np.zeros(T, dtype=np.int64)           # decided, not yet completed/rejected/failed
     local_out = np.zeros((n_bal, T), dtype=np.int64)    # the same, per sending balancer
     snapshot = np.zeros(T, dtype=np.int64)              # stale copy of `outstanding`
