@@ -201,11 +201,11 @@ class _Sim:
         self.bal_rng = inp.bal_rng.copy()
 
         # ---- information and task state
-        self.info = sc.balancer.info_kind
-        self.period = sc.balancer.stale_period
+        self.info, self.period = sc.balancer.info_model       # Info(kind, period)
         self.outstanding = np.zeros(T, dtype=np.int64)          # decided, not yet completed/rejected/failed
         self.local_out = np.zeros((inp.n_bal, T), dtype=np.int64)  # the same, per sending balancer
         self.snapshot = np.zeros(T, dtype=np.int64)             # stale copy of `outstanding`
+        self.reported = np.zeros((inp.n_bal, T), dtype=np.int64)   # piggyback: last count each task reported to b
         self.present = np.zeros(T, dtype=np.int64)              # arrived at the task, not completed
         self.workers_free = [[0.0] * int(w) for w in cl.task_workers]   # when each worker is next free
         self.at_task = [[] for _ in range(T)]                   # _Attempts queued or in service per task
@@ -281,12 +281,14 @@ class _Sim:
 
     def load_of(self, b: int) -> np.ndarray:
         """The outstanding requests per task as balancer `b` sees them (docs/model.md,
-        "Information models"). A new model is a branch here, fed by `sent` / `left` (a model
-        that learns loads from responses would record them in `completion`)."""
+        "Information models"). A new model is a branch here, fed by `sent` / `left`, or by
+        `completion` for a model that learns loads from responses (piggyback)."""
         if self.info == "global":
             return self.outstanding
         if self.info == "local":
             return self.local_out[b]
+        if self.info == "piggyback":
+            return self.reported[b]
         return self.snapshot            # stale:P
 
     def sent(self, b: int, k: int) -> None:
@@ -440,6 +442,7 @@ class _Sim:
         self.at_task[k].remove(att)
         self.present[k] -= 1
         self.left(b, k)
+        self.reported[b, k] = self.present[k]     # the response reports the task's count (piggyback)
         latency = now + req.d_out - req.t0
         res.status[i] = COMPLETED
         res.latency[i] = latency

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from lbbench.engine.kernel import bucket_edges
+from lbbench.engine.metrics import bucket_edges
 
 EDGES = bucket_edges()
 STRATEGY_EFFECT = {"round_robin": 1.0, "least_load": 0.7, "power_of_d": 0.8}

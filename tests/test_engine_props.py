@@ -301,7 +301,7 @@ def test_time_series_bucket_is_the_histogram_bucket_three_bits_coarser(x):
     """The engine files a latency in the coarse time-series histogram by shifting its fine bucket
     (one bucket computation per request): that must be the coarse rule's own bucket for every
     float, clamps, zero, subnormals, infinities and NaN included."""
-    from lbbench.engine import kernel as E
+    from lbbench.engine import metrics as E
     assert E.SUB // E.TS_SUB == 1 << (E.SUB_BITS - E.TS_SUB_BITS)
     assert E.bucket_of(x) >> (E.SUB_BITS - E.TS_SUB_BITS) == E.ts_bucket_of(x)
 

@@ -349,7 +349,7 @@ def pl_col(name):
 
 def test_recovery_from_a_synthetic_time_series():
     """Windows of 1 s; level 1.0 before the fault at 10 s; failures in 10-11, p99 high until 14."""
-    from lbbench.engine import kernel as E
+    from lbbench.engine import metrics as E
     n = 20
     edges = E.bucket_edges(E.TS_SUB)
     hist = np.zeros((n, E.TS_BUCKETS), dtype=np.int64)

@@ -47,6 +47,9 @@ CASES = {
     "local_central": (scenario(info="local", mode="central"), set()),
     "stale": (scenario(info="stale:0.5"), set()),
     "stale_central_hop_jitter": (scenario(info="stale:2", mode="central", hop=0.1, jitter=0.05), {"cross"}),
+    "piggyback_per_node_hop": (scenario(info="piggyback", hop=0.05, nodes=4, replicas=5, rho=0.9), {"cross"}),
+    "piggyback_central_queue_limit": (scenario(info="piggyback", mode="central", workers=2, queue_limit=2, rho=1.05),
+                                      {"reject", "parallel"}),
     "single_entry_hop": (scenario(entry="single:0", hop=0.05, replicas=5), {"cross"}),
     "weighted_entry": (scenario(entry=[0.6, 0.0, 0.4], hop=0.03, workers=2), {"cross", "parallel"}),
     "two_services": (scenario(services=TWO_SERVICES, hop=0.01, rho=0.75), {"cross", "parallel"}),
@@ -142,10 +145,10 @@ def test_rejected_requests_record_the_time_they_reached_the_task():
 
 @pytest.mark.parametrize("strategy", ["least_load", "round_robin"])
 def test_information_model_changes_decisions(strategy):
-    """global, local and stale information really differ (for a load-reading strategy), and
-    round-robin's choices do not depend on them at all."""
+    """global, local, stale and piggyback information really differ (for a load-reading
+    strategy), and round-robin's choices do not depend on them at all."""
     tasks = {}
-    for info in ("global", "local", "stale:1", "stale:3"):
+    for info in ("global", "local", "stale:1", "stale:3", "piggyback"):
         sc = scenario(info=info, hop=0.05, nodes=4, replicas=6, rho=0.9)
         res = simulate(sc, strategy, trace=True, progress=False)
         tasks[info] = res.trace["task"].to_numpy()

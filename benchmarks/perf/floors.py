@@ -17,7 +17,7 @@ from collections import namedtuple
 import numpy as np
 from numba import njit
 
-from lbbench.engine.kernel import N_BUCKETS, TS_BUCKETS, bucket_of, ts_bucket_of
+from lbbench.engine.metrics import N_BUCKETS, TS_BUCKETS, bucket_of, ts_bucket_of
 from lbbench.rng import integers
 
 

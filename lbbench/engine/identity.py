@@ -38,8 +38,8 @@ if TYPE_CHECKING:
     from ..plugins.strategy import Strategy
 
 # The modules whose code decides a run's numbers (the scenario's values are hashed as data).
-ENGINE_MODULES = ("engine/kernel.py", "engine/run.py", "engine/stability.py", "model/workload.py", "model/cluster.py",
-                  "model/faults.py", "model/limits.py", "model/scenario.py", "plugins/strategy.py", "rng.py")
+# Every module of the engine and the model (a new one is included without a list to keep).
+ENGINE_MODULES = ("engine/*.py", "model/*.py", "plugins/strategy.py", "rng.py")
 
 
 @functools.cache
@@ -53,8 +53,9 @@ def engine_version() -> str:
         except importlib.metadata.PackageNotFoundError:
             h.update(f"|{dist}=?".encode())
     here = Path(__file__).parent.parent
-    for name in ENGINE_MODULES:
-        h.update(name.encode() + b"\0" + (here / name).read_bytes())
+    for pattern in ENGINE_MODULES:
+        for path in sorted(here.glob(pattern)):
+            h.update(path.relative_to(here).as_posix().encode() + b"\0" + path.read_bytes())
     return h.hexdigest()[:16]
 
 

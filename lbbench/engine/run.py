@@ -20,8 +20,11 @@ import numpy as np
 import polars as pl
 
 from .. import SCHEMA_VERSION, __version__
-from . import kernel as E
-from .kernel import compiled_kernel
+from . import control
+from . import metrics as M
+from . import state as S
+from .info import code_of as info_code
+from .specialise import compiled_kernel
 from ..model.cluster import ClusterState, build_cluster
 from ..errors import StrategyError, UserError
 from ..model.faults import REPAIR_KINDS, recovery
@@ -51,7 +54,7 @@ class Result:
 
     def histogram(self) -> pl.DataFrame:
         """The latency histogram's nonzero buckets: bucket_lo, bucket_hi (seconds), count."""
-        edges = E.bucket_edges()
+        edges = M.bucket_edges()
         nz = np.flatnonzero(self.hist_counts)
         return pl.DataFrame({"run_id": [self.row()["run_id"]] * len(nz), "bucket_lo": edges[nz],
                              "bucket_hi": edges[nz + 1], "count": self.hist_counts[nz]})
@@ -74,7 +77,7 @@ def _percentile(counts: np.ndarray, edges: np.ndarray, q: float, maximum: float)
 
 def percentiles(counts: np.ndarray, qs, maximum: float = math.inf) -> list[float]:
     """Percentiles from log-bucketed counts (bucket midpoints, < 0.8% relative error)."""
-    edges = E.bucket_edges()
+    edges = M.bucket_edges()
     return [_percentile(counts, edges, q, maximum) for q in qs]
 
 
@@ -94,7 +97,7 @@ class _Run:
         self.sc, self.spec, self.seed = sc, spec, seed
         cl: ClusterState = build_cluster(sc)
         self.cl = cl
-        T, S = cl.n_tasks, cl.n_services
+        T, S_ = cl.n_tasks, cl.n_services
         conn = sc.balancer.unit == "connection"
         self.workload = Workload(sc, cl, seed, need_client=spec.reads_client or conn)
         # the set-up shared with tests/naive.py (lbbench.model.inputs)
@@ -103,7 +106,7 @@ class _Run:
         self.n_bal = n_bal = inp.n_bal
         self.warm_index = inp.warm_index   # -1: set by time once the first chunk past the warm-up is seen
         bal_rng, bal_start = inp.bal_rng, inp.bal_start
-        info = {"global": E.INFO_GLOBAL, "local": E.INFO_LOCAL, "stale": E.INFO_STALE}[sc.balancer.info_kind]
+        info = sc.balancer.info_model
         self.param_values = np.array([params[p.name] for p in spec.params], dtype=np.float64)
         self.trace = trace
         self.horizon = horizon = inp.horizon
@@ -116,8 +119,8 @@ class _Run:
             task_workers=cl.task_workers, task_wstart=cl.task_wstart, task_qlimit=cl.task_qlimit,
             table=cl.table, table_start=cl.table_start, table_len=cl.table_len, table_pos=cl.table_pos,
             params=self.param_values, bal_start=bal_start,
-            n_services=np.int64(S), central=np.int64(sc.balancer.mode == "central"), info=np.int64(info),
-            stale_period=float(sc.balancer.stale_period), hop=float(sc.network.hop),
+            n_services=np.int64(S_), central=np.int64(sc.balancer.mode == "central"), info=np.int64(info_code(info)),
+            stale_period=float(info.period), hop=float(sc.network.hop),
             has_jitter=np.int64(sc.network.jitter > 0), warm_index=np.int64(max(self.warm_index, 0)),
             trace=np.int64(trace),
             conn=np.int64(conn),
@@ -131,53 +134,34 @@ class _Run:
         )
         self.first_node = cl.task_node.copy()
         cap = 1024
-        n_conn = sc.workload.clients * S if conn else 0
-        ctr = np.zeros(E.N_CTR, dtype=np.int64)
-        ctr[E.FREE_N] = cap
-        fctr = np.zeros(E.N_FCTR, dtype=np.float64)
-        fctr[E.NEXT_REFRESH] = sc.balancer.stale_period
-        fctr[E.NEXT_FAULT] = self.schedule.time[0] if len(self.schedule) else np.inf
         N = cl.n_nodes
-        self.st = E.State(
-            worker_free=np.zeros(int(cl.task_wstart[-1]), dtype=np.float64),
-            outstanding=np.zeros(T, dtype=np.int64),
-            local_out=np.zeros((n_bal, T), dtype=np.int64),
-            snapshot=np.zeros(T, dtype=np.int64),
-            present=np.zeros(T, dtype=np.int64),
-            heap_key=np.full(cap + E.HEAP_PAD, np.inf), heap_slot=np.zeros(cap + E.HEAP_PAD, dtype=np.int32),
-            tr_key=np.full(cap + E.HEAP_PAD, np.inf), tr_slot=np.zeros(cap + E.HEAP_PAD, dtype=np.int32),
-            slot_task=np.zeros(cap, dtype=np.int32), slot_bal=np.zeros(cap, dtype=np.int32),
-            slot_t0=np.zeros(cap), slot_dout=np.zeros(cap), slot_svc=np.zeros(cap),
-            slot_idx=np.zeros(cap, dtype=np.int64),
-            free_slots=np.arange(cap - 1, -1, -1, dtype=np.int32),
-            bal_state=np.zeros((n_bal * S, spec.state_size), dtype=np.float64),
-            bal_rng=bal_rng, ctr=ctr, fctr=fctr,
-            conn_task=np.full(n_conn, -1, dtype=np.int32), conn_left=np.zeros(n_conn, dtype=np.int64),
-            conn_entry=np.zeros(n_conn, dtype=np.int32),
-            conn_rng=inp.conn_rng,
-            task_state=np.full(T, E.TASK_ALIVE, dtype=np.int8), task_inc=np.zeros(T, dtype=np.int64),
-            task_ev_t=np.full(T, np.inf), task_ev_kind=np.zeros(T, dtype=np.int8),
-            task_restarts=np.zeros(T, dtype=np.int64),
-            node_up=np.ones(N, dtype=np.int8), node_entry=np.ones(N, dtype=np.int8),
-            node_drained=cl.node_drained.astype(np.int8), node_ev_t=np.full(N, np.inf),
-            slot_inc=np.zeros(cap, dtype=np.int64), slot_s=np.zeros(cap, dtype=np.int32),
-            slot_e0=np.zeros(cap, dtype=np.int32), slot_dem=np.zeros(cap), slot_client=np.zeros(cap, dtype=np.int64),
-            slot_jin=np.zeros(cap), slot_jout=np.zeros(cap), slot_try=np.zeros(cap, dtype=np.int32),
-            rt_key=np.full(cap + E.HEAP_PAD, np.inf), rt_slot=np.zeros(cap + E.HEAP_PAD, dtype=np.int32),
+        n_timers = control.timers(N, T)
+        at = {control.T_SCHEDULE: self.schedule.time[0]} if len(self.schedule) else {}
+        if info.kind == "stale":
+            at[control.T_REFRESH] = info.period
+        ctl_t, ctl_i = control.new_tree(n_timers, at)
+        piggy = info.kind == "piggyback"
+        self.st = S.new_state(
+            dict(tasks=T, workers=int(cl.task_wstart[-1]), nodes=N, balancers=n_bal, balancer_services=n_bal * S_,
+                 state_size=spec.state_size, connections=sc.workload.clients * S_ if conn else 0,
+                 piggy_balancers=n_bal if piggy else 0, piggy_tasks=T if piggy else 0,
+                 timer_tree=len(ctl_t), slots=cap),
+            bal_rng=bal_rng, conn_rng=inp.conn_rng,
+            node_drained=cl.node_drained, ctl_t=ctl_t, ctl_i=ctl_i,
         )
         n_trace = n_req if (trace and n_req is not None) else 0
         self.ts_window, self.ts_n = time_windows(sc, horizon)
         self.cfg_kw.update(ts_window=self.ts_window, ts_inv=1.0 / self.ts_window, ts_n=np.int64(self.ts_n))
         if trace and n_req is None:
             raise UserError("trace needs run.requests (a duration-bounded run has no fixed length)")
-        self.met = E.Metrics(
-            hist=np.zeros(E.N_BUCKETS, dtype=np.int64),
+        self.met = S.Metrics(
+            hist=np.zeros(M.N_BUCKETS, dtype=np.int64),
             task_served=np.zeros(T, dtype=np.int64), task_busy=np.zeros(T, dtype=np.float64),
             tr_task=np.full(n_trace, -1, dtype=np.int32), tr_start=np.full(n_trace, np.nan),
             tr_done=np.full(n_trace, np.nan), tr_latency=np.full(n_trace, np.nan),
             tr_status=np.full(n_trace, -1, dtype=np.int8), tr_tries=np.zeros(n_trace, dtype=np.int16),
-            ts_count=np.zeros((self.ts_n, E.TS_N), dtype=np.int64), ts_lat_sum=np.zeros(self.ts_n),
-            ts_hist=np.zeros((self.ts_n, E.TS_BUCKETS), dtype=np.int64),
+            ts_count=np.zeros((self.ts_n, S.TS_N), dtype=np.int64), ts_lat_sum=np.zeros(self.ts_n),
+            ts_hist=np.zeros((self.ts_n, M.TS_BUCKETS), dtype=np.int64),
             ts_node_busy=np.zeros((self.ts_n, cl.n_nodes)),
         )
 
@@ -192,46 +176,25 @@ class _Run:
                 and all(s.queue_limit == 0 for s in sc.services) and sc.run.drain
                 and not sc.faults.any and not sc.clients.active)
 
-    def config(self) -> E.Config:
+    def config(self) -> S.Config:
         # A duration-bounded run whose warm-up boundary is not reached yet measures nothing
         # (warm_index < 0 means "not known yet", not "measure everything").
         w = self.warm_index if self.warm_index >= 0 else np.iinfo(np.int64).max
         self.cfg_kw["warm_index"] = np.int64(w)
-        return E.Config(**self.cfg_kw)
+        return S.Config(**self.cfg_kw)
 
     def ensure_capacity(self, extra: int) -> None:
         """Grow the in-flight slot pool so that `extra` more requests fit."""
         st = self.st
         cap = len(st.slot_task)
-        in_use = cap - int(st.ctr[E.FREE_N])
+        in_use = cap - int(st.ctr[S.FREE_N])
         if in_use + extra <= cap:
             return
         if in_use + extra > INT32_MAX:
             raise UserError(f"{in_use + extra:,} requests in flight exceed the engine's {INT32_MAX:,} slots (int32); "
                             "the run is overloaded: lower the load or set a queue_limit")
         new = min(max(2 * cap, in_use + extra), INT32_MAX)
-
-        def grow(a, pad=0, fill=0):
-            b = np.full(new + pad, fill, dtype=a.dtype)
-            b[:cap] = a[:cap]
-            return b
-
-        def grow_heap(a):
-            return grow(a, E.HEAP_PAD, np.inf)
-
-        free = np.empty(new, dtype=np.int32)
-        nf = int(st.ctr[E.FREE_N])
-        free[:nf] = st.free_slots[:nf]
-        free[nf:nf + new - cap] = np.arange(new - 1, cap - 1, -1, dtype=np.int32)
-        st.ctr[E.FREE_N] = nf + new - cap
-        self.st = st._replace(
-            heap_key=grow_heap(st.heap_key), heap_slot=grow(st.heap_slot, E.HEAP_PAD), tr_key=grow_heap(st.tr_key), tr_slot=grow(st.tr_slot, E.HEAP_PAD),
-            slot_task=grow(st.slot_task), slot_bal=grow(st.slot_bal), slot_t0=grow(st.slot_t0),
-            slot_dout=grow(st.slot_dout), slot_svc=grow(st.slot_svc), slot_idx=grow(st.slot_idx), free_slots=free,
-            slot_inc=grow(st.slot_inc), slot_s=grow(st.slot_s), slot_e0=grow(st.slot_e0), slot_dem=grow(st.slot_dem),
-            slot_client=grow(st.slot_client), slot_jin=grow(st.slot_jin), slot_jout=grow(st.slot_jout),
-            slot_try=grow(st.slot_try), rt_key=grow_heap(st.rt_key), rt_slot=grow(st.rt_slot, E.HEAP_PAD),
-        )
+        self.st = S.grow_slots(st, new)
 
 
 def _progress(total: int | None, duration: float | None):
@@ -293,7 +256,7 @@ def simulate(scenario, strategy: str | Strategy = "round_robin", params: dict | 
         raise UserError(f"scenario {sc.name!r} needs more memory than is available (nodes x tasks, clients, "
                         "windows, or requests when tracing); make the run smaller") from None
     cfg = run.config()
-    empty = E.Arrivals(np.empty(0), np.empty(0, np.int32), np.empty(0), np.empty(0, np.int32), np.empty(0, np.int64), np.empty(0))
+    empty = S.Arrivals(np.empty(0), np.empty(0, np.int32), np.empty(0), np.empty(0, np.int32), np.empty(0, np.int64), np.empty(0))
     t_compile = time.perf_counter()
     kernel = compiled_kernel(spec, full=sc.faults.any or sc.clients.active, direct=run.direct)
     # A call that does nothing (no arrivals, no event due by -inf) compiles the kernel or loads
@@ -351,22 +314,22 @@ def _run_chunks(run: _Run, spec: Strategy, pvals: dict, seed: int, trace: bool, 
                         pool = ThreadPoolExecutor(1, thread_name_prefix="lbbench-arrivals")
                     pending = (nxt, pool.submit(draw, nxt))
             run.ensure_capacity(len(arr))
-            until = float(arr.t[-1]) if len(arr) else float(run.st.fctr[E.T_LAST])
-            a = E.Arrivals(arr.t, arr.service, arr.demand, arr.entry, arr.client, arr.jitter)
+            until = float(arr.t[-1]) if len(arr) else float(run.st.fctr[S.T_LAST])
+            a = S.Arrivals(arr.t, arr.service, arr.demand, arr.entry, arr.client, arr.jitter)
             try:
                 status = kernel(cfg, run.st, run.met, a, np.int64(arr.first), until)
             except Exception as exc:
                 raise _raised(spec, exc) from exc
             if status != 0:
                 raise StrategyError(
-                    f"strategy {spec.name!r} returned task {int(run.st.ctr[E.ERR_VALUE])} for request "
-                    f"{int(run.st.ctr[E.ERR_REQ])}, which is not one of its candidates")
+                    f"strategy {spec.name!r} returned task {int(run.st.ctr[S.ERR_VALUE])} for request "
+                    f"{int(run.st.ctr[S.ERR_REQ])}, which is not one of its candidates")
             done += len(arr)
             if bar is not None:
                 bar.update(len(arr) if n_req is not None else min(until, duration) - bar.n)
             if n_req is None and last:
                 break
-        end = math.inf if sc.run.drain else (duration if duration is not None else float(run.st.fctr[E.T_LAST]))
+        end = math.inf if sc.run.drain else (duration if duration is not None else float(run.st.fctr[S.T_LAST]))
         kernel(cfg, run.st, run.met, empty, np.int64(done), end)
     finally:
         if pool is not None:
@@ -466,15 +429,15 @@ def _slice(arr, n):
 def _result(run: _Run, spec: Strategy, pvals: dict, seed: int, wall: float, trace: bool) -> Result:
     sc, cl, st, met = run.sc, run.cl, run.st, run.met
     ctr, f = st.ctr, st.fctr
-    arrived, completed = int(ctr[E.ARRIVED]), int(ctr[E.COMPLETED])
-    rejected, failed = int(ctr[E.REJECTED]), int(ctr[E.FAILED])
+    arrived, completed = int(ctr[S.ARRIVED]), int(ctr[S.COMPLETED])
+    rejected, failed = int(ctr[S.REJECTED]), int(ctr[S.FAILED])
     in_flight = arrived - completed - rejected - failed
-    retried, timed_out = int(ctr[E.RETRIED]), int(ctr[E.TIMED_OUT])
+    retried, timed_out = int(ctr[S.RETRIED]), int(ctr[S.TIMED_OUT])
     finished = arrived - in_flight
-    requests = int(ctr[E.REQUESTS])
-    window = float(f[E.T_LAST] - f[E.T_FIRST]) if arrived > 1 else math.nan
+    requests = int(ctr[S.REQUESTS])
+    window = float(f[S.T_LAST] - f[S.T_FIRST]) if arrived > 1 else math.nan
     hist = met.hist.copy()
-    p50, p90, p99, p999 = percentiles(hist, [0.5, 0.9, 0.99, 0.999], float(f[E.LAT_MAX]))
+    p50, p90, p99, p999 = percentiles(hist, [0.5, 0.9, 0.99, 0.999], float(f[S.LAT_MAX]))
     util = met.task_busy / (window * cl.task_workers) if window and window > 0 else np.full(cl.n_tasks, np.nan)
     cov, maxmean, jain = _imbalance(util)
     svc0 = sc.services[0]
@@ -512,20 +475,20 @@ def _result(run: _Run, spec: Strategy, pvals: dict, seed: int, wall: float, trac
         "timed_out": timed_out,
         "availability": (completed - timed_out) / finished if finished else math.nan,
         "faults": len(run.schedule),
-        "crashes": int(ctr[E.CRASHES]),
+        "crashes": int(ctr[S.CRASHES]),
         "recovery_s": math.nan,
-        "latency_mean": float(f[E.LAT_SUM] / completed) if completed else math.nan,
+        "latency_mean": float(f[S.LAT_SUM] / completed) if completed else math.nan,
         "latency_p50": p50, "latency_p90": p90, "latency_p99": p99, "latency_p999": p999,
-        "latency_max": float(f[E.LAT_MAX]) if completed else math.nan,
+        "latency_max": float(f[S.LAT_MAX]) if completed else math.nan,
         "throughput": completed / window if window and window > 0 else math.nan,
         "util_mean": float(np.mean(util)),
         "util_max": float(np.max(util)),
         "imbalance_cov": cov,
         "imbalance_max_mean": maxmean,
         "jain": jain,
-        "cross_node_frac": float(ctr[E.CROSS] / arrived) if arrived else math.nan,
+        "cross_node_frac": float(ctr[S.CROSS] / arrived) if arrived else math.nan,
         "stable": None,
-        "sim_time": float(f[E.T_LAST]),
+        "sim_time": float(f[S.T_LAST]),
         "wall_s": wall,
         "req_per_s": requests / wall if wall > 0 else math.nan,
         "lbbench_version": __version__,
@@ -577,10 +540,10 @@ def _stability(run: _Run, util: np.ndarray) -> tuple[bool, str]:
         cv2 = per_service[cl.task_service]
     lat_sum = completed = None
     if run.ts_n:
-        first_measured = float(run.st.fctr[E.T_FIRST])
+        first_measured = float(run.st.fctr[S.T_FIRST])
         a = int(math.ceil(first_measured / run.ts_window))
-        b = min(run.ts_n, int(float(run.st.fctr[E.T_LAST]) // run.ts_window) + 1)
-        lat_sum, completed = met.ts_lat_sum[a:b], met.ts_count[a:b, E.TS_COMPLETED]
+        b = min(run.ts_n, int(float(run.st.fctr[S.T_LAST]) // run.ts_window) + 1)
+        lat_sum, completed = met.ts_lat_sum[a:b], met.ts_count[a:b, S.TS_COMPLETED]
     return judge(util, met.task_served, cv2, lat_sum, completed)
 
 
@@ -592,8 +555,8 @@ def _faults_table(run: _Run, run_id: str) -> pl.DataFrame | None:
         return None
     names = [s.name for s in run.sc.services]
     met = run.met
-    n = min(run.ts_n, int(float(run.st.fctr[E.T_LAST]) // run.ts_window) + 1) if run.ts_n else 0
-    edges = E.bucket_edges(E.TS_SUB)
+    n = min(run.ts_n, int(float(run.st.fctr[S.T_LAST]) // run.ts_window) + 1) if run.ts_n else 0
+    edges = M.bucket_edges(M.TS_SUB)
     p99_of = lambda h: _percentile(h, edges, 0.99, math.inf)  # noqa: E731
     sc = run.sc
     t_measure = sc.run.warmup * (sc.run.duration if sc.run.duration is not None else run.horizon)
@@ -603,7 +566,7 @@ def _faults_table(run: _Run, run_id: str) -> pl.DataFrame | None:
         t = float(sch.time[i])
         level, rec = math.nan, math.nan
         if n and kind not in REPAIR_KINDS:
-            level, rec = recovery(met.ts_hist[:n], met.ts_count[:n, E.TS_FAILED], np.arange(n) * run.ts_window,
+            level, rec = recovery(met.ts_hist[:n], met.ts_count[:n, S.TS_FAILED], np.arange(n) * run.ts_window,
                                   run.ts_window, t, t_measure, p99_of)
         rows.append({"run_id": run_id, "fault": i, "time": t, "kind": kind, "target": target,
                      "pre_p99": level, "recovery_s": rec})
@@ -616,33 +579,33 @@ def _timeseries(run: _Run, run_id: str) -> pl.DataFrame | None:
     met, cl = run.met, run.cl
     if run.ts_n == 0:
         return None
-    last = float(run.st.fctr[E.T_LAST])
+    last = float(run.st.fctr[S.T_LAST])
     n = min(run.ts_n, int(last // run.ts_window) + 1)
     w = run.ts_window
     counts = met.ts_count[:n]
-    edges = E.bucket_edges(E.TS_SUB)
+    edges = M.bucket_edges(M.TS_SUB)
     p99 = [_percentile(met.ts_hist[i], edges, 0.99, math.inf) for i in range(n)]
     node_workers = np.bincount(cl.task_node, weights=cl.task_workers, minlength=cl.n_nodes)
     length = np.full(n, w)
     length[-1] = max(last - (n - 1) * w, 1e-300)     # the last window ends at the last arrival
     with np.errstate(invalid="ignore", divide="ignore"):
         node_util = met.ts_node_busy[:n] / (length[:, None] * node_workers[None, :])
-        lat_mean = met.ts_lat_sum[:n] / counts[:, E.TS_COMPLETED]
+        lat_mean = met.ts_lat_sum[:n] / counts[:, S.TS_COMPLETED]
     node_util[:, node_workers == 0] = np.nan
     return pl.DataFrame({
         "run_id": [run_id] * n,
         "window": np.arange(n, dtype=np.int32),
         "t_start": np.arange(n) * w,
         "t_end": np.arange(n) * w + length,
-        "arrivals": counts[:, E.TS_ARRIVED],
-        "completed": counts[:, E.TS_COMPLETED],
-        "rejected": counts[:, E.TS_REJECTED],
-        "failed": counts[:, E.TS_FAILED],
-        "retried": counts[:, E.TS_RETRIED],
-        "timed_out": counts[:, E.TS_TIMED_OUT],
-        "availability": (counts[:, E.TS_COMPLETED] - counts[:, E.TS_TIMED_OUT]) / np.maximum(
-            counts[:, E.TS_COMPLETED] + counts[:, E.TS_REJECTED] + counts[:, E.TS_FAILED], 1),
-        "throughput": counts[:, E.TS_COMPLETED] / length,
+        "arrivals": counts[:, S.TS_ARRIVED],
+        "completed": counts[:, S.TS_COMPLETED],
+        "rejected": counts[:, S.TS_REJECTED],
+        "failed": counts[:, S.TS_FAILED],
+        "retried": counts[:, S.TS_RETRIED],
+        "timed_out": counts[:, S.TS_TIMED_OUT],
+        "availability": (counts[:, S.TS_COMPLETED] - counts[:, S.TS_TIMED_OUT]) / np.maximum(
+            counts[:, S.TS_COMPLETED] + counts[:, S.TS_REJECTED] + counts[:, S.TS_FAILED], 1),
+        "throughput": counts[:, S.TS_COMPLETED] / length,
         "latency_mean": lat_mean,
         "latency_p99": np.asarray(p99),
         "node_util": pl.Series(node_util).cast(pl.List(pl.Float64)),     # no Python list per window

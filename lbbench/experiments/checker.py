@@ -1,7 +1,7 @@
 """The public conformance check of a strategy plugin (`lbbench.check_strategy`, `lbbench check`).
 
 It runs the plugin on a few small scenarios that exercise what the contract covers (one and
-several balancers, one and two services, a single task, hops with jitter, the three
+several balancers, one and two services, a single task, hops with jitter, the four
 information models, several workers, a queue limit) and reports every contract fault it
 finds, in plain words:
 
@@ -59,10 +59,11 @@ SCENARIOS: dict[str, dict] = {
         "balancer": {"mode": "central", "info": "stale:0.5"},
         "run": {"requests": 4000},
     },
-    "a single task": {
+    "a single task, piggyback information": {
         "cluster": {"nodes": 1},
         "services": [{"replicas": 1}],
         "workload": {"rho": 0.5},
+        "balancer": {"info": "piggyback"},
         "run": {"requests": 500},
     },
 }

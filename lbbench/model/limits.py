@@ -52,7 +52,7 @@ def check_run(sc, cl, wl, n_req: int | None) -> float:
         raise UserError(f"{key}: the run's horizon of {_g(horizon)} s exceeds {_g(MAX_SECONDS)} s (2**40, the latency "
                         "histogram's top); shorten the run or scale its times down")
     floor = horizon * RESOLUTION
-    if sc.balancer.stale_period < floor:
+    if sc.balancer.info_model.period < floor:
         raise UserError(f"balancer.info {sc.balancer.info}: the period is below the run's time resolution "
                         f"({_g(floor)} s = horizon {_g(horizon)} s x {RESOLUTION:g}); lengthen P")
     for i, rf in enumerate(sc.faults.random):

@@ -11,7 +11,7 @@ import math
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -158,9 +158,17 @@ class Network(_Model):
     jitter: float = Field(0.0, ge=0, **_SECONDS, description="extra one-way delay, uniform on [0, jitter]")
 
 
+class Info(NamedTuple):
+    """An information model (docs/model.md, "Information"): what a balancer knows of loads.
+    kind: global | local | stale | piggyback; period: the stale snapshot's period (inf: none)."""
+
+    kind: str
+    period: float
+
+
 class Balancer(_Model):
     mode: Literal["per_node", "central"] = "per_node"
-    info: str = Field("global", description="global | local | stale:P")
+    info: str = Field("global", description="global | local | stale:P | piggyback")
     rr_start: Literal["zero", "random"] = "random"
     unit: Literal["request", "connection"] = Field("request", description="L7: balance every request; L4: balance keep-alive connections")
     keepalive: float = Field(10.0, ge=1, le=1e15, allow_inf_nan=False, description="mean requests per connection (geometric), unit = connection")
@@ -168,7 +176,7 @@ class Balancer(_Model):
     @field_validator("info")
     @classmethod
     def _info(cls, v: str):
-        if v in ("global", "local"):
+        if v in ("global", "local", "piggyback"):
             return v
         if v.startswith("stale:"):
             try:
@@ -178,15 +186,13 @@ class Balancer(_Model):
             if p > 0 and math.isfinite(p):
                 return v
             raise ValueError(f"stale:P needs a positive refresh period P in seconds, got {v!r}")
-        raise ValueError(f"info must be global, local or stale:P, not {v!r}")
+        raise ValueError(f"info must be global, local, stale:P or piggyback, not {v!r}")
 
     @property
-    def info_kind(self) -> str:
-        return self.info.split(":", 1)[0]
-
-    @property
-    def stale_period(self) -> float:
-        return float(self.info.split(":", 1)[1]) if self.info.startswith("stale:") else math.inf
+    def info_model(self) -> Info:
+        """`info` as a typed value: Info("stale", P) for stale:P, else Info(kind, inf)."""
+        kind, _, p = self.info.partition(":")
+        return Info(kind, float(p) if p else math.inf)
 
 
 class Run(_Model):

@@ -1,0 +1,70 @@
+"""The request events' heaps (docs/architecture.md, "The engine")."""
+import numpy as np
+from numba import njit
+
+from .state import HEAP_PAD  # noqa: F401  (the +inf padding every heap array has)
+
+# 4-ary min-heaps on (key, slot) pairs, sift with a hole. Fewer levels than a binary heap and
+# a branch-light pick of the smallest child; keys past the end are +inf (HEAP_PAD slots), so
+# the children of a node can be read without bounds tests.
+# They are compiled once, as functions of their own (cached on disk, shared by every strategy's
+# kernel), and LLVM inlines them into the kernel: inlining them in numba's IR instead made every
+# strategy's kernel type and lower them again (2 s of a heap kernel's compile), for the same
+# machine code.
+
+@njit(cache=True)
+def heap_push(key, slot, n, k, s):
+    i = n
+    while i > 0:
+        p = (i - 1) >> 2
+        if key[p] <= k:
+            break
+        key[i] = key[p]
+        slot[i] = slot[p]
+        i = p
+    key[i] = k
+    slot[i] = s
+    return n + 1
+
+
+@njit(cache=True)
+def _sift_down(key, slot, n, i):
+    """Move the pair at i down to its place among the first n (keys from n on are +inf)."""
+    k = key[i]
+    s = slot[i]
+    while True:
+        c = 4 * i + 1
+        if c >= n:
+            break
+        m = c
+        km = key[c]
+        k1 = key[c + 1]
+        if k1 < km:
+            m = c + 1
+            km = k1
+        k2 = key[c + 2]
+        if k2 < km:
+            m = c + 2
+            km = k2
+        k3 = key[c + 3]
+        if k3 < km:
+            m = c + 3
+            km = k3
+        if km >= k:
+            break
+        key[i] = km
+        slot[i] = slot[m]
+        i = m
+    key[i] = k
+    slot[i] = s
+
+
+@njit(cache=True)
+def heap_pop(key, slot, n):
+    """Remove the root; returns the new size. The caller read key[0], slot[0] first."""
+    n -= 1
+    key[0] = key[n]
+    slot[0] = slot[n]
+    key[n] = np.inf
+    _sift_down(key, slot, n, 0)
+    return n

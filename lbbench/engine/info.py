@@ -1,0 +1,45 @@
+"""Information models: what a balancer knows of the tasks' loads when it decides
+(docs/model.md, "Information"; docs/architecture.md, "Adding an information model").
+
+The scenario's `balancer.info` is a typed value `Info(kind, period)` (lbbench/model/scenario.py);
+`CODES` maps its kind to the engine's `Config.info`, and `load_of` is the one place the
+kernel turns it into the `view.load` array a strategy reads. What keeps each model's array
+current is beside it: `on_response` (called at every completion) and `refresh` (the stale
+snapshot's control event, control.py).
+"""
+from numba import njit
+
+INFO_GLOBAL, INFO_LOCAL, INFO_STALE, INFO_PIGGYBACK = 0, 1, 2, 3
+CODES = {"global": INFO_GLOBAL, "local": INFO_LOCAL, "stale": INFO_STALE, "piggyback": INFO_PIGGYBACK}
+
+
+def code_of(info) -> int:
+    """The engine's code of an `Info` value."""
+    return CODES[info.kind]
+
+
+@njit(inline="always", cache=True)
+def load_of(cfg, st, b):
+    """The loads balancer b sees: int64[T], indexed by task id."""
+    if cfg.info == INFO_GLOBAL:
+        return st.outstanding
+    if cfg.info == INFO_LOCAL:
+        return st.local_out[b]
+    if cfg.info == INFO_PIGGYBACK:
+        return st.piggy[b]
+    return st.snapshot
+
+
+@njit(inline="always", cache=True)
+def on_response(cfg, st, b, k):
+    """A response of task k reaches balancer b (the request completed): under `piggyback` it
+    carries the task's count of requests present (queued or in service) as it leaves."""
+    if cfg.info == INFO_PIGGYBACK:
+        st.piggy[b, k] = st.present[k]
+
+
+@njit(cache=True, no_cpython_wrapper=True)
+def refresh(st):
+    """`stale:P`: a fresh global snapshot (a control event every P seconds)."""
+    for j in range(st.snapshot.shape[0]):
+        st.snapshot[j] = st.outstanding[j]

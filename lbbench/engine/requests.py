@@ -1,0 +1,75 @@
+"""Pieces of a request's life shared by the dispatch loop and the control events: the slot pool,
+the FIFO in front of a task's workers, and giving up on an attempt (a failure or a rejection,
+then a client retry or the request's outcome). docs/model.md, "Requests" and "Clients"."""
+import numpy as np
+from numba import njit
+
+from ..rng import hash_uniform
+from .heaps import heap_push
+from .metrics import window_of
+from .state import (FAILED, FREE_N, REJECTED, RETRIED, RT_N, ST_IN_FLIGHT, ST_REJECTED, TS_FAILED, TS_REJECTED,
+                    TS_RETRIED)
+
+@njit(inline="always", cache=True)
+def _free_slot(free_slots, ctr, slot):
+    free_slots[ctr[FREE_N]] = slot
+    ctr[FREE_N] += 1
+
+
+@njit(inline="always", cache=True)
+def _place(wstart, worker_free, k, ta, svc):
+    """FIFO in front of the task's workers: the request starts when it has arrived (ta) and the
+    earliest-free worker is free (lowest index on a tie). Returns (start, completion)."""
+    k = np.uint64(k)
+    w0 = np.uint64(wstart[k])
+    best = w0
+    w1 = np.uint64(wstart[k + np.uint64(1)])
+    if w1 - w0 > np.uint64(1):
+        for w in range(w0 + np.uint64(1), w1):
+            if worker_free[w] < worker_free[best]:
+                best = w
+    start = worker_free[best]
+    if ta > start:
+        start = ta
+    done = start + svc
+    worker_free[best] = done
+    return start, done
+
+
+# compile time on a first run).
+@njit(cache=True, no_cpython_wrapper=True)
+def _give_up(cfg, st, met, slot, t, status):
+    """The attempt held in `slot` failed (ST_FAILED) or was rejected (ST_REJECTED) at time t.
+    While the client has retries left it sends the request again after a backoff (exponential,
+    with jitter hashed from the request and attempt); otherwise that is the request's outcome."""
+    idx = st.slot_idx[slot]
+    if cfg.retries > 0:
+        a = st.slot_try[slot]
+        if a < cfg.retries:
+            st.slot_try[slot] = a + 1
+            if idx >= cfg.warm_index:
+                st.ctr[RETRIED] += 1
+            if cfg.ts_n > 0:
+                met.ts_count[window_of(cfg.ts_inv, cfg.ts_n, st.slot_t0[slot]), TS_RETRIED] += 1
+            if cfg.trace:
+                met.tr_tries[idx] = a + 1
+                met.tr_status[idx] = ST_IN_FLIGHT
+            delay = cfg.backoff * (2.0 ** a) * (0.5 + 0.5 * hash_uniform(cfg.retry_key, idx, a))
+            st.ctr[RT_N] = heap_push(st.rt_key, st.rt_slot, st.ctr[RT_N], t + delay, slot)
+            return
+    measured = idx >= cfg.warm_index
+    if status == ST_REJECTED:
+        if measured:
+            st.ctr[REJECTED] += 1
+        if cfg.ts_n > 0:
+            met.ts_count[window_of(cfg.ts_inv, cfg.ts_n, st.slot_t0[slot]), TS_REJECTED] += 1
+    else:
+        if measured:
+            st.ctr[FAILED] += 1
+        if cfg.ts_n > 0:
+            met.ts_count[window_of(cfg.ts_inv, cfg.ts_n, st.slot_t0[slot]), TS_FAILED] += 1
+    if cfg.trace:
+        met.tr_status[idx] = status
+        met.tr_done[idx] = t
+        met.tr_start[idx] = np.nan
+    _free_slot(st.free_slots, st.ctr, slot)

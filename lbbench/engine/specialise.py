@@ -1,0 +1,187 @@
+"""One kernel per strategy: `specialise` binds a plugin's hooks into a copy of the dispatch
+loop, `compiled_kernel` keeps one per process, and `Entry` is Python's way into it, once per
+chunk (docs/architecture.md, "Specialisation").
+"""
+from __future__ import annotations
+
+import hashlib
+import types
+from pathlib import Path
+
+import numpy as np
+from numba import njit
+from numba import types as nbtypes
+from numba.extending import intrinsic
+
+from . import kernel
+
+_ENGINE_HASH = None
+
+
+@njit(cache=True)
+def _warm(x):
+    return x + 1
+
+
+def warm_up() -> None:
+    """Initialise numba's compiler (its target context, about 0.7 s) by loading a tiny cached
+    function: done once in the process the sweep workers are forked from, inherited by each."""
+    _warm(1)
+
+
+def engine_hash() -> str:
+    """Hash of the engine's source: part of every specialised kernel's cache name."""
+    global _ENGINE_HASH
+    if _ENGINE_HASH is None:
+        h = hashlib.sha1()
+        here = Path(__file__).parent
+        for path in sorted(here.glob("*.py")) + [here.parent / "rng.py", here.parent / "model" / "faults.py"]:
+            h.update(path.name.encode() + b"\0" + path.read_bytes())
+        _ENGINE_HASH = h.hexdigest()[:10]
+    return _ENGINE_HASH
+
+
+def specialise(key: str, select, on_complete=None, full: bool = True, direct: bool = False):
+    """A `_kernel` whose strategy hooks are `select` / `on_complete` (jitted functions).
+
+    `key` names the specialisation in numba's disk cache; it must change whenever the
+    plugin's code changes (the registry passes a hash of the plugin's source). `full=False`
+    compiles without failures and client retries (the kernel then must not be given a run
+    that has either); `direct`: the direct path (see DIRECT), for runs simulate finds eligible.
+    """
+    g = dict(vars(kernel))
+    g["FULL"] = bool(full)
+    g["DIRECT"] = bool(direct)
+    key = f"{key}|full{int(bool(full))}|direct{int(bool(direct))}"
+    g["_select"] = select
+    g["HAS_COMPLETE"] = on_complete is not None
+    if on_complete is not None:
+        g["_on_complete"] = on_complete
+    tag = hashlib.sha1(f"{key}|{engine_hash()}".encode()).hexdigest()[:16]
+    for name in kernel.KERNEL_FUNCS:
+        f0 = getattr(kernel, name)
+        py = getattr(f0, "py_func", f0)
+        f = types.FunctionType(py.__code__, g, py.__name__, py.__defaults__, py.__closure__)
+        f.__qualname__ = f"{name}__{tag}"
+        f.__module__ = kernel.__name__
+        f.__doc__ = py.__doc__
+        # numba's default error model, not numpy's: the plugin's code compiles under the
+        # kernel's, and a plugin dividing by zero must stop with an error, not go on with inf
+        # or 0 (the engine's own division per request skips the zero test through _fdiv)
+        opts = {"inline": "always"} if name != "_kernel" else {"_nrt": False, "no_cpython_wrapper": True}
+        g[name] = njit(cache=True, **opts)(f)
+    return Entry(g["_kernel"])
+
+
+@intrinsic
+def _call_at(typingctx, addr, cfg, st, met, arr, first, until):
+    """Call the compiled kernel at machine address `addr` (numba's own calling convention, so an
+    exception raised inside it, a plugin's included, propagates as from any numba call)."""
+    sig = nbtypes.int64(addr, cfg, st, met, arr, first, until)
+
+    def codegen(context, builder, signature, args):
+        from numba.core import cgutils
+        argtys = signature.args[1:]
+        fnty = context.call_conv.get_function_type(nbtypes.int64, argtys)
+        fnptr = builder.inttoptr(args[0], fnty.as_pointer())
+        status, res = context.call_conv.call_function(builder, fnptr, nbtypes.int64, argtys, args[1:])
+        with cgutils.if_unlikely(builder, status.is_error):
+            context.call_conv.return_status_propagate(builder, status)
+        return res
+    return sig, codegen
+
+
+def _enter(addr, cfg, st, met, arr, first, until):
+    return _call_at(addr, cfg, st, met, arr, first, until)
+
+
+_ENTERS: dict = {}      # argument types -> the compiled _enter's entry point for them
+
+
+def _array_key(a):
+    # what numba's type of an array depends on
+    f = a.flags
+    return a.dtype.str, a.ndim, f.c_contiguous, f.f_contiguous, f.aligned, f.writeable
+
+
+class Entry:
+    """Python's way into a specialised kernel, once per chunk of arrivals.
+
+    - The kernels are compiled without a Python entry point: one would unbox the whole run state
+      (about 90 arrays), 0.9 s of every kernel's compile. One small compiled function per
+      run-state type (`_enter`, cached on disk and shared by every strategy) unboxes the
+      arguments and calls the kernel at its address.
+    - numba's dispatcher types every argument at every call. The run state's named tuples live
+      for the whole run, so the type of the last cfg, st and met seen is kept (with the object,
+      which is all that stays referenced after a run), the arrivals' types by their arrays'
+      dtypes and flags, and `_enter`'s compiled entry point is called directly with the types
+      it was compiled for. `_enter` releases the GIL: `simulate` draws the next chunk of
+      arrivals on another thread meanwhile."""
+
+    def __init__(self, dispatcher):
+        self.dispatcher = dispatcher        # the numba dispatcher (its overloads: the machine code)
+        self._calls: dict = {}              # ids of the argument types -> (entry point, address, types)
+        self._last = [(None, None)] * 3     # (object, its numba type) of the last cfg, st, met
+        self._arrivals: dict = {}           # the arrivals' array keys -> numba type
+
+    def _type(self, i, obj):
+        last, t = self._last[i]
+        if last is not obj:
+            from numba import typeof
+            t = typeof(obj)
+            self._last[i] = (obj, t)
+        return t
+
+    def __call__(self, cfg, st, met, arr, first, until):
+        key = tuple(_array_key(a) for a in arr)
+        tarr = self._arrivals.get(key)
+        if tarr is None:
+            from numba import typeof
+            tarr = self._arrivals[key] = typeof(arr)
+        args = (self._type(0, cfg), self._type(1, st), self._type(2, met), tarr, nbtypes.int64, nbtypes.float64)
+        ids = tuple(map(id, args[:4]))      # (hashing the types themselves walks them whole)
+        call = self._calls.get(ids)
+        if call is None or call[2] != args:
+            self.dispatcher.compile(args)   # or loaded from the disk cache
+            cres = self.dispatcher.overloads[args]
+            if cres.signature.return_type != nbtypes.int64:
+                raise TypeError(f"the kernel returns {cres.signature.return_type}, not int64")
+            enter = _ENTERS.get(args)
+            if enter is None:
+                esig = nbtypes.int64(nbtypes.intp, *args)
+                enter = _ENTERS[args] = njit(esig, cache=True, _nrt=False, nogil=True)(_enter).overloads[esig.args].entry_point
+            address = cres.library.get_pointer_to_function(cres.fndesc.llvm_func_name)
+            call = self._calls[ids] = (enter, address, args)
+        enter, address, _ = call
+        return enter(address, cfg, st, met, arr, np.int64(first), float(until))
+
+
+# --------------------------------------------------------------------------------------------
+# Compilation: one specialised engine per strategy and process, cached on disk by numba.
+
+_COMPILED: dict = {}
+
+
+def _jit(fn, boundscheck: bool):
+    if fn is None:
+        return None
+    py = getattr(fn, "py_func", fn)
+    if boundscheck:
+        # Not inlined at numba's level: an inlined body would take the kernel's flags and lose
+        # its bounds checks. LLVM may still inline the compiled function.
+        return njit(boundscheck=True)(py)
+    return njit(inline="always")(py)
+
+
+def compiled_kernel(spec, full: bool = True, direct: bool = False):
+    """The dispatch kernel with this strategy inlined (compiled once per process); `full`:
+    with failures and client retries, `direct`: the direct path (see engine.FULL, DIRECT)."""
+    # The module is part of the key: a cached kernel refers to the plugin's module by name.
+    module = getattr(getattr(spec.select, "py_func", spec.select), "__module__", "")
+    key = f"{spec.name}|{spec.source_hash}|{module}|bc{int(spec.boundscheck)}"
+    k = _COMPILED.get((key, full, direct))
+    if k is None:
+        k = specialise(key, _jit(spec.select, spec.boundscheck), _jit(spec.on_complete, spec.boundscheck),
+                              full=full, direct=direct)
+        _COMPILED[(key, full, direct)] = k
+    return k
