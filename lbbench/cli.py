@@ -123,7 +123,7 @@ def print_summary(row: dict, unstable: str = "") -> None:
 def run(scenario, strategy, param, sets, requests, duration, seed, out, no_write, one_thread):
     """Simulate SCENARIO (a preset or a TOML file) with one strategy.
 
-    The run's parts are named by its identity (lbbench.identity): a different run into the same
+    The run's parts are named by its identity (lbbench.engine.identity): a different run into the same
     --out is kept beside the others, the same run again replaces its own row."""
     from .engine.identity import run_identity
     from .model.scenario import load_scenario, parse_override

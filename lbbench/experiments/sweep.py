@@ -1,4 +1,5 @@
-"""Sweeps: a grid of runs from a TOML file, run in parallel, written run by run (DESIGN 4).
+"""Sweeps: a grid of runs from a TOML file, run in parallel, written run by run
+(docs/architecture.md, "Data flow").
 
 Sweep file:
 
@@ -27,7 +28,7 @@ overrides ([set], a variant's set, a grid point) clears alternative keys as `--s
 relative `workload.trace` is relative to this file. A grid above `MAX_RUNS` is refused before
 it is expanded unless asked for.
 
-Each run is identified by its `run_hash` (lbbench.identity: the resolved scenario with its seed,
+Each run is identified by its `run_hash` (lbbench.engine.identity: the resolved scenario with its seed,
 the strategy's name, version and source, parameters, the engine, a trace's content); its part
 files are named by that hash, written to a temporary name and renamed, the `runs/` part last,
 so a run exists exactly when its `runs/` part does. A sweep holds its folder's lock while it

@@ -1,4 +1,4 @@
-"""Scenario: what is simulated (DESIGN section 1), validated, with presets and overrides.
+"""Scenario: what is simulated (docs/model.md, "Scenario keys"), validated, with presets and overrides.
 
 A scenario is a TOML file, a built-in preset name, or a dict with the same keys. It is checked
 by pydantic models with unknown keys refused; the first problem becomes a `UserError` whose

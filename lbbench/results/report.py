@@ -19,6 +19,7 @@ import datetime as _dt
 import json
 import math
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -141,6 +142,11 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
+def _suffix(facet: str) -> str:
+    """A figure title's or alt text's tail naming the configuration, if there are several."""
+    return " -- " + facet if facet else ""
+
+
 def _colors(arms: list[str]) -> dict[str, tuple]:
     from matplotlib import colormaps
     cmap = colormaps["tab10" if len(arms) <= 10 else "tab20"]
@@ -250,7 +256,7 @@ def _fig_latency(summ: pl.DataFrame, facet: str, colors: dict, path: Path, n_see
         ax.set_title(f"{label} vs load, mean ± 95% CI")
         ax.grid(True, alpha=0.3)
     axes[0].legend(title="strategy", fontsize="small")
-    fig.suptitle(f"Latency vs load ({n_seeds} seeds per point){' -- ' + facet if facet else ''}")
+    fig.suptitle(f"Latency vs load ({n_seeds} seeds per point){_suffix(facet)}")
     return _save(fig, path)
 
 
@@ -285,7 +291,7 @@ def _fig_util(tk: pl.DataFrame, facet: str, colors: dict, path: Path) -> Path | 
         ax.tick_params(axis="x", labelrotation=30)
         ax.grid(True, axis="y", alpha=0.3)
     axes[0].set_ylabel("task utilisation (busy fraction of worker time, 0-1)")
-    fig.suptitle(f"Per-task utilisation spread, all tasks of all seeds{' -- ' + facet if facet else ''}")
+    fig.suptitle(f"Per-task utilisation spread, all tasks of all seeds{_suffix(facet)}")
     if not drawn:
         return None
     return _save(fig, path)
@@ -351,12 +357,14 @@ def _fig_timeseries(ts: pl.DataFrame, chosen: dict, colors: dict, facet: str, rh
     for ax in (ax1, ax2):
         ax.grid(True, alpha=0.3)
     ax1.legend(title="strategy", fontsize="small")
-    fig.suptitle(f"Time series of one run per strategy at ρ = {rho:g}{' -- ' + facet if facet else ''}")
+    fig.suptitle(f"Time series of one run per strategy at ρ = {rho:g}{_suffix(facet)}")
     return _save(fig, path)
 
 
 # --------------------------------------------------------------------------------------------
-# The report
+# The report: one function per section, each returning its Markdown lines and the figures it wrote
+
+GROUP = ["_facet", "_arm", "rho"]     # one point of a table or a line: configuration, arm, load
 
 
 def _try_load(d: Path, table: str) -> pl.LazyFrame | None:
@@ -373,67 +381,91 @@ def _join_key(lf_cols: list[str], runs_cols: list[str]) -> str | None:
     return None
 
 
-def write_report(dir: str | Path) -> tuple[Path, list[Path]]:
-    """Write `DIR/report.md` and its figures `DIR/figures/*.png`; return (report path, PNG paths).
+@dataclass
+class _Runs:
+    """The runs table of one store, labelled, and what every section needs from it."""
 
-    Needs `DIR/runs/*.parquet` (else `UserError`); tasks/, histograms/, timeseries/,
-    manifest.json and sweep.toml are used when present. Every PNG returned is linked from
-    report.md (relative path `figures/<name>.png`). A part file that cannot be read, or that
-    lbbench did not write, refuses the report (`UserError` naming it): a report that skipped it
-    would present a partial grid as the whole.
-    """
-    d = Path(dir)
-    try:
-        return _write_report(d)
-    except pl.exceptions.PolarsError:
-        A.refuse_parts(A.damaged_parts(d))      # a part damaged past its footer: name it
-        raise
+    d: Path
+    manifest: dict
+    runs: pl.DataFrame       # every run, with `_arm` and `_facet`
+    ok: pl.DataFrame
+    failed: pl.DataFrame
+    facet_cols: list[str]    # the swept keys that split the results into configurations
+    facets: list[str]        # the configurations' labels ("" when there is one)
+    arms: list[str]          # the baseline first
+    colors: dict
+    unstable: dict = field(default_factory=dict)   # (facet, arm, rho) -> (unstable runs, runs)
+
+    @property
+    def ok_lf(self) -> pl.LazyFrame:
+        return self.ok.lazy()
+
+    def fig_path(self, stem: str, i: int, facet: str) -> Path:
+        plain = len(self.facets) <= 1
+        return self.d / "figures" / (f"{stem}.png" if plain else f"{stem}_{i + 1}_{_slug(facet)}.png")
+
+    def steady(self, arm: str, facet: str, rho) -> bool:
+        return (facet, arm, rho) not in self.unstable
+
+    def by_facet(self, df: pl.DataFrame, heading: str = "### {}"):
+        """(facet, its rows, its heading lines) for each configuration that has rows."""
+        for facet in self.facets:
+            sub = df.filter(pl.col("_facet") == facet)
+            if sub.height:
+                yield facet, sub, [heading.format(facet), ""] if facet else []
+
+    def in_arm_order(self, df: pl.DataFrame, col: str = "_arm") -> pl.DataFrame:
+        """Rows sorted by load, then arm in report order."""
+        order = {a: k for k, a in enumerate(self.arms)}
+        return df.with_columns(pl.col(col).replace_strict(order, default=len(order)).alias("_o")).sort(["rho", "_o"])
 
 
-def _write_report(d: Path) -> tuple[Path, list[Path]]:
+Section = tuple[list[str], list[Path]]   # Markdown lines, figures written
+
+
+def _read_runs(d: Path) -> _Runs:
     runs = A.load(d, "runs").collect()
     for c in ("strategy", "rho", "seed"):
         if c not in runs.columns:
             raise UserError(f"{str(d / 'runs')!r} has no {c!r} column; it is not an lbbench results store")
-    manifest = _read_manifest(d)
-    name = _sweep_name(manifest, runs, d)
     ok_mask = (runs["status"] == "ok").fill_null(False) if "status" in runs.columns else pl.Series([True] * runs.height)
     runs, facet_cols = _label_runs(runs, ok_mask)
     ok = runs.filter(ok_mask)
-    failed = runs.filter(~ok_mask)
     arms = _arm_order(ok["_arm"].to_list())
-    colors = _colors(arms)
-    facets = sorted(set(ok["_facet"].to_list()))
-    fig_dir = d / "figures"
-    pngs: list[Path] = []
+    return _Runs(d=d, manifest=_read_manifest(d), runs=runs, ok=ok, failed=runs.filter(~ok_mask),
+                 facet_cols=facet_cols, facets=sorted(set(ok["_facet"].to_list())), arms=arms, colors=_colors(arms),
+                 unstable=_unstable_points(ok, GROUP))
 
-    def fig_name(stem: str, i: int, facet: str) -> Path:
-        return fig_dir / (f"{stem}.png" if len(facets) <= 1 else f"{stem}_{i + 1}_{_slug(facet)}.png")
 
-    md: list[str] = [f"# Sweep report: {name}", ""]
+def _section_header(r: _Runs) -> Section:
+    manifest, ok = r.manifest, r.ok
+    md = [f"# Sweep report: {_sweep_name(manifest, r.runs, r.d)}", ""]
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    gen = f"Generated by `lbbench report {d}` on {now}"
+    gen = f"Generated by `lbbench report {r.d}` on {now}"
     if manifest.get("lbbench_version"):
         gen += f" from results written by lbbench {manifest['lbbench_version']} (schema {manifest.get('schema_version', '?')})"
     md += [gen + ".", ""]
-    facts = [f"{runs.height} runs in the store: {ok.height} ok, {failed.height} failed"]
+    facts = [f"{r.runs.height} runs in the store: {ok.height} ok, {r.failed.height} failed"]
     if "grid_size" in manifest:
         facts.append(f"grid size {manifest['grid_size']}")
     if manifest.get("created"):
         facts.append(f"sweep created {manifest['created']}")
     md += ["; ".join(facts) + ".", ""]
-    md += [f"Strategies: {', '.join(f'`{a}`' for a in arms) or '(none ok)'}. "
+    md += [f"Strategies: {', '.join(f'`{a}`' for a in r.arms) or '(none ok)'}. "
            f"Seeds: {ok['seed'].n_unique() if ok.height else 0}. "
-           f"Load ρ: {', '.join(f'{r:g}' for r in sorted(ok['rho'].drop_nulls().unique().to_list()))}."]
-    if facet_cols:
-        md += ["", f"Other swept keys ({', '.join(f'`{c}`' for c in facet_cols)}) split the results "
-               f"into {len(facets)} configurations, reported separately."]
+           f"Load ρ: {', '.join(f'{x:g}' for x in sorted(ok['rho'].drop_nulls().unique().to_list()))}."]
+    if r.facet_cols:
+        md += ["", f"Other swept keys ({', '.join(f'`{c}`' for c in r.facet_cols)}) split the results "
+               f"into {len(r.facets)} configurations, reported separately."]
     md.append("")
+    return md, []
 
-    # ---- failed runs
-    md += ["## Failed runs", ""]
+
+def _section_failed_runs(r: _Runs) -> Section:
+    failed = r.failed
+    md = ["## Failed runs", ""]
     if failed.height:
-        md.append(f"**{failed.height} of {runs.height} runs failed** (their metrics are excluded from every table and figure).")
+        md.append(f"**{failed.height} of {r.runs.height} runs failed** (their metrics are excluded from every table and figure).")
         md.append("")
         show = failed.head(20)
         errs = show["error"].to_list() if "error" in show.columns else [None] * show.height
@@ -447,226 +479,258 @@ def _write_report(d: Path) -> tuple[Path, list[Path]]:
     else:
         md.append("0 failed runs.")
     md.append("")
+    return md, []
 
-    if not ok.height:
-        md += ["No successful runs: nothing to summarise.", ""]
-        return _finish(d, md, pngs)
 
-    ok_lf = ok.lazy()
-    group = ["_facet", "_arm", "rho"]
-    summ = A.summarize(ok_lf, group, [m for m, _ in METRICS]).collect()
+def _latency_summary(r: _Runs) -> tuple[pl.DataFrame, bool, str]:
+    """(summary per point, whether it has `pooled_p99`, a note when pooling failed)."""
+    summ = A.summarize(r.ok_lf, GROUP, [m for m, _ in METRICS]).collect()
+    hist = _try_load(r.d, "histograms")
+    if hist is None or "run_hash" not in r.ok.columns:
+        return summ, False, ""
+    try:
+        pooled = A.pooled_percentiles(hist, GROUP, [0.99], runs=r.ok_lf).collect()
+    except (UserError, pl.exceptions.PolarsError) as exc:
+        return summ, False, f"(pooled percentiles unavailable: {exc})"
+    summ = summ.join(pooled.select(GROUP + ["p99"]).rename({"p99": "pooled_p99"}), on=GROUP, how="left",
+                     nulls_equal=True)
+    return summ, True, ""
 
-    # pooled p99 from histograms, when present
-    pooled = None
-    hist = _try_load(d, "histograms")
-    pooled_note = ""
-    if hist is not None and "run_hash" in ok.columns:
-        try:
-            pooled = A.pooled_percentiles(hist, group, [0.99], runs=ok_lf).collect()
-        except (UserError, pl.exceptions.PolarsError) as exc:
-            pooled_note = f"(pooled percentiles unavailable: {exc})"
-    if pooled is not None:
-        summ = summ.join(pooled.select(group + ["p99"]).rename({"p99": "pooled_p99"}), on=group, how="left",
-                         nulls_equal=True)
-    unstable = _unstable_points(ok, group)
 
-    def steady(arm, facet, rho) -> bool:
-        return (facet, arm, rho) not in unstable
-
-    # ---- latency tables and figures
-    md += ["## Latency by strategy and load", "",
-           "Mean over seeds of each run's mean and p99 latency, with the half-width of the 95% "
-           "Student-t confidence interval of that mean (t quantile with n - 1 degrees of freedom)."
-           + (" *Pooled p99* is the 99th percentile of all latencies of all seeds together "
-              "(histogram counts summed over runs; bucket midpoint, < 0.8% error)." if pooled is not None else ""),
-           ""]
-    if unstable:
-        md += [f"**{sum(k for k, _ in unstable.values())} runs never reached a steady state** (some task's queue "
+def _section_latency(r: _Runs) -> Section:
+    summ, pooled, pooled_note = _latency_summary(r)
+    md = ["## Latency by strategy and load", "",
+          "Mean over seeds of each run's mean and p99 latency, with the half-width of the 95% "
+          "Student-t confidence interval of that mean (t quantile with n - 1 degrees of freedom)."
+          + (" *Pooled p99* is the 99th percentile of all latencies of all seeds together "
+             "(histogram counts summed over runs; bucket midpoint, < 0.8% error)." if pooled else ""),
+          ""]
+    if r.unstable:
+        md += [f"**{sum(k for k, _ in r.unstable.values())} runs never reached a steady state** (some task's queue "
                "grew for as long as the run lasted: offered load above its capacity, or latency rising "
                "window after window; the `stable` column of runs/). Their mean and percentiles depend on "
                "the run's length, so a point with such a run shows *unstable (k/n runs)* instead of a "
                "figure and is left out of the plots and comparisons.", ""]
     if pooled_note:
         md += [pooled_note, ""]
-    for i, facet in enumerate(facets):
+    pngs = []
+    for i, facet in enumerate(r.facets):
         s = summ.filter(pl.col("_facet") == facet)
         if facet:
             md += [f"### {facet}", ""]
-        vals = s["latency_mean_mean"].to_list() + s["latency_p99_mean"].to_list()
-        scale, unit = _latency_unit(vals)
-        header = ["strategy", "ρ", "runs", f"mean latency ({unit})", "± 95% CI", f"p99 latency ({unit})", "± 95% CI"]
-        if pooled is not None:
-            header.append(f"pooled p99 ({unit})")
-        rows = []
-        order = {a: k for k, a in enumerate(arms)}
-        s = s.with_columns(pl.col("_arm").replace_strict(order, default=len(order)).alias("_o")).sort(["rho", "_o"])
-        for r in s.iter_rows(named=True):
-            sc = lambda v: None if v is None else v * scale  # noqa: E731
-            row = [r["_arm"], f"{r['rho']:g}", str(r["latency_p99_n"]),
-                   _num(sc(r["latency_mean_mean"])), _num(sc(r["latency_mean_ci95"]), ".2g"),
-                   _num(sc(r["latency_p99_mean"])), _num(sc(r["latency_p99_ci95"]), ".2g")]
-            if pooled is not None:
-                row.append(_num(sc(r.get("pooled_p99"))))
-            if not steady(r["_arm"], facet, r["rho"]):
-                k, n = unstable[(facet, r["_arm"], r["rho"])]
-                row[3:] = [f"unstable ({k}/{n} runs)"] + ["-"] * (len(row) - 4)
-            rows.append(row)
-        md += [_table(header, rows), ""]
-        s = s.filter(pl.struct("_arm", "rho").map_elements(lambda v: steady(v["_arm"], facet, v["rho"]),
+        md += [_latency_table(r, r.in_arm_order(s), facet, pooled), ""]
+        s = s.filter(pl.struct("_arm", "rho").map_elements(lambda v: r.steady(v["_arm"], facet, v["rho"]),
                                                             return_dtype=pl.Boolean))
         if not s.height:
             md += ["Every point of this configuration is unstable: no latency figure.", ""]
             continue
         n_seeds = s["latency_p99_n"].unique().sort().to_list()
         ns = str(n_seeds[0]) if len(n_seeds) == 1 else f"{min(n_seeds)}-{max(n_seeds)}"
-        p = _fig_latency(s, facet, colors, fig_name("latency_vs_rho", i, facet), ns)
+        p = _fig_latency(s, facet, r.colors, r.fig_path("latency_vs_rho", i, facet), ns)
         pngs.append(p)
-        md += [_img(f"Mean and p99 latency vs load{' -- ' + facet if facet else ''}", p, d), ""]
-
-    # ---- failures and recovery
-    if "faults" in ok.columns and (ok["faults"].fill_null(0) > 0).any():
-        fmetrics = [m for m in ("failed", "retried", "timed_out", "availability", "recovery_s") if m in ok.columns]
-        fs = A.summarize(ok_lf.with_columns([pl.col(m).cast(pl.Float64) for m in fmetrics]), group, fmetrics).collect()
-        md += ["## Failures and recovery", "",
-               "Per strategy, mean over seeds with the half-width of the 95% Student-t CI: measured requests "
-               "that failed (after any retries), attempts re-sent, availability (fraction of measured requests "
-               "that completed within the timeout) and `recovery_s` (per run, the longest time from a fault until "
-               "a window with no failure and a p99 within 10% of the pre-fault level; NaN runs never recovered "
-               "and are left out of the mean).", ""]
-        for facet in facets:
-            f = fs.filter(pl.col("_facet") == facet)
-            if not f.height:
-                continue
-            if facet:
-                md += [f"### {facet}", ""]
-            order = {a: k for k, a in enumerate(arms)}
-            f = f.with_columns(pl.col("_arm").replace_strict(order, default=len(order)).alias("_o")).sort(["rho", "_o"])
-            header = ["strategy", "ρ", "runs"] + [h for m, h in (("failed", "failed"), ("retried", "retried"),
-                                                            ("timed_out", "timed out"), ("availability", "availability"),
-                                                            ("recovery_s", "recovery (s)")) if m in fmetrics]
-            rows = []
-            for r in f.iter_rows(named=True):
-                row = [r["_arm"], f"{r['rho']:g}", str(r[f"{fmetrics[0]}_n"])]
-                for m in fmetrics:
-                    spec = ".5f" if m == "availability" else ".4g"
-                    ci = r.get(f"{m}_ci95")
-                    row.append(_num(r[f"{m}_mean"], spec) + ("" if ci is None else f" ± {_num(ci, '.2g')}"))
-                rows.append(row)
-            md += [_table(header, rows), ""]
-
-    # ---- comparison with the baseline
-    md += [f"## Comparison with {BASELINE}", ""]
-    if BASELINE not in arms:
-        md += [f"No `{BASELINE}` runs in this sweep: no comparison.", ""]
-    elif len(arms) < 2:
-        md += [f"Only `{BASELINE}` was run: nothing to compare.", ""]
-    else:
-        md += [f"Paired by seed (common random numbers: the same seed saw the same arrivals under every "
-               f"strategy). *Ratio* is the mean over seeds of strategy / {BASELINE} (below 1: lower "
-               f"latency than {BASELINE}); *difference* is strategy - {BASELINE} with its 95% paired-t CI; "
-               f"the p-value is the two-sided paired t-test (scipy.stats.ttest_rel).", ""]
-        for m, label in METRICS:
-            try:
-                cmp = A.compare(ok_lf, BASELINE, m, ["_facet", "rho"], arm="_arm").collect()
-            except UserError as exc:
-                md += [f"{label}: comparison not possible: {exc}", ""]
-                continue
-            md += [f"### {label[0].upper() + label[1:]}", ""]
-            for facet in facets:
-                c = cmp.filter(pl.col("_facet") == facet)
-                if not c.height:
-                    continue
-                if facet:
-                    md += [f"**{facet}**", ""]
-                scale, unit = _latency_unit(c["diff_mean"].to_list() + c["diff_ci95"].to_list())
-                order = {a: k for k, a in enumerate(arms)}
-                c = c.with_columns(pl.col("strategy").replace_strict(order, default=len(order)).alias("_o")).sort(["rho", "_o"])
-                rows = []
-                for r in c.iter_rows(named=True):
-                    sc = lambda v: None if v is None else v * scale  # noqa: E731
-                    if not (steady(r["strategy"], facet, r["rho"]) and steady(BASELINE, facet, r["rho"])):
-                        which = r["strategy"] if not steady(r["strategy"], facet, r["rho"]) else BASELINE
-                        rows.append([r["strategy"], f"{r['rho']:g}", str(r["n_pairs"]), f"{which} unstable", "-", "-", "-"])
-                        continue
-                    rows.append([r["strategy"], f"{r['rho']:g}", str(r["n_pairs"]),
-                                 _num(r["ratio_mean"], ".3f") + (f" ± {_num(r['ratio_ci95'], '.2g')}" if r["ratio_ci95"] is not None else ""),
-                                 _num(sc(r["diff_mean"])),
-                                 "-" if r["diff_ci95"] is None else f"[{_num(sc(r['diff_lo']))}, {_num(sc(r['diff_hi']))}]",
-                                 _p(r["p_value"])])
-                md += [_table(["strategy", "ρ", "pairs", f"ratio to {BASELINE}", f"difference ({unit})",
-                               "95% CI of difference", "p-value"], rows), ""]
-
-    # ---- utilisation spread
-    md += ["## Per-task utilisation", ""]
-    tasks = _try_load(d, "tasks")
-    key = _join_key(tasks.collect_schema().names(), ok.columns) if tasks is not None else None
-    if tasks is None or key is None or "utilisation" not in tasks.collect_schema().names():
-        md += ["No tasks/ table with utilisation in this store: no utilisation figure.", ""]
-    else:
-        tk = tasks.select(key, "utilisation").join(ok_lf.select(key, "_facet", "_arm", "rho"), on=key, how="inner").collect()
-        for i, facet in enumerate(facets):
-            p = _fig_util(tk.filter(pl.col("_facet") == facet), facet, colors, fig_name("utilisation", i, facet))
-            if p is not None:
-                pngs.append(p)
-                md += [_img(f"Per-task utilisation spread per strategy{' -- ' + facet if facet else ''}", p, d), ""]
-        md += ["Boxes: quartiles of the utilisation of every task of every seed; whiskers 1.5 IQR. "
-               "A balanced strategy has a narrow box.", ""]
-
-    # ---- time series
-    md += ["## Time series", ""]
-    ts_lf = _try_load(d, "timeseries")
-    faults_lf = _try_load(d, "faults")
-    ts_cols = ts_lf.collect_schema().names() if ts_lf is not None else []
-    key = _join_key(ts_cols, ok.columns) if ts_lf is not None else None
-    if ts_lf is None or key is None:
-        md += ["No timeseries/ table in this store: no time-series figure.", ""]
-    else:
-        have = set(ts_lf.select(key).unique().collect()[key].to_list())
-        wrote = False
-        for i, facet in enumerate(facets):
-            cand = ok.filter((pl.col("_facet") == facet) & pl.col(key).is_in(list(have)))
-            if not cand.height:
-                continue
-            rho = max(cand["rho"].drop_nulls().to_list())
-            cand = cand.filter(pl.col("rho") == rho)
-            # the smallest seed every strategy has, so the runs saw the same arrivals
-            per_arm = cand.group_by("_arm").agg(pl.col("seed").unique())
-            common = None
-            for seeds in per_arm["seed"].to_list():
-                common = set(seeds) if common is None else common & set(seeds)
-            chosen = {}
-            for arm in [a for a in arms if a in set(cand["_arm"].to_list())]:
-                ca = cand.filter(pl.col("_arm") == arm)
-                seed = min(common) if common else min(ca["seed"].to_list())
-                row = ca.filter(pl.col("seed") == seed).row(0, named=True)
-                chosen[arm] = (row[key], seed)
-            ts = ts_lf.filter(pl.col(key).is_in([v[0] for v in chosen.values()])).with_columns(
-                pl.col(key).alias("_key")).collect()
-            fl = None
-            if faults_lf is not None and key in faults_lf.collect_schema().names():
-                fl = faults_lf.filter(pl.col(key).is_in([v[0] for v in chosen.values()])).collect()
-            p = _fig_timeseries(ts, chosen, colors, facet, rho, fig_name("timeseries", i, facet), fl)
-            if p is not None:
-                pngs.append(p)
-                wrote = True
-                md += [_img(f"Throughput and p99 latency over time{' -- ' + facet if facet else ''}", p, d), ""]
-        if not wrote:
-            md += ["The timeseries/ table has no windows for the successful runs.", ""]
-
-    return _finish(d, md, pngs)
+        md += [_img(f"Mean and p99 latency vs load{_suffix(facet)}", p, r.d), ""]
+    return md, pngs
 
 
-def _finish(d: Path, md: list[str], pngs: list[Path]) -> tuple[Path, list[Path]]:
-    sweep = d / "sweep.toml"
-    if sweep.is_file():
+def _latency_table(r: _Runs, s: pl.DataFrame, facet: str, pooled: bool) -> str:
+    scale, unit = _latency_unit(s["latency_mean_mean"].to_list() + s["latency_p99_mean"].to_list())
+    header = ["strategy", "ρ", "runs", f"mean latency ({unit})", "± 95% CI", f"p99 latency ({unit})", "± 95% CI"]
+    if pooled:
+        header.append(f"pooled p99 ({unit})")
+    rows = []
+    for x in s.iter_rows(named=True):
+        sc = lambda v: None if v is None else v * scale  # noqa: E731
+        row = [x["_arm"], f"{x['rho']:g}", str(x["latency_p99_n"]),
+               _num(sc(x["latency_mean_mean"])), _num(sc(x["latency_mean_ci95"]), ".2g"),
+               _num(sc(x["latency_p99_mean"])), _num(sc(x["latency_p99_ci95"]), ".2g")]
+        if pooled:
+            row.append(_num(sc(x.get("pooled_p99"))))
+        if not r.steady(x["_arm"], facet, x["rho"]):
+            k, n = r.unstable[(facet, x["_arm"], x["rho"])]
+            row[3:] = [f"unstable ({k}/{n} runs)"] + ["-"] * (len(row) - 4)
+        rows.append(row)
+    return _table(header, rows)
+
+
+FAULT_METRICS = (("failed", "failed"), ("retried", "retried"), ("timed_out", "timed out"),
+                 ("availability", "availability"), ("recovery_s", "recovery (s)"))
+
+
+def _section_failures(r: _Runs) -> Section:
+    """Only for a sweep with faults."""
+    ok = r.ok
+    if "faults" not in ok.columns or not (ok["faults"].fill_null(0) > 0).any():
+        return [], []
+    fmetrics = [m for m, _ in FAULT_METRICS if m in ok.columns]
+    fs = A.summarize(r.ok_lf.with_columns([pl.col(m).cast(pl.Float64) for m in fmetrics]), GROUP, fmetrics).collect()
+    md = ["## Failures and recovery", "",
+          "Per strategy, mean over seeds with the half-width of the 95% Student-t CI: measured requests "
+          "that failed (after any retries), attempts re-sent, availability (fraction of measured requests "
+          "that completed within the timeout) and `recovery_s` (per run, the longest time from a fault until "
+          "a window with no failure and a p99 within 10% of the pre-fault level; NaN runs never recovered "
+          "and are left out of the mean).", ""]
+    header = ["strategy", "ρ", "runs"] + [h for m, h in FAULT_METRICS if m in fmetrics]
+    for _, f, heading in r.by_facet(fs):
+        md += heading
+        rows = []
+        for x in r.in_arm_order(f).iter_rows(named=True):
+            row = [x["_arm"], f"{x['rho']:g}", str(x[f"{fmetrics[0]}_n"])]
+            for m in fmetrics:
+                spec = ".5f" if m == "availability" else ".4g"
+                ci = x.get(f"{m}_ci95")
+                row.append(_num(x[f"{m}_mean"], spec) + ("" if ci is None else f" ± {_num(ci, '.2g')}"))
+            rows.append(row)
+        md += [_table(header, rows), ""]
+    return md, []
+
+
+def _section_comparison(r: _Runs) -> Section:
+    md = [f"## Comparison with {BASELINE}", ""]
+    if BASELINE not in r.arms:
+        return md + [f"No `{BASELINE}` runs in this sweep: no comparison.", ""], []
+    if len(r.arms) < 2:
+        return md + [f"Only `{BASELINE}` was run: nothing to compare.", ""], []
+    md += [f"Paired by seed (common random numbers: the same seed saw the same arrivals under every "
+           f"strategy). *Ratio* is the mean over seeds of strategy / {BASELINE} (below 1: lower "
+           f"latency than {BASELINE}); *difference* is strategy - {BASELINE} with its 95% paired-t CI; "
+           f"the p-value is the two-sided paired t-test (scipy.stats.ttest_rel).", ""]
+    for m, label in METRICS:
         try:
-            text = sweep.read_text()
-        except OSError:
-            text = ""
-        if text and len(text) < 20_000:
-            md += ["## Sweep file", "", "`sweep.toml` as given:", "", "```toml", text.rstrip(), "```", ""]
-    if pngs:
-        md += ["## Figures", ""] + [f"- [{p.name}]({p.relative_to(d).as_posix()})" for p in pngs] + [""]
+            cmp = A.compare(r.ok_lf, BASELINE, m, ["_facet", "rho"], arm="_arm").collect()
+        except UserError as exc:
+            md += [f"{label}: comparison not possible: {exc}", ""]
+            continue
+        md += [f"### {label[0].upper() + label[1:]}", ""]
+        for facet, c, heading in r.by_facet(cmp, "**{}**"):
+            md += heading + [_comparison_table(r, c, facet), ""]
+    return md, []
+
+
+def _comparison_table(r: _Runs, c: pl.DataFrame, facet: str) -> str:
+    scale, unit = _latency_unit(c["diff_mean"].to_list() + c["diff_ci95"].to_list())
+    rows = []
+    for x in r.in_arm_order(c, "strategy").iter_rows(named=True):
+        sc = lambda v: None if v is None else v * scale  # noqa: E731
+        if not (r.steady(x["strategy"], facet, x["rho"]) and r.steady(BASELINE, facet, x["rho"])):
+            which = x["strategy"] if not r.steady(x["strategy"], facet, x["rho"]) else BASELINE
+            rows.append([x["strategy"], f"{x['rho']:g}", str(x["n_pairs"]), f"{which} unstable", "-", "-", "-"])
+            continue
+        rows.append([x["strategy"], f"{x['rho']:g}", str(x["n_pairs"]),
+                     _num(x["ratio_mean"], ".3f") + (f" ± {_num(x['ratio_ci95'], '.2g')}" if x["ratio_ci95"] is not None else ""),
+                     _num(sc(x["diff_mean"])),
+                     "-" if x["diff_ci95"] is None else f"[{_num(sc(x['diff_lo']))}, {_num(sc(x['diff_hi']))}]",
+                     _p(x["p_value"])])
+    return _table(["strategy", "ρ", "pairs", f"ratio to {BASELINE}", f"difference ({unit})",
+                   "95% CI of difference", "p-value"], rows)
+
+
+def _section_utilisation(r: _Runs) -> Section:
+    md = ["## Per-task utilisation", ""]
+    tasks = _try_load(r.d, "tasks")
+    key = _join_key(tasks.collect_schema().names(), r.ok.columns) if tasks is not None else None
+    if tasks is None or key is None or "utilisation" not in tasks.collect_schema().names():
+        return md + ["No tasks/ table with utilisation in this store: no utilisation figure.", ""], []
+    tk = tasks.select(key, "utilisation").join(r.ok_lf.select(key, "_facet", "_arm", "rho"), on=key, how="inner").collect()
+    pngs = []
+    for i, facet in enumerate(r.facets):
+        p = _fig_util(tk.filter(pl.col("_facet") == facet), facet, r.colors, r.fig_path("utilisation", i, facet))
+        if p is not None:
+            pngs.append(p)
+            md += [_img(f"Per-task utilisation spread per strategy{_suffix(facet)}", p, r.d), ""]
+    md += ["Boxes: quartiles of the utilisation of every task of every seed; whiskers 1.5 IQR. "
+           "A balanced strategy has a narrow box.", ""]
+    return md, pngs
+
+
+def _timeseries_runs(r: _Runs, cand: pl.DataFrame, key: str) -> dict:
+    """arm -> (key, seed): one run per arm, with the smallest seed every arm has, so the runs saw
+    the same arrivals."""
+    per_arm = cand.group_by("_arm").agg(pl.col("seed").unique())
+    common = None
+    for seeds in per_arm["seed"].to_list():
+        common = set(seeds) if common is None else common & set(seeds)
+    chosen = {}
+    for arm in [a for a in r.arms if a in set(cand["_arm"].to_list())]:
+        ca = cand.filter(pl.col("_arm") == arm)
+        seed = min(common) if common else min(ca["seed"].to_list())
+        row = ca.filter(pl.col("seed") == seed).row(0, named=True)
+        chosen[arm] = (row[key], seed)
+    return chosen
+
+
+def _section_timeseries(r: _Runs) -> Section:
+    md = ["## Time series", ""]
+    ts_lf = _try_load(r.d, "timeseries")
+    faults_lf = _try_load(r.d, "faults")
+    key = _join_key(ts_lf.collect_schema().names(), r.ok.columns) if ts_lf is not None else None
+    if ts_lf is None or key is None:
+        return md + ["No timeseries/ table in this store: no time-series figure.", ""], []
+    have = set(ts_lf.select(key).unique().collect()[key].to_list())
+    pngs = []
+    for i, facet in enumerate(r.facets):
+        cand = r.ok.filter((pl.col("_facet") == facet) & pl.col(key).is_in(list(have)))
+        if not cand.height:
+            continue
+        rho = max(cand["rho"].drop_nulls().to_list())
+        chosen = _timeseries_runs(r, cand.filter(pl.col("rho") == rho), key)
+        keys = [v[0] for v in chosen.values()]
+        ts = ts_lf.filter(pl.col(key).is_in(keys)).with_columns(pl.col(key).alias("_key")).collect()
+        fl = None
+        if faults_lf is not None and key in faults_lf.collect_schema().names():
+            fl = faults_lf.filter(pl.col(key).is_in(keys)).collect()
+        p = _fig_timeseries(ts, chosen, r.colors, facet, rho, r.fig_path("timeseries", i, facet), fl)
+        if p is not None:
+            pngs.append(p)
+            md += [_img(f"Throughput and p99 latency over time{_suffix(facet)}", p, r.d), ""]
+    if not pngs:
+        md += ["The timeseries/ table has no windows for the successful runs.", ""]
+    return md, pngs
+
+
+def _section_sweep_file(d: Path) -> Section:
+    sweep = d / "sweep.toml"
+    if not sweep.is_file():
+        return [], []
+    try:
+        text = sweep.read_text()
+    except OSError:
+        text = ""
+    if not text or len(text) >= 20_000:
+        return [], []
+    return ["## Sweep file", "", "`sweep.toml` as given:", "", "```toml", text.rstrip(), "```", ""], []
+
+
+def _section_figures(d: Path, pngs: list[Path]) -> list[str]:
+    if not pngs:
+        return []
+    return ["## Figures", ""] + [f"- [{p.name}]({p.relative_to(d).as_posix()})" for p in pngs] + [""]
+
+
+def write_report(dir: str | Path) -> tuple[Path, list[Path]]:
+    """Write `DIR/report.md` and its figures `DIR/figures/*.png`; return (report path, PNG paths).
+
+    Needs `DIR/runs/*.parquet` (else `UserError`); tasks/, histograms/, timeseries/,
+    manifest.json and sweep.toml are used when present. Every PNG returned is linked from
+    report.md (relative path `figures/<name>.png`). A part file that cannot be read, or that
+    lbbench did not write, refuses the report (`UserError` naming it): a report that skipped it
+    would present a partial grid as the whole.
+    """
+    d = Path(dir)
+    try:
+        r = _read_runs(d)
+        sections = [_section_header(r), _section_failed_runs(r)]
+        if r.ok.height:
+            sections += [_section_latency(r), _section_failures(r), _section_comparison(r),
+                         _section_utilisation(r), _section_timeseries(r)]
+        else:
+            sections.append((["No successful runs: nothing to summarise.", ""], []))
+    except pl.exceptions.PolarsError:
+        A.refuse_parts(A.damaged_parts(d))      # a part damaged past its footer: name it
+        raise
+    sections.append(_section_sweep_file(d))
+    md = [line for lines, _ in sections for line in lines]
+    pngs = [p for _, figs in sections for p in figs]
+    md += _section_figures(d, pngs)
     out = d / "report.md"
     tmp = out.with_name(".report.md.tmp")
     tmp.write_text("\n".join(md))

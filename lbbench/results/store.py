@@ -1,6 +1,6 @@
-"""The Parquet results store (DESIGN section 4).
+"""The Parquet results store (docs/architecture.md, "Data flow").
 
-Every table is a folder of part files, one per run, named by the run's hash (lbbench.identity),
+Every table is a folder of part files, one per run, named by the run's hash (lbbench.engine.identity),
 that polars scans as one dataset (`pl.scan_parquet("DIR/runs/*.parquet")`). A part is written to
 a temporary name in the same folder and renamed into place, so a reader or an interrupted writer
 never sees half a file. One writer at a time: a sweep or `lbbench run --out` holds the folder's
