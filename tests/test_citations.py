@@ -12,8 +12,8 @@ ROOT = Path(__file__).parent.parent
 OLD = "DES" + "IGN"          # (spelt apart so that this file does not cite it)
 SEARCHED = ("lbbench", "strategies", "tests", "docs", "README.md")
 SUFFIXES = {".py", ".md", ".toml", ".txt"}
-# TODO: lift once the engine and plugin API edits land (their own owners replace these citations)
-NOT_YET = ("lbbench/engine/", "lbbench/plugins/strategy.py")
+# TODO: lift once the plugin API edits land (its owner replaces this citation)
+NOT_YET = ("lbbench/plugins/strategy.py",)
 
 
 def project_files():
@@ -36,8 +36,7 @@ def test_no_citation_of_a_document_outside_the_repository():
 def test_the_scan_sees_the_files_it_should():
     rels = {rel for rel, _ in project_files()}
     assert {"README.md", "docs/architecture.md", "lbbench/model/scenario.py", "strategies/least_load.py",
-            "tests/test_citations.py"} <= rels
-    assert not any(r.startswith("lbbench/engine/") for r in rels)
+            "tests/test_citations.py", "lbbench/engine/kernel.py"} <= rels
 
 
 def _sections(doc: str) -> set[str]:

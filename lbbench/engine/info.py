@@ -1,5 +1,5 @@
 """Information models: what a balancer knows of the tasks' loads when it decides
-(docs/model.md, "Information"; docs/architecture.md, "Adding an information model").
+(docs/model.md, "Information models"; docs/architecture.md, "Adding an information model").
 
 The scenario's `balancer.info` is a typed value `Info(kind, period)` (lbbench/model/scenario.py);
 `CODES` maps its kind to the engine's `Config.info`, and `load_of` is the one place the

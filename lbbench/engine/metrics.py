@@ -1,6 +1,6 @@
 """Streaming metrics of completed requests: the log-bucketed latency histograms, the time-series
-windows and `record`, which adds one completion to them (docs/architecture.md, "Adding a
-metric")."""
+windows and `_record`, which adds one completion to them (docs/architecture.md, "Adding a
+metric (a summary column)")."""
 import numpy as np
 from numba import njit
 

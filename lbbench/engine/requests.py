@@ -1,6 +1,6 @@
 """Pieces of a request's life shared by the dispatch loop and the control events: the slot pool,
 the FIFO in front of a task's workers, and giving up on an attempt (a failure or a rejection,
-then a client retry or the request's outcome). docs/model.md, "Requests" and "Clients"."""
+then a client retry or the request's outcome). docs/model.md, "A request's life"."""
 import numpy as np
 from numba import njit
 

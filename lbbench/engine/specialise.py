@@ -1,6 +1,6 @@
 """One kernel per strategy: `specialise` binds a plugin's hooks into a copy of the dispatch
 loop, `compiled_kernel` keeps one per process, and `Entry` is Python's way into it, once per
-chunk (docs/architecture.md, "Specialisation").
+chunk (docs/architecture.md, "Specialisation per strategy").
 """
 from __future__ import annotations
 

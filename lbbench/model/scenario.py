@@ -159,7 +159,7 @@ class Network(_Model):
 
 
 class Info(NamedTuple):
-    """An information model (docs/model.md, "Information"): what a balancer knows of loads.
+    """An information model (docs/model.md, "Information models"): what a balancer knows of loads.
     kind: global | local | stale | piggyback; period: the stale snapshot's period (inf: none)."""
 
     kind: str
