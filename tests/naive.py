@@ -180,6 +180,7 @@ def simulate_naive(scenario, strategy="round_robin", seed=None, params=None, ove
     else:
         bal_start = np.zeros(n_bal, dtype=np.int64)
     bal_state = np.zeros((n_bal * S, max(spec.state_size, 1)))  # per (balancer, service)
+    bal_task_state = spec.task_state_array(n_bal, cl.n_tasks)   # per (balancer, task)
     param_values = np.array([pvals[p.name] for p in spec.params], dtype=np.float64)
 
     # ---- information and task state
@@ -299,7 +300,8 @@ def simulate_naive(scenario, strategy="round_robin", seed=None, params=None, ove
             give_up(now, req, FAILED)
             return
         client = int(arr.client[i]) if len(arr.client) else -1
-        view = View(loads(b), task_node, task_speed, e, now, int(bal_start[b]), param_values, client, s)
+        view = View(loads(b), task_node, task_speed, e, now, int(bal_start[b]), spec.param_tuple(param_values), client, s,
+                    bal_task_state[b])
         k = int(select(cands, view, bal_state[b * S + s], bal_rng[b]))
         if k not in cands.tolist():
             raise StrategyError(f"strategy {spec.name!r} returned task {k} for request {i}, which is not one of its candidates")
@@ -368,7 +370,8 @@ def simulate_naive(scenario, strategy="round_robin", seed=None, params=None, ove
             res.timed_out += cli.timeout > 0 and latency > cli.timeout
         if on_complete is not None:
             s = int(cl.task_service[k])
-            view = View(loads(b), task_node, task_speed, -1, now, int(bal_start[b]), param_values, -1, s)
+            view = View(loads(b), task_node, task_speed, -1, now, int(bal_start[b]), spec.param_tuple(param_values), -1, s,
+                        bal_task_state[b])
             on_complete(bal_state[b * S + s], k, latency, now, view)
 
     # ---- failures and the orchestrator

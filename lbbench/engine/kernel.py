@@ -38,7 +38,8 @@ from ..rng import hash_uniform, uniform
 # --------------------------------------------------------------------------------------------
 # What a strategy sees (DESIGN 3). Built per decision; numba keeps it in registers.
 
-View = namedtuple("View", ["load", "task_node", "task_speed", "entry", "now", "start", "params", "client", "service"])
+View = namedtuple("View", ["load", "task_node", "task_speed", "entry", "now", "start", "params", "client", "service",
+                           "task_state"])
 View.__doc__ = """Read-only context of one decision.
 
 load        int64[T]  outstanding requests per task as the information model reports them
@@ -47,9 +48,13 @@ task_speed  float64[T] speed of each task's node (service rate multiplier)
 entry       int       the entry node of the request
 now         float     simulated time, seconds
 start       int       this balancer's start offset (balancer.rr_start: 0, or a random integer)
-params      float64[P] the strategy's declared parameters, in declaration order
+params      the strategy's declared parameters: a named tuple of float64 (`params.d`, or
+          `params[0]`, in declaration order; `Strategy.param_tuple`), an empty float64
+          array for a strategy without parameters
 client      int       client id of the request (-1 when the strategy does not read clients)
 service     int       service index of the request
+task_state  float64[T, K] this balancer's per-task memory (`Strategy(task_state=K)`, zeros at
+          the start; shape (0, 0) when K = 0); see docs/strategies.md
 """
 
 # Static configuration of a run (never written by the kernel).
@@ -85,7 +90,7 @@ State = namedtuple("State", [
     "task_state", "task_inc", "task_ev_t", "task_ev_kind", "task_restarts",
     "node_up", "node_entry", "node_drained", "node_ev_t",
     "slot_inc", "slot_s", "slot_e0", "slot_dem", "slot_client", "slot_jin", "slot_jout", "slot_try",
-    "rt_key", "rt_slot",
+    "rt_key", "rt_slot", "bal_task_state",
 ])
 State.__doc__ = """Mutable state, resumable across chunks.
 
@@ -101,6 +106,9 @@ slot_*       an in-flight request: task, balancer, first arrival t0, return hop,
              index; with retries also its service, drawn entry, demand, client, hop jitter and
              attempt number, so that it can be sent again
 rt_key/rt_slot  the retry heap (time of the next attempt)
+bal_task_state  float64[n_bal, T, K]: the strategy's per-task memory, one (T, K) block per
+             balancer (`Strategy(task_state=K)`; (n_bal, 0, 0) when K = 0), seen as
+             View.task_state (docs/strategies.md)
 """
 
 # Streaming metrics and the optional per-request trace.
@@ -344,6 +352,25 @@ def _on_complete(state, task, latency, now, view):
     return None
 
 
+@njit(inline="always", cache=True)
+def _params(values):
+    """The strategy's parameters as its hooks see them (`param_maker` rebinds it per plugin):
+    here the run's float64 array itself, as for a strategy without parameters."""
+    return values
+
+
+def param_maker(tuple_type):
+    """A jitted `_params` building the named tuple `tuple_type` (`Strategy.params_type`) from the
+    run's float64 parameter array (Config.params), inlined where the kernel builds a View; None:
+    the default `_params` (the array)."""
+    if tuple_type is None:
+        return _params
+    ns = {"NT": tuple_type}
+    args = ", ".join(f"values[{i}]" for i in range(len(tuple_type._fields)))
+    exec(f"def _params(values):\n    return NT({args})\n", ns)
+    return njit(inline="always")(ns["_params"])
+
+
 def _task_id(k):
     """select's answer as the kernel takes it: at compile time only, refuses an answer that is
     not an integer (a float would be truncated to a task id); the identity in the loop."""
@@ -508,7 +535,8 @@ def _retire(cfg, st, met, slot, done):
     if HAS_COMPLETE:
         s = cfg.task_service[k]
         load = st.outstanding if cfg.info == INFO_GLOBAL else (st.local_out[b] if cfg.info == INFO_LOCAL else st.snapshot)
-        view = View(load, cfg.task_node, cfg.task_speed, -1, done, cfg.bal_start[b], cfg.params, -1, s)
+        view = View(load, cfg.task_node, cfg.task_speed, -1, done, cfg.bal_start[b], _params(cfg.params), -1, s,
+                    st.bal_task_state[b])
         _on_complete(st.bal_state[b * np.uint64(cfg.n_services) + np.uint64(s)], task, latency, done, view)
     _free_slot(st.free_slots, st.ctr, slot)
 
@@ -884,7 +912,8 @@ def _kernel(cfg, st, met, arr, first, until):
         else:
             cands = _view(cfg.table, ts, tl)
             load = st.outstanding if cfg.info == INFO_GLOBAL else (st.local_out[b] if cfg.info == INFO_LOCAL else st.snapshot)
-            view = View(load, cfg.task_node, cfg.task_speed, e, now, cfg.bal_start[b], cfg.params, client, s)
+            view = View(load, cfg.task_node, cfg.task_speed, e, now, cfg.bal_start[b], _params(cfg.params), client, s,
+                        st.bal_task_state[b])
             k = _task_id(_select(cands, view, st.bal_state[b * np.uint64(cfg.n_services) + us], st.bal_rng[b]))
             # The contract check: never index state with an id that is not a candidate.
             # (unsigned: a negative id or position wraps to a large one and fails the bound)
@@ -991,19 +1020,23 @@ def engine_hash() -> str:
     return _ENGINE_HASH
 
 
-def specialise(key: str, select, on_complete=None, full: bool = True, direct: bool = False):
+def specialise(key: str, select, on_complete=None, full: bool = True, direct: bool = False, params=None):
     """A `_kernel` whose strategy hooks are `select` / `on_complete` (jitted functions).
 
     `key` names the specialisation in numba's disk cache; it must change whenever the
     plugin's code changes (the registry passes a hash of the plugin's source). `full=False`
     compiles without failures and client retries (the kernel then must not be given a run
     that has either); `direct`: the direct path (see DIRECT), for runs simulate finds eligible.
+    `params`: the `_params` the hooks' View is built with (`param_maker`; the key must name
+    the parameters, as the registry's source hash does).
     """
     g = dict(globals())
     g["FULL"] = bool(full)
     g["DIRECT"] = bool(direct)
     key = f"{key}|full{int(bool(full))}|direct{int(bool(direct))}"
     g["_select"] = select
+    if params is not None:
+        g["_params"] = params
     g["HAS_COMPLETE"] = on_complete is not None
     if on_complete is not None:
         g["_on_complete"] = on_complete
@@ -1131,6 +1164,6 @@ def compiled_kernel(spec, full: bool = True, direct: bool = False):
     k = _COMPILED.get((key, full, direct))
     if k is None:
         k = specialise(key, _jit(spec.select, spec.boundscheck), _jit(spec.on_complete, spec.boundscheck),
-                              full=full, direct=direct)
+                       full=full, direct=direct, params=param_maker(spec.params_type))
         _COMPILED[(key, full, direct)] = k
     return k

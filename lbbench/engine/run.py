@@ -175,6 +175,7 @@ class _Run:
             slot_e0=np.zeros(cap, dtype=np.int32), slot_dem=np.zeros(cap), slot_client=np.zeros(cap, dtype=np.int64),
             slot_jin=np.zeros(cap), slot_jout=np.zeros(cap), slot_try=np.zeros(cap, dtype=np.int32),
             rt_key=np.full(cap + E.HEAP_PAD, np.inf), rt_slot=np.zeros(cap + E.HEAP_PAD, dtype=np.int32),
+            bal_task_state=spec.task_state_array(n_bal, T),
         )
         n_trace = n_req if (trace and n_req is not None) else 0
         self.ts_window, self.ts_n = time_windows(sc, horizon)
@@ -369,9 +370,10 @@ def _run_chunks(run: _Run, spec: Strategy, pvals: dict, seed: int, trace: bool, 
             except Exception as exc:
                 raise _raised(spec, exc) from exc
             if status != 0:
+                value, request = int(run.st.ctr[E.ERR_VALUE]), int(run.st.ctr[E.ERR_REQ])
                 raise StrategyError(
-                    f"strategy {spec.name!r} returned task {int(run.st.ctr[E.ERR_VALUE])} for request "
-                    f"{int(run.st.ctr[E.ERR_REQ])}, which is not one of its candidates")
+                    f"strategy {spec.name!r} returned task {value} for request {request}, which is not one of its "
+                    "candidates", strategy=spec.name, kind="not_a_candidate", request=request, value=value)
             done += len(arr)
             if bar is not None:
                 bar.update(len(arr) if n_req is not None else min(until, duration) - bar.n)
@@ -429,10 +431,11 @@ def _raised(spec: Strategy, exc: Exception) -> StrategyError:
     why = compile_failure(exc)
     if why is not None:
         return StrategyError(f"strategy {spec.name!r} cannot be compiled: {why}; "
-                             f"run lbbench check {spec.ref or spec.name} for details")
+                             f"run lbbench check {spec.ref or spec.name} for details",
+                             strategy=spec.name, kind="compile", value=why)
     text = str(exc).strip()
     return StrategyError(f"strategy {spec.name!r} raised during the run: {exc.__class__.__name__}"
-                         + (f": {text.splitlines()[0]}" if text else ""))
+                         + (f": {text.splitlines()[0]}" if text else ""), strategy=spec.name, kind="raised", value=exc)
 
 
 def _overrides(overrides, run_keys: dict) -> dict:
