@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 from numba import types as nbtypes
+from numba.core import ir_utils
 from numba.extending import intrinsic, overload
 
 from ..errors import NotATaskId
@@ -56,6 +57,18 @@ service     int       service index of the request
 task_state  float64[T, K] this balancer's per-task memory (`Strategy(task_state=K)`, zeros at
           the start; shape (0, 0) when K = 0); see docs/strategies.md
 """
+
+
+
+def _view_aliases(lhs, args, alias_map, arg_aliases):
+    """A View aliases the run state it is built from. numba's dead-code elimination drops a
+    store into an array (`view.task_state[t, j] = x`) unless the array aliases the function's
+    arguments, and sees a View built in the loop as a new object: the plugin's writes into its
+    per-task state, inlined into the kernel, would vanish (docs/strategies.md, "Memory")."""
+    arg_aliases.add(lhs)
+
+
+ir_utils.alias_func_extensions[("View", __name__)] = _view_aliases
 
 # Static configuration of a run (never written by the kernel).
 Config = namedtuple("Config", [
