@@ -206,8 +206,11 @@ CLIENTS = range(20_000)
 
 
 def assignments(mod, cands, param):
-    state = np.zeros(mod.STRATEGY.state_size)
-    mod.build(cands, state, float(param))
+    spec = mod.STRATEGY
+    state = np.zeros(spec.state_size)
+    # (maglev's build keeps a cursor per candidate position in the balancer's task_state)
+    mod.build(cands, state, *((spec.task_state_array(1, int(cands.max()) + 1)[0],) if spec.task_state else ()),
+              float(param))
     return np.array([mod.lookup(state, c) for c in CLIENTS])
 
 
