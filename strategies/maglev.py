@@ -17,8 +17,11 @@ n = 100 with M = 65537, but 3/n at n = 100 with M = 4093. The table costs 8 M by
 balancer and service (512 KB by default; 100 per-node balancers: 51 MB); a smaller M saves
 memory and rebuild time. Reads the client id, no load information.
 
-State: [0] signature, [1] n, [2] M, a cursor per candidate position, then the table (task
-ids); only the first M slots of the table are ever written.
+State: [0] signature, [1] n (`kit.list_changed`), [2] M, then the table (task ids); only the
+first M slots of the table are ever written. Per candidate position (`task_state`, sized by
+the engine to the run's tasks, so any number of candidates): [i, 0] the next index of its
+permutation while the table fills (scratch space of one build: that a balancer's other
+services use the same rows in their own builds does not matter). SplitMix64 hashes (`kit.mix64`).
 """
 from dataclasses import dataclass
 
@@ -26,22 +29,16 @@ import numpy as np
 from numba import njit
 
 from lbbench.errors import UserError
+from lbbench.plugins import kit
 from lbbench.strategy import Param, Strategy
 
 MAX_M = 65537
-MAX_CANDIDATES = 4096
-NEXT = 3                            # per candidate position: the next index of its permutation
-TABLE = NEXT + MAX_CANDIDATES       # the lookup table: M task ids
+TABLE = 3                           # the lookup table: M task ids
+NEXT = 0                            # task_state column: the next index of a position's permutation
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
 _SALT1 = np.uint64(0x2545F4914F6CDD1D)
 _SALT2 = np.uint64(0x5DEECE66D1CE4E5B)
 _CLIENT_SALT = np.uint64(0x5851F42D4C957F2D)
-_S30 = np.uint64(30)
-_S27 = np.uint64(27)
-_S31 = np.uint64(31)
 
 
 def _is_prime(m: int) -> bool:
@@ -60,29 +57,14 @@ class PrimeParam(Param):
         return v
 
 
-@njit(inline="always")
-def _mix(x):
-    z = x + _GOLDEN
-    z = (z ^ (z >> _S30)) * _M1
-    z = (z ^ (z >> _S27)) * _M2
-    return z ^ (z >> _S31)
-
-
-@njit(inline="always")
-def _signature(cands):
-    s = 0
-    for i in range(cands.shape[0]):
-        s += (np.int64(cands[i]) + 1) * (2 * i + 1)
-    return s
-
-
 @njit
-def build(cands, state, m):
-    """Fill the lookup table of size m (prime) for `cands` into `state` (Maglev's Population)."""
+def build(cands, state, nxt, m):
+    """Fill the lookup table of size m (prime) for `cands` into `state` (Maglev's Population);
+    nxt: the balancer's task_state (a cursor per candidate position)."""
     n = cands.shape[0]
     m = int(m)
-    if m > MAX_M or n > MAX_CANDIDATES or state.shape[0] < TABLE + m:
-        raise ValueError("maglev: M > 65537, or more than 4096 candidates")
+    if m > MAX_M or state.shape[0] < TABLE + m:
+        raise ValueError("maglev: M > 65537")
     for p in range(2, m):
         if p * p > m:
             break
@@ -91,25 +73,24 @@ def build(cands, state, m):
     for j in range(m):
         state[TABLE + j] = -1.0
     for i in range(n):
-        state[NEXT + i] = 0.0
+        nxt[i, NEXT] = 0.0
     filled = 0
     while filled < m:
         for i in range(n):
             t = np.uint64(cands[i])
-            offset = np.int64(_mix(t ^ _SALT1) % np.uint64(m))
-            skip = np.int64(_mix(t ^ _SALT2) % np.uint64(m - 1)) + 1
-            nx = np.int64(state[NEXT + i])
+            offset = np.int64(kit.mix64(t ^ _SALT1) % np.uint64(m))
+            skip = np.int64(kit.mix64(t ^ _SALT2) % np.uint64(m - 1)) + 1
+            nx = np.int64(nxt[i, NEXT])
             c = (offset + nx * skip) % m
             while state[TABLE + c] >= 0.0:
                 nx += 1
                 c = (offset + nx * skip) % m
             state[TABLE + c] = cands[i]
-            state[NEXT + i] = nx + 1
+            nxt[i, NEXT] = nx + 1
             filled += 1
             if filled == m:
                 break
-    state[0] = _signature(cands)
-    state[1] = n
+    kit.record_list(state, 0, cands)
     state[2] = m
 
 
@@ -117,13 +98,14 @@ def build(cands, state, m):
 def lookup(state, client):
     """The task in the client's slot."""
     m = np.uint64(state[2])
-    return int(state[TABLE + np.int64(_mix(np.uint64(client) ^ _CLIENT_SALT) % m)])
+    return int(state[TABLE + np.int64(kit.mix64(np.uint64(client) ^ _CLIENT_SALT) % m)])
 
 
 @njit
 def select(cands, view, state, rng):
-    if state[1] != cands.shape[0] or state[2] != view.params[0] or state[0] != _signature(cands):
-        build(cands, state, view.params[0])
+    m = view.params.M
+    if state[2] != m or kit.list_changed(state, 0, cands):
+        build(cands, state, view.task_state, m)
     return lookup(state, view.client)
 
 
@@ -135,6 +117,7 @@ STRATEGY = Strategy(
     params=(PrimeParam("M", 65537, 7, MAX_M, integer=True,
                        doc="lookup table size, a prime (memory: 8 M bytes per balancer and service)"),),
     state_size=TABLE + MAX_M,
+    task_state=1,
     reads_load=False,
     reads_client=True,
 )

@@ -23,16 +23,18 @@ instead starves a task after one slow answer: it is never chosen again, so never
 The RIF distribution is that of the last `HISTORY` probe answers. Defaults: 3 probes per
 decision, a pool of 16, Q_RIF = 0.75, 2 uses per probe, no age limit.
 
-State: header, the pool (`pool` entries: task, position, RIF, latency, time, uses), the RIF
-history (a ring and a count per RIF value), and the latency estimate per task id (ids below
-`CAPACITY`).
+State: header, the positions probed in this round (`kit.draw_distinct`), the pool (`pool`
+entries: task, position, RIF, latency, time, uses), the RIF history (a ring and a count per
+RIF value). Per task (`task_state`, sized by the engine to the run's tasks): [0] its latency
+estimate.
 """
 from numba import njit
 
+from lbbench.plugins import kit
 from lbbench.rng import integers
 from lbbench.strategy import Param, Strategy
 
-CAPACITY = 4096
+EST = 0                         # task_state column: the latency estimate
 MAX_POOL = 64
 MAX_PROBES = 16
 HISTORY = 64
@@ -47,8 +49,7 @@ FIELDS = 6
 F_TASK, F_POS, F_RIF, F_LAT, F_TIME, F_USES = range(FIELDS)
 H_RING = POOL + MAX_POOL * FIELDS           # HISTORY RIF values
 H_COUNT = H_RING + HISTORY                  # count per RIF value 0..MAX_RIF
-EST = H_COUNT + MAX_RIF + 1                 # latency estimate per task id
-SIZE = EST + CAPACITY
+SIZE = H_COUNT + MAX_RIF + 1
 
 
 @njit(inline="always")
@@ -59,6 +60,18 @@ def _remove(state, e):
         for f in range(FIELDS):
             state[POOL + e * FIELDS + f] = state[POOL + last * FIELDS + f]
     state[P_LEN] = last
+
+
+@njit(inline="always")
+def _better(state, e, best, first, second):
+    """Whether pool entry e beats entry `best` (-1: none yet) on the fields (first, second),
+    compared lexicographically."""
+    if best < 0:
+        return True
+    b = POOL + e * FIELDS
+    c = POOL + best * FIELDS
+    return state[b + first] < state[c + first] or (state[b + first] == state[c + first]
+                                                    and state[b + second] < state[c + second])
 
 
 @njit(inline="always")
@@ -122,11 +135,12 @@ def _add_probe(state, task, pos, rif, lat, now, pool):
 @njit
 def select(cands, view, state, rng):
     n = cands.shape[0]
-    probes = int(view.params[0])
-    pool = int(view.params[1])
-    q = view.params[2]
-    reuse = view.params[3]
-    max_age = view.params[4]
+    p = view.params
+    probes = int(p.probes)
+    pool = int(p.pool)
+    q = p.q_rif
+    reuse = p.reuse
+    max_age = p.max_age
     now = view.now
     theta = _threshold(state, q)
     # hot-cold lexicographic choice over the valid pool entries
@@ -139,22 +153,11 @@ def select(cands, view, state, rng):
         if pos >= n or cands[pos] != state[b + F_TASK] or (max_age > 0.0 and now - state[b + F_TIME] > max_age):
             _remove(state, e)       # the table changed, or the probe is too old
             continue
-        rif = state[b + F_RIF]
-        lat = state[b + F_LAT]
-        if rif <= theta:
-            if cold < 0:
+        if state[b + F_RIF] <= theta:
+            if _better(state, e, cold, F_LAT, F_RIF):
                 cold = e
-            else:
-                c = POOL + cold * FIELDS
-                if lat < state[c + F_LAT] or (lat == state[c + F_LAT] and rif < state[c + F_RIF]):
-                    cold = e
-        else:
-            if hot < 0:
-                hot = e
-            else:
-                c = POOL + hot * FIELDS
-                if rif < state[c + F_RIF] or (rif == state[c + F_RIF] and lat < state[c + F_LAT]):
-                    hot = e
+        elif _better(state, e, hot, F_RIF, F_LAT):
+            hot = e
         e += 1
     pick = cold if cold >= 0 else hot
     if pick >= 0:
@@ -169,32 +172,19 @@ def select(cands, view, state, rng):
     # asynchronous probes: answers for later decisions
     m = probes if probes < n else n
     for j in range(m):
-        while True:
-            i = integers(rng, n)
-            fresh = True
-            for u in range(j):
-                if state[PROBED + u] == i:
-                    fresh = False
-                    break
-            if fresh:
-                break
-        state[PROBED + j] = i
+        i = kit.draw_distinct(rng, n, state, PROBED, j)
         t = cands[i]
-        if t >= CAPACITY:
-            raise ValueError("prequal: task id >= 4096")
         rif = view.load[t]
-        _add_probe(state, t, i, rif, (rif + 1.0) * state[EST + t], now, pool)
+        _add_probe(state, t, i, rif, (rif + 1.0) * view.task_state[t, EST], now, pool)
         _remember(state, rif)
     return k
 
 
 @njit
 def on_complete(state, task, latency, now, view):
-    if task >= CAPACITY:
-        raise ValueError("prequal: task id >= 4096")
     per = latency / (view.load[task] + 1.0)       # time per request queued at the task
-    est = state[EST + task]
-    state[EST + task] = per if est == 0.0 else est + ALPHA * (per - est)
+    est = view.task_state[task, EST]
+    view.task_state[task, EST] = per if est == 0.0 else est + ALPHA * (per - est)
 
 
 STRATEGY = Strategy(
@@ -211,5 +201,6 @@ STRATEGY = Strategy(
         Param("max_age", 0.0, 0.0, 1e9, doc="seconds a probe stays usable (0: no limit)"),
     ),
     state_size=SIZE,
+    task_state=1,
     boundscheck=False,
 )

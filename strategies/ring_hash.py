@@ -11,16 +11,18 @@ tasks, so the points per task, and some clients of the remaining tasks, change w
 
 The ring is built in this balancer's state at its first decision and rebuilt whenever the
 candidate list changes, detected by a signature of the list kept in the state (checked at
-every decision). Reads the client id (`reads_client`), no load information. SplitMix64 hashes.
+every decision). Reads the client id (`reads_client`), no load information. SplitMix64 hashes
+(`kit.hash32`).
 
-State: [0] signature, [1] n, [2] number of ring points R, then the R points sorted, each
-stored as hash * 2**20 + task id (exact in a float64; task ids below 2**20). At most
+State: [0] signature, [1] n (`kit.list_changed`), [2] number of ring points R, then the R
+points sorted, each stored as hash * 2**20 + task id (exact in a float64; task ids below 2**20). At most
 `MAX_RING` = 65536 points (n * points: 409 tasks at the default 160 points; lower `points` for
 more), 512 KB per balancer and service.
 """
 import numpy as np
 from numba import njit
 
+from lbbench.plugins import kit
 from lbbench.strategy import Param, Strategy
 
 MAX_RING = 1 << 16
@@ -28,32 +30,8 @@ RING = 3
 TASK_BITS = 20
 TASK_SCALE = float(1 << TASK_BITS)
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
 _CLIENT_SALT = np.uint64(0x5851F42D4C957F2D)
-_S30 = np.uint64(30)
-_S27 = np.uint64(27)
-_S31 = np.uint64(31)
 _S32 = np.uint64(32)
-
-
-@njit(inline="always")
-def hash32(x):
-    """SplitMix64's finaliser of a uint64, top 32 bits, as a float (exact)."""
-    z = x + _GOLDEN
-    z = (z ^ (z >> _S30)) * _M1
-    z = (z ^ (z >> _S27)) * _M2
-    z = z ^ (z >> _S31)
-    return np.float64(z >> _S32)
-
-
-@njit(inline="always")
-def _signature(cands):
-    s = 0
-    for i in range(cands.shape[0]):
-        s += (np.int64(cands[i]) + 1) * (2 * i + 1)
-    return s
 
 
 @njit(inline="always")
@@ -86,7 +64,7 @@ def build(cands, state, points):
         if t >= (1 << TASK_BITS):
             raise ValueError("ring_hash: task id >= 2**20")
         for j in range(per):
-            ring[i * per + j] = hash32((np.uint64(t) << _S32) | np.uint64(j)) * TASK_SCALE + t
+            ring[i * per + j] = kit.hash32((np.uint64(t) << _S32) | np.uint64(j)) * TASK_SCALE + t
     for root in range(r // 2 - 1, -1, -1):
         _sift(ring, root, r)
     for end in range(r - 1, 0, -1):
@@ -94,15 +72,14 @@ def build(cands, state, points):
         ring[0] = ring[end]
         ring[end] = v
         _sift(ring, 0, end)
-    state[0] = _signature(cands)
-    state[1] = n
+    kit.record_list(state, 0, cands)
     state[2] = r
 
 
 @njit(inline="always")
 def lookup(state, client):
     """The task owning the first ring point at or after the client's hash (wrapping)."""
-    key = hash32(np.uint64(client) ^ _CLIENT_SALT) * TASK_SCALE
+    key = kit.hash32(np.uint64(client) ^ _CLIENT_SALT) * TASK_SCALE
     r = int(state[2])
     lo = 0
     hi = r
@@ -119,8 +96,8 @@ def lookup(state, client):
 
 @njit
 def select(cands, view, state, rng):
-    if state[1] != cands.shape[0] or state[0] != _signature(cands):
-        build(cands, state, view.params[0])
+    if kit.list_changed(state, 0, cands):
+        build(cands, state, view.params.points)
     return lookup(state, view.client)
 
 

@@ -3,27 +3,22 @@
 Each balancer keeps its own pointer per service and hands requests to the tasks of its table in
 turn, starting at its start offset (`balancer.rr_start`): with N entry nodes, N uncoordinated
 round-robins cycle over the same list. Reads no load information.
+
+State: [0] position of the next task in the table (`kit.rotate`), [1] 1 once started.
 """
 from numba import njit
 
+from lbbench.plugins import kit
 from lbbench.strategy import Strategy
 
 
 @njit
 def select(cands, view, state, rng):
-    # state[0]: position of the next task in the table; state[1]: 1 once started
     n = cands.shape[0]
     if state[1] == 0.0:
         state[0] = view.start % n
         state[1] = 1.0
-    i = int(state[0])
-    if i >= n:              # the table shrank since the last decision
-        i %= n
-    nxt = i + 1
-    if nxt == n:
-        nxt = 0
-    state[0] = nxt
-    return cands[i]
+    return cands[kit.rotate(state, 0, n)]
 
 
 STRATEGY = Strategy(

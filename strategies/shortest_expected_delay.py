@@ -9,39 +9,25 @@ the information model's load figure. With equal speeds it is `least_load`.
 
 Comparisons are cross-multiplied ((a + 1) * speed_b < (b + 1) * speed_a), so equal delays tie
 exactly; ties break by rotation as in `least_load` (IPVS takes the first in its list).
-State: [0] the rotation offset.
+State: [0] the rotation offset (`kit.rotate`); the scan is `kit.least_delay_from`.
 """
 from numba import njit
 
+from lbbench.plugins import kit
 from lbbench.strategy import Strategy
 
 
-@njit(inline="always")
-def _scan(cands, load, speed, lo, hi, best, best_num, best_speed):
-    for i in range(lo, hi):
-        t = cands[i]
-        num = load[t] + 1.0
-        if num * best_speed < best_num * speed[t]:
-            best = t
-            best_num = num
-            best_speed = speed[t]
-    return best, best_num, best_speed
+def delay_select(idle_first: bool):
+    """The select of `sed` (idle_first=False) and of `never_queue` (True: the first idle
+    candidate met, if any): the rotation offset, then `kit.least_delay_from`."""
+    @njit
+    def select(cands, view, state, rng):
+        off = kit.rotate(state, 0, cands.shape[0])
+        return kit.least_delay_from(cands, view.load, view.task_speed, off, idle_first)
+    return select
 
 
-@njit
-def select(cands, view, state, rng):
-    n = cands.shape[0]
-    off = int(state[0])
-    if off >= n:            # the table shrank since the last decision
-        off %= n
-    state[0] = off + 1.0 if off + 1 < n else 0.0
-    load = view.load
-    speed = view.task_speed
-    best = cands[off]
-    # two straight scans (off+1..n-1, then 0..off-1) instead of one with a wrap test
-    best, num, sp = _scan(cands, load, speed, off + 1, n, best, load[best] + 1.0, speed[best])
-    best, num, sp = _scan(cands, load, speed, 0, off, best, num, sp)
-    return best
+select = delay_select(False)
 
 
 STRATEGY = Strategy(

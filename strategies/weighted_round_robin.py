@@ -12,61 +12,57 @@ usual configuration; 0: plain round-robin). Reads no load information. Each bala
 own current weights; ties go to the first candidate from the balancer's start offset, so with
 equal weights it is `round_robin`.
 
-State: [0] signature of the candidate list (sum of (task + 1) * (2 position + 1), computed in
-the same pass; it changes when a task leaves, joins or moves), [1] its length, [2 + i] current
-weight of the candidate at position i; all reset when the candidate list changes.
-At most `CAPACITY` candidates per service.
+State: [0] signature of the candidate list, [1] its length (`kit.list_changed`: they change
+when a task leaves, joins or moves). Per task (`task_state`, sized by the engine to the run's
+tasks, so any number of candidates): [t, 0] its current weight; the candidates' are reset when
+the candidate list changes. (Kept per task id, not per position: a balancer's task_state
+serves all its services, and positions of different services would collide.)
 """
 import numpy as np
 from numba import njit
 
+from lbbench.plugins import kit
 from lbbench.strategy import Param, Strategy
 
-CAPACITY = 4096
+CW = 0      # task_state column: the current weight of a task
 
 
 @njit(inline="always")
-def _scan(cands, state, speed, power, lo, hi, best, best_cw, total):
+def _scan(cands, cw, speed, power, lo, hi, best, best_cw, total):
     """One pass over positions lo..hi-1: add each weight to its current weight, keep the max."""
-    sig = 0
     for i in range(lo, hi):
         t = cands[i]
-        sig += (np.int64(t) + 1) * (2 * i + 1)
         if power == 1.0:
             w = speed[t]
         elif power == 0.0:
             w = 1.0
         else:
             w = speed[t] ** power
-        cw = state[2 + i] + w
-        state[2 + i] = cw
+        c = cw[t, CW] + w
+        cw[t, CW] = c
         total += w
-        if cw > best_cw:
+        if c > best_cw:
             best = i
-            best_cw = cw
-    return best, best_cw, total, sig
+            best_cw = c
+    return best, best_cw, total
 
 
 @njit
 def select(cands, view, state, rng):
     n = cands.shape[0]
-    if n > CAPACITY:
-        raise ValueError("weighted_round_robin: more than 4096 candidates")
-    power = view.params[0]
+    cw = view.task_state
+    if kit.list_changed(state, 0, cands):
+        # first decision, or the candidate list changed: start from zero
+        kit.record_list(state, 0, cands)
+        for i in range(n):
+            cw[cands[i], CW] = 0.0
+    power = view.params.power
     speed = view.task_speed
     off = view.start % n
-    while True:
-        # ties go to the first from the start offset: scan off..n-1, then 0..off-1
-        best, best_cw, total, s1 = _scan(cands, state, speed, power, off, n, off, -np.inf, 0.0)
-        best, best_cw, total, s2 = _scan(cands, state, speed, power, 0, off, best, best_cw, total)
-        if state[1] == n and state[0] == s1 + s2:
-            break
-        # first decision, or the candidate list changed: start from zero and decide again
-        state[0] = s1 + s2
-        state[1] = n
-        for i in range(n):
-            state[2 + i] = 0.0
-    state[2 + best] -= total
+    # ties go to the first from the start offset: scan off..n-1, then 0..off-1
+    best, best_cw, total = _scan(cands, cw, speed, power, off, n, off, -np.inf, 0.0)
+    best, best_cw, total = _scan(cands, cw, speed, power, 0, off, best, best_cw, total)
+    cw[cands[best], CW] -= total
     return cands[best]
 
 
@@ -76,7 +72,8 @@ STRATEGY = Strategy(
     description="smooth weighted round-robin, weight = node speed ** power (IPVS wrr)",
     version="1",
     params=(Param("power", 1.0, 0.0, 8.0, doc="weight = node speed ** power; 0 gives plain round-robin"),),
-    state_size=2 + CAPACITY,
+    state_size=2,
+    task_state=1,
     reads_load=False,
     boundscheck=False,
 )

@@ -53,7 +53,8 @@ from lbbench.plugins.strategy import resolve
 # What a strategy's `select(candidates, view, state, rng)` and `on_complete(state, task,
 # latency, now, view)` see: the strategy contract (docs/strategies.md). The engine builds its
 # own `lbbench.engine.View` with the same fields in the same order (a test checks it).
-View = namedtuple("View", ["load", "task_node", "task_speed", "entry", "now", "start", "params", "client", "service"])
+View = namedtuple("View", ["load", "task_node", "task_speed", "entry", "now", "start", "params", "client", "service",
+                           "task_state"])
 View.__doc__ = """Read-only context of one decision.
 
 load        int64[T]  outstanding requests per task as the information model reports them
@@ -62,9 +63,11 @@ task_speed  float64[T] speed of each task's node (service rate multiplier)
 entry       int       the entry node of the request (-1 in on_complete)
 now         float     simulated time, seconds
 start       int       this balancer's start offset (balancer.rr_start: 0, or a random integer)
-params      float64[P] the strategy's declared parameters, in declaration order
+params      the strategy's declared parameters: a named tuple of floats (`params.d` or
+            `params[0]`), an empty float64 array without parameters (`Strategy.param_tuple`)
 client      int       client id of the request (-1 when no client is drawn, and in on_complete)
 service     int       service index of the request
+task_state  float64[T, K] this balancer's per-task memory (`Strategy(task_state=K)`)
 """
 
 # Event kinds, in their order at equal times.
@@ -184,7 +187,7 @@ class _Sim:
         self.sc, self.spec = sc, spec
         self.select = spec.select.py_func
         self.on_complete = getattr(spec.on_complete, "py_func", spec.on_complete)
-        self.param_values = np.array([pvals[p.name] for p in spec.params], dtype=np.float64)
+        self.params = spec.param_tuple([pvals[p.name] for p in spec.params])
 
         # ---- the cluster, the arrivals and the run's set-up, shared with the engine
         self.cl = cl = build_cluster(sc)
@@ -199,6 +202,7 @@ class _Sim:
         self.central = sc.balancer.mode == "central"
         self.bal_state = np.zeros((inp.n_bal * S, max(spec.state_size, 1)))  # per (balancer, service)
         self.bal_rng = inp.bal_rng.copy()
+        self.bal_task_state = spec.task_state_array(inp.n_bal, T)                # per (balancer, task)
 
         # ---- information and task state
         self.info, self.period = sc.balancer.info_model       # Info(kind, period)
@@ -365,7 +369,7 @@ class _Sim:
         s = req.service
         cands = np.asarray(self.tables[s], dtype=np.int32)
         view = View(self.load_of(b), self.task_node, self.task_speed, e, now, int(self.inp.bal_start[b]),
-                    self.param_values, req.client, s)
+                    self.params, req.client, s, self.bal_task_state[b])
         k = int(self.select(cands, view, self.bal_state[b * self.S + s], self.bal_rng[b]))
         if k not in cands.tolist():
             raise StrategyError(f"strategy {self.spec.name!r} returned task {k} for request {req.index}, "
@@ -457,7 +461,7 @@ class _Sim:
         if self.on_complete is not None:
             s = int(self.cl.task_service[k])
             view = View(self.load_of(b), self.task_node, self.task_speed, -1, now, int(self.inp.bal_start[b]),
-                        self.param_values, -1, s)
+                        self.params, -1, s, self.bal_task_state[b])
             self.on_complete(self.bal_state[b * self.S + s], k, latency, now, view)
 
     # ================================================================ client retries

@@ -19,7 +19,7 @@ import pytest
 import lbbench
 from lbbench import strategy as S
 from lbbench.cli import main
-from lbbench.errors import UserError
+from lbbench.errors import PluginError, UserError
 from lbbench.strategy import Param, Strategy
 
 FAULTY = f"{Path(__file__).parent / 'plugins' / 'faulty.py'}:STRATEGY"
@@ -198,26 +198,31 @@ def test_each_contract_fault_is_reported_in_plain_words(mode, fault):
     assert "FAULT" in str(rep) and "1 contract fault found" in str(rep)
 
 
-def test_wrong_signature_is_reported_without_compiling(tmp_path):
+def test_wrong_signature_is_refused_as_the_file_loads_without_compiling(tmp_path):
     f = tmp_path / "three.py"
     f.write_text("def select(cands, view, state):\n    return cands[0]\n"
                  "def done(state, task):\n    pass\n"
                  "from lbbench.strategy import Strategy\n"
                  "S = Strategy(name='three', select=select, on_complete=done)\n")
-    rep = lbbench.check_strategy(f"{f}:S")
-    assert rep.findings == [
+    with pytest.raises(PluginError) as exc:
+        lbbench.check_strategy(f"{f}:S")
+    assert exc.value.plugin == "three" and exc.value.field == "select"
+    assert [text for _, text in exc.value.faults] == [
         "wrong signature: select takes 3 parameters; it must take 4: select(cands, view, state, rng)",
         "wrong signature: on_complete takes 2 parameters; it must take 5: on_complete(state, task, latency, now, view)"]
-    assert rep.seconds < 1.0
 
 
-def test_a_bad_declaration_is_reported():
-    spec = Strategy(name="decl", select=fancy_select, state_size=0,
-                    params=(Param("a", 5, 0, 1), Param("b", 1), Param("b", 2)))
-    found = " | ".join(lbbench.check_strategy(spec).findings)
-    assert "state_size must be a whole number >= 1, not 0" in found
+def test_a_bad_declaration_is_refused_as_it_is_built():
+    with pytest.raises(PluginError) as exc:
+        Strategy(name="decl", select=fancy_select, state_size=-1, task_state=-2,
+                 params=(Param("a", 5, 0, 1), Param("b", 1), Param("b", 2)))
+    found = str(exc.value)
+    assert found.startswith("strategy 'decl': ") and "\n" not in found
+    assert "state_size must be a whole number in [0, 16,777,216], not -1" in found
+    assert "task_state must be a whole number in [0, 1,024], not -2" in found
     assert "parameter name 'b' is declared twice" in found
     assert "the default of parameter a is not allowed by its own declaration" in found
+    assert [f for f, _ in exc.value.faults] == ["state_size", "task_state", "params", "params"]
 
 
 def test_code_numba_cannot_compile_is_reported_with_its_line(tmp_path):

@@ -206,8 +206,11 @@ CLIENTS = range(20_000)
 
 
 def assignments(mod, cands, param):
-    state = np.zeros(mod.STRATEGY.state_size)
-    mod.build(cands, state, float(param))
+    spec = mod.STRATEGY
+    state = np.zeros(spec.state_size)
+    # (maglev's build keeps a cursor per candidate position in the balancer's task_state)
+    mod.build(cands, state, *((spec.task_state_array(1, int(cands.max()) + 1)[0],) if spec.task_state else ()),
+              float(param))
     return np.array([mod.lookup(state, c) for c in CLIENTS])
 
 
@@ -234,15 +237,17 @@ def test_tables_are_rebuilt_when_the_candidates_change(mod):
     or is replaced; the answers equal a fresh table's."""
     spec = mod.STRATEGY
     T = 40
+    task_state = spec.task_state_array(1, T)[0]
     view = lambda client: View(np.zeros(T, np.int64), np.zeros(T, np.int32), np.ones(T), 0, 0.0, 0,
-                               np.array([p.default for p in spec.params]), client, 0)
+                               spec.param_tuple([p.default for p in spec.params]), client, 0, task_state)
     rng = np.zeros(1, np.uint64)
     state = np.zeros(spec.state_size)
     param = float(spec.params[0].default)
     for cands in (np.arange(0, 30, dtype=np.int32), np.arange(1, 30, dtype=np.int32),
                   np.array([*range(1, 29), 35], dtype=np.int32), np.arange(0, 40, dtype=np.int32)):
         fresh = np.zeros(spec.state_size)
-        mod.build(cands, fresh, param)
+        # (maglev's build keeps a cursor per candidate position in the balancer's task_state)
+        mod.build(cands, fresh, *((spec.task_state_array(1, T)[0],) if spec.task_state else ()), param)
         for c in range(0, 3000, 7):
             assert spec.select(cands, view(c), state, rng) == mod.lookup(fresh, c)
 

@@ -29,6 +29,8 @@ def test_non_candidate_is_refused_naming_plugin_request_value(mode, value):
         simulate(SMALL, FAULTY, {"mode": mode})
     msg = str(exc.value)
     assert "'faulty'" in msg and f"returned task {value}" in msg and "request 0" in msg
+    err = exc.value         # the details as fields: no caller parses the message
+    assert (err.strategy, err.kind, err.request, err.value) == ("faulty", "not_a_candidate", 0, value)
 
 
 def test_a_task_of_another_service_is_refused():
@@ -44,8 +46,11 @@ def test_out_of_bounds_inside_the_plugin_raises_instead_of_corrupting():
 
 
 def test_a_plugin_that_raises_is_named():
-    with pytest.raises(StrategyError, match="'faulty' raised.*boom"):
+    with pytest.raises(StrategyError, match="'faulty' raised.*boom") as exc:
         simulate(SMALL, FAULTY, {"mode": 4})
+    err = exc.value
+    assert (err.strategy, err.kind, err.request) == ("faulty", "raised", None)
+    assert isinstance(err.value, ValueError) and str(err.value) == "boom"
 
 
 @pytest.mark.parametrize("mode", [9, 10])

@@ -15,7 +15,7 @@ import pytest
 import lbbench
 from lbbench import strategy as S
 from lbbench.cli import main
-from lbbench.errors import StrategyError, UserError
+from lbbench.errors import PluginError, StrategyError, UserError
 from lbbench.strategy import Param, Strategy, resolve
 
 PLUGINS = Path(__file__).parent / "hostile" / "plugins"
@@ -119,9 +119,18 @@ def done3(state, task, latency):
 
 FAULTY_SPECS = [
     (dict(name="dup", select=select4, params=(Param("d", 2, 1, 4), Param("d", 3, 1, 4))), "parameter name 'd' is declared twice"),
-    (dict(name="neg", select=select4, state_size=-5), "state_size must be a whole number >= 1, not -5"),
-    (dict(name="zero", select=select4, state_size=0), "state_size must be a whole number >= 1, not 0"),
-    (dict(name="flt", select=select4, state_size=2.0), "state_size must be a whole number >= 1, not 2.0"),
+    (dict(name="neg", select=select4, state_size=-5), "state_size must be a whole number in [0, 16,777,216], not -5"),
+    (dict(name="huge", select=select4, state_size=1 << 30), "state_size must be a whole number in [0, 16,777,216]"),
+    (dict(name="flt", select=select4, state_size=2.0), "state_size must be a whole number in [0, 16,777,216], not 2.0"),
+    (dict(name="tneg", select=select4, task_state=-1), "task_state must be a whole number in [0, 1,024], not -1"),
+    (dict(name="tbig", select=select4, task_state=4096), "task_state must be a whole number in [0, 1,024], not 4096"),
+    (dict(name="tbool", select=select4, task_state=True), "task_state must be a whole number in [0, 1,024], not True"),
+    (dict(name="a b", select=select4), "name 'a b' is not a valid strategy name"),
+    (dict(name="x/y", select=select4), "name 'x/y' is not a valid strategy name"),
+    (dict(name="pkw", select=select4, params=(Param("if", 2, 1, 4),)), "parameter name 'if' is not a Python identifier"),
+    (dict(name="pdash", select=select4, params=(Param("max-age", 2, 1, 4),)), "'max-age' is not a Python identifier"),
+    (dict(name="punder", select=select4, params=(Param("_fields", 2, 1, 4),)), "'_fields' is not a Python identifier"),
+    (dict(name="pidx", select=select4, params=(Param("index", 2, 1, 4),)), "'index' is a method of view.params"),
     (dict(name="", select=select4), "the spec has no name"),
     (dict(name=7, select=select4), "the spec has no name"),
     (dict(name="nocall", select=3), "select is a int, not a function"),
@@ -136,34 +145,53 @@ FAULTY_SPECS = [
 ]
 
 
-@pytest.mark.parametrize("kw,fault", FAULTY_SPECS, ids=[k["name"] or "empty" for k, _ in FAULTY_SPECS])
-def test_a_faulty_spec_is_refused_before_it_runs_and_check_reports_it(kw, fault):
-    spec = Strategy(**kw)
-    with pytest.raises(UserError, match="^strategy ") as exc:
-        sim(spec)
+@pytest.mark.parametrize("kw,fault", FAULTY_SPECS, ids=[str(k["name"]) or "empty" for k, _ in FAULTY_SPECS])
+def test_a_faulty_spec_is_refused_as_it_is_built_naming_the_plugin(kw, fault):
+    with pytest.raises(PluginError, match="^strategy ") as exc:
+        Strategy(**kw)
     assert fault in one_line(exc)
-    rep = lbbench.check_strategy(spec)
-    assert not rep.ok and any(fault in f for f in rep.findings), rep.findings
+    err = exc.value
+    assert isinstance(err, UserError) and err.plugin == kw["name"]
+    assert err.field in ("name", "version", "state_size", "task_state", "params", "select", "on_complete")
+    assert any(fault in text for _, text in err.faults)
 
 
-def test_several_faults_name_the_first_and_point_to_check():
-    spec = Strategy(name="many", select=select2, state_size=-1)
-    with pytest.raises(UserError) as exc:
+def test_a_spec_changed_after_it_was_built_is_refused_when_resolved():
+    spec = Strategy(name="later", select=select4)
+    object.__setattr__(spec, "task_state", -2)
+    with pytest.raises(PluginError, match="strategy 'later': task_state must be a whole number") as exc:
         resolve(spec)
-    assert "(and 1 more: run lbbench check many)" in one_line(exc)
+    assert exc.value.field == "task_state"
+
+
+def test_several_faults_are_all_named_in_one_line():
+    with pytest.raises(PluginError) as exc:
+        Strategy(name="many", select=select2, state_size=-1)
+    msg = one_line(exc)
+    assert msg.startswith("strategy 'many': state_size must be") and "select takes 2 parameters" in msg
+    assert [f for f, _ in exc.value.faults] == ["state_size", "select"]
+
+
+def test_zero_sizes_are_allowed():
+    spec = Strategy(name="nothing_kept", select=select4, state_size=0, task_state=0)
+    assert spec.task_state_array(3, 10).shape == (3, 0, 0)
+    assert Strategy(name="per_task", select=select4, task_state=2).task_state_array(3, 10).shape == (3, 10, 2)
 
 
 def test_a_plugin_file_with_a_faulty_spec_is_refused_at_load():
-    with pytest.raises(UserError, match=r"strategy 'api_two_args:select': wrong signature: select takes 2"):
+    with pytest.raises(PluginError, match=r"strategy 'api_two_args:select': wrong signature: select takes 2"):
         resolve(f"{PLUGINS / 'api_two_args.py'}:select")
-    with pytest.raises(UserError, match=r"strategy 'api_negative_state': state_size"):
-        resolve(f"{PLUGINS / 'api_bad_specs.py'}:NEGATIVE_STATE")
+    with pytest.raises(PluginError, match=r"strategy 'api_negative_state': state_size") as exc:
+        resolve(f"{PLUGINS / 'api_negative_state.py'}:STRATEGY")
+    assert exc.value.plugin == "api_negative_state" and exc.value.field == "state_size"
+    # not imported half-way: the module is not kept
+    assert not any(getattr(m, "__file__", "") == str(PLUGINS / "api_negative_state.py") for m in list(sys.modules.values()))
 
 
 def test_a_sweep_refuses_a_faulty_plugin_file(tmp_path, capsys):
     f = tmp_path / "s.toml"
     f.write_text(f'scenario = "seed-mesh"\nseeds = [1]\n[set]\n"run.requests" = 1000\n[axes]\n'
-                 f'strategy = ["round_robin", "{PLUGINS / "api_bad_specs.py"}:DUP_PARAM"]\n')
+                 f'strategy = ["round_robin", "{PLUGINS / "api_dup_param.py"}:STRATEGY"]\n')
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as exc:
         main(["sweep", str(f), "--workers", "1", "--out", str(out)])
@@ -180,10 +208,18 @@ class _EP:
         return self._obj
 
 
+class _FaultyEP(_EP):
+    """An entry point whose module builds a faulty spec as it is imported."""
+
+    def load(self):
+        return Strategy(**self._obj)
+
+
 def test_an_installed_faulty_spec_is_warned_and_skipped(monkeypatch):
     good = Strategy(name="good", select=select4)
-    bad = Strategy(name="bad", select=select4, state_size=-5)
-    eps = [_EP("bad", bad), _EP("good", [good, Strategy(name="", select=select4)])]
+    changed = Strategy(name="changed", select=select4)
+    object.__setattr__(changed, "name", "")         # faulty after it was built: caught when registered
+    eps = [_FaultyEP("bad", dict(name="bad", select=select4, state_size=-5)), _EP("good", [good, changed])]
     monkeypatch.setattr(S, "_entry_points", lambda: eps)
     monkeypatch.setattr(S, "_REGISTRY", None)
     with pytest.warns(UserWarning, match=r"is skipped") as rec:

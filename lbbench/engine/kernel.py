@@ -29,6 +29,7 @@ from collections import namedtuple
 import numpy as np
 from numba import njit
 from numba import types as nbtypes
+from numba.core import ir_utils
 from numba.extending import overload
 
 from ..errors import NotATaskId
@@ -46,7 +47,8 @@ from .state import (ARRIVED, COMPLETED, CROSS, ERR_CODE, ERR_REQ, ERR_VALUE, FAI
 # --------------------------------------------------------------------------------------------
 # What a strategy sees (docs/strategies.md). Built per decision; numba keeps it in registers.
 
-View = namedtuple("View", ["load", "task_node", "task_speed", "entry", "now", "start", "params", "client", "service"])
+View = namedtuple("View", ["load", "task_node", "task_speed", "entry", "now", "start", "params", "client", "service",
+                           "task_state"])
 View.__doc__ = """Read-only context of one decision.
 
 load        int64[T]  outstanding requests per task as the information model reports them
@@ -55,10 +57,25 @@ task_speed  float64[T] speed of each task's node (service rate multiplier)
 entry       int       the entry node of the request
 now         float     simulated time, seconds
 start       int       this balancer's start offset (balancer.rr_start: 0, or a random integer)
-params      float64[P] the strategy's declared parameters, in declaration order
+params      the strategy's declared parameters: a named tuple of float64 (`params.d`, or
+          `params[0]`, in declaration order; `Strategy.param_tuple`), an empty float64
+          array for a strategy without parameters
 client      int       client id of the request (-1 when the strategy does not read clients)
 service     int       service index of the request
+task_state  float64[T, K] this balancer's per-task memory (`Strategy(task_state=K)`, zeros at
+          the start; shape (0, 0) when K = 0); see docs/strategies.md
 """
+
+
+def _view_aliases(lhs, args, alias_map, arg_aliases):
+    """A View aliases the run state it is built from. numba's dead-code elimination drops a
+    store into an array (`view.task_state[t, j] = x`) unless the array aliases the function's
+    arguments, and sees a View built in the loop as a new object: the plugin's writes into its
+    per-task state, inlined into the kernel, would vanish (docs/strategies.md, "Going further")."""
+    arg_aliases.add(lhs)
+
+
+ir_utils.alias_func_extensions[("View", __name__)] = _view_aliases
 # --------------------------------------------------------------------------------------------
 # Default strategy hooks; `specialise` rebinds them per plugin.
 
@@ -83,6 +100,25 @@ def _select(cands, view, state, rng):
 @njit(cache=True)
 def _on_complete(state, task, latency, now, view):
     return None
+
+
+@njit(inline="always", cache=True)
+def _params(values):
+    """The strategy's parameters as its hooks see them (`param_maker` rebinds it per plugin):
+    here the run's float64 array itself, as for a strategy without parameters."""
+    return values
+
+
+def param_maker(tuple_type):
+    """A jitted `_params` building the named tuple `tuple_type` (`Strategy.params_type`) from the
+    run's float64 parameter array (Config.params), inlined where the kernel builds a View; None:
+    the default `_params` (the array)."""
+    if tuple_type is None:
+        return _params
+    ns = {"NT": tuple_type}
+    args = ", ".join(f"values[{i}]" for i in range(len(tuple_type._fields)))
+    exec(f"def _params(values):\n    return NT({args})\n", ns)
+    return njit(inline="always")(ns["_params"])
 
 
 def _task_id(k):
@@ -154,7 +190,8 @@ def _retire(cfg, st, met, slot, done):
     if HAS_COMPLETE:
         s = cfg.task_service[k]
         load = load_of(cfg, st, b)
-        view = View(load, cfg.task_node, cfg.task_speed, -1, done, cfg.bal_start[b], cfg.params, -1, s)
+        view = View(load, cfg.task_node, cfg.task_speed, -1, done, cfg.bal_start[b], _params(cfg.params), -1, s,
+                    st.bal_task_state[b])
         _on_complete(st.bal_state[b * np.uint64(cfg.n_services) + np.uint64(s)], task, latency, done, view)
     _free_slot(st.free_slots, st.ctr, slot)
 
@@ -320,7 +357,8 @@ def _kernel(cfg, st, met, arr, first, until):
         else:
             cands = _view(cfg.table, ts, tl)
             load = load_of(cfg, st, b)
-            view = View(load, cfg.task_node, cfg.task_speed, e, now, cfg.bal_start[b], cfg.params, client, s)
+            view = View(load, cfg.task_node, cfg.task_speed, e, now, cfg.bal_start[b], _params(cfg.params), client, s,
+                        st.bal_task_state[b])
             k = _task_id(_select(cands, view, st.bal_state[b * np.uint64(cfg.n_services) + us], st.bal_rng[b]))
             # The contract check: never index state with an id that is not a candidate.
             # (unsigned: a negative id or position wraps to a large one and fails the bound)

@@ -145,7 +145,8 @@ class _Run:
             dict(tasks=T, workers=int(cl.task_wstart[-1]), nodes=N, balancers=n_bal, balancer_services=n_bal * S_,
                  state_size=spec.state_size, connections=sc.workload.clients * S_ if conn else 0,
                  piggy_balancers=n_bal if piggy else 0, piggy_tasks=T if piggy else 0,
-                 timer_tree=len(ctl_t), slots=cap),
+                 timer_tree=len(ctl_t), slots=cap, strategy_tasks=T if spec.task_state else 0,
+                 task_state=spec.task_state),
             bal_rng=bal_rng, conn_rng=inp.conn_rng,
             node_drained=cl.node_drained, ctl_t=ctl_t, ctl_i=ctl_i,
         )
@@ -321,9 +322,10 @@ def _run_chunks(run: _Run, spec: Strategy, pvals: dict, seed: int, trace: bool, 
             except Exception as exc:
                 raise _raised(spec, exc) from exc
             if status != 0:
+                value, request = int(run.st.ctr[S.ERR_VALUE]), int(run.st.ctr[S.ERR_REQ])
                 raise StrategyError(
-                    f"strategy {spec.name!r} returned task {int(run.st.ctr[S.ERR_VALUE])} for request "
-                    f"{int(run.st.ctr[S.ERR_REQ])}, which is not one of its candidates")
+                    f"strategy {spec.name!r} returned task {value} for request {request}, which is not one of its "
+                    "candidates", strategy=spec.name, kind="not_a_candidate", request=request, value=value)
             done += len(arr)
             if bar is not None:
                 bar.update(len(arr) if n_req is not None else min(until, duration) - bar.n)
@@ -381,10 +383,11 @@ def _raised(spec: Strategy, exc: Exception) -> StrategyError:
     why = compile_failure(exc)
     if why is not None:
         return StrategyError(f"strategy {spec.name!r} cannot be compiled: {why}; "
-                             f"run lbbench check {spec.ref or spec.name} for details")
+                             f"run lbbench check {spec.ref or spec.name} for details",
+                             strategy=spec.name, kind="compile", value=why)
     text = str(exc).strip()
     return StrategyError(f"strategy {spec.name!r} raised during the run: {exc.__class__.__name__}"
-                         + (f": {text.splitlines()[0]}" if text else ""))
+                         + (f": {text.splitlines()[0]}" if text else ""), strategy=spec.name, kind="raised", value=exc)
 
 
 def _overrides(overrides, run_keys: dict) -> dict:

@@ -41,19 +41,23 @@ def engine_hash() -> str:
     return _ENGINE_HASH
 
 
-def specialise(key: str, select, on_complete=None, full: bool = True, direct: bool = False):
+def specialise(key: str, select, on_complete=None, full: bool = True, direct: bool = False, params=None):
     """A `_kernel` whose strategy hooks are `select` / `on_complete` (jitted functions).
 
     `key` names the specialisation in numba's disk cache; it must change whenever the
     plugin's code changes (the registry passes a hash of the plugin's source). `full=False`
     compiles without failures and client retries (the kernel then must not be given a run
     that has either); `direct`: the direct path (see DIRECT), for runs simulate finds eligible.
+    `params`: the `_params` the hooks' View is built with (`kernel.param_maker`; the key must
+    name the parameters, as the registry's source hash does).
     """
     g = dict(vars(kernel))
     g["FULL"] = bool(full)
     g["DIRECT"] = bool(direct)
     key = f"{key}|full{int(bool(full))}|direct{int(bool(direct))}"
     g["_select"] = select
+    if params is not None:
+        g["_params"] = params
     g["HAS_COMPLETE"] = on_complete is not None
     if on_complete is not None:
         g["_on_complete"] = on_complete
@@ -182,6 +186,6 @@ def compiled_kernel(spec, full: bool = True, direct: bool = False):
     k = _COMPILED.get((key, full, direct))
     if k is None:
         k = specialise(key, _jit(spec.select, spec.boundscheck), _jit(spec.on_complete, spec.boundscheck),
-                              full=full, direct=direct)
+                       full=full, direct=direct, params=kernel.param_maker(spec.params_type))
         _COMPILED[(key, full, direct)] = k
     return k

@@ -109,6 +109,8 @@ STATE = {
     "balancers": (
         Array("bal_state", np.float64, ("balancer_services", "state_size"), 0.0, "the strategy's state"),
         Array("bal_rng", np.uint64, ("balancers", 1), 0, "each balancer's random stream"),
+        Array("bal_task_state", np.float64, ("balancers", "strategy_tasks", "task_state"), 0.0,
+              "the strategy's per-task memory, seen as View.task_state (0 x 0 per balancer without it)"),
     ),
     "nodes": (
         Array("node_up", np.int8, ("nodes",), 1, "running"),
@@ -152,8 +154,8 @@ def new_state(sizes: dict, **given) -> State:
     """Every array of `STATE` at its declared shape and fill; `given` arrays replace the
     declared ones (a seeded random state, the cluster's drained nodes), checked against the
     declaration. `sizes` names the sizes: tasks, workers, nodes, balancers, balancer_services,
-    state_size, connections, piggy_balancers, piggy_tasks, timer_tree, slots; heap is slots +
-    HEAP_PAD."""
+    state_size, strategy_tasks, task_state, connections, piggy_balancers, piggy_tasks,
+    timer_tree, slots; heap is slots + HEAP_PAD."""
     sizes = dict(sizes, heap=sizes[SLOTS] + HEAP_PAD, n_ctr=N_CTR, n_fctr=N_FCTR)
     out = {}
     for a in STATE_ARRAYS:

@@ -5,10 +5,9 @@ several balancers, one and two services, a single task, hops with jitter, the fo
 information models, several workers, a queue limit) and reports every contract fault it
 finds, in plain words:
 
-- the spec: a name, a whole positive `state_size`, parameters with distinct names whose
-  defaults are inside their own ranges;
-- the hooks' signatures: `select(cands, view, state, rng)` and
-  `on_complete(state, task, latency, now, view)`;
+- (the declaration and the hooks' signatures are checked as the spec is built: a faulty spec
+  raises `PluginError` before any of this, see docs/strategies.md; a spec changed after it was
+  built is listed here, fault by fault);
 - compilation with numba (the first line of numba's message and the plugin's line);
 - a returned id that is not one of the request's candidates;
 - an exception raised inside the plugin;
@@ -24,14 +23,13 @@ values raise `UserError` instead: that is the caller's input, not the plugin's f
 from __future__ import annotations
 
 import dataclasses
-import re
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..errors import StrategyError, UserError
-from ..plugins.strategy import Strategy, compile_failure, resolve, spec_faults
+from ..plugins.strategy import Strategy, resolve, spec_faults
 
 SEED = 7
 
@@ -150,19 +148,16 @@ def _run(spec, params, sc, rep: CheckReport, where: str, **kw):
         return simulate(sc, spec, params, seed=SEED, trace=True, progress=False, **kw)
     except StrategyError as exc:
         cause = exc.__cause__
-        why = compile_failure(cause)
-        if why is not None:
-            rep.add(f"not compilable by numba: {why}")
+        if exc.kind == "compile":
+            rep.add(f"not compilable by numba: {exc.value}")
             raise _Stop from None
-        msg = str(exc)
-        m = re.search(r"returned task (-?\d+) for request (\d+)", msg)
-        if m:
-            rep.add(f"returns a non-candidate: task {m.group(1)} for request {m.group(2)} "
+        if exc.kind == "not_a_candidate":
+            rep.add(f"returns a non-candidate: task {exc.value} for request {exc.request} "
                     "(select must return one of cands)", where)
         elif cause is not None:
             rep.add(f"raises {cause.__class__.__name__}: {str(cause).splitlines()[0] if str(cause) else ''}", where)
         else:
-            rep.add(msg, where)
+            rep.add(str(exc), where)
         return None
     except UserError:
         raise

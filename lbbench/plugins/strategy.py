@@ -1,4 +1,4 @@
-"""The strategy plugin API (DESIGN section 3) and the registry.
+"""The strategy plugin API (docs/strategies.md; docs/architecture.md, "Specialisation per strategy") and the registry.
 
 A strategy is a `Strategy` spec whose `select(cands, view, state, rng)` is compiled with numba
 and inlined into the dispatch loop:
@@ -9,9 +9,13 @@ and inlined into the dispatch loop:
 - `state`  float64[state_size]: this balancer's own state for this service, zero at start;
 - `rng`    uint64[1]: this balancer's random stream (draw with `lbbench.rng.uniform/integers`).
 
-It returns a task id that must be one of `cands`; the engine checks it. Optional
-`on_complete(state, task, latency, now, view)` runs inside the loop when a request this
-balancer sent completes (feedback strategies learn only from completions that happened).
+`view.params` holds the declared parameters by name (`view.params.d`; `view.params[0]` too),
+`view.task_state` the balancer's per-task memory, float64[T, task_state], zero at start (the
+engine sizes it to the run's tasks: no plugin caps task ids). It returns a task id that must
+be one of `cands`; the engine checks it. Optional `on_complete(state, task, latency, now, view)`
+runs inside the loop when a request this balancer sent completes (feedback strategies learn
+only from completions that happened). `lbbench.plugins.kit` has the pieces the built-ins
+share. A spec's declaration is checked when it is built (`PluginError`, docs/strategies.md).
 
 Discovery (lazy, at first use): the entry-point group `lbbench.strategies` (an entry point
 gives a `Strategy` or a list of them; lbbench's own built-ins come the same way), and paths
@@ -23,20 +27,30 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import inspect
+import keyword
 import math
 import numbers
 import re
 import sys
 import warnings
+from collections import namedtuple
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Callable, Mapping
 
-from numba.core.registry import CPUDispatcher
+import numpy as np
 
-from ..errors import NotATaskId, UserError
+from ..errors import NotATaskId, PluginError, UserError
 
 ENTRY_POINT_GROUP = "lbbench.strategies"
+
+# Limits of a declaration (docs/strategies.md, "Going further").
+MAX_STATE_SIZE = 1 << 24        # float64 per balancer and service (128 MB)
+MAX_TASK_STATE = 1024           # float64 per balancer and task
+NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}")
+# Parameter names the named tuple of `view.params` cannot take: its methods.
+RESERVED_PARAM_NAMES = frozenset(n for n in dir(tuple) if not n.startswith("_"))
 
 
 @dataclass(frozen=True)
@@ -89,7 +103,33 @@ class Strategy:
     # raises instead of corrupting memory. On by default; lbbench's built-ins, whose indices
     # are in range by construction and covered by the conformance tests, turn it off.
     boundscheck: bool = True
+    # float64 per task the engine gives each balancer, as view.task_state[task, 0:task_state]
+    task_state: int = 0
     ref: str = field(default="", compare=False)      # how to load it again (set by the registry)
+
+    def __post_init__(self):
+        faults = _faults(self)
+        if faults:
+            raise PluginError(self.name, faults)
+
+    @cached_property
+    def params_type(self):
+        """The named tuple class of `view.params` (fields: the parameters' names, in declaration
+        order), or None for a strategy without parameters (its view.params is an empty array)."""
+        return namedtuple("Params", [p.name for p in self.params]) if self.params else None
+
+    def param_tuple(self, values):
+        """`view.params` for these parameter values (in declaration order), as the engine builds
+        it: the named tuple of floats, or the float64 array when there are no parameters."""
+        if self.params_type is None:
+            return np.asarray(values, dtype=np.float64)
+        return self.params_type(*(float(v) for v in values))
+
+    def task_state_array(self, n_bal: int, n_tasks: int) -> np.ndarray:
+        """Zeros for every balancer's `view.task_state`: (n_bal, n_tasks, task_state), or
+        (n_bal, 0, 0) when the strategy keeps nothing per task."""
+        k = self.task_state
+        return np.zeros((n_bal, n_tasks if k else 0, k), dtype=np.float64)
 
     def resolve_params(self, given: dict | None) -> dict[str, float]:
         if given is not None and not isinstance(given, Mapping):
@@ -114,7 +154,7 @@ class Strategy:
                 h.update(Path(inspect.getsourcefile(py)).read_bytes())
             except (TypeError, OSError):
                 h.update(py.__code__.co_code)
-        h.update(repr((self.name, self.version, self.params, self.state_size)).encode())
+        h.update(repr((self.name, self.version, self.params, self.state_size, self.task_state)).encode())
         return h.hexdigest()[:12]
 
     def summary_line(self) -> str:
@@ -143,56 +183,79 @@ def _n_params(fn) -> int | None:
     return len(ps)
 
 
-def spec_faults(spec: Strategy) -> list[str]:
-    """What is wrong with a spec's declaration and its hooks' signatures, in plain words (empty
-    when nothing): a name, a whole positive `state_size`, `Param`s with distinct names whose
-    defaults their own declarations allow, `select(cands, view, state, rng)` and
-    `on_complete(state, task, latency, now, view)`. `resolve` refuses a spec with any;
-    `lbbench check` lists them all."""
+def _size_fault(name: str, value, low: int, high: int) -> str | None:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not low <= value <= high:
+        return f"{name} must be a whole number in [{low}, {high:,}], not {value!r}"
+    return None
+
+
+def _faults(spec: Strategy) -> list[tuple[str, str]]:
+    """(field, sentence) for each fault of a spec's declaration and its hooks' signatures."""
     out = []
     if not isinstance(spec.name, str) or not spec.name.strip():
-        out.append(f"the spec has no name (got {spec.name!r}): give Strategy(name=...)")
+        out.append(("name", f"the spec has no name (got {spec.name!r}): give Strategy(name=...)"))
+    elif not NAME_RE.fullmatch(spec.name):
+        out.append(("name", f"name {spec.name!r} is not a valid strategy name: use letters, digits and _ . : - "
+                            "(at most 128), e.g. 'my_strategy'"))
     if not isinstance(spec.version, str):
-        out.append(f"version must be a string, not {spec.version!r}")
-    if not isinstance(spec.state_size, int) or isinstance(spec.state_size, bool) or spec.state_size < 1:
-        out.append(f"state_size must be a whole number >= 1, not {spec.state_size!r}")
+        out.append(("version", f"version must be a string, not {spec.version!r}"))
+    for name, value, high in (("state_size", spec.state_size, MAX_STATE_SIZE),
+                              ("task_state", spec.task_state, MAX_TASK_STATE)):
+        why = _size_fault(name, value, 0, high)
+        if why is not None:
+            out.append((name, why))
     params = spec.params if isinstance(spec.params, (tuple, list)) else None
     if params is None or not all(isinstance(p, Param) for p in params):
-        out.append("params must be a tuple of lbbench.strategy.Param")
+        out.append(("params", "params must be a tuple of lbbench.strategy.Param"))
         params = ()
     names = [p.name for p in params]
     for p in params:
-        if not isinstance(p.name, str) or not p.name.strip():
-            out.append(f"a parameter has no name (got {p.name!r}): give Param(name, default, ...)")
+        n = p.name
+        if not isinstance(n, str) or not n.strip():
+            out.append(("params", f"a parameter has no name (got {n!r}): give Param(name, default, ...)"))
+        elif not n.isidentifier() or keyword.iskeyword(n) or n.startswith("_"):
+            out.append(("params", f"parameter name {n!r} is not a Python identifier (letters, digits, _; not a "
+                                  "keyword, no leading _): it is read as view.params.NAME"))
+        elif n in RESERVED_PARAM_NAMES:
+            out.append(("params", f"parameter name {n!r} is a method of view.params (a named tuple): rename it"))
     dup = sorted({n for n in names if names.count(n) > 1}, key=str)
     if dup:
-        out.append(f"parameter name {dup[0]!r} is declared twice")
+        out.append(("params", f"parameter name {dup[0]!r} is declared twice"))
     for p in params:
         why = p.fault(p.default)
         if why is not None:
-            out.append(f"the default of parameter {p.name} is not allowed by its own declaration: {why}")
+            out.append(("params", f"the default of parameter {p.name} is not allowed by its own declaration: {why}"))
     for hook, want, args in _HOOKS:
         fn = getattr(spec, hook)
         if fn is None:
             if hook == "select":
-                out.append("the spec has no select function")
+                out.append((hook, "the spec has no select function"))
             continue
         if not callable(fn):
-            out.append(f"{hook} is a {type(fn).__name__}, not a function")
+            out.append((hook, f"{hook} is a {type(fn).__name__}, not a function"))
             continue
         n = _n_params(fn)
         if n != want:
             got = "a variable number of" if n is None else str(n)
-            out.append(f"wrong signature: {hook} takes {got} parameters; it must take {want}: {hook}{args}")
+            out.append((hook, f"wrong signature: {hook} takes {got} parameters; it must take {want}: {hook}{args}"))
     return out
 
 
+def spec_faults(spec: Strategy) -> list[str]:
+    """What is wrong with a spec's declaration and its hooks' signatures, in plain words (empty
+    when nothing): a valid name, whole `state_size` and `task_state` within their limits,
+    `Param`s with distinct identifier names whose defaults their own declarations allow,
+    `select(cands, view, state, rng)` and `on_complete(state, task, latency, now, view)`.
+    Building a `Strategy` with any raises `PluginError`; registering or resolving one checks
+    again (a spec changed after it was built)."""
+    return [text for _, text in _faults(spec)]
+
+
 def _refuse_faulty(spec: Strategy) -> Strategy:
-    """The spec, or a one-line UserError naming the plugin and its first fault."""
-    faults = spec_faults(spec)
+    """The spec, or a one-line `PluginError` naming the plugin and its faults."""
+    faults = _faults(spec)
     if faults:
-        more = f" (and {len(faults) - 1} more: run lbbench check {spec.ref or spec.name})" if len(faults) > 1 else ""
-        raise UserError(f"strategy {spec.name!r}: {faults[0]}{more}")
+        raise PluginError(spec.name, faults)
     return spec
 
 
@@ -209,6 +272,7 @@ def _entry_points():
 def _register(reg: dict, spec, origin: str) -> None:
     if not isinstance(spec, Strategy):
         raise UserError(f"{origin} gives {type(spec).__name__}, not an lbbench.Strategy")
+    _refuse_faulty(spec)
     if spec.name in reg:
         raise UserError(f"strategy name {spec.name!r} is registered twice: by {reg[spec.name][1]} and by {origin}; rename one")
     object.__setattr__(spec, "ref", spec.name)
@@ -226,6 +290,9 @@ def registry() -> dict[str, tuple[Strategy, str]]:
             origin = f"package {package} (entry point {ep.name} = {ep.value})"
             try:
                 obj = ep.load()
+            except PluginError as exc:              # a spec refused as it was built: skipped, named
+                warnings.warn(f"lbbench: strategy plugin from {origin} is skipped: {exc}", stacklevel=2)
+                continue
             except (Exception, SystemExit) as exc:  # a broken plugin package must not break the others
                 warnings.warn(f"lbbench: strategy plugin from {origin} failed to load: {exc.__class__.__name__}: {exc}", stacklevel=2)
                 continue
@@ -269,6 +336,9 @@ def _load_path(ref: str) -> Strategy:
         sys.modules[mod_name] = mod
         try:
             spec.loader.exec_module(mod)
+        except PluginError:                        # a faulty spec, refused as it was built: named as such
+            del sys.modules[mod_name]
+            raise
         except (Exception, SystemExit) as exc:     # sys.exit() in a plugin must not end lbbench with its code
             del sys.modules[mod_name]
             raise UserError(f"strategy file {path_s!r} failed to import: {exc.__class__.__name__}: {exc}") from None

@@ -1,0 +1,12 @@
+"""A name with a slash and a space (refused as the spec is built: run, sweep and check give one line, exit 2)."""
+from numba import njit
+
+from lbbench.strategy import Param, Strategy
+
+
+@njit
+def select(cands, view, state, rng):
+    return cands[0]
+
+
+STRATEGY = Strategy(name="my lb/1", select=select, reads_load=False)

@@ -1,0 +1,12 @@
+"""A negative task_state (refused as the spec is built: run, sweep and check give one line, exit 2)."""
+from numba import njit
+
+from lbbench.strategy import Param, Strategy
+
+
+@njit
+def select(cands, view, state, rng):
+    return cands[0]
+
+
+STRATEGY = Strategy(name="api_task_state_negative", select=select, reads_load=False, task_state=-1)
