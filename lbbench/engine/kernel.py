@@ -50,12 +50,12 @@ entry       int       the entry node of the request
 now         float     simulated time, seconds
 start       int       this balancer's start offset (balancer.rr_start: 0, or a random integer)
 params      the strategy's declared parameters: a named tuple of float64 (`params.d`, or
-          `params[0]`, in declaration order; `Strategy.param_tuple`), an empty float64
-          array for a strategy without parameters
+            `params[0]`, in declaration order; `Strategy.param_tuple`), an empty float64
+            array for a strategy without parameters
 client      int       client id of the request (-1 when the strategy does not read clients)
 service     int       service index of the request
 task_state  float64[T, K] this balancer's per-task memory (`Strategy(task_state=K)`, zeros at
-          the start; shape (0, 0) when K = 0); see docs/strategies.md
+            the start; shape (0, 0) when K = 0); see docs/strategies.md
 """
 
 
@@ -1022,12 +1022,13 @@ _ENGINE_HASH = None
 
 
 def engine_hash() -> str:
-    """Hash of the engine's source: part of every specialised kernel's cache name."""
+    """Hash of the engine's source and of what plugins compile into it (the random streams, the
+    kit of docs/strategies.md): part of every specialised kernel's cache name."""
     global _ENGINE_HASH
     if _ENGINE_HASH is None:
         h = hashlib.sha1()
         here = Path(__file__).parent
-        for path in (here / "kernel.py", here.parent / "rng.py"):
+        for path in (here / "kernel.py", here.parent / "rng.py", here.parent / "plugins" / "kit.py"):
             h.update(path.read_bytes())
         _ENGINE_HASH = h.hexdigest()[:10]
     return _ENGINE_HASH
