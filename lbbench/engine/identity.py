@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 # The modules whose code decides a run's numbers (the scenario's values are hashed as data).
 # Every module of the engine and the model (a new one is included without a list to keep).
-ENGINE_MODULES = ("engine/*.py", "model/*.py", "plugins/strategy.py", "rng.py")
+ENGINE_MODULES = ("engine/*.py", "model/*.py", "plugins/*.py", "rng.py")
 
 
 @functools.cache

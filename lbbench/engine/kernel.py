@@ -58,12 +58,12 @@ entry       int       the entry node of the request
 now         float     simulated time, seconds
 start       int       this balancer's start offset (balancer.rr_start: 0, or a random integer)
 params      the strategy's declared parameters: a named tuple of float64 (`params.d`, or
-          `params[0]`, in declaration order; `Strategy.param_tuple`), an empty float64
-          array for a strategy without parameters
+            `params[0]`, in declaration order; `Strategy.param_tuple`), an empty float64
+            array for a strategy without parameters
 client      int       client id of the request (-1 when the strategy does not read clients)
 service     int       service index of the request
 task_state  float64[T, K] this balancer's per-task memory (`Strategy(task_state=K)`, zeros at
-          the start; shape (0, 0) when K = 0); see docs/strategies.md
+            the start; shape (0, 0) when K = 0); see docs/strategies.md
 """
 
 

@@ -30,12 +30,14 @@ def warm_up() -> None:
 
 
 def engine_hash() -> str:
-    """Hash of the engine's source: part of every specialised kernel's cache name."""
+    """Hash of the engine's source and of what plugins compile into it (the random streams, the
+    kit of docs/strategies.md): part of every specialised kernel's cache name."""
     global _ENGINE_HASH
     if _ENGINE_HASH is None:
         h = hashlib.sha1()
         here = Path(__file__).parent
-        for path in sorted(here.glob("*.py")) + [here.parent / "rng.py", here.parent / "model" / "faults.py"]:
+        for path in sorted(here.glob("*.py")) + [here.parent / "rng.py", here.parent / "model" / "faults.py",
+                                                 here.parent / "plugins" / "kit.py"]:
             h.update(path.name.encode() + b"\0" + path.read_bytes())
         _ENGINE_HASH = h.hexdigest()[:10]
     return _ENGINE_HASH

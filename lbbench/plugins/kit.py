@@ -30,7 +30,10 @@ def rotate(state, i, n):
     off = int(state[i])
     if off >= n:
         off %= n
-    state[i] = off + 1.0 if off + 1 < n else 0.0
+    nxt = off + 1
+    if nxt == n:
+        nxt = 0
+    state[i] = nxt
     return off
 
 
