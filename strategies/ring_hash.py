@@ -16,8 +16,9 @@ every decision). Reads the client id (`reads_client`), no load information. Spli
 
 State: [0] signature, [1] n (`kit.list_changed`), [2] number of ring points R, then the R
 points sorted, each stored as hash * 2**20 + task id (exact in a float64; task ids below 2**20). At most
-`MAX_RING` = 65536 points (n * points: 409 tasks at the default 160 points; lower `points` for
-more), 512 KB per balancer and service.
+`MAX_RING` = 65536 points, 512 KB per balancer and service: past 65536 / points tasks (409 at the
+default 160) each task gets floor(65536 / n) points instead, so a large service still has a ring
+(20,000 tasks: 3 points each); a run within the cap is unchanged.
 """
 import numpy as np
 from numba import njit
@@ -54,10 +55,10 @@ def _sift(ring, root, end):
 def build(cands, state, points):
     """Fill the ring for `cands` into `state` (a heapsort in place: no allocation)."""
     n = cands.shape[0]
-    per = int(points)
+    per = min(int(points), max(MAX_RING // n, 1))
     r = per * n
     if r > MAX_RING or state.shape[0] < RING + r:
-        raise ValueError("ring_hash: n * points exceeds the ring capacity (65536 points): lower points")
+        raise ValueError("ring_hash: more than 65536 tasks in a service")
     ring = state[RING:RING + r]
     for i in range(n):
         t = cands[i]

@@ -57,16 +57,12 @@ def _wide(mode: str) -> dict:
             "run": {"requests": 6000, "warmup": 0.0}}
 
 
-# ring_hash's ring holds at most 65536 points (n * points): 3 points per task at 20,000 tasks
-WIDE_PARAMS = {"ring_hash": {"points": 3}}
-
-
 @pytest.mark.parametrize("mode", ["per_node", "central"])
 @pytest.mark.parametrize("name", names())
 def test_every_builtin_runs_at_20000_tasks(name, mode):
     """Task ids and candidate lists past the old 4096 caps: no error, every request completed,
     the requests spread over many tasks, task ids past 4096 chosen."""
-    res = simulate(_wide(mode), name, WIDE_PARAMS.get(name), seed=2, progress=False)
+    res = simulate(_wide(mode), name, seed=2, progress=False)     # default parameters
     row = res.row()
     assert row["tasks"] == 20_000
     assert row["completed"] == row["arrived"] == 6000 and row["failed"] == row["rejected"] == 0
@@ -75,3 +71,11 @@ def test_every_builtin_runs_at_20000_tasks(name, mode):
     assert len(used) >= 1000, (name, len(used))
     assert used.max() >= 4096
     assert served.max() <= 60, (name, served.max())
+
+
+def test_ring_hash_spreads_its_ring_over_a_large_service():
+    """Past 65536 / points tasks each task gets floor(65536 / n) points: the same clients go to
+    the same tasks as with that many points asked for explicitly."""
+    a = simulate(_wide("central"), "ring_hash", seed=3, trace=True, progress=False)
+    b = simulate(_wide("central"), "ring_hash", {"points": 65536 // 20_000}, seed=3, trace=True, progress=False)
+    np.testing.assert_array_equal(a.trace["task"].to_numpy(), b.trace["task"].to_numpy())

@@ -26,7 +26,7 @@ WARM = 10_000
 def child(strategy: str, scenario: str, n: int, info_path: str) -> None:
     """Under valgrind: simulate, then report where the kernel's code lies."""
     from lbbench import simulate
-    from lbbench import strategy as S
+    from lbbench.engine import specialise as S
 
     simulate(scenario, strategy, overrides={"run.requests": WARM}, progress=False)
     simulate(scenario, strategy, overrides={"run.requests": n, "run.warmup": 0.0}, progress=False, prefetch=False)
