@@ -66,5 +66,5 @@ def heap_pop(key, slot, n):
     key[0] = key[n]
     slot[0] = slot[n]
     key[n] = np.inf
-    _sift_down(key, slot, n, 0)
+    _sift_down(key, slot, n, np.int64(0))
     return n

@@ -9,6 +9,8 @@ snapshot's control event, control.py).
 """
 from numba import njit
 
+from .lowlevel import RunStateCompiler
+
 INFO_GLOBAL, INFO_LOCAL, INFO_STALE, INFO_PIGGYBACK = 0, 1, 2, 3
 CODES = {"global": INFO_GLOBAL, "local": INFO_LOCAL, "stale": INFO_STALE, "piggyback": INFO_PIGGYBACK}
 
@@ -38,7 +40,7 @@ def on_response(cfg, st, b, k):
         st.piggy[b, k] = st.present[k]
 
 
-@njit(cache=True, no_cpython_wrapper=True)
+@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
 def refresh(st):
     """`stale:P`: a fresh global snapshot (a control event every P seconds)."""
     for j in range(st.snapshot.shape[0]):
