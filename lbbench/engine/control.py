@@ -19,6 +19,7 @@ from numba import njit
 from ..rng import hash_uniform
 from .info import refresh
 from .heaps import _sift_down
+from .lowlevel import RunStateCompiler
 from .requests import _give_up
 from .state import (CRASHES, EV_DETECT, EV_JOIN, EV_NONE, EV_PLACE, F_NODE_DOWN, F_NODE_DRAIN, F_NODE_UP,
                     F_SERVICE_CRASH, F_TASK_CRASH, FAULT_I, HEAP_N, ST_FAILED, TASK_ALIVE, TASK_DEAD, TASK_STARTING)
@@ -55,7 +56,9 @@ def new_tree(n_timers: int, at: dict) -> tuple[np.ndarray, np.ndarray]:
     return t, ids
 
 
-@njit(cache=True, no_cpython_wrapper=True)
+# timer_set's callers pass the timer's id as an int64 (np.int64 on a constant or an int32): each
+# other argument type (a literal, int32) would be one more compiled copy on a first run.
+@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
 def timer_set(st, i, t):
     """Set timer i to time t (inf: off) and restore the tournament above it."""
     ct = st.ctl_t
@@ -82,7 +85,7 @@ def task_timer(cfg, k):
     return T_NODES + cfg.node_speed.shape[0] + k
 
 
-@njit(cache=True, no_cpython_wrapper=True)
+@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
 def _crash(cfg, st, met, k, t, detect):
     """Task slot k's running (or starting) task dies at t; the orchestrator notices at
     t + detect. Its queued and in-service requests fail now; requests on their way to it fail
@@ -112,7 +115,7 @@ def _crash(cfg, st, met, k, t, detect):
         st.ctr[HEAP_N] = m
         if m > 1:
             for i in range((m - 2) // 4, -1, -1):
-                _sift_down(st.heap_key, st.heap_slot, m, i)
+                _sift_down(st.heap_key, st.heap_slot, np.int64(m), np.int64(i))
     st.task_ev_kind[k] = EV_DETECT
     timer_set(st, task_timer(cfg, k), t + detect)
 
@@ -143,7 +146,7 @@ def _table_add(cfg, k):
     cfg.table_len[s] = n + 1
 
 
-@njit(cache=True, no_cpython_wrapper=True)
+@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
 def spread_node(cfg, st, s):
     """Swarm's spread rule over the up, non-drained nodes: fewest live or starting tasks of
     service s, then fewest overall, then the lowest id; -1 if no node is eligible."""
@@ -167,13 +170,13 @@ def spread_node(cfg, st, s):
     return best
 
 
-@njit(cache=True, no_cpython_wrapper=True)
+@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
 def _schedule_step(cfg, st, met, t):
     """Apply the fault schedule's next event (due at t); the cursor moves on."""
     T = cfg.task_node.shape[0]
     i = st.ctr[FAULT_I]
     st.ctr[FAULT_I] = i + 1
-    timer_set(st, T_SCHEDULE, cfg.f_time[i + 1] if i + 1 < cfg.f_time.shape[0] else np.inf)
+    timer_set(st, np.int64(T_SCHEDULE), cfg.f_time[i + 1] if i + 1 < cfg.f_time.shape[0] else np.inf)
     kind = cfg.f_kind[i]
     x = cfg.f_target[i]
     if kind == F_TASK_CRASH:
@@ -211,7 +214,7 @@ def _schedule_step(cfg, st, met, t):
         raise ValueError("a fault kind the engine has no handler for (faults.FAULT_KINDS)")
 
 
-@njit(cache=True, no_cpython_wrapper=True)
+@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
 def _task_event(cfg, st, k, t):
     """The orchestrator's pending event of task slot k, due at t."""
     ev = st.task_ev_kind[k]
@@ -240,14 +243,14 @@ def _task_event(cfg, st, k, t):
         timer_set(st, i, np.inf)
 
 
-@njit(cache=True, no_cpython_wrapper=True)
+@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
 def refresh_step(cfg, st, t):
     """The stale snapshot's timer: refresh, and again stale_period later."""
     refresh(st)
-    timer_set(st, T_REFRESH, t + cfg.stale_period)
+    timer_set(st, np.int64(T_REFRESH), t + cfg.stale_period)
 
 
-@njit(cache=True, no_cpython_wrapper=True)
+@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
 def control_step(cfg, st, met, t):
     """Apply the control event at the root of the queue, due at t. (A kernel compiled without
     failures and retries, FULL = False, has only the refresh and calls refresh_step itself.)"""
@@ -260,12 +263,12 @@ def control_step(cfg, st, met, t):
         # the heartbeat noticed the node is down: the entry policy stops sending clients there
         n = i - T_NODES
         st.node_entry[n] = 0
-        timer_set(st, i, np.inf)
+        timer_set(st, np.int64(i), np.inf)
     else:
         _task_event(cfg, st, i - T_NODES - cfg.node_speed.shape[0], t)
 
 
-@njit(cache=True, no_cpython_wrapper=True)
+@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
 def _reroute(cfg, st, idx):
     """Entry policy once a down node is detected: its clients go to the nodes still in the
     entry policy, the request's index hashed to one of them (-1: none left)."""

@@ -10,7 +10,9 @@ from .state import HEAP_PAD  # noqa: F401  (the +inf padding every heap array ha
 # They are compiled once, as functions of their own (cached on disk, shared by every strategy's
 # kernel), and LLVM inlines them into the kernel: inlining them in numba's IR instead made every
 # strategy's kernel type and lower them again (2 s of a heap kernel's compile), for the same
-# machine code.
+# machine code. `_sift_down` is the exception: it is inlined into `heap_pop` and `_crash`, both
+# shared, which spares a first run one compile
+# (docs/architecture.md, "Specialisation per strategy").
 
 @njit(cache=True)
 def heap_push(key, slot, n, k, s):
@@ -27,7 +29,7 @@ def heap_push(key, slot, n, k, s):
     return n + 1
 
 
-@njit(cache=True)
+@njit(inline="always", cache=True)
 def _sift_down(key, slot, n, i):
     """Move the pair at i down to its place among the first n (keys from n on are +inf)."""
     k = key[i]
@@ -66,5 +68,5 @@ def heap_pop(key, slot, n):
     key[0] = key[n]
     slot[0] = slot[n]
     key[n] = np.inf
-    _sift_down(key, slot, n, 0)
+    _sift_down(key, slot, n, np.int64(0))
     return n

@@ -224,7 +224,7 @@ def _advance(cfg, st, met, limit, ctl_limit):
             st.ctr[TRANSIT_N] = heap_pop(st.tr_key, st.tr_slot, st.ctr[TRANSIT_N])
             _task_arrive(cfg, st, met, slot, tt)
         elif st.ctl_i[1] == T_REFRESH and tq > ctl_limit:
-            timer_set(st, T_REFRESH, inf)       # past the last arrival: no more refreshes
+            timer_set(st, np.int64(T_REFRESH), inf)       # past the last arrival: no more refreshes
         elif FULL:
             control_step(cfg, st, met, tq)
         else:

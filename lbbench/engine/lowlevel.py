@@ -1,6 +1,12 @@
 """Three numba intrinsics the dispatch loop uses where numba's own lowering adds work the loop
-does not need (docs/architecture.md, "The engine")."""
+does not need, and `RunStateCompiler`, the numba pipeline of every compiled function that takes
+the run state (docs/architecture.md, "The engine's modules")."""
 from numba import types as nbtypes
+from numba.core import ir, lowering
+from numba.core.analysis import compute_cfg_from_blocks, compute_use_defs, must_use_alloca
+from numba.core.compiler import CompilerBase, DefaultPassBuilder
+from numba.core.compiler_machinery import register_pass
+from numba.core.typed_passes import NativeLowering
 from numba.extending import intrinsic
 
 
@@ -47,3 +53,71 @@ def _fdiv(typingctx, x, y):
 
 # For x = m * 2**e with m in [0.5, 1) (frexp), the IEEE exponent field is e + 1022 and the top
 # bits of the fraction are (m - 0.5) * 2 * SUB: a bucket index is two shifts and a mask.
+
+
+# --------------------------------------------------------------------------------------------
+# The run state's named tuples without a stack slot.
+#
+# numba lowers a variable used in more than one block to a stack slot (alloca) and every use to
+# a load of the whole value: each `st.x` in the kernel loads all of State (about 45 arrays, 300
+# machine words) to extract one field, and LLVM's SROA must take those loads apart again (the
+# kernel had 265 such loads of Config, State or Metrics: 2.3 s of LLVM's function passes and
+# 2.3 s of numba's lowering on a first run). A tuple assigned once (the arguments, the copies
+# numba's inlining makes of them) has one value, so this lowering keeps it as that SSA value
+# when its definition dominates every use and is lowered before them: each `st.x` is then one
+# extractvalue. LLVM's result is the same code (SROA made those values SSA anyway).
+
+_WIDE = 8   # tuples with at least this many members are kept out of stack slots
+
+
+class _RunStateLower(lowering.Lower):
+    def _find_singly_assigned_variable(self):
+        super()._find_singly_assigned_variable()
+        if self.func_ir.func_id.is_generator or self._disable_sroa_like_opt:
+            return
+        blocks = self.func_ir.blocks
+        defs: dict = {}
+        uses: dict = {}
+        for label, blk in blocks.items():
+            for stmt in blk.body:
+                if isinstance(stmt, ir.Assign):
+                    defs.setdefault(stmt.target.name, []).append(label)
+                elif isinstance(stmt, ir.Del):
+                    uses.setdefault(stmt.value, set()).add(label)
+        for label, names in compute_use_defs(blocks).usemap.items():
+            for name in names:
+                uses.setdefault(name, set()).add(label)
+        in_alloca = must_use_alloca(blocks)
+        dom = None
+        for name, labels in defs.items():
+            if len(labels) != 1 or name in in_alloca or name in self._singly_assigned_vars:
+                continue
+            ty = self.typeof(name)
+            if not (isinstance(ty, nbtypes.BaseTuple) and len(ty) >= _WIDE):
+                continue
+            if dom is None:
+                dom = compute_cfg_from_blocks(blocks).dominators()
+            d = labels[0]
+            # (blocks are lowered in label order: a use in a later label the definition
+            # dominates sees the value already made)
+            if all(u > d and d in dom[u] for u in uses.get(name, ())):
+                self._singly_assigned_vars.add(name)
+
+
+@register_pass(mutates_CFG=True, analysis_only=False)
+class _RunStateLowering(NativeLowering):
+    _name = "lbbench_run_state_lowering"
+
+    @property
+    def lowering_class(self):
+        return _RunStateLower
+
+
+class RunStateCompiler(CompilerBase):
+    """numba's nopython pipeline with `_RunStateLower` (above): `njit(pipeline_class=...)` of the
+    kernel and of the shared functions that take Config, State or Metrics."""
+
+    def define_pipelines(self):
+        pm = DefaultPassBuilder.define_nopython_pipeline(self.state)
+        pm.passes = [(_RunStateLowering if cls is NativeLowering else cls, doc) for cls, doc in pm.passes]
+        return [pm]

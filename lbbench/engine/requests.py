@@ -6,6 +6,7 @@ from numba import njit
 
 from ..rng import hash_uniform
 from .heaps import heap_push
+from .lowlevel import RunStateCompiler
 from .metrics import window_of
 from .state import (FAILED, FREE_N, REJECTED, RETRIED, RT_N, ST_IN_FLIGHT, ST_REJECTED, TS_FAILED, TS_REJECTED,
                     TS_RETRIED)
@@ -37,7 +38,7 @@ def _place(wstart, worker_free, k, ta, svc):
 
 
 # compile time on a first run).
-@njit(cache=True, no_cpython_wrapper=True)
+@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
 def _give_up(cfg, st, met, slot, t, status):
     """The attempt held in `slot` failed (ST_FAILED) or was rejected (ST_REJECTED) at time t.
     While the client has retries left it sends the request again after a backoff (exponential,

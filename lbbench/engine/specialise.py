@@ -14,6 +14,7 @@ from numba import types as nbtypes
 from numba.extending import intrinsic
 
 from . import kernel
+from .lowlevel import RunStateCompiler
 
 _ENGINE_HASH = None
 
@@ -74,7 +75,8 @@ def specialise(key: str, select, on_complete=None, full: bool = True, direct: bo
         # numba's default error model, not numpy's: the plugin's code compiles under the
         # kernel's, and a plugin dividing by zero must stop with an error, not go on with inf
         # or 0 (the engine's own division per request skips the zero test through _fdiv)
-        opts = {"inline": "always"} if name != "_kernel" else {"_nrt": False, "no_cpython_wrapper": True}
+        opts = ({"inline": "always"} if name != "_kernel" else
+                {"_nrt": False, "no_cpython_wrapper": True, "pipeline_class": RunStateCompiler})
         g[name] = njit(cache=True, **opts)(f)
     return Entry(g["_kernel"])
 
@@ -155,7 +157,7 @@ class Entry:
             enter = _ENTERS.get(args)
             if enter is None:
                 esig = nbtypes.int64(nbtypes.intp, *args)
-                enter = _ENTERS[args] = njit(esig, cache=True, _nrt=False, nogil=True)(_enter).overloads[esig.args].entry_point
+                enter = _ENTERS[args] = njit(esig, cache=True, _nrt=False, nogil=True, pipeline_class=RunStateCompiler)(_enter).overloads[esig.args].entry_point
             address = cres.library.get_pointer_to_function(cres.fndesc.llvm_func_name)
             call = self._calls[ids] = (enter, address, args)
         enter, address, _ = call
