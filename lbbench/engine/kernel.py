@@ -242,6 +242,108 @@ def _store_counters(st, cross, completed, lat_sum, lat_max):
         st.fctr[LAT_MAX] = lat_max
 
 
+# Pieces of one request's dispatch (`_kernel`), inlined into it.
+
+@njit(inline="always", cache=True)
+def _next_retry(st):
+    """The retry due first, off the retry heap: its slot and what the request carries."""
+    now = st.rt_key[0]
+    slot = st.rt_slot[0]
+    st.ctr[RT_N] = heap_pop(st.rt_key, st.rt_slot, st.ctr[RT_N])
+    return (now, slot, st.slot_idx[slot], st.slot_s[slot], st.slot_e0[slot], st.slot_dem[slot],
+            st.slot_client[slot], st.slot_jin[slot], st.slot_jout[slot])
+
+
+@njit(inline="always", cache=True)
+def _follow_connection(cfg, st, client, s, e):
+    """balancer.unit = connection: the client's open connection to service s, while it lasts
+    and its task is in the table, carries the request (its task, -1: none; its entry node)."""
+    c = client * cfg.n_services + s
+    kc = st.conn_task[c]
+    if st.conn_left[c] > 0 and kc >= 0 and cfg.table_pos[kc] >= 0 and cfg.table_pos[kc] < cfg.table_len[s]:
+        st.conn_left[c] -= 1
+        return kc, st.conn_entry[c]
+    return -1, e
+
+
+@njit(inline="always", cache=True)
+def _open_connection(cfg, st, client, s, e, k):
+    """A new keep-alive connection to task k: it carries this request and G - 1 more."""
+    c = client * cfg.n_services + s
+    st.conn_task[c] = k
+    st.conn_entry[c] = e
+    u = 1.0 - uniform(st.conn_rng)
+    st.conn_left[c] = np.int64(math.log(u) / cfg.conn_logq) if cfg.conn_logq < 0.0 else 0
+
+
+@njit(inline="always", cache=True)
+def _take_slot(cfg, st, now, idx, s, e, dem, client, jin, jout):
+    """A free in-flight slot for a new request (with what a retry needs, when clients retry)."""
+    st.ctr[FREE_N] -= 1
+    slot = st.free_slots[st.ctr[FREE_N]]
+    st.slot_t0[slot] = now
+    st.slot_idx[slot] = idx
+    if FULL and cfg.retries > 0:
+        st.slot_s[slot] = s
+        st.slot_e0[slot] = e
+        st.slot_dem[slot] = dem
+        st.slot_client[slot] = client
+        st.slot_jin[slot] = jin
+        st.slot_jout[slot] = jout
+        st.slot_try[slot] = 0
+    return slot
+
+
+@njit(inline="always", cache=True)
+def _no_task(cfg, st, met, slot, now, idx, w, measured):
+    """No task of the request's service is in the tables: it fails at once."""
+    if not DIRECT and slot >= 0:     # (the direct path has no slots, nor _give_up to compile)
+        _give_up(cfg, st, met, slot, now, np.int64(ST_FAILED))
+    else:
+        if measured:
+            st.ctr[FAILED] += 1
+        if cfg.ts_n > 0:
+            met.ts_count[w, TS_FAILED] += 1
+        if cfg.trace:
+            met.tr_status[idx] = ST_FAILED
+            met.tr_done[idx] = now
+
+
+@njit(inline="always", cache=True)
+def _complete_now(cfg, st, met, k, node, idx, w, now, d_in, d_out, svc, completed, lat_sum, lat_max):
+    """The direct path: place the request at task k and record its completion at once."""
+    start, done = _place(cfg.task_wstart, st.worker_free, k, now + d_in, svc)
+    latency = done + d_out - now
+    completed, lat_sum, lat_max = _record(cfg, st, met, k, node, idx, w, latency, svc, completed, lat_sum, lat_max)
+    if cfg.trace:
+        met.tr_task[idx] = k
+        met.tr_start[idx] = start
+        met.tr_done[idx] = done
+        met.tr_status[idx] = ST_COMPLETED
+        met.tr_latency[idx] = latency
+    return completed, lat_sum, lat_max
+
+
+@njit(inline="always", cache=True)
+def _send(cfg, st, met, slot, k, b, now, d_in, d_out, svc, idx):
+    """The heap path: the request, in its slot, leaves for task k (over the hop, if any)."""
+    uk = np.uint64(k)
+    st.outstanding[uk] += 1
+    st.local_out[b, uk] += 1
+    st.slot_task[slot] = k
+    st.slot_bal[slot] = b
+    st.slot_dout[slot] = d_out
+    st.slot_svc[slot] = svc
+    if FULL and cfg.faults:
+        st.slot_inc[slot] = st.task_inc[uk]
+    if cfg.trace:
+        met.tr_status[idx] = ST_IN_FLIGHT
+    if d_in > 0.0:
+        st.ctr[TRANSIT_N] = heap_push(st.tr_key, st.tr_slot, st.ctr[TRANSIT_N], now + d_in, slot)
+    else:
+        _task_arrive(cfg, st, met, slot, now)
+
+
 @njit(cache=True)
 def _kernel(cfg, st, met, arr, first, until):
     """Dispatch one chunk of arrivals and the retries due among them, then apply events up to
@@ -275,17 +377,8 @@ def _kernel(cfg, st, met, arr, first, until):
         follow = -1
         if FULL and retry:
             # a client sends a failed or rejected request again: a new decision, same request
-            now = st.rt_key[0]
-            slot = st.rt_slot[0]
-            ctr[RT_N] = heap_pop(st.rt_key, st.rt_slot, ctr[RT_N])
-            idx = st.slot_idx[slot]
+            now, slot, idx, s, e, dem, client, jin, jout = _next_retry(st)
             measured = idx >= cfg.warm_index
-            s = st.slot_s[slot]
-            e = st.slot_e0[slot]
-            dem = st.slot_dem[slot]
-            client = st.slot_client[slot]
-            jin = st.slot_jin[slot]
-            jout = st.slot_jout[slot]
             w = window_of(cfg.ts_inv, cfg.ts_n, st.slot_t0[slot])
         else:
             if i >= n:
@@ -306,26 +399,10 @@ def _kernel(cfg, st, met, arr, first, until):
                 jin = arr.jitter[2 * i]
                 jout = arr.jitter[2 * i + 1]
             if cfg.conn:
-                c = client * cfg.n_services + s
-                kc = st.conn_task[c]
-                if st.conn_left[c] > 0 and kc >= 0 and cfg.table_pos[kc] >= 0 and cfg.table_pos[kc] < cfg.table_len[s]:
-                    follow = kc
-                    e = st.conn_entry[c]
-                    st.conn_left[c] -= 1
+                follow, e = _follow_connection(cfg, st, client, s, e)
             slot = np.int32(-1)     # the slot arrays are int32: one type, one compiled _give_up
             if not DIRECT:
-                ctr[FREE_N] -= 1
-                slot = st.free_slots[ctr[FREE_N]]
-                st.slot_t0[slot] = now
-                st.slot_idx[slot] = idx
-                if FULL and cfg.retries > 0:
-                    st.slot_s[slot] = s
-                    st.slot_e0[slot] = e
-                    st.slot_dem[slot] = dem
-                    st.slot_client[slot] = client
-                    st.slot_jin[slot] = jin
-                    st.slot_jout[slot] = jout
-                    st.slot_try[slot] = 0
+                slot = _take_slot(cfg, st, now, idx, s, e, dem, client, jin, jout)
             i += 1
         # ---- one attempt: entry node, table, decision
         if FULL and cfg.faults and st.node_up[e] == 0:
@@ -341,16 +418,7 @@ def _kernel(cfg, st, met, arr, first, until):
         b = np.uint64(0 if cfg.central else e)
         if tl == 0:
             # no task of the service in the tables: the request fails at once
-            if not DIRECT and slot >= 0:     # (the direct path has no slots, nor _give_up to compile)
-                _give_up(cfg, st, met, slot, now, np.int64(ST_FAILED))
-            else:
-                if measured:
-                    ctr[FAILED] += 1
-                if cfg.ts_n > 0:
-                    met.ts_count[w, TS_FAILED] += 1
-                if cfg.trace:
-                    met.tr_status[idx] = ST_FAILED
-                    met.tr_done[idx] = now
+            _no_task(cfg, st, met, slot, now, idx, w, measured)
             continue
         if follow >= 0:
             k = follow
@@ -372,12 +440,7 @@ def _kernel(cfg, st, met, arr, first, until):
                 _store_counters(st, cross, completed, lat_sum, lat_max)
                 return 1
             if cfg.conn and not retry:
-                # a new keep-alive connection: it carries this request and G - 1 more
-                c = client * cfg.n_services + s
-                st.conn_task[c] = k
-                st.conn_entry[c] = e
-                u = 1.0 - uniform(st.conn_rng)
-                st.conn_left[c] = np.int64(math.log(u) / cfg.conn_logq) if cfg.conn_logq < 0.0 else 0
+                _open_connection(cfg, st, client, s, e, k)
         if not DIRECT and cfg.trace:
             met.tr_task[idx] = k
         uk = np.uint64(k)       # a checked candidate (or a live connection's task): no wraparound
@@ -397,31 +460,10 @@ def _kernel(cfg, st, met, arr, first, until):
         if DIRECT:
             # Nothing observes in-flight state (see DIRECT): the completion is known
             # now, so record it now instead of carrying the request in the heap.
-            start, done = _place(cfg.task_wstart, st.worker_free, k, now + d_in, svc)
-            latency = done + d_out - now
-            completed, lat_sum, lat_max = _record(cfg, st, met, k, node, idx, w, latency, svc,
-                                                  completed, lat_sum, lat_max)
-            if cfg.trace:
-                met.tr_task[idx] = k
-                met.tr_start[idx] = start
-                met.tr_done[idx] = done
-                met.tr_status[idx] = ST_COMPLETED
-                met.tr_latency[idx] = latency
+            completed, lat_sum, lat_max = _complete_now(cfg, st, met, k, node, idx, w, now, d_in, d_out, svc,
+                                                        completed, lat_sum, lat_max)
             continue
-        st.outstanding[uk] += 1
-        st.local_out[b, uk] += 1
-        st.slot_task[slot] = k
-        st.slot_bal[slot] = b
-        st.slot_dout[slot] = d_out
-        st.slot_svc[slot] = svc
-        if FULL and cfg.faults:
-            st.slot_inc[slot] = st.task_inc[uk]
-        if cfg.trace:
-            met.tr_status[idx] = ST_IN_FLIGHT
-        if d_in > 0.0:
-            ctr[TRANSIT_N] = heap_push(st.tr_key, st.tr_slot, ctr[TRANSIT_N], now + d_in, slot)
-        else:
-            _task_arrive(cfg, st, met, slot, now)
+        _send(cfg, st, met, slot, k, b, now, d_in, d_out, svc, idx)
     _store_counters(st, cross, completed, lat_sum, lat_max)
     if n > 0:
         ctr[REQUESTS] = first + n
@@ -436,4 +478,4 @@ def _kernel(cfg, st, met, arr, first, until):
 
 
 # The functions `specialise` copies per strategy: those that read the hooks or the switches.
-KERNEL_FUNCS = ("_task_arrive", "_retire", "_advance", "_store_counters", "_kernel")
+KERNEL_FUNCS = ("_task_arrive", "_retire", "_advance", "_store_counters", "_take_slot", "_no_task", "_send", "_kernel")
