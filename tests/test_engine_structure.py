@@ -1,0 +1,115 @@
+"""The engine's structure holds what docs/architecture.md says of it: the specialised functions
+are all those that read a hook or a switch, the run state is allocated and grown from its one
+declaration, and the control-event queue gives the earliest timer by (time, id)."""
+from __future__ import annotations
+
+import ast
+import inspect
+from collections import namedtuple
+
+import numpy as np
+import pytest
+from numba import njit
+from hypothesis import given, settings
+from hypothesis import strategies as st_
+
+from lbbench.engine import control, kernel, state
+
+SWITCHES = {"FULL", "DIRECT", "HAS_COMPLETE", "_select", "_on_complete", "_params"}
+
+
+def _functions():
+    """kernel.py's compiled functions (those with an njit decorator)."""
+    tree = ast.parse(inspect.getsource(kernel))
+    return {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)
+            and any("njit" in ast.unparse(d) for d in n.decorator_list)}
+
+
+def test_every_function_that_reads_a_hook_or_switch_is_specialised():
+    """A function of kernel.py that reads a hook or a compile-time switch, or calls one that is
+    specialised, must itself be specialised (KERNEL_FUNCS): else the strategy's copy of the loop
+    would call a version bound to the defaults."""
+    funcs = _functions()
+    special = set(kernel.KERNEL_FUNCS)
+    assert special <= set(funcs)
+    reads = {name: {n.id for n in ast.walk(node) if isinstance(n, ast.Name)} for name, node in funcs.items()}
+    needed = set()
+    changed = True
+    while changed:      # what reads a switch or hook, or calls a function that does
+        changed = False
+        for name, names in reads.items():
+            if name not in needed and names & (SWITCHES | needed):
+                needed.add(name)
+                changed = True
+    assert needed - special == set(), f"read a switch or call a specialised function: {sorted(needed - special)}"
+    assert "_kernel" in special
+
+
+def _sizes(slots=4):
+    return dict(tasks=5, workers=7, nodes=3, balancers=2, balancer_services=4, state_size=3, strategy_tasks=5,
+                task_state=2, connections=6, piggy_balancers=0, piggy_tasks=0, timer_tree=16, slots=slots)
+
+
+def test_state_is_its_declaration():
+    st = state.new_state(_sizes())
+    assert st._fields == tuple(a.name for a in state.STATE_ARRAYS)
+    for a in state.STATE_ARRAYS:
+        arr = getattr(st, a.name)
+        assert arr.dtype == a.dtype and arr.flags.c_contiguous, a.name
+    assert st.local_out.shape == (2, 5) and st.bal_task_state.shape == (2, 5, 2) and st.heap_key.shape == (4 + state.HEAP_PAD,)
+    assert list(st.free_slots) == [3, 2, 1, 0] and st.ctr[state.FREE_N] == 4
+    with pytest.raises(ValueError, match="shape"):
+        state.new_state(_sizes(), bal_rng=np.zeros((3, 1), dtype=np.uint64))
+    with pytest.raises(ValueError, match="not state arrays"):
+        state.new_state(_sizes(), nonsense=np.zeros(1))
+
+
+def test_growing_the_slot_pool_grows_every_slot_array_and_keeps_their_contents():
+    st = state.new_state(_sizes(slots=4))
+    st.ctr[state.FREE_N] -= 3           # three slots taken off the free stack: 0, 1, 2 (free: 3)
+    for a in state.STATE_ARRAYS:
+        if (state.SLOTS in a.shape or "heap" in a.shape) and a.name != "free_slots":
+            getattr(st, a.name)[:3] = 7
+    grown = state.grow_slots(st, 10)
+    for a in state.STATE_ARRAYS:
+        old, new = getattr(st, a.name), getattr(grown, a.name)
+        if state.SLOTS in a.shape or "heap" in a.shape:
+            assert len(new) == 10 + (state.HEAP_PAD if "heap" in a.shape else 0), a.name
+            if a.name != "free_slots":
+                assert (new[:3] == 7).all() and (new[4:10] == a.fill).all(), a.name
+        else:
+            assert new is old, a.name
+    free = grown.free_slots[:grown.ctr[state.FREE_N]]
+    assert sorted(free.tolist()) == [3, 4, 5, 6, 7, 8, 9] and grown.ctr[state.FREE_N] == 7
+
+
+_Tree = namedtuple("_Tree", ["ctl_t", "ctl_i"])
+
+
+@njit
+def _set(tree, i, t):
+    # the engine's functions are called from compiled code only (no Python entry point)
+    control.timer_set(tree, i, t)
+
+
+@njit
+def _at(tree, i):
+    return control.timer_at(tree, i)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st_.integers(1, 40), ops=st_.lists(st_.tuples(st_.integers(0, 39), st_.sampled_from([0.5, 1.0, 2.0, 3.0, np.inf])),
+                                          max_size=80))
+def test_control_queue_root_is_the_earliest_timer_by_time_then_id(n, ops):
+    t, ids = control.new_tree(n, {})
+    tree = _Tree(t, ids)
+    times = [np.inf] * n
+    for i, v in ops:
+        i %= n
+        _set(tree, np.int64(i), v)
+        times[i] = v
+        best = min(range(n), key=lambda j: (times[j], j))
+        assert tree.ctl_t[1] == times[best]
+        if times[best] < np.inf:
+            assert tree.ctl_i[1] == best
+        assert _at(tree, np.int64(best)) == times[best]
