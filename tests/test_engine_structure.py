@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import ast
 import inspect
-from collections import namedtuple
-
 import numpy as np
 import pytest
 from numba import njit
@@ -83,12 +81,11 @@ def test_growing_the_slot_pool_grows_every_slot_array_and_keeps_their_contents()
     assert sorted(free.tolist()) == [3, 4, 5, 6, 7, 8, 9] and grown.ctr[state.FREE_N] == 7
 
 
-_Tree = namedtuple("_Tree", ["ctl_t", "ctl_i"])
-
-
 @njit
 def _set(tree, i, t):
-    # the engine's functions are called from compiled code only (no Python entry point)
+    # The engine's functions are called from compiled code only (no Python entry point), and
+    # with the engine's own State: they are cached on disk, and a type from this module in their
+    # cache index would make every later process fail to load it.
     control.timer_set(tree, i, t)
 
 
@@ -102,7 +99,7 @@ def _at(tree, i):
                                           max_size=80))
 def test_control_queue_root_is_the_earliest_timer_by_time_then_id(n, ops):
     t, ids = control.new_tree(n, {})
-    tree = _Tree(t, ids)
+    tree = state.new_state(dict(_sizes(), timer_tree=len(t)), ctl_t=t, ctl_i=ids)
     times = [np.inf] * n
     for i, v in ops:
         i %= n
