@@ -259,3 +259,12 @@ def test_every_result_row_records_version_and_source_hash(tmp_path):
     before = v.source_hash
     f.write_text(f.read_text() + "# an edit changes the hash\n")
     assert v.source_hash != before
+
+
+def test_reset_registry_discovers_the_plugins_again():
+    """reset_registry forgets the discovered plugins (and only them): the next lookup finds the
+    built-ins again."""
+    from lbbench.strategy import registry, reset_registry
+    before = set(registry())
+    reset_registry()
+    assert set(registry()) == before and "round_robin" in before

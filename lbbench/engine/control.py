@@ -16,13 +16,14 @@ to `control_step`.
 import numpy as np
 from numba import njit
 
+from ..model.faults import F_NODE_DOWN, F_NODE_DRAIN, F_NODE_UP, F_SERVICE_CRASH, F_TASK_CRASH
 from ..rng import hash_uniform
 from .info import refresh
 from .heaps import _sift_down
 from .lowlevel import RunStateCompiler
 from .requests import _give_up
-from .state import (CRASHES, EV_DETECT, EV_JOIN, EV_NONE, EV_PLACE, F_NODE_DOWN, F_NODE_DRAIN, F_NODE_UP,
-                    F_SERVICE_CRASH, F_TASK_CRASH, FAULT_I, HEAP_N, ST_FAILED, TASK_ALIVE, TASK_DEAD, TASK_STARTING)
+from .state import (CRASHES, EV_DETECT, EV_JOIN, EV_NONE, EV_PLACE, FAULT_I, HEAP_N, ST_FAILED, TASK_ALIVE, TASK_DEAD,
+                    TASK_STARTING)
 
 T_REFRESH, T_SCHEDULE, T_NODES = 0, 1, 2       # timer ids; node n is T_NODES + n, task k after the nodes
 

@@ -2,10 +2,9 @@
 import numpy as np
 from numba import njit
 
-from .state import HEAP_PAD  # noqa: F401  (the +inf padding every heap array has)
 
 # 4-ary min-heaps on (key, slot) pairs, sift with a hole. Fewer levels than a binary heap and
-# a branch-light pick of the smallest child; keys past the end are +inf (HEAP_PAD slots), so
+# a branch-light pick of the smallest child; keys past the end are +inf (state.HEAP_PAD slots), so
 # the children of a node can be read without bounds tests.
 # They are compiled once, as functions of their own (cached on disk, shared by every strategy's
 # kernel), and LLVM inlines them into the kernel: inlining them in numba's IR instead made every

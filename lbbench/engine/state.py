@@ -18,8 +18,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..model.faults import F_NODE_DOWN, F_NODE_DRAIN, F_NODE_UP, F_SERVICE_CRASH, F_TASK_CRASH  # noqa: F401
-
 # Static configuration of a run (never written by the kernel).
 Config = namedtuple("Config", [
     "task_node", "task_service", "task_speed", "task_workers", "task_wstart", "task_qlimit",

@@ -309,9 +309,10 @@ def registry() -> dict[str, tuple[Strategy, str]]:
 
 
 def reset_registry() -> None:
+    """Discover the plugins again at next use. (Compiled kernels stay: they are keyed by the
+    plugin's source hash, so a changed plugin gets a new one.)"""
     global _REGISTRY
     _REGISTRY = None
-    _COMPILED.clear()
 
 
 def names() -> list[str]:
