@@ -421,3 +421,40 @@ def test_random_small_scenarios(case):
     ref = simulate_naive(sc, strategy)
     assert_trace_matches(tr, ref)
     assert_counters_match(row, ref)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.lists(st.lists(st.integers(0, 50), min_size=12, max_size=12), min_size=1, max_size=8),
+       st.sampled_from([0.5, 0.9, 0.99, 1.0]))
+def test_window_percentiles_are_the_scalar_percentiles(rows, q):
+    """The time series' p99 per window (vectorised over windows) is `_percentile` of each
+    window's own histogram, empty windows (NaN) included."""
+    from lbbench.engine.run import _percentile, _row_percentiles
+    counts = np.array(rows, dtype=np.int64)
+    counts[0, :] = 0 if len(rows) > 1 else counts[0, :]      # an empty window among others
+    edges = np.geomspace(1e-3, 10.0, counts.shape[1] + 1)
+    got = _row_percentiles(counts, edges, q)
+    want = [_percentile(c, edges, q, math.inf) for c in counts]
+    np.testing.assert_array_equal(got, np.asarray(want))
+
+
+def test_run_state_types_are_kept_by_structure_not_by_object():
+    """`Entry` keeps numba's type of a run-state tuple by its fields' kinds: a new run's tuples
+    of the same kinds get the same type without numba walking them, and a tuple whose field
+    changes dtype, dimensions or writability gets its own."""
+    from numba import typeof
+    from lbbench.engine.specialise import _tuple_type
+    from lbbench.engine.state import Metrics
+    base = dict(hist=np.zeros(4, np.int64), task_served=np.zeros(2, np.int64), task_busy=np.zeros(2),
+                tr_task=np.zeros(0, np.int32), tr_start=np.zeros(0), tr_done=np.zeros(0), tr_latency=np.zeros(0),
+                tr_status=np.zeros(0, np.int8), tr_tries=np.zeros(0, np.int16), ts_count=np.zeros((1, 2), np.int64),
+                ts_lat_sum=np.zeros(1), ts_hist=np.zeros((1, 3), np.int64), ts_node_busy=np.zeros((1, 2)))
+    a = Metrics(**base)
+    b = Metrics(**{k: v.copy() for k, v in base.items()})
+    assert _tuple_type(a) is _tuple_type(b) and _tuple_type(a) == typeof(a)
+    readonly = np.zeros(2)
+    readonly.flags.writeable = False
+    for change in (dict(task_busy=np.zeros(2, np.float32)), dict(task_busy=np.zeros((2, 1))),
+                   dict(task_busy=readonly), dict(ts_hist=np.zeros((1, 6), np.int64)[:, ::2])):
+        c = Metrics(**{**base, **change})
+        assert _tuple_type(c) == typeof(c) != typeof(a)

@@ -104,6 +104,31 @@ def _enter(addr, cfg, st, met, arr, first, until):
 
 
 _ENTERS: dict = {}      # argument types -> the compiled _enter's entry point for them
+_TUPLE_TYPES: dict = {}  # what a run-state tuple's numba type depends on -> that type
+
+
+def _field_key(x):
+    if isinstance(x, np.ndarray):
+        return _array_key(x)
+    if isinstance(x, (float, np.int64, np.float64, bool)):
+        return type(x)
+    return None
+
+
+def _tuple_type(obj):
+    """numba's type of a run-state named tuple (cfg, st, met). Each run builds new ones, and
+    numba's typeof walks every field (about 1 ms a tuple, a sweep of short runs' largest fixed
+    cost), so the type is kept by what it depends on: the tuple's class and, per field, an
+    array's dtype, dimensions and flags or a scalar's class. A field of any other kind is typed
+    by numba each time."""
+    key = (type(obj), *map(_field_key, obj))
+    t = _TUPLE_TYPES.get(key) if None not in key else None
+    if t is None:
+        from numba import typeof
+        t = typeof(obj)
+        if None not in key:
+            _TUPLE_TYPES[key] = t
+    return t
 
 
 def _array_key(a):
@@ -135,8 +160,7 @@ class Entry:
     def _type(self, i, obj):
         last, t = self._last[i]
         if last is not obj:
-            from numba import typeof
-            t = typeof(obj)
+            t = _tuple_type(obj)
             self._last[i] = (obj, t)
         return t
 
