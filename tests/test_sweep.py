@@ -260,11 +260,16 @@ strategy = ["least_load"]
 """
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_sigkill_then_resume_gives_every_run_exactly_once(tmp_path, workers):
-    f = write(tmp_path, KILL_SWEEP)
+# short runs, which the workers run in batches (one part per table and batch)
+KILL_SWEEP_BATCHED = KILL_SWEEP.replace("400000", "4000").replace("seeds = [1, 2, 3, 4, 5, 6]",
+                                                                  "seeds = " + str(list(range(1, 61))))
+
+
+@pytest.mark.parametrize("workers,text,total", [(1, KILL_SWEEP, 12), (2, KILL_SWEEP, 12), (2, KILL_SWEEP_BATCHED, 120)],
+                         ids=["1 worker", "2 workers", "batched"])
+def test_sigkill_then_resume_gives_every_run_exactly_once(tmp_path, workers, text, total):
+    f = write(tmp_path, text)
     out = tmp_path / "out"
-    total = 12
     for attempt, delay_after_first in enumerate((0.0, 0.4)):
         proc = subprocess.Popen([sys.executable, "-m", "lbbench", "sweep", str(f), "--out", str(out),
                                  "--workers", str(workers)] + (["--resume"] if attempt else []),
@@ -287,9 +292,11 @@ def test_sigkill_then_resume_gives_every_run_exactly_once(tmp_path, workers):
     runs = pl.read_parquet(out / "runs" / "*.parquet")
     expected = {r.run_hash for r in load_sweep(f).runs}
     assert runs.height == total and set(runs["run_hash"]) == expected and runs["run_hash"].n_unique() == total
+    assert bool(list((out / "runs").glob("batch-*.parquet"))) == (text == KILL_SWEEP_BATCHED)
     for table in ("tasks", "timeseries", "histograms"):
         parts = sorted((out / table).glob("*.parquet"))
-        assert {p.stem for p in parts} == expected
-        for part in parts:
-            pl.read_parquet(part)          # every file readable
+        rows = pl.concat([pl.read_parquet(part) for part in parts])    # every file readable
+        assert set(rows["run_hash"]) == expected
+        if table == "tasks":                # each run's rows once: the reference preset's 100 tasks
+            assert rows.group_by("run_hash").len()["len"].to_list() == [100] * total
     assert not list(out.rglob(".tmp-*"))

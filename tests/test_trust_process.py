@@ -255,6 +255,30 @@ def test_crashing_hanging_and_raising_runs_are_failed_runs_and_resume_reruns_onl
     assert (_manifest_agrees(out)["completed"], _manifest_agrees(out)["failed"]) == (2, 3)
 
 
+def test_a_worker_that_dies_in_a_batch_of_short_runs_costs_only_the_run_that_killed_it(tmp_path, plugin):
+    """Short runs go to a worker in batches (no --timeout): a batch whose worker died runs
+    again run by run, so the crashing runs alone are failed and the others are kept once."""
+    f = _sweep(tmp_path, plugin, [OK, SEGFAULT, RAISE], seeds=range(1, 5), requests=600)
+    out = tmp_path / "out"
+    p = subprocess.run([sys.executable, "-m", "lbbench", "sweep", f, "--out", out, "--workers", "1"],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 1, p.stderr
+    assert "sweep hostile: 8/16 runs ok, 8 failed" in p.stdout and "Traceback" not in p.stderr
+    assert list((out / "runs").glob("batch-*.parquet")), "no batch was formed"     # round-robin's, at least
+    runs = pl.read_parquet(out / "runs" / "*.parquet")
+    assert runs.height == 16 and runs["run_hash"].n_unique() == 16
+    got = runs.group_by("params", "status", "error").len().sort("params")
+    assert got.rows() == [('{"mode": 0.0}', "ok", None, 4), ('{"mode": 1.0}', "failed", "worker died: SIGSEGV", 4),
+                          ('{"mode": 3.0}', "failed", "StrategyError: strategy 'hostile' raised during the run: "
+                                                      "ValueError: boom", 4), ("{}", "ok", None, 4)]
+    ok = set(runs.filter(pl.col("status") == "ok")["run_hash"])
+    for table in ("tasks", "histograms", "timeseries"):
+        rows = pl.read_parquet(out / table / "*.parquet")
+        assert set(rows["run_hash"]) == ok
+    assert pl.read_parquet(out / "tasks" / "*.parquet").height == 2 * len(ok)
+    _manifest_agrees(out)
+
+
 def test_one_worker_runs_in_a_process_of_its_own_with_a_timeout_too(tmp_path, plugin):
     f = _sweep(tmp_path, plugin, [SEGFAULT, LOOP])
     out = tmp_path / "out"

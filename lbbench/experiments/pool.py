@@ -169,6 +169,10 @@ class Workers:
         return self._workers[0].method
 
     @property
+    def size(self) -> int:
+        return len(self._workers)
+
+    @property
     def idle(self) -> int:
         return sum(w.key is None for w in self._workers)
 

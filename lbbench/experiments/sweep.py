@@ -30,14 +30,15 @@ it is expanded unless asked for.
 
 Each run is identified by its `run_hash` (lbbench.engine.identity: the resolved scenario with its seed,
 the strategy's name, version and source, parameters, the engine, a trace's content); its part
-files are named by that hash, written to a temporary name and renamed, the `runs/` part last,
-so a run exists exactly when its `runs/` part does. A sweep holds its folder's lock while it
+files are named by that hash (short runs that a worker ran together: by their batch,
+`execute_batch`), written to a temporary name and renamed, the `runs/` part last, so a run
+exists exactly when its `runs/` part does. A sweep holds its folder's lock while it
 writes; `--resume` runs the grid points whose part is missing, failed or unreadable, and sets
 aside the parts of runs that are no point of the grid (see `_sort_out`).
 
 Executors: local worker processes (`pool.py`: forked from a process that has numba loaded;
-`RunQueue` hands them the runs; a worker that dies or runs past `--timeout` costs its run only,
-recorded as failed); Dask (a local cluster or a scheduler).
+`RunQueue` hands them the runs, short ones in batches; a worker that dies or runs past
+`--timeout` costs its run only, recorded as failed); Dask (a local cluster or a scheduler).
 """
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ from typing import TYPE_CHECKING, Any
 from .. import SCHEMA_VERSION, __version__
 from ..errors import UserError
 from ..model.scenario import apply_overrides, raw_scenario, read_text, read_toml, validate
-from ..results.store import write_run
+from ..results.store import BATCH_PREFIX, write_run
 
 if TYPE_CHECKING:
     import polars as pl
@@ -255,10 +256,8 @@ def load_sweep(source: str | Path | dict, *, name: str | None = None, max_runs: 
 # --------------------------------------------------------------------------------------------
 # Executing one run (in a worker process)
 
-def execute(run: RunSpec, out: str | None = None) -> dict:
-    """Simulate one run. With `out` (a local worker, same filesystem) the run's parts are
-    written here and the result is small; otherwise it carries the tables, for the caller to
-    write (a Dask worker may be on another machine). A failure returns the error."""
+def _simulate(run: RunSpec) -> tuple[dict | None, dict]:
+    """One run: (its tables, its result), or (None, the failure) if it raised."""
     import polars as pl
 
     from ..engine.run import simulate
@@ -268,7 +267,7 @@ def execute(run: RunSpec, out: str | None = None) -> dict:
             raise UserError("the strategy's source or lbbench changed after the sweep was read; run it again with --resume")
     except Exception as exc:  # a failing run is recorded, never stops the sweep
         msg = f"{exc.__class__.__name__}: {exc}".splitlines()[0]
-        return {"run_hash": run.run_hash, "ok": False, "error": msg, "detail": traceback.format_exc(limit=3)}
+        return None, {"run_hash": run.run_hash, "ok": False, "error": msg, "detail": traceback.format_exc(limit=3)}
     extra = {"sweep": run.sweep, "run_hash": run.run_hash, "status": "ok", "error": None}
     tables = {
         # `error` is typed String even when null: parts must agree on the schema for polars to scan them
@@ -281,10 +280,42 @@ def execute(run: RunSpec, out: str | None = None) -> dict:
         tables["timeseries"] = res.timeseries.with_columns(run_hash=pl.lit(run.run_hash))
     if res.faults is not None:
         tables["faults"] = res.faults.with_columns(run_hash=pl.lit(run.run_hash))
+    return tables, {"run_hash": run.run_hash, "ok": True}
+
+
+def execute(run: RunSpec, out: str | None = None) -> dict:
+    """Simulate one run. With `out` (a local worker, same filesystem) the run's parts are
+    written here and the result is small; otherwise it carries the tables, for the caller to
+    write (a Dask worker may be on another machine). A failure returns the error."""
+    tables, result = _simulate(run)
+    if tables is None:
+        return result
     if out is not None:
         write_run(Path(out), run.run_hash, tables)
-        return {"run_hash": run.run_hash, "ok": True}
-    return {"run_hash": run.run_hash, "ok": True, "tables": tables}
+        return result
+    return {**result, "tables": tables}
+
+
+def execute_batch(runs: list[RunSpec], out: str) -> list[dict]:
+    """Simulate short runs one after the other in this worker and write their parts together,
+    one part per table named by `batch_part` (the runs/ part last; a failed run's row
+    included): a sweep of many short runs is otherwise bound by writing four files per run.
+    Returns each run's result, marked `written`."""
+    import polars as pl
+
+    from ..results.store import batch_part
+    frames: dict[str, list] = {}
+    results = []
+    for run in runs:
+        tables, result = _simulate(run)
+        if tables is None:
+            tables = {"runs": failed_row(run, result["error"])}
+        for name, df in tables.items():
+            frames.setdefault(name, []).append(df)
+        results.append({**result, "written": True})
+    write_run(Path(out), batch_part([r.run_hash for r in runs]),
+              {name: pl.concat(dfs, how="diagonal_relaxed") for name, dfs in frames.items()})
+    return results
 
 
 def failed_row(run: RunSpec, error: str) -> pl.DataFrame:
@@ -310,10 +341,11 @@ def failed_row(run: RunSpec, error: str) -> pl.DataFrame:
 # --------------------------------------------------------------------------------------------
 # The runner
 
-def _read_parts(out: Path, tables: tuple[str, ...] = ("runs",)) -> tuple[dict[str, dict], set[str]]:
-    """The runs/ rows under `out` by part name, and the names of the runs with a part (in
-    `tables`) that cannot be read in full."""
-    from ..results.store import part_names
+def _read_parts(out: Path, tables: tuple[str, ...] = ("runs",)) -> tuple[dict[str, list[dict]], set[str]]:
+    """The runs/ rows under `out` by part name (one row, or a batch's), and the names of the
+    parts with a file (in `tables`) that cannot be read in full. A runs/ part is whole when it
+    has one row per run and its name is its runs' (`batch_part`)."""
+    from ..results.store import batch_part, part_names
     rows, damaged = {}, set()
     parts = part_names(out)
     if parts:
@@ -326,17 +358,23 @@ def _read_parts(out: Path, tables: tuple[str, ...] = ("runs",)) -> tuple[dict[st
                 df = pl.read_parquet(f)
             except Exception:
                 df = None
-            if df is None or (f.parent.name == "runs" and df.height != 1):
+            if df is not None and f.parent.name == "runs":
+                hashes = df["run_hash"].to_list() if "run_hash" in df.columns and df.height else []
+                whole = (df.height == 1 or (all(isinstance(h, str) for h in hashes) and len(set(hashes)) == df.height
+                                            and batch_part(hashes) == stem))
+                if whole:
+                    rows[stem] = df.rows(named=True)
+                    continue
+                df = None
+            if df is None:
                 damaged.add(stem)
-            elif f.parent.name == "runs":
-                rows[stem] = df.row(0, named=True)
     return rows, damaged
 
 
 def run_status(out: Path) -> dict[str, str]:
     """run_hash -> status ("ok" or "failed") of every run recorded under `out` (parts that
     cannot be read are left out)."""
-    return {row.get("run_hash"): row.get("status") for row in _read_parts(out)[0].values()}
+    return {row.get("run_hash"): row.get("status") for part in _read_parts(out)[0].values() for row in part}
 
 
 def _belongs(row: dict, run: RunSpec, columns: set[str]) -> bool:
@@ -350,23 +388,46 @@ def _sort_out(out: Path, sweep: Sweep) -> dict[str, str]:
     runs that belong to no point of the grid (an edited sweep file, another plugin or lbbench,
     a part copied from elsewhere) and of runs with a part that cannot be read in full are moved
     to DIR/superseded/ (never deleted), so that the sweep, its manifest, its report and a plain
-    scan of DIR/runs/*.parquet see this sweep's runs only; the damaged ones run again. (Every
-    part is read: about 1 ms each.)"""
+    scan of DIR/runs/*.parquet see this sweep's runs only; the damaged ones run again. A batch's
+    part (`execute_batch`) is kept or set aside whole: with a row that is no point of the grid,
+    its other runs run again; a run recorded in two parts has both set aside. (Every part is read:
+    about 1 ms each.)"""
     from ..engine.run import SUMMARY_SCHEMA
     from ..results.store import TABLES, part_names, set_aside
     rows, damaged = _read_parts(out, TABLES)
     grid = {r.run_hash: r for r in sweep.runs}
     columns = set(SUMMARY_SCHEMA) | {"sweep", "run_hash", "status", "error"}
     parts = part_names(out)
-    foreign = {stem for stem in parts if stem not in grid}
-    foreign |= {stem for stem, row in rows.items() if stem in grid and not _belongs(row, grid[stem], columns)}
+    foreign, unfinished = set(), set()
+    owners: dict[str, int] = {}
+    for part in rows.values():
+        for row in part:
+            owners[row.get("run_hash")] = owners.get(row.get("run_hash"), 0) + 1
+    for stem in sorted(parts):
+        part = rows.get(stem)
+        if part is None:
+            # files without a runs/ part: a writer stopped midway (they would not be written
+            # over: the run may go in a batch next time, or a batch be made up otherwise), or
+            # the parts of no run of the grid
+            if stem not in damaged:
+                (unfinished if stem in grid or stem.startswith(BATCH_PREFIX) else foreign).add(stem)
+            continue
+        if len(part) == 1:
+            ok = stem in grid and _belongs(part[0], grid[stem], columns)
+        else:
+            ok = all(row.get("run_hash") in grid and _belongs(row, grid[row["run_hash"]], columns) for row in part)
+        if not ok or any(owners[row.get("run_hash")] > 1 for row in part):   # a run in two parts: neither is kept
+            foreign.add(stem)
     damaged -= foreign
-    status = {stem: row["status"] for stem, row in rows.items() if stem not in foreign | damaged}
-    files = [f for stem in sorted(foreign | damaged) for f in parts[stem]]
+    status = {row["run_hash"]: row["status"] for stem, part in rows.items() if stem not in foreign | damaged
+              for row in part}
+    files = [f for stem in sorted(foreign | damaged | unfinished) for f in parts[stem]]
     if files:
         where = set_aside(out, files)
-        said = [f"{len(foreign)} belong to no point of this sweep"] if foreign else []
+        n_foreign = sum(len(rows.get(stem) or [None]) for stem in foreign)
+        said = [f"{n_foreign} belong to no point of this sweep"] if foreign else []
         said += [f"{len(damaged)} have a part that cannot be read and run again"] if damaged else []
+        said += [f"{len(unfinished)} runs or batches of runs were stopped while their parts were written"] if unfinished else []
         print(f"lbbench: of the runs under {out}, {' and '.join(said)}; their {len(files)} part files are set aside "
               f"in {where}/", file=sys.stderr)
     return status
@@ -427,6 +488,7 @@ class RunQueue:
         self.pending = list(runs)
         self.started: set[str] = set()     # strategies with a run handed out
         self.ready: set[str] = set()       # strategies with a run finished (kernel compiled)
+        self.single: set[str] = set()      # runs not to batch
 
     def next(self) -> RunSpec | None:
         """The next run to start, or None while only held-back runs are left."""
@@ -441,6 +503,31 @@ class RunQueue:
 
     def finished(self, run: RunSpec) -> None:
         self.ready.add(run.strategy)
+
+    def next_batch(self, limit) -> list[RunSpec]:
+        """The next runs to start in one worker, one after the other: `next()`, and with it up
+        to `limit(run)` - 1 more runs of its strategy once that strategy's kernel is ready
+        (a strategy's first run goes alone, and so does a run sent back by `alone`). Empty
+        while only held-back runs are left."""
+        first = self.next()
+        if first is None:
+            return []
+        batch, n = [first], limit(first)
+        if first.strategy in self.ready and first.run_hash not in self.single:
+            i = 0
+            while len(batch) < n and i < len(self.pending):
+                r = self.pending[i]
+                if r.strategy == first.strategy and r.run_hash not in self.single:
+                    batch.append(self.pending.pop(i))
+                else:
+                    i += 1
+        return batch
+
+    def alone(self, runs: list[RunSpec]) -> None:
+        """Runs of a batch whose worker died: each runs again by itself, first, so that only
+        the run that killed it is lost."""
+        self.pending[:0] = runs
+        self.single |= {r.run_hash for r in runs}
 
 
 # local workers beyond the CPUs only wait for them; far beyond, they exhaust memory
@@ -523,7 +610,8 @@ def _run(sweep, out, workers, resume, executor, scheduler, progress, pool) -> di
             status[run.run_hash] = "ok"
         else:
             failures += 1
-            write_tables(out, run.run_hash, {"runs": failed_row(run, result["error"])})
+            if not result.get("written"):
+                write_tables(out, run.run_hash, {"runs": failed_row(run, result["error"])})
             status[run.run_hash] = "failed"
         if bar is not None:
             bar.update(1)
@@ -546,34 +634,61 @@ def _run(sweep, out, workers, resume, executor, scheduler, progress, pool) -> di
     return manifest
 
 
+# Short runs go to a worker in batches (`execute_batch`): up to BATCH_MAX runs of one strategy
+# with at most BATCH_REQUESTS requests in all, and no more than a quarter of what is left per
+# worker, so that the workers end together. Runs bounded by duration, and any run under a
+# --timeout (a per-run limit), go one by one.
+BATCH_REQUESTS = 50_000
+BATCH_MAX = 64
+
+
+def _batch_limit(run: RunSpec, left: int, workers: int, timeout: float | None) -> int:
+    requests = run.scenario.get("run", {}).get("requests")
+    if timeout is not None or not isinstance(requests, int) or requests <= 0:
+        return 1
+    return max(1, min(BATCH_MAX, BATCH_REQUESTS // requests, math.ceil(left / (4 * workers))))
+
+
 def _run_pool(pool, todo, record, out):
-    """The runs on the local workers, in `RunQueue` order. A run whose worker died or ran past
-    the time limit is recorded as failed, without the parts it may have begun to write.
+    """The runs on the local workers, in `RunQueue` order, short ones in batches. A run whose
+    worker died or ran past the time limit is recorded as failed, without the parts it may have
+    begun to write; the other runs of a batch whose worker died run again one by one.
     Interrupted, the workers are killed before the caller writes the manifest."""
-    from ..results.store import remove_parts
+    from ..results.store import batch_part, remove_parts
 
     queue = RunQueue(todo)
-    running = {}
+    running = {}            # part name -> its runs
+    n_workers = pool.size
 
     def fill():
         while pool.idle:
-            r = queue.next()
-            if r is None:
+            batch = queue.next_batch(lambda r: _batch_limit(r, len(queue.pending) + 1, n_workers, pool.timeout))
+            if not batch:
                 return
-            pool.submit(r.run_hash, execute, r, str(out))    # the worker writes the parts
-            running[r.run_hash] = r
+            key = batch_part([r.run_hash for r in batch])
+            if len(batch) == 1:
+                pool.submit(key, execute, batch[0], str(out))       # the worker writes the parts
+            else:
+                pool.submit(key, execute_batch, batch, str(out))
+            running[key] = batch
     try:
         fill()
         while running:
-            finished = [(running.pop(key), result, error) for key, result, error in pool.results()]
-            for r, _result, _error in finished:
-                queue.finished(r)
+            finished = [(key, running.pop(key), result, error) for key, result, error in pool.results()]
+            for key, batch, _result, error in finished:
+                for r in batch:
+                    queue.finished(r)
+                if error is not None and len(batch) > 1:
+                    remove_parts(out, key)
+                    queue.alone(batch)
             fill()              # the workers go on while this process records the results
-            for r, result, error in finished:
-                if error is not None:
-                    remove_parts(out, r.run_hash)
-                    result = {"run_hash": r.run_hash, "ok": False, "error": error}
-                record(r, result)
+            for key, batch, result, error in finished:
+                if error is None:
+                    for r, res in zip(batch, result if len(batch) > 1 else [result]):
+                        record(r, res)
+                elif len(batch) == 1:
+                    remove_parts(out, key)
+                    record(batch[0], {"run_hash": key, "ok": False, "error": error})
     except BaseException:
         pool.close(kill=True)
         raise

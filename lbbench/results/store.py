@@ -1,6 +1,7 @@
 """The Parquet results store (docs/architecture.md, "Data flow").
 
-Every table is a folder of part files, one per run, named by the run's hash (lbbench.engine.identity),
+Every table is a folder of part files, one per run named by the run's hash (lbbench.engine.identity)
+or one per batch of short runs a sweep's worker ran together (`batch_part`),
 that polars scans as one dataset (`pl.scan_parquet("DIR/runs/*.parquet")`). A part is written to
 a temporary name in the same folder and renamed into place, so a reader or an interrupted writer
 never sees half a file. One writer at a time: a sweep or `lbbench run --out` holds the folder's
@@ -149,15 +150,28 @@ def write_tables(out: Path, part: str, tables: dict[str, pl.DataFrame]) -> dict[
 
 
 def write_run(out: Path, run_hash: str, tables: dict) -> None:
-    """A run's part files, its runs/ part last: the run exists exactly when that part does."""
+    """A run's part files (or a batch's, named by `batch_part`), the runs/ part last: the runs
+    exist exactly when that part does."""
     tables = dict(tables)
     runs_df = tables.pop("runs")
     write_tables(out, run_hash, tables)
     write_tables(out, run_hash, {"runs": runs_df})
 
 
+BATCH_PREFIX = "batch-"
+
+
+def batch_part(run_hashes: list[str]) -> str:
+    """The part name of runs written together: a single run's hash, or for several a name
+    derived from all of their hashes (so that a batch part's name checks its rows)."""
+    if len(run_hashes) == 1:
+        return run_hashes[0]
+    return BATCH_PREFIX + hashlib.sha1("\n".join(sorted(run_hashes)).encode()).hexdigest()[:20]
+
+
 def part_names(out: Path) -> dict[str, list[Path]]:
-    """Part name (a run's hash) -> its part files in every table folder under `out`."""
+    """Part name (a run's hash, or a batch's `batch_part`) -> its part files in every table
+    folder under `out`."""
     parts: dict[str, list[Path]] = {}
     for table in TABLES:
         for p in sorted((out / table).glob("*.parquet")):
