@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import polars as pl
+
 GUIDE = Path(__file__).parent.parent / "docs" / "strategies.md"
 
 
@@ -47,4 +49,5 @@ def test_the_guide_runs_as_written(tmp_path, monkeypatch):
             exec(compile(body, f"{GUIDE.name} python block", "exec"), {"__name__": "__guide__"})
             ran.append("python")
     assert ran == ["run", "python", "check", "python", "sweep", "python"]
-    assert len(list((tmp_path / "results" / "two_delay" / "runs").glob("*.parquet"))) == 24
+    runs = pl.read_parquet(tmp_path / "results" / "two_delay" / "runs" / "*.parquet")
+    assert runs.height == 24 and runs["run_hash"].n_unique() == 24 and set(runs["status"]) == {"ok"}
