@@ -6,7 +6,9 @@ snapshot (`stale:P`). Ties break by rotation: the scan starts one position furth
 candidate list at every decision and keeps the first minimum it meets, so tied tasks share
 the load evenly and deterministically (IPVS itself always takes the first in its list).
 
-State: [0] the rotation offset (`kit.rotate`); the scan is `kit.least_load_from`.
+State: [0] the rotation offset (`kit.rotate`). The engine keeps the load index for it
+(`load_index=True`): `kit.least_load_indexed` finds the scan's answer (`kit.least_load_from`) in
+O(log n) per decision.
 """
 from numba import njit
 
@@ -16,7 +18,7 @@ from lbbench.strategy import Strategy
 
 @njit
 def select(cands, view, state, rng):
-    return kit.least_load_from(cands, view.load, kit.rotate(state, 0, cands.shape[0]))
+    return kit.least_load_indexed(cands, view, kit.rotate(state, 0, cands.shape[0]))
 
 
 STRATEGY = Strategy(
@@ -26,4 +28,5 @@ STRATEGY = Strategy(
     version="1",
     state_size=1,
     boundscheck=False,
+    load_index=True,
 )

@@ -54,7 +54,7 @@ from lbbench.plugins.strategy import resolve
 # latency, now, view)` see: the strategy contract (docs/strategies.md). The engine builds its
 # own `lbbench.engine.View` with the same fields in the same order (a test checks it).
 View = namedtuple("View", ["load", "task_node", "task_speed", "entry", "now", "start", "params", "client", "service",
-                           "task_state"])
+                           "task_state", "load_index"])
 View.__doc__ = """Read-only context of one decision.
 
 load        int64[T]  outstanding requests per task as the information model reports them
@@ -68,7 +68,10 @@ params      the strategy's declared parameters: a named tuple of floats (`params
 client      int       client id of the request (-1 when no client is drawn, and in on_complete)
 service     int       service index of the request
 task_state  float64[T, K] this balancer's per-task memory (`Strategy(task_state=K)`)
+load_index  the engine's load index; empty here, so `kit.least_load_indexed` scans the loads:
+            the engine's answers from its index are checked against the scan's
 """
+NO_INDEX = np.zeros(0, dtype=np.int32)
 
 # Event kinds, in their order at equal times.
 COMPLETION, TASK_ARRIVAL, CONTROL, RETRY, NEW_ARRIVAL = 0, 1, 2, 3, 4
@@ -369,7 +372,7 @@ class _Sim:
         s = req.service
         cands = np.asarray(self.tables[s], dtype=np.int32)
         view = View(self.load_of(b), self.task_node, self.task_speed, e, now, int(self.inp.bal_start[b]),
-                    self.params, req.client, s, self.bal_task_state[b])
+                    self.params, req.client, s, self.bal_task_state[b], NO_INDEX)
         k = int(self.select(cands, view, self.bal_state[b * self.S + s], self.bal_rng[b]))
         if k not in cands.tolist():
             raise StrategyError(f"strategy {self.spec.name!r} returned task {k} for request {req.index}, "
@@ -461,7 +464,7 @@ class _Sim:
         if self.on_complete is not None:
             s = int(self.cl.task_service[k])
             view = View(self.load_of(b), self.task_node, self.task_speed, -1, now, int(self.inp.bal_start[b]),
-                        self.params, -1, s, self.bal_task_state[b])
+                        self.params, -1, s, self.bal_task_state[b], NO_INDEX)
             self.on_complete(self.bal_state[b * self.S + s], k, latency, now, view)
 
     # ================================================================ client retries

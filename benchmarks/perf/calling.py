@@ -58,7 +58,8 @@ def _view_type():
 
     from lbbench.engine.kernel import View
     a = np.zeros(1)
-    return typeof(View(np.zeros(1, np.int64), np.zeros(1, np.int32), a, 0, 0.0, 0, a, 0, 0, np.zeros((0, 0))))
+    return typeof(View(np.zeros(1, np.int64), np.zeros(1, np.int32), a, 0, 0.0, 0, a, 0, 0, np.zeros((0, 0)),
+                       np.zeros(0, np.int32)))
 
 
 def select_signature():
@@ -84,9 +85,9 @@ def shared_kernel(select, full: bool, direct: bool):
     edits = [
         ("def _kernel(cfg, st, met, arr, first, until):", "def _kernel(cfg, st, met, arr, first, until, sel):"),
         ("view = View(load, cfg.task_node, cfg.task_speed, e, now, cfg.bal_start[b], _params(cfg.params), client, s,\n"
-         "                        st.bal_task_state[b])",
+         "                        st.bal_task_state[b], tree_of(cfg, st, b, us))",
          "view = View(load, cfg.task_node, cfg.task_speed, np.int64(e), np.float64(now), np.int64(cfg.bal_start[b]), "
-         "cfg.params, np.int64(client), np.int64(s), st.bal_task_state[b])"),
+         "cfg.params, np.int64(client), np.int64(s), st.bal_task_state[b], tree_of(cfg, st, b, us))"),
         ("k = _select(cands, view,", "k = sel(cands, view,"),
     ]
     for old, new in edits:

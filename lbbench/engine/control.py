@@ -19,6 +19,7 @@ from numba import njit
 from ..model.faults import F_NODE_DOWN, F_NODE_DRAIN, F_NODE_UP, F_SERVICE_CRASH, F_TASK_CRASH
 from ..rng import hash_uniform
 from .info import refresh
+from .loadindex import build, build_all, touch
 from .heaps import _sift_down
 from .lowlevel import RunStateCompiler
 from .requests import _give_up
@@ -106,6 +107,7 @@ def _crash(cfg, st, met, k, t, detect):
                 st.present[k] -= 1
                 st.outstanding[k] -= 1
                 st.local_out[st.slot_bal[slot], k] -= 1
+                touch(cfg, st, st.slot_bal[slot], k)
                 _give_up(cfg, st, met, slot, t, np.int64(ST_FAILED))
             else:
                 st.heap_key[m] = st.heap_key[j]
@@ -222,6 +224,7 @@ def _task_event(cfg, st, k, t):
     i = task_timer(cfg, k)
     if ev == EV_DETECT:
         _table_remove(cfg, k)
+        build(cfg, st, cfg.task_service[k])
         st.task_ev_kind[k] = EV_PLACE
         timer_set(st, i, t + cfg.restart_delay)
     elif ev == EV_PLACE:
@@ -239,6 +242,7 @@ def _task_event(cfg, st, k, t):
         for w in range(cfg.task_wstart[k], cfg.task_wstart[k + 1]):
             st.worker_free[w] = t
         _table_add(cfg, k)
+        build(cfg, st, cfg.task_service[k])
         st.task_restarts[k] += 1
         st.task_ev_kind[k] = EV_NONE
         timer_set(st, i, np.inf)
@@ -248,6 +252,7 @@ def _task_event(cfg, st, k, t):
 def refresh_step(cfg, st, t):
     """The stale snapshot's timer: refresh, and again stale_period later."""
     refresh(st)
+    build_all(cfg, st)
     timer_set(st, np.int64(T_REFRESH), t + cfg.stale_period)
 
 

@@ -37,6 +37,7 @@ from ..rng import uniform
 from .control import T_REFRESH, _reroute, control_step, refresh_step, timer_set
 from .heaps import heap_pop, heap_push
 from .info import load_of, on_response
+from .loadindex import touch, tree_of
 from .lowlevel import _fdiv, _view
 from .metrics import _record, window_of
 from .requests import _free_slot, _give_up, _place
@@ -48,7 +49,7 @@ from .state import (ARRIVED, COMPLETED, CROSS, ERR_CODE, ERR_REQ, ERR_VALUE, FAI
 # What a strategy sees (docs/strategies.md). Built per decision; numba keeps it in registers.
 
 View = namedtuple("View", ["load", "task_node", "task_speed", "entry", "now", "start", "params", "client", "service",
-                           "task_state"])
+                           "task_state", "load_index"])
 View.__doc__ = """Read-only context of one decision.
 
 load        int64[T]  outstanding requests per task as the information model reports them
@@ -64,6 +65,8 @@ client      int       client id of the request (-1 when the strategy does not re
 service     int       service index of the request
 task_state  float64[T, K] this balancer's per-task memory (`Strategy(task_state=K)`, zeros at
             the start; shape (0, 0) when K = 0); see docs/strategies.md
+load_index  int32[2P] the min tree over this service's candidates' loads (`Strategy(load_index=
+            True)`, read through `kit.least_load_indexed`; empty without it): loadindex.py
 """
 
 
@@ -90,6 +93,7 @@ ir_utils.alias_func_extensions[("View", __name__)] = _view_aliases
 FULL = True
 DIRECT = False
 HAS_COMPLETE = True     # False: the strategy has no on_complete hook (its call is pruned)
+LOAD_INDEX = False      # True: the strategy reads the load index (its upkeep per load change)
 
 
 @njit(cache=True)
@@ -149,12 +153,16 @@ def _task_arrive(cfg, st, met, slot, ta):
         # sent before its task crashed: the connection is refused when it gets there
         st.outstanding[k] -= 1
         st.local_out[st.slot_bal[slot], k] -= 1
+        if LOAD_INDEX:
+            touch(cfg, st, st.slot_bal[u], k)
         _give_up(cfg, st, met, slot, ta, np.int64(ST_FAILED))
         return
     q = cfg.task_qlimit[k]
     if q > 0 and st.present[k] >= cfg.task_workers[k] + q:
         st.outstanding[k] -= 1
         st.local_out[st.slot_bal[u], k] -= 1
+        if LOAD_INDEX:
+            touch(cfg, st, st.slot_bal[u], k)
         _give_up(cfg, st, met, slot, ta, np.int64(ST_REJECTED))
         return
     st.present[k] += 1
@@ -187,11 +195,13 @@ def _retire(cfg, st, met, slot, done):
         met.tr_status[idx] = ST_COMPLETED
         met.tr_latency[idx] = latency
     on_response(cfg, st, b, k)
+    if LOAD_INDEX:
+        touch(cfg, st, b, k)
     if HAS_COMPLETE:
         s = cfg.task_service[k]
         load = load_of(cfg, st, b)
         view = View(load, cfg.task_node, cfg.task_speed, -1, done, cfg.bal_start[b], _params(cfg.params), -1, s,
-                    st.bal_task_state[b])
+                    st.bal_task_state[b], tree_of(cfg, st, b, np.uint64(s)))
         _on_complete(st.bal_state[b * np.uint64(cfg.n_services) + np.uint64(s)], task, latency, done, view)
     _free_slot(st.free_slots, st.ctr, slot)
 
@@ -330,6 +340,8 @@ def _send(cfg, st, met, slot, k, b, now, d_in, d_out, svc, idx):
     uk = np.uint64(k)
     st.outstanding[uk] += 1
     st.local_out[b, uk] += 1
+    if LOAD_INDEX:
+        touch(cfg, st, b, uk)
     st.slot_task[slot] = k
     st.slot_bal[slot] = b
     st.slot_dout[slot] = d_out
@@ -426,7 +438,7 @@ def _kernel(cfg, st, met, arr, first, until):
             cands = _view(cfg.table, ts, tl)
             load = load_of(cfg, st, b)
             view = View(load, cfg.task_node, cfg.task_speed, e, now, cfg.bal_start[b], _params(cfg.params), client, s,
-                        st.bal_task_state[b])
+                        st.bal_task_state[b], tree_of(cfg, st, b, us))
             k = _task_id(_select(cands, view, st.bal_state[b * np.uint64(cfg.n_services) + us], st.bal_rng[b]))
             # The contract check: never index state with an id that is not a candidate.
             # (unsigned: a negative id or position wraps to a large one and fails the bound)

@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 
 from .. import SCHEMA_VERSION, __version__
-from . import control
+from . import control, loadindex
 from . import metrics as M
 from . import state as S
 from .info import code_of as info_code
@@ -142,6 +142,12 @@ class _Run:
             retries=np.int64(cli.retries), backoff=float(cli.backoff), timeout=float(cli.timeout),
             retry_key=np.int64(fkey[1]),
         )
+        # the load index (loadindex.py), for a strategy that declares it
+        li_off, li_p, li_len = loadindex.layout(cl.task_service, S_)
+        li_rows = loadindex.rows_for(info.kind, n_bal)
+        if not spec.load_index:
+            li_off[:], li_p[:], li_len, li_rows = 0, 0, 0, 1
+        self.cfg_kw.update(li_off=li_off, li_p=li_p)
         self.first_node = cl.task_node.copy()
         cap = 1024
         N = cl.n_nodes
@@ -156,9 +162,10 @@ class _Run:
                  state_size=spec.state_size, connections=sc.workload.clients * S_ if conn else 0,
                  piggy_balancers=n_bal if piggy else 0, piggy_tasks=T if piggy else 0,
                  timer_tree=len(ctl_t), slots=cap, strategy_tasks=T if spec.task_state else 0,
-                 task_state=spec.task_state),
+                 task_state=spec.task_state, index_rows=li_rows, index_len=li_len),
             bal_rng=bal_rng, conn_rng=inp.conn_rng,
             node_drained=cl.node_drained, ctl_t=ctl_t, ctl_i=ctl_i,
+            li_tree=loadindex.initial(cl.table_len, li_off, li_p, li_rows, li_len),
         )
         n_trace = n_req if (trace and n_req is not None) else 0
         self.ts_window, self.ts_n = time_windows(sc, horizon)

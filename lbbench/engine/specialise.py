@@ -44,7 +44,8 @@ def engine_hash() -> str:
     return _ENGINE_HASH
 
 
-def specialise(key: str, select, on_complete=None, full: bool = True, direct: bool = False, params=None):
+def specialise(key: str, select, on_complete=None, full: bool = True, direct: bool = False, params=None,
+               load_index: bool = False):
     """A `_kernel` whose strategy hooks are `select` / `on_complete` (jitted functions).
 
     `key` names the specialisation in numba's disk cache; it must change whenever the
@@ -52,12 +53,14 @@ def specialise(key: str, select, on_complete=None, full: bool = True, direct: bo
     compiles without failures and client retries (the kernel then must not be given a run
     that has either); `direct`: the direct path (see DIRECT), for runs simulate finds eligible.
     `params`: the `_params` the hooks' View is built with (`kernel.param_maker`; the key must
-    name the parameters, as the registry's source hash does).
+    name the parameters, as the registry's source hash does). `load_index`: the kernel keeps
+    the load index up to date (loadindex.py; runs of such a kernel must allocate it).
     """
     g = dict(vars(kernel))
     g["FULL"] = bool(full)
     g["DIRECT"] = bool(direct)
-    key = f"{key}|full{int(bool(full))}|direct{int(bool(direct))}"
+    g["LOAD_INDEX"] = bool(load_index)
+    key = f"{key}|full{int(bool(full))}|direct{int(bool(direct))}|index{int(bool(load_index))}"
     g["_select"] = select
     if params is not None:
         g["_params"] = params
@@ -214,6 +217,7 @@ def compiled_kernel(spec, full: bool = True, direct: bool = False):
     k = _COMPILED.get((key, full, direct))
     if k is None:
         k = specialise(key, _jit(spec.select, spec.boundscheck), _jit(spec.on_complete, spec.boundscheck),
-                       full=full, direct=direct, params=kernel.param_maker(spec.params_type))
+                       full=full, direct=direct, params=kernel.param_maker(spec.params_type),
+                       load_index=spec.load_index)
         _COMPILED[(key, full, direct)] = k
     return k

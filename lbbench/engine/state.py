@@ -27,6 +27,7 @@ Config = namedtuple("Config", [
     "faults", "f_time", "f_kind", "f_target", "f_count", "node_speed",
     "task_detect", "node_detect", "restart_delay", "startup", "entry_key",
     "retries", "backoff", "timeout", "retry_key",
+    "li_off", "li_p",
 ])
 Config.__doc__ = """Static configuration of a run.
 
@@ -39,6 +40,9 @@ Failures (faults = 1): f_time/f_kind/f_target/f_count is the run's fault schedul
 time (F_* kinds). task_node, task_speed and the table arrays change during the run
 (replacements reuse their task slot on a new node). retries/backoff/timeout: the clients.
 entry_key, retry_key: hash keys of the entry re-routing and the retry backoff jitter.
+
+li_off, li_p: each service's tree offset and leaf count in a row of the load index
+(loadindex.py; zeros without it).
 """
 
 
@@ -74,6 +78,8 @@ STATE = {
         Array("snapshot", np.int64, ("tasks",), 0, "the last global snapshot (stale)"),
         Array("piggy", np.int64, ("piggy_balancers", "piggy_tasks"), 0,
               "per balancer, each task's count as its last response reported it (piggyback)"),
+        Array("li_tree", np.int32, ("index_rows", "index_len"), 0,
+              "the load index's min trees per row and service (loadindex.py; 1 x 0 without it)"),
     ),
     "slots": (              # in-flight requests, one slot each (grows with concurrency)
         Array("slot_task", np.int32, (SLOTS,), 0, "task the attempt was sent to"),
@@ -153,7 +159,7 @@ def new_state(sizes: dict, **given) -> State:
     declared ones (a seeded random state, the cluster's drained nodes), checked against the
     declaration. `sizes` names the sizes: tasks, workers, nodes, balancers, balancer_services,
     state_size, strategy_tasks, task_state, connections, piggy_balancers, piggy_tasks,
-    timer_tree, slots; heap is slots + HEAP_PAD."""
+    timer_tree, index_rows, index_len, slots; heap is slots + HEAP_PAD."""
     sizes = dict(sizes, heap=sizes[SLOTS] + HEAP_PAD, n_ctr=N_CTR, n_fctr=N_FCTR)
     out = {}
     for a in STATE_ARRAYS:

@@ -4,7 +4,8 @@ docs/strategies.md ("The kit") shows them in a plugin.
 
 - `rotate(state, i, n)`: a rotation offset kept in `state[i]` (ties by rotation, round-robin);
 - `least_load_from(cands, load, off)`: the least loaded candidate scanning round the list from
-  position `off`, the first minimum met winning;
+  position `off`, the first minimum met winning; `least_load_indexed(cands, view, off)` the
+  same answer in O(log n) from the load index (`Strategy(load_index=True)`);
 - `least_delay_from(cands, load, speed, off, idle_first)`: the same on (load + 1) / speed
   (IPVS `sed`), optionally taking the first idle candidate met (IPVS `nq`);
 - `two_positions(rng, n)`, `draw_distinct(rng, n, drawn, base, j)`: distinct random positions;
@@ -56,6 +57,40 @@ def least_load_from(cands, load, off):
             best = t
             best_load = load[t]
     return best
+
+
+@njit(inline="always")
+def _first_at_most(tree, p, lo, m):
+    """The first leaf position >= lo whose value is at most m, or -1: up from leaf lo while the
+    node is a right child, across to the next subtree, down its leftmost qualifying path."""
+    i = p + lo
+    while True:
+        if tree[i] <= m:
+            while i < p:
+                i = 2 * i if tree[2 * i] <= m else 2 * i + 1
+            return i - p
+        while i & 1:
+            i >>= 1
+        if i == 0:
+            return -1
+        i += 1
+
+
+@njit(inline="always")
+def least_load_indexed(cands, view, off):
+    """`least_load_from(cands, view.load, off)` in O(log n) from the load index (a strategy with
+    `load_index=True`), the same answer: the least load m is the tree's root, the answer the
+    first candidate at position off or after with load m, else the first one before. Without
+    an index (view.load_index empty), the scan."""
+    tree = view.load_index
+    if tree.shape[0] == 0:
+        return least_load_from(cands, view.load, off)
+    p = tree.shape[0] // 2
+    m = tree[1]
+    pos = _first_at_most(tree, p, off, m)
+    if pos < 0:
+        pos = _first_at_most(tree, p, 0, m)
+    return cands[pos]
 
 
 @njit(inline="always")

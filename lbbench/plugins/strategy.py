@@ -11,7 +11,8 @@ and inlined into the dispatch loop:
 
 `view.params` holds the declared parameters by name (`view.params.d`; `view.params[0]` too),
 `view.task_state` the balancer's per-task memory, float64[T, task_state], zero at start (the
-engine sizes it to the run's tasks: no plugin caps task ids). It returns a task id that must
+engine sizes it to the run's tasks: no plugin caps task ids), and with `load_index=True`
+`view.load_index` the load index (`kit.least_load_indexed`). It returns a task id that must
 be one of `cands`; the engine checks it. Optional `on_complete(state, task, latency, now, view)`
 runs inside the loop when a request this balancer sent completes (feedback strategies learn
 only from completions that happened). `lbbench.plugins.kit` has the pieces the built-ins
@@ -105,6 +106,9 @@ class Strategy:
     boundscheck: bool = True
     # float64 per task the engine gives each balancer, as view.task_state[task, 0:task_state]
     task_state: int = 0
+    # the engine keeps the load index (view.load_index, kit.least_load_indexed): the least
+    # loaded candidate in O(log n), its upkeep O(log n) per load change
+    load_index: bool = False
     ref: str = field(default="", compare=False)      # how to load it again (set by the registry)
 
     def __post_init__(self):
@@ -154,7 +158,8 @@ class Strategy:
                 h.update(Path(inspect.getsourcefile(py)).read_bytes())
             except (TypeError, OSError):
                 h.update(py.__code__.co_code)
-        h.update(repr((self.name, self.version, self.params, self.state_size, self.task_state)).encode())
+        h.update(repr((self.name, self.version, self.params, self.state_size, self.task_state)
+                      + ((True,) if self.load_index else ())).encode())
         return h.hexdigest()[:12]
 
     def summary_line(self) -> str:
@@ -199,6 +204,8 @@ def _faults(spec: Strategy) -> list[tuple[str, str]]:
                             "(at most 128), e.g. 'my_strategy'"))
     if not isinstance(spec.version, str):
         out.append(("version", f"version must be a string, not {spec.version!r}"))
+    if not isinstance(spec.load_index, bool):
+        out.append(("load_index", f"load_index must be True or False, not {spec.load_index!r}"))
     for name, value, high in (("state_size", spec.state_size, MAX_STATE_SIZE),
                               ("task_state", spec.task_state, MAX_TASK_STATE)):
         why = _size_fault(name, value, 0, high)

@@ -1,0 +1,107 @@
+"""The load index (lbbench/engine/loadindex.py): least_load answers from a min tree per
+information-model row and service in O(log n), and must make the decisions of the scan it
+replaces, request by request, under every information model, with failures that take tasks out
+of the tables and bring replacements back (positions shift), retries and queue limits."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from numba import njit
+
+from lbbench.engine.run import simulate
+from lbbench.plugins import kit
+
+from simcheck import rows_equal, scenario
+
+SCAN = '''
+from numba import njit
+from lbbench.plugins import kit
+from lbbench.strategy import Strategy
+
+
+@njit
+def select(cands, view, state, rng):
+    return kit.least_load_from(cands, view.load, kit.rotate(state, 0, cands.shape[0]))
+
+
+STRATEGY = Strategy(name="least_load_scan", select=select, state_size=1, boundscheck=False)
+'''
+
+HEALTH = {"task_detect": 4.0, "node_detect": 6.0, "restart_delay": 2.0, "startup": 1.0}
+
+
+def _faulty(sc: dict) -> dict:
+    sc = copy.deepcopy(sc)
+    sc["faults"] = {"events": [{"at": 40.0, "kind": "task_crash", "task": 3},
+                               {"at": 60.0, "kind": "node_down", "node": 1},
+                               {"at": 90.0, "kind": "node_up", "node": 1},
+                               {"at": 120.0, "kind": "node_drain", "node": 2}],
+                    "random": [{"target": "task", "mtbf": 150.0}]}
+    sc["health"] = dict(HEALTH)
+    sc["clients"] = {"retries": 1, "backoff": 0.5}
+    return sc
+
+
+# 37 tasks: trees of 64 leaves, several levels, tables that shrink and grow
+CASES = {
+    "global": _faulty(scenario(nodes=6, replicas=37, workers=1, rho=0.9, requests=6000, info="global")),
+    "local": _faulty(scenario(nodes=6, replicas=37, workers=2, rho=0.9, requests=6000, info="local", hop=0.002)),
+    "stale": _faulty(scenario(nodes=6, replicas=37, workers=1, rho=0.85, requests=6000, info="stale:0.7")),
+    "piggyback": _faulty(scenario(nodes=6, replicas=37, workers=1, rho=0.9, requests=6000, info="piggyback",
+                                  hop=0.003, queue_limit=3)),
+    "central": scenario(nodes=5, replicas=23, workers=1, rho=0.95, requests=6000, mode="central"),
+}
+
+
+@pytest.fixture(scope="module")
+def scan(tmp_path_factory) -> str:
+    f = tmp_path_factory.mktemp("scan") / "least_load_scan.py"
+    f.write_text(SCAN)
+    return f"{f}:STRATEGY"
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_the_index_makes_the_scans_decisions(case, scan):
+    sc = CASES[case]
+    a = simulate(sc, "least_load", trace=True, progress=False)
+    b = simulate(sc, scan, trace=True, progress=False)
+    ta, tb = a.trace, b.trace
+    assert ta["task"].to_list() == tb["task"].to_list()
+    assert ta["status"].to_list() == tb["status"].to_list()
+    ra, rb = a.row(), b.row()
+    assert rows_equal(ra, rb, ignore={"wall_s", "req_per_s", "strategy", "strategy_hash", "run_id", "params"}) == []
+    if case != "central":
+        assert ra["failed"] > 0 or ra.get("retried", 0) > 0, "the faults did not bite"
+
+
+@njit
+def _query(tree, off):
+    view_cands = np.arange(tree.shape[0] // 2, dtype=np.int32)
+    p = tree.shape[0] // 2
+    m = tree[1]
+    pos = kit._first_at_most(tree, p, off, m)
+    if pos < 0:
+        pos = kit._first_at_most(tree, p, 0, m)
+    return view_cands[pos]
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.lists(st.integers(0, 4), min_size=1, max_size=40), st.integers(0, 63))
+def test_the_tree_query_is_the_scan(loads, off):
+    """On any loads and any offset, the tree's answer is the scan's (first minimum round the
+    list from the offset)."""
+    n = len(loads)
+    off %= n
+    p = 1
+    while p < n:
+        p *= 2
+    tree = np.full(2 * p, np.iinfo(np.int32).max, dtype=np.int32)
+    tree[p:p + n] = loads
+    for i in range(p - 1, 0, -1):
+        tree[i] = min(tree[2 * i], tree[2 * i + 1])
+    want = min(range(n), key=lambda j: (loads[(off + j) % n], j))
+    assert _query(tree, off) == (off + want) % n
