@@ -96,6 +96,9 @@ def _crash(cfg, st, met, k, t, detect):
     if state == TASK_DEAD:
         return
     st.task_state[k] = TASK_DEAD
+    n = cfg.task_node[k]
+    st.node_tasks[n] -= 1
+    st.node_svc_tasks[n, cfg.task_service[k]] -= 1
     st.task_inc[k] += 1
     st.ctr[CRASHES] += 1
     if state == TASK_ALIVE:
@@ -152,20 +155,16 @@ def _table_add(cfg, k):
 @njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
 def spread_node(cfg, st, s):
     """Swarm's spread rule over the up, non-drained nodes: fewest live or starting tasks of
-    service s, then fewest overall, then the lowest id; -1 if no node is eligible."""
+    service s, then fewest overall, then the lowest id; -1 if no node is eligible. O(nodes):
+    the counts are kept as tasks start and die (`node_tasks`, `node_svc_tasks`)."""
     best = -1
     bs = 0
     bt = 0
     for n in range(cfg.node_speed.shape[0]):
         if st.node_up[n] == 0 or st.node_drained[n] != 0:
             continue
-        cs = 0
-        ct = 0
-        for k in range(cfg.task_node.shape[0]):
-            if st.task_state[k] != TASK_DEAD and cfg.task_node[k] == n:
-                ct += 1
-                if cfg.task_service[k] == s:
-                    cs += 1
+        cs = st.node_svc_tasks[n, s]
+        ct = st.node_tasks[n]
         if best < 0 or cs < bs or (cs == bs and ct < bt):
             best = n
             bs = cs
@@ -235,6 +234,8 @@ def _task_event(cfg, st, k, t):
             cfg.task_node[k] = n
             cfg.task_speed[k] = cfg.node_speed[n]
             st.task_state[k] = TASK_STARTING
+            st.node_tasks[n] += 1
+            st.node_svc_tasks[n, cfg.task_service[k]] += 1
             st.task_ev_kind[k] = EV_JOIN
             timer_set(st, i, t + cfg.startup)
     else:   # EV_JOIN: healthy, into the tables, with idle workers

@@ -162,10 +162,13 @@ class _Run:
                  state_size=spec.state_size, connections=sc.workload.clients * S_ if conn else 0,
                  piggy_balancers=n_bal if piggy else 0, piggy_tasks=T if piggy else 0,
                  timer_tree=len(ctl_t), slots=cap, strategy_tasks=T if spec.task_state else 0,
-                 task_state=spec.task_state, index_rows=li_rows, index_len=li_len),
+                 task_state=spec.task_state, index_rows=li_rows, index_len=li_len, services=S_),
             bal_rng=bal_rng, conn_rng=inp.conn_rng,
             node_drained=cl.node_drained, ctl_t=ctl_t, ctl_i=ctl_i,
             li_tree=loadindex.initial(cl.table_len, li_off, li_p, li_rows, li_len),
+            node_tasks=np.bincount(cl.task_node, minlength=N),
+            node_svc_tasks=np.bincount(cl.task_node.astype(np.int64) * S_ + cl.task_service,
+                                       minlength=N * S_).reshape(N, S_),
         )
         n_trace = n_req if (trace and n_req is not None) else 0
         self.ts_window, self.ts_n = time_windows(sc, horizon)

@@ -120,6 +120,8 @@ STATE = {
         Array("node_up", np.int8, ("nodes",), 1, "running"),
         Array("node_entry", np.int8, ("nodes",), 1, "still used by the entry policy"),
         Array("node_drained", np.int8, ("nodes",), 0, "given no tasks"),
+        Array("node_tasks", np.int64, ("nodes",), 0, "live or starting tasks on the node (the spread rule)"),
+        Array("node_svc_tasks", np.int64, ("nodes", "services"), 0, "the same per service"),
     ),
     "connections": (        # balancer.unit = connection
         Array("conn_task", np.int32, ("connections",), -1, "task of a client's open connection"),
@@ -159,7 +161,7 @@ def new_state(sizes: dict, **given) -> State:
     declared ones (a seeded random state, the cluster's drained nodes), checked against the
     declaration. `sizes` names the sizes: tasks, workers, nodes, balancers, balancer_services,
     state_size, strategy_tasks, task_state, connections, piggy_balancers, piggy_tasks,
-    timer_tree, index_rows, index_len, slots; heap is slots + HEAP_PAD."""
+    timer_tree, index_rows, index_len, services, slots; heap is slots + HEAP_PAD."""
     sizes = dict(sizes, heap=sizes[SLOTS] + HEAP_PAD, n_ctr=N_CTR, n_fctr=N_FCTR)
     out = {}
     for a in STATE_ARRAYS:
