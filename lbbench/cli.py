@@ -231,6 +231,28 @@ def validate(quick):
         sys.exit(1)
 
 
+@cli.group()
+def profile():
+    """Convert public traces to a rate profile CSV (workload.profile_csv)."""
+
+
+@profile.command("azure-functions")
+@click.argument("file", type=click.Path())
+@click.option("--function", "function", required=True, help="the HashFunction of the function to extract")
+@click.option("--out", type=click.Path(), default=None, help="the CSV to write (default: standard output)")
+def azure_functions(file, function, out):
+    """A `time,rate` CSV from one function of the Azure Functions 2019 trace (FILE: one day's
+    invocations_per_function_md.anon.dNN.csv; one row per minute, rate = invocations / 60)."""
+    from .model.profile import azure_functions_profile
+    t, r = azure_functions_profile(file, function)
+    text = "time,rate\n" + "".join(f"{a:g},{float(b)!r}\n" for a, b in zip(t, r))
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        Path(out).write_text(text)
+        click.echo(f"wrote {out}: {len(t)} minutes, mean rate {r.mean():.6g} req/s")
+
+
 class Interrupted(BaseException):
     """SIGINT or SIGTERM, raised in the main thread; BaseException, like KeyboardInterrupt, so
     that no `except Exception` takes it for a failed run."""
