@@ -480,6 +480,17 @@ PRESETS["failover"].update({
 })
 
 
+# The seed mesh under a flash crowd: base load rho 0.3, three times the rate from t = 120 s to
+# 180 s (utilisation 0.9 at the peak), 300 s, 2 s windows (docs/model.md, "Time-varying arrivals").
+PRESETS["flash-crowd"] = copy.deepcopy(PRESETS["seed-mesh"])
+PRESETS["flash-crowd"].update({
+    "name": "flash-crowd",
+    "workload": {"rho": 0.3, "entry": "single:0",
+                 "profile": [{"at": 0.0, "scale": 1.0}, {"at": 120.0, "scale": 3.0}, {"at": 180.0, "scale": 1.0}]},
+    "run": {"duration": 300.0, "warmup": 0.1, "window": 2.0},
+})
+
+
 def preset_names() -> list[str]:
     return sorted(PRESETS)
 
