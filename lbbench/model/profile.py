@@ -188,13 +188,14 @@ def _integral(u, s, a, b, c, amp, w, ph):
 
 
 @njit(cache=True)
-def _solve(r, s, length, a, b, c, amp, w, ph, guess):
-    """The u in [0, length] with _integral(u) = r (0 <= r < the segment's integral); `guess`
-    (>= 0, else none) a nearby solution to start from."""
+def _solve(r, s, length, a, b, c, amp, w, ph, guess, cos0, sin0, last):
+    """The u in [0, length] with _integral(u) = r (0 <= r < the segment's integral). With the
+    cycle: `guess` (>= 0, else none) a nearby solution to start from, `cos0`, `sin0` the cosine
+    and sine of w (s - ph); the solution's sine of w (s + u - ph) is left in last[2]."""
     q, p = c * a, c * b
     disc = q * q + 2.0 * p * r
     u = 2.0 * r / (q + math.sqrt(disc if disc > 0.0 else 0.0)) if r > 0.0 else 0.0     # exact without the cycle
-    if amp == 0.0 or r == 0.0:
+    if amp == 0.0:
         return min(u, length)
     # with the cycle: Newton steps on the closed form, kept inside a bracket [lo, hi]
     lo, hi = 0.0, length
@@ -206,29 +207,33 @@ def _solve(r, s, length, a, b, c, amp, w, ph, guess):
             lo, hi = hi, 2.0 * hi
     u = min(max(u, lo), hi)
     th0 = w * (s - ph)
-    c0 = a * math.cos(th0)
-    s0 = math.sin(th0)
-    done = False
     for _ in range(200):
         th1 = th0 + w * u
         cs, sn = math.cos(th1), math.sin(th1)
-        f = c * (a * u + 0.5 * b * u * u + amp * ((c0 - (a + b * u) * cs) / w + b * (sn - s0) / (w * w))) - r
+        last[2] = sn
+        f = c * (a * u + 0.5 * b * u * u + amp * ((a * cos0 - (a + b * u) * cs) / w + b * (sn - sin0) / (w * w))) - r
+        if f == 0.0:
+            return u
         if f > 0.0:
             hi = u
         else:
             lo = u
         d = c * (a + b * u) * (1.0 + amp * sn)
         nxt = u - f / d if d > 0.0 else -1.0
-        if not (lo <= nxt <= hi):
+        if lo <= nxt <= hi:
+            # Newton's error after this step is about |f'' / 2 f'| step**2: stop at full precision
+            d2 = c * (b * (1.0 + amp * sn) + (a + b * u) * amp * w * cs)
+            if abs(d2 / (2.0 * d)) * (nxt - u) ** 2 <= 1e-16 * (s + nxt + 1.0) and abs(nxt - u) <= 1e-6 * (s + nxt + 1.0):
+                last[2] = math.sin(th0 + w * nxt)
+                return nxt
+        else:
             if not hi < math.inf:       # no upper bound yet (a guess was given): find one
                 hi = max(2.0 * u, 1.0)
                 while _integral(hi, s, a, b, c, amp, w, ph) < r:
                     lo, hi = hi, 2.0 * hi
             nxt = 0.5 * (lo + hi)
-        # quadratic convergence: one step after a step below 1e-9 is at full precision
-        if done or f == 0.0 or (hi < math.inf and hi - lo <= 1e-15 * (s + hi)):
-            return nxt
-        done = abs(nxt - u) <= 1e-9 * (s + u + 1.0)
+            if hi - lo <= 1e-15 * (s + hi):
+                return nxt
         u = nxt
     return u
 
@@ -236,9 +241,11 @@ def _solve(r, s, length, a, b, c, amp, w, ph, guess):
 @njit(cache=True)
 def _invert(tau, out, s, m, a, b, c, n, amp, w, ph, i, last):
     """out[j] = M^-1(tau[j]) for sorted tau over segments 0..n-1 ([s[k], s[k+1]), M(s[k]) = m[k];
-    m[n] is M at the end of the segments); inf beyond it. Returns the last segment used;
-    last[0] is the previous arrival's time, carried from chunk to chunk (Newton's start with
-    the cycle: the same start whatever the chunks, so the same result to the bit)."""
+    m[n] is M at the end of the segments); inf beyond it. Returns the last segment used.
+    With the cycle, `last` = (time, tau, sine) of the previous arrival, carried from chunk to
+    chunk: Newton starts from it, the same start whatever the chunks, so the same result to the
+    bit."""
+    seg, cos0, sin0 = -1, 1.0, 0.0
     for j in range(len(tau)):
         r = tau[j]
         while i < n - 1 and m[i + 1] <= r:
@@ -247,13 +254,18 @@ def _invert(tau, out, s, m, a, b, c, n, amp, w, ph, i, last):
             out[j] = math.inf
             continue
         guess = -1.0
-        if amp > 0.0 and s[i] <= last[0] < s[i + 1]:
-            du = last[0] - s[i]
-            rate = c[i] * (a[i] + b[i] * du) * (1.0 + amp * math.sin(w * (last[0] - ph)))
-            if rate > 0.0:
-                guess = du + (r - m[i] - _integral(du, s[i], a[i], b[i], c[i], amp, w, ph)) / rate
-        out[j] = s[i] + _solve(r - m[i], s[i], s[i + 1] - s[i], a[i], b[i], c[i], amp, w, ph, guess)
-        last[0] = out[j]
+        if amp > 0.0:
+            if seg != i:
+                seg = i
+                cos0, sin0 = math.cos(w * (s[i] - ph)), math.sin(w * (s[i] - ph))
+            if s[i] <= last[0] < s[i + 1]:
+                du = last[0] - s[i]
+                rate = c[i] * (a[i] + b[i] * du) * (1.0 + amp * last[2])
+                if rate > 0.0:
+                    guess = du + (r - last[1]) / rate
+        t = s[i] + _solve(r - m[i], s[i], s[i + 1] - s[i], a[i], b[i], c[i], amp, w, ph, guess, cos0, sin0, last)
+        out[j] = t
+        last[0], last[1] = t, r
     return i
 
 
@@ -270,7 +282,7 @@ class TimeChange:
         self.ph = float(d.phase) if d is not None else 0.0
         self.bursts = w.bursts if bursts else None
         self.i = 0
-        self.last = np.full(1, -1.0)      # the previous arrival's time (_invert)
+        self.last = np.array([-1.0, 0.0, 0.0])     # the previous arrival's time, tau and sine (_invert)
         # the segments: starts s[0..n] (s[n] the end of what is built), M at each, a, b, c per segment
         self.s, self.m = np.zeros(1), np.zeros(1)
         self.a, self.b, self.c = np.zeros(0), np.zeros(0), np.zeros(0)
