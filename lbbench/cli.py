@@ -98,7 +98,7 @@ def print_summary(row: dict, unstable: str = "") -> None:
                    f"recovery {'-' if rec is None or math.isnan(rec) else f'{rec:g} s'}")
     click.echo(f"  latency    mean {_fmt_s(row['latency_mean'])}  p50 {_fmt_s(row['latency_p50'])}  p90 {_fmt_s(row['latency_p90'])}  "
                f"p99 {_fmt_s(row['latency_p99'])}  p99.9 {_fmt_s(row['latency_p999'])}  max {_fmt_s(row['latency_max'])}")
-    click.echo(f"  load       throughput {row['throughput']:.4g} req/s  utilisation mean {row['util_mean']:.3f} max {row['util_max']:.3f}")
+    click.echo(f"  load       offered {row['offered_rate_mean']:.4g} req/s  throughput {row['throughput']:.4g} req/s  utilisation mean {row['util_mean']:.3f} max {row['util_max']:.3f}")
     click.echo(f"  imbalance  CoV {row['imbalance_cov']:.4f}  max/mean {row['imbalance_max_mean']:.4f}  Jain {row['jain']:.4f}  "
                f"cross-node {row['cross_node_frac']:.3f}")
     click.echo(f"  speed      {row['wall_s']:.2f} s wall, {row['req_per_s'] / 1e6:.2f} M simulated req/s")

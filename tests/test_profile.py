@@ -232,3 +232,17 @@ def test_azure_functions_converter(tmp_path, capsys):
         main(["profile", "azure-functions", str(f), "--function", "nope"])
     assert exc.value.code == 2
     assert "no function with HashFunction 'nope'" in capsys.readouterr().err
+
+
+def test_a_drained_flash_crowd_is_stable_and_a_ramp_into_overload_is_not():
+    """A transient overload that drains is a steady state on the whole; a rate that rises into
+    overload until the end is judged unstable, and the verdict says the rate varies."""
+    crowd = simulate("flash-crowd", "round_robin", overrides={"workload.rho": 0.5}, progress=False)
+    ts = crowd.timeseries
+    assert ts.filter((ts["t_start"] >= 120.0) & (ts["t_end"] <= 180.0))["offered_rate"].mean() > 200   # util 1.5
+    assert crowd.row()["stable"] is True and "unstable" not in crowd.extra
+    ramp = simulate("seed-mesh", "round_robin", progress=False, overrides={
+        "run.duration": 600.0, "run.window": 5.0, "workload.profile_shape": "linear",
+        "workload.profile": [{"at": 0.0, "scale": 0.5}, {"at": 600.0, "scale": 1.9}]})
+    assert ramp.row()["stable"] is False
+    assert "the offered rate varies over time" in ramp.extra["unstable"]

@@ -548,7 +548,11 @@ def _stability(run: _Run, util: np.ndarray) -> tuple[bool, str]:
         a = int(math.ceil(first_measured / run.ts_window))
         b = min(run.ts_n, int(float(run.st.fctr[S.T_LAST]) // run.ts_window) + 1)
         lat_sum, completed = met.ts_lat_sum[a:b], met.ts_count[a:b, S.TS_COMPLETED]
-    return judge(util, met.task_served, cv2, lat_sum, completed)
+    stable, why = judge(util, met.task_served, cv2, lat_sum, completed)
+    if why and wl.varying:
+        why += ("; the offered rate varies over time (workload profile, diurnal or bursts) and this verdict is on "
+                "the measured window as a whole")
+    return stable, why
 
 
 def _faults_table(run: _Run, run_id: str) -> pl.DataFrame | None:

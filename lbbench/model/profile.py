@@ -189,29 +189,30 @@ def _integral(u, s, a, b, c, amp, w, ph):
 
 @njit(cache=True)
 def _solve(r, s, length, a, b, c, amp, w, ph, guess, cos0, sin0, last):
-    """The u in [0, length] with _integral(u) = r (0 <= r < the segment's integral). With the
-    cycle: `guess` (>= 0, else none) a nearby solution to start from, `cos0`, `sin0` the cosine
-    and sine of w (s - ph); the solution's sine of w (s + u - ph) is left in last[2]."""
-    q, p = c * a, c * b
-    disc = q * q + 2.0 * p * r
-    u = 2.0 * r / (q + math.sqrt(disc if disc > 0.0 else 0.0)) if r > 0.0 else 0.0     # exact without the cycle
-    if amp == 0.0:
-        return min(u, length)
-    # with the cycle: Newton steps on the closed form, kept inside a bracket [lo, hi]
+    """The u in [0, length] with _integral(u) = r (0 <= r < the segment's integral), amp > 0:
+    `guess` (>= 0, else none) a nearby solution to start from, `cos0`, `sin0` the cosine and
+    sine of w (s - ph); the solution's sine of w (s + u - ph) is left in last[2]."""
     lo, hi = 0.0, length
     if guess >= 0.0:
         u = guess
-    elif not hi < math.inf:
-        hi = max(2.0 * u, 1.0)
-        while _integral(hi, s, a, b, c, amp, w, ph) < r:
-            lo, hi = hi, 2.0 * hi
+    else:       # the solution without the cycle, and a bracket
+        q, p = c * a, c * b
+        disc = q * q + 2.0 * p * r
+        u = 2.0 * r / (q + math.sqrt(disc if disc > 0.0 else 0.0)) if r > 0.0 else 0.0
+        if not hi < math.inf:
+            hi = max(2.0 * u, 1.0)
+            while _integral(hi, s, a, b, c, amp, w, ph) < r:
+                lo, hi = hi, 2.0 * hi
     u = min(max(u, lo), hi)
+    # Newton steps on the closed form, kept inside the bracket [lo, hi]
     th0 = w * (s - ph)
+    iw = 1.0 / w
+    ac0, bw2 = a * cos0 * iw, b * iw * iw
     for _ in range(200):
         th1 = th0 + w * u
         cs, sn = math.cos(th1), math.sin(th1)
         last[2] = sn
-        f = c * (a * u + 0.5 * b * u * u + amp * ((a * cos0 - (a + b * u) * cs) / w + b * (sn - sin0) / (w * w))) - r
+        f = c * (a * u + 0.5 * b * u * u + amp * (ac0 - (a + b * u) * cs * iw + bw2 * (sn - sin0))) - r
         if f == 0.0:
             return u
         if f > 0.0:
@@ -223,8 +224,9 @@ def _solve(r, s, length, a, b, c, amp, w, ph, guess, cos0, sin0, last):
         if lo <= nxt <= hi:
             # Newton's error after this step is about |f'' / 2 f'| step**2: stop at full precision
             d2 = c * (b * (1.0 + amp * sn) + (a + b * u) * amp * w * cs)
-            if abs(d2 / (2.0 * d)) * (nxt - u) ** 2 <= 1e-16 * (s + nxt + 1.0) and abs(nxt - u) <= 1e-6 * (s + nxt + 1.0):
-                last[2] = math.sin(th0 + w * nxt)
+            step = nxt - u
+            if abs(d2) * step * step <= 2e-16 * d * (s + nxt + 1.0) and abs(step) <= 1e-6 * (s + nxt + 1.0):
+                last[2] = sn + cs * w * (nxt - u)      # the sine at nxt, to first order (a start, not a result)
                 return nxt
         else:
             if not hi < math.inf:       # no upper bound yet (a guess was given): find one
@@ -239,12 +241,38 @@ def _solve(r, s, length, a, b, c, amp, w, ph, guess, cos0, sin0, last):
 
 
 @njit(cache=True)
+def _invert_plain(tau, out, s, m, a, b, c, n, i):
+    """_invert without the cycle: on a segment of constant rate q = c a, u = (tau - m) / q (by
+    the reciprocal, computed once per segment); with a slope, the quadratic's stable root."""
+    seg, inv = -1, 0.0
+    for j in range(len(tau)):
+        r = tau[j]
+        while i < n - 1 and m[i + 1] <= r:
+            i += 1
+        if r >= m[i + 1]:
+            out[j] = math.inf
+            continue
+        if b[i] == 0.0:
+            if seg != i:
+                seg, inv = i, 1.0 / (c[i] * a[i])
+            out[j] = s[i] + min((r - m[i]) * inv, s[i + 1] - s[i])
+        else:
+            q, p, x = c[i] * a[i], c[i] * b[i], r - m[i]
+            disc = q * q + 2.0 * p * x
+            u = 2.0 * x / (q + math.sqrt(disc if disc > 0.0 else 0.0)) if x > 0.0 else 0.0
+            out[j] = s[i] + min(u, s[i + 1] - s[i])
+    return i
+
+
+@njit(cache=True)
 def _invert(tau, out, s, m, a, b, c, n, amp, w, ph, i, last):
     """out[j] = M^-1(tau[j]) for sorted tau over segments 0..n-1 ([s[k], s[k+1]), M(s[k]) = m[k];
     m[n] is M at the end of the segments); inf beyond it. Returns the last segment used.
     With the cycle, `last` = (time, tau, sine) of the previous arrival, carried from chunk to
     chunk: Newton starts from it, the same start whatever the chunks, so the same result to the
     bit."""
+    if amp == 0.0:
+        return _invert_plain(tau, out, s, m, a, b, c, n, i)
     seg, cos0, sin0 = -1, 1.0, 0.0
     for j in range(len(tau)):
         r = tau[j]
