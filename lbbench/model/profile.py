@@ -240,6 +240,14 @@ def _solve(r, s, length, a, b, c, amp, w, ph, guess, cos0, sin0, last):
     return u
 
 
+@njit(inline="always", cache=True)
+def _segment(r, m, n, i):
+    """The segment k >= i (of n, sorted) with m[k] <= r < m[k + 1], or the last one."""
+    while i < n - 1 and m[i + 1] <= r:
+        i += 1
+    return i
+
+
 @njit(cache=True)
 def _invert_plain(tau, out, s, m, a, b, c, n, i):
     """_invert without the cycle: on a segment of constant rate q = c a, u = (tau - m) / q (by
@@ -247,9 +255,8 @@ def _invert_plain(tau, out, s, m, a, b, c, n, i):
     seg, inv = -1, 0.0
     for j in range(len(tau)):
         r = tau[j]
-        while i < n - 1 and m[i + 1] <= r:
-            i += 1
-        if r >= m[i + 1]:
+        i = _segment(r, m, n, i)
+        if r >= m[i + 1]:       # beyond the end: a rate 0 for ever
             out[j] = math.inf
             continue
         if b[i] == 0.0:
@@ -276,9 +283,8 @@ def _invert(tau, out, s, m, a, b, c, n, amp, w, ph, i, last):
     seg, cos0, sin0 = -1, 1.0, 0.0
     for j in range(len(tau)):
         r = tau[j]
-        while i < n - 1 and m[i + 1] <= r:
-            i += 1
-        if r >= m[i + 1]:
+        i = _segment(r, m, n, i)
+        if r >= m[i + 1]:       # beyond the end: a rate 0 for ever
             out[j] = math.inf
             continue
         guess = -1.0
