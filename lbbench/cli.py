@@ -98,7 +98,7 @@ def print_summary(row: dict, unstable: str = "") -> None:
                    f"recovery {'-' if rec is None or math.isnan(rec) else f'{rec:g} s'}")
     click.echo(f"  latency    mean {_fmt_s(row['latency_mean'])}  p50 {_fmt_s(row['latency_p50'])}  p90 {_fmt_s(row['latency_p90'])}  "
                f"p99 {_fmt_s(row['latency_p99'])}  p99.9 {_fmt_s(row['latency_p999'])}  max {_fmt_s(row['latency_max'])}")
-    click.echo(f"  load       throughput {row['throughput']:.4g} req/s  utilisation mean {row['util_mean']:.3f} max {row['util_max']:.3f}")
+    click.echo(f"  load       offered {row['offered_rate_mean']:.4g} req/s  throughput {row['throughput']:.4g} req/s  utilisation mean {row['util_mean']:.3f} max {row['util_max']:.3f}")
     click.echo(f"  imbalance  CoV {row['imbalance_cov']:.4f}  max/mean {row['imbalance_max_mean']:.4f}  Jain {row['jain']:.4f}  "
                f"cross-node {row['cross_node_frac']:.3f}")
     click.echo(f"  speed      {row['wall_s']:.2f} s wall, {row['req_per_s'] / 1e6:.2f} M simulated req/s")
@@ -229,6 +229,28 @@ def validate(quick):
     click.echo(format_table(rows))
     if not all_passed(rows):
         sys.exit(1)
+
+
+@cli.group()
+def profile():
+    """Convert public traces to a rate profile CSV (workload.profile_csv)."""
+
+
+@profile.command("azure-functions")
+@click.argument("file", type=click.Path())
+@click.option("--function", "function", required=True, help="the HashFunction of the function to extract")
+@click.option("--out", type=click.Path(), default=None, help="the CSV to write (default: standard output)")
+def azure_functions(file, function, out):
+    """A `time,rate` CSV from one function of the Azure Functions 2019 trace (FILE: one day's
+    invocations_per_function_md.anon.dNN.csv; one row per minute, rate = invocations / 60)."""
+    from .model.profile import azure_functions_profile
+    t, r = azure_functions_profile(file, function)
+    text = "time,rate\n" + "".join(f"{a:g},{float(b)!r}\n" for a, b in zip(t, r))
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        Path(out).write_text(text)
+        click.echo(f"wrote {out}: {len(t)} minutes, mean rate {r.mean():.6g} req/s")
 
 
 class Interrupted(BaseException):

@@ -175,6 +175,154 @@ def _arrivals(sc, wl: Workload, n_req):
                  cat("client")[:n], cat("jitter")[:2 * n])
 
 
+# ---- time-varying arrivals (docs/model.md, "Time-varying arrivals"), by plain bisection on the
+# integral of the rate, written out piece by piece in absolute time.
+
+def _varying(sc) -> bool:
+    w = sc.workload
+    return any(getattr(w, k) is not None for k in ("profile", "profile_csv", "diurnal", "bursts"))
+
+
+def _profile_points(sc, base):
+    """The profile's (at, scale) points: workload.profile, or the CSV's rates over the base rate."""
+    w = sc.workload
+    if w.profile is not None:
+        return [(p.at, p.scale) for p in w.profile]
+    if w.profile_csv is not None:
+        import polars as pl
+        df = pl.read_csv(w.profile_csv)
+        return [(float(t), float(r) / base) for t, r in zip(df["time"], df["rate"])]
+    return [(0.0, 1.0)]
+
+
+class _Rate:
+    """m(t) = profile(t) * diurnal(t) * bursts(t) and its integral M(t), for one run."""
+
+    def __init__(self, sc, seed, base):
+        w = sc.workload
+        self.points = _profile_points(sc, base)
+        self.linear = w.profile_shape == "linear"
+        d = w.diurnal
+        self.A, self.w, self.ph = (d.amplitude, 2 * math.pi / d.period, d.phase) if d is not None else (0.0, 1.0, 0.0)
+        self.bursts = w.bursts
+        self.switch = []            # burst switch times, and the factor from each on
+        if self.bursts is not None:
+            self.rng = rngmod.stream(seed, rngmod.BURSTS)
+            self.on = self.rng.random() < self.bursts.on / (self.bursts.on + self.bursts.off)
+            self.end = 0.0
+
+    def _more_bursts(self, until):
+        """Burst periods drawn one at a time until `until`."""
+        while self.end <= until:
+            length = self.rng.standard_exponential() * (self.bursts.on if self.on else self.bursts.off)
+            self.switch.append((self.end, self.bursts.scale if self.on else 1.0))
+            self.end += length
+            self.on = not self.on
+
+    def profile_piece(self, t):
+        """(alpha, beta) with profile(t') = alpha + beta t' on the piece holding t, and its end."""
+        pts = self.points
+        if t < pts[0][0]:
+            return pts[0][1], 0.0, pts[0][0]
+        j = max(i for i, (at, _) in enumerate(pts) if at <= t)
+        if j == len(pts) - 1:
+            return pts[j][1], 0.0, math.inf
+        (x0, y0), (x1, y1) = pts[j], pts[j + 1]
+        if not self.linear:
+            return y0, 0.0, x1
+        beta = (y1 - y0) / (x1 - x0)
+        return y0 - beta * x0, beta, x1
+
+    def burst(self, t):
+        """(factor, end of its period) at t."""
+        if self.bursts is None:
+            return 1.0, math.inf
+        self._more_bursts(t)
+        j = max(i for i, (at, _) in enumerate(self.switch) if at <= t)
+        end = self.switch[j + 1][0] if j + 1 < len(self.switch) else self.end
+        return self.switch[j][1], end
+
+    def antiderivative(self, t, alpha, beta):
+        th = self.w * (t - self.ph)
+        return (alpha * t + beta * t * t / 2
+                + self.A * (-(alpha + beta * t) * math.cos(th) / self.w + beta * math.sin(th) / self.w ** 2))
+
+    def pieces(self):
+        """(start, end, factor, alpha, beta) over time, in order, for ever."""
+        t = 0.0
+        while True:
+            alpha, beta, e1 = self.profile_piece(t)
+            if e1 == math.inf and alpha == 0.0:     # silent for ever, whatever the bursts do
+                yield t, math.inf, 0.0, 0.0, 0.0
+                return
+            c, e2 = self.burst(t)
+            end = min(e1, e2)
+            yield t, end, c, alpha, beta
+            if end == math.inf:
+                return
+            t = end
+
+
+def _retime(rate, taus):
+    """t_k with M(t_k) = tau_k, by bisection (inf where M never gets there)."""
+    out, mass, it = [], 0.0, rate.pieces()
+    start, end, c, alpha, beta = next(it)
+    for tau in taus:
+        while True:
+            if end == math.inf:
+                seg = math.inf if c * alpha > 0 else 0.0
+            else:
+                seg = c * (rate.antiderivative(end, alpha, beta) - rate.antiderivative(start, alpha, beta))
+            if mass + seg > tau:
+                break
+            if end == math.inf:
+                break
+            mass += seg
+            start, end, c, alpha, beta = next(it)
+        if mass + seg <= tau:
+            out.append(math.inf)
+            continue
+        lo, hi = start, end if end < math.inf else max(2 * start, 1.0)
+        while end == math.inf and mass + c * (rate.antiderivative(hi, alpha, beta) - rate.antiderivative(start, alpha, beta)) < tau:
+            hi *= 2
+        for _ in range(200):
+            mid = 0.5 * (lo + hi)
+            if mid <= lo or mid >= hi:
+                break
+            if mass + c * (rate.antiderivative(mid, alpha, beta) - rate.antiderivative(start, alpha, beta)) < tau:
+                lo = mid
+            else:
+                hi = mid
+        out.append(0.5 * (lo + hi))
+    return np.array(out)
+
+
+def _varying_arrivals(sc, cl, wl, seed, n_req):
+    """The arrivals of a time-varying rate: the Poisson arrivals at the base rate (the same
+    workload without its profile, diurnal and bursts; a CSV profile's base rate as
+    workload.rate), their times mapped through the inverse of M."""
+    plain = {"profile": None, "profile_csv": None, "diurnal": None, "bursts": None}
+    if sc.workload.profile_csv is not None:
+        plain.update(rate=wl.rate, rho=None)
+    base_sc = sc.model_copy(update={"workload": sc.workload.model_copy(update=plain)})
+    base_wl = Workload(base_sc, cl, seed, need_client=wl.need_client)
+    if n_req is not None:
+        c = base_wl.chunk(n_req)
+    else:       # enough base arrivals to pass run.duration
+        pieces = []
+        while True:
+            p = base_wl.chunk(1000)
+            pieces.append(p)
+            last = _retime(_Rate(sc, seed, wl.rate), [p.t[-1]])[0]
+            if last >= sc.run.duration:
+                break
+        c = Chunk(0, *(np.concatenate([getattr(p, f) for p in pieces]) for f in ("t", "service", "demand", "entry", "client", "jitter")))
+    t = _retime(_Rate(sc, seed, wl.rate), c.t)
+    n = len(t) if n_req is not None else int(np.searchsorted(t, sc.run.duration, side="left"))
+    return Chunk(0, t[:n], c.service[:n], c.demand[:n], c.entry[:n],
+                 c.client[:n] if len(c.client) else c.client, c.jitter[:2 * n] if len(c.jitter) else c.jitter)
+
+
 def simulate_naive(scenario, strategy="round_robin", seed=None, params=None, overrides=None) -> NaiveResult:
     """Simulate `scenario` under `strategy` with the model of docs/model.md."""
     sc = load_scenario(scenario, overrides)
@@ -198,7 +346,7 @@ class _Sim:
         self.conn = sc.balancer.unit == "connection"
         wl = Workload(sc, cl, seed, need_client=spec.reads_client or self.conn)
         self.inp = inp = run_inputs(sc, cl, wl, seed)
-        self.arr = arr = _arrivals(sc, wl, inp.n_req)
+        self.arr = arr = _varying_arrivals(sc, cl, wl, seed, inp.n_req) if _varying(sc) else _arrivals(sc, wl, inp.n_req)
         n = len(arr.t)
 
         # ---- balancers: one per node (per_node) or a single one (central)

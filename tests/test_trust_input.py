@@ -103,9 +103,10 @@ def test_a_result_with_nan_or_inf_where_a_number_is_due_is_a_failure():
     hist = np.zeros(100, dtype=np.int64)
     hist[50] = 10
     row = {"rho": 0.5, "rate": 10.0, "sim_time": 9.0, "completed": 10, "arrived": 10, "throughput": 1.0,
-           "util_mean": 0.5, "util_max": 0.6, **{k: 0.1 for k in limits._DUE}}
+           "offered_rate_mean": 1.1, "util_mean": 0.5, "util_max": 0.6, **{k: 0.1 for k in limits._DUE}}
     limits.check_result(row, hist, 9.0)
-    for key, value in [("latency_mean", math.inf), ("latency_p50", math.nan), ("util_mean", math.nan), ("throughput", math.inf)]:
+    for key, value in [("latency_mean", math.inf), ("latency_p50", math.nan), ("util_mean", math.nan), ("throughput", math.inf),
+                       ("offered_rate_mean", math.inf)]:
         with pytest.raises(UserError, match=f"the run produced {key} = {value}"):
             limits.check_result({**row, key: value}, hist, 9.0)
     with pytest.raises(UserError, match="measured window"):
@@ -116,7 +117,7 @@ def test_a_result_with_nan_or_inf_where_a_number_is_due_is_a_failure():
     for arrived in (0, 1):
         with pytest.raises(UserError, match=f"the run measured {arrived} request"):
             limits.check_result({**row, "completed": 0, "arrived": arrived, "throughput": math.nan,
-                                 "util_mean": math.nan, **{k: math.nan for k in limits._DUE}}, hist, math.nan)
+                                 "offered_rate_mean": math.nan, "util_mean": math.nan, **{k: math.nan for k in limits._DUE}}, hist, math.nan)
 
 
 def test_latencies_below_the_histogram_fail_the_run_instead_of_reading_as_its_first_bucket():

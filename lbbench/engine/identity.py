@@ -86,9 +86,10 @@ def scenario_identity(scenario: Scenario | dict, seed: int) -> dict:
     data = json.loads(json.dumps(data))
     data.setdefault("run", {})["seed"] = int(seed)
     data["run"].pop("chunk", None)
-    trace = (data.get("workload") or {}).get("trace")
-    if isinstance(trace, str):
-        data["workload"]["trace"] = trace_digest(trace)
+    for key in ("trace", "profile_csv"):        # files by their content
+        path = (data.get("workload") or {}).get(key)
+        if isinstance(path, str):
+            data["workload"][key] = trace_digest(path)
     return data
 
 

@@ -504,6 +504,7 @@ def _result(run: _Run, spec: Strategy, pvals: dict, seed: int, wall: float, trac
         "latency_p50": p50, "latency_p90": p90, "latency_p99": p99, "latency_p999": p999,
         "latency_max": float(f[S.LAT_MAX]) if completed else math.nan,
         "throughput": completed / window if window and window > 0 else math.nan,
+        "offered_rate_mean": arrived / window if window and window > 0 else math.nan,
         "util_mean": float(np.mean(util)),
         "util_max": float(np.max(util)),
         "imbalance_cov": cov,
@@ -567,7 +568,11 @@ def _stability(run: _Run, util: np.ndarray) -> tuple[bool, str]:
         a = int(math.ceil(first_measured / run.ts_window))
         b = min(run.ts_n, int(float(run.st.fctr[S.T_LAST]) // run.ts_window) + 1)
         lat_sum, completed = met.ts_lat_sum[a:b], met.ts_count[a:b, S.TS_COMPLETED]
-    return judge(util, met.task_served, cv2, lat_sum, completed)
+    stable, why = judge(util, met.task_served, cv2, lat_sum, completed)
+    if why and wl.varying:
+        why += ("; the offered rate varies over time (workload profile, diurnal or bursts) and this verdict is on "
+                "the measured window as a whole")
+    return stable, why
 
 
 def _faults_table(run: _Run, run_id: str) -> pl.DataFrame | None:
@@ -628,6 +633,7 @@ def _timeseries(run: _Run, run_id: str) -> pl.DataFrame | None:
         "availability": (counts[:, S.TS_COMPLETED] - counts[:, S.TS_TIMED_OUT]) / np.maximum(
             counts[:, S.TS_COMPLETED] + counts[:, S.TS_REJECTED] + counts[:, S.TS_FAILED], 1),
         "throughput": counts[:, S.TS_COMPLETED] / length,
+        "offered_rate": counts[:, S.TS_ARRIVED] / length,
         "latency_mean": lat_mean,
         "latency_p99": np.asarray(p99),
         "node_util": pl.Series(node_util).cast(pl.List(pl.Float64)),     # no Python list per window

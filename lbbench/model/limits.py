@@ -41,10 +41,16 @@ def check_run(sc, cl, wl, n_req: int | None) -> float:
         key = "workload.rho" if sc.workload.rho is not None else "workload.rate"
         raise UserError(f"{key} gives an arrival rate of {_g(wl.rate)} req/s, not a finite positive number; "
                         "scale workload, cluster.speeds or services.*.demand.mean")
+    varying = [k for k in ("profile", "profile_csv", "diurnal", "bursts") if getattr(sc.workload, k) is not None]
     if sc.run.duration is not None:
         horizon = sc.run.duration
     elif wl.trace is not None:
         horizon = max(float(wl.trace.time[n_req - 1]), 1e-9)
+    elif varying:
+        if wl.timechange.p.silent_end:
+            raise UserError(f"run.requests: workload.{varying[0]} ends with a rate of 0 for ever, so the run might never "
+                            "reach its count of requests; give run.duration instead")
+        horizon = wl.expected_time(n_req)
     else:
         horizon = n_req / wl.rate
     if not (0 < horizon <= MAX_SECONDS):
@@ -62,13 +68,15 @@ def check_run(sc, cl, wl, n_req: int | None) -> float:
         if n * per > MAX_FAULT_EVENTS:
             raise UserError(f"faults.random.{i}.mtbf {_g(rf.mtbf)} s gives about {_g(n * per)} fault events over the "
                             f"run's {_g(horizon)} s, more than {MAX_FAULT_EVENTS:,}; raise mtbf or shorten the run")
-    if sc.workload.allow_overload or sc.workload.rho is not None:
+    if sc.workload.allow_overload or (sc.workload.rho is not None and not varying):
         return horizon      # rho >= 1 is refused by the scenario's own check
-    work = _offered_work(sc, wl)
+    # a time-varying rate: its mean over the horizon (a peak above capacity may drain)
+    work = _offered_work(sc, wl) * (wl.mean_multiplier(horizon) if varying else 1.0)
     for s, svc in enumerate(sc.services):
         util = work[s] / cl.service_capacity(s)
         if util >= 1 and svc.queue_limit == 0:
-            key = "workload.rate" if sc.workload.rate is not None else "workload.trace"
+            key = (f"workload.{varying[0]} (mean over the run)" if varying else
+                   "workload.rate" if sc.workload.rate is not None else "workload.trace")
             raise UserError(f"{key} offers service {svc.name!r} a utilisation of {_g(util)} (rate x demand mean / "
                             "capacity) >= 1 with unbounded queues, which never reaches steady state; lower the rate, "
                             "set a queue_limit, or set workload.allow_overload = true")
@@ -125,7 +133,7 @@ def check_result(row: dict, hist: np.ndarray, window: float) -> None:
         due.update((k, row[k]) for k in _DUE)
     due["measured window"] = window
     if window > 0:
-        due.update((k, row[k]) for k in ("throughput", "util_mean", "util_max"))
+        due.update((k, row[k]) for k in ("throughput", "offered_rate_mean", "util_mean", "util_max"))
     bad = [k for k, v in due.items() if not math.isfinite(v)]
     if bad:
         raise UserError(f"the run produced {bad[0]} = {due[bad[0]]} with {row['completed']:,} completed requests: "

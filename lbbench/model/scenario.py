@@ -126,6 +126,37 @@ class Cluster(_Model):
         return self
 
 
+class ProfilePoint(_Model):
+    """One point of a rate profile: from time `at` (seconds) the base rate is multiplied by `scale`."""
+
+    at: float = Field(ge=0, **_SECONDS, description="seconds from the start of the run")
+    scale: float = Field(ge=0, allow_inf_nan=False, le=1e12, description="multiplier of the base rate")
+
+
+class Diurnal(_Model):
+    """A sinusoidal multiplier 1 + amplitude * sin(2 pi (t - phase) / period) (docs/model.md)."""
+
+    period: float = Field(gt=0, **_SECONDS, description="seconds per cycle")
+    amplitude: float = Field(ge=0, allow_inf_nan=False, description="0..1; above 1 the rate would be negative")
+    phase: float = Field(0.0, ge=-MAX_SECONDS, **_SECONDS, description="seconds: the multiplier is 1 and rising at t = phase")
+
+    @field_validator("amplitude")
+    @classmethod
+    def _amplitude(cls, v):
+        if v > 1:
+            raise ValueError(f"an amplitude above 1 makes the rate negative for part of each period (got {v!r}); give 0 to 1")
+        return v
+
+
+class Bursts(_Model):
+    """A two-state Markov-modulated Poisson process: on for Exp(on), off for Exp(off) seconds,
+    the rate times `scale` while on (docs/model.md)."""
+
+    on: float = Field(gt=0, **_SECONDS, description="mean seconds of a burst")
+    off: float = Field(gt=0, **_SECONDS, description="mean seconds between bursts")
+    scale: float = Field(ge=0, allow_inf_nan=False, le=1e12, description="rate multiplier while on")
+
+
 class Workload(_Model):
     rho: float | None = Field(None, gt=0, allow_inf_nan=False, description="offered work / capacity of each service")
     rate: float | None = Field(None, gt=0, allow_inf_nan=False, description="total requests per second")
@@ -135,12 +166,42 @@ class Workload(_Model):
     zipf_s: float = Field(1.1, gt=0, allow_inf_nan=False)
     allow_overload: bool = Field(False, description="permit rho >= 1 with unbounded queues")
     trace: str | None = Field(None, description="arrivals from a Parquet/CSV file: time [, service, demand, client, entry]")
+    profile: list[ProfilePoint] | None = Field(None, description="multiplier of the base rate from each `at` on")
+    profile_shape: Literal["step", "linear"] = Field("step", description="between profile points: held or interpolated")
+    profile_csv: str | None = Field(None, description="absolute rate (requests/s) from a CSV of time, rate rows")
+    diurnal: Diurnal | None = None
+    bursts: Bursts | None = None
 
     @model_validator(mode="after")
     def _check(self):
-        given = sum(x is not None for x in (self.rho, self.rate, self.trace))
+        given = sum(x is not None for x in (self.rho, self.rate, self.trace, self.profile_csv))
+        if self.profile_csv is not None and given != 1:
+            other = "workload.rho" if self.rho is not None else "workload.rate" if self.rate is not None else "workload.trace"
+            raise ValueError(f"profile_csv gives the arrival rate itself (requests/s per row), so {other} cannot be "
+                             f"given with it; drop {other}, or use workload.profile (multipliers) with it")
         if given != 1:
-            raise ValueError("rho: give exactly one of workload.rho, workload.rate or workload.trace")
+            raise ValueError("rho: give exactly one of workload.rho, workload.rate, workload.trace or workload.profile_csv")
+        self._check_profile()
+        return self._check_entry()
+
+    def _check_profile(self):
+        """The time-varying rate's keys (docs/model.md, "Time-varying arrivals")."""
+        varying = [k for k in ("profile", "profile_csv", "diurnal", "bursts") if getattr(self, k) is not None]
+        if self.trace is not None and varying:
+            raise ValueError(f"{varying[0]}: a trace gives its own arrival times; drop workload.{varying[0]} or the trace")
+        if self.profile is not None and self.profile_csv is not None:
+            raise ValueError("profile: give workload.profile (multipliers) or workload.profile_csv (rates), not both")
+        if self.profile is not None:
+            if not self.profile:
+                raise ValueError("profile: an empty list; give at least one {at, scale} point, or drop the key")
+            for i in range(1, len(self.profile)):
+                if self.profile[i].at <= self.profile[i - 1].at:
+                    raise ValueError(f"profile.{i}.at {self.profile[i].at:g} is not after profile.{i - 1}.at "
+                                     f"{self.profile[i - 1].at:g}; sort the points by strictly increasing time")
+            if all(p.scale == 0 for p in self.profile):
+                raise ValueError("profile: every scale is 0, so no request would ever arrive; give a positive scale")
+
+    def _check_entry(self):
         if isinstance(self.entry, str):
             if self.entry != "uniform" and not self.entry.startswith("single:"):
                 raise ValueError(f"entry must be 'uniform', 'single:K' or a weight list, not {self.entry!r}")
@@ -419,6 +480,17 @@ PRESETS["failover"].update({
 })
 
 
+# The seed mesh under a flash crowd: base load rho 0.3, three times the rate from t = 120 s to
+# 180 s (utilisation 0.9 at the peak), 300 s, 2 s windows (docs/model.md, "Time-varying arrivals").
+PRESETS["flash-crowd"] = copy.deepcopy(PRESETS["seed-mesh"])
+PRESETS["flash-crowd"].update({
+    "name": "flash-crowd",
+    "workload": {"rho": 0.3, "entry": "single:0",
+                 "profile": [{"at": 0.0, "scale": 1.0}, {"at": 120.0, "scale": 3.0}, {"at": 180.0, "scale": 1.0}]},
+    "run": {"duration": 300.0, "warmup": 0.1, "window": 2.0},
+})
+
+
 def preset_names() -> list[str]:
     return sorted(PRESETS)
 
@@ -484,6 +556,7 @@ def _fields_at(loc) -> set[str]:
             return set()
         ann = f.annotation
         args = getattr(ann, "__args__", ()) or (ann,)
+        args = [b for a in args for b in (getattr(a, "__args__", ()) or (a,))]    # list[Model] | None
         nxt = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), None)
         if nxt is None:
             return set()
@@ -558,6 +631,7 @@ def read_toml(path: str | Path, what: str = "scenario") -> dict:
 
 
 TRACE_KEY = "workload.trace"
+PATH_KEYS = (TRACE_KEY, "workload.profile_csv")    # files relative to the file (or folder) that names them
 
 
 def _anchor(value: Any, base_dir: str | Path | None) -> Any:
@@ -583,8 +657,10 @@ def raw_scenario(source: str | Path | dict, base_dir: str | Path | None = None) 
         data.setdefault("name", Path(s).stem)
         base_dir = Path(s).parent
     workload = data.get("workload")
-    if isinstance(workload, dict) and "trace" in workload:
-        workload["trace"] = _anchor(workload["trace"], base_dir)
+    for key in PATH_KEYS:
+        field = key.split(".", 1)[1]
+        if isinstance(workload, dict) and field in workload:
+            workload[field] = _anchor(workload[field], base_dir)
     return data, label
 
 
@@ -595,8 +671,10 @@ def validate(data: dict, source: str = "scenario") -> Scenario:
         raise UserError(_format_validation(err, source)) from None
 
 
-_ALTERNATIVE = {"workload.rate": ("workload.rho", "workload.trace"), "workload.rho": ("workload.rate", "workload.trace"),
-                "workload.trace": ("workload.rho", "workload.rate"),
+_ALTERNATIVE = {"workload.rate": ("workload.rho", "workload.trace", "workload.profile_csv"),
+                "workload.rho": ("workload.rate", "workload.trace", "workload.profile_csv"),
+                "workload.trace": ("workload.rho", "workload.rate", "workload.profile_csv"),
+                "workload.profile_csv": ("workload.rho", "workload.rate", "workload.trace"),
                 "run.requests": ("run.duration",), "run.duration": ("run.requests",)}
 
 
@@ -607,7 +685,7 @@ def apply_overrides(data: dict, items, *, what: str = "--set", base_dir: str | P
     items = list(items)
     keys = {k for k, _ in items}
     for key, value in items:
-        set_path(data, key, _anchor(value, base_dir) if key == TRACE_KEY else value, what=what)
+        set_path(data, key, _anchor(value, base_dir) if key in PATH_KEYS else value, what=what)
         for other in _ALTERNATIVE.get(key, ()):
             if other not in keys and value is not None:
                 set_path(data, other, None, what=what)

@@ -16,6 +16,7 @@ from .. import rng as rngmod
 from ..errors import UserError
 from .limits import MAX_SECONDS
 from .cluster import ClusterState
+from .profile import TimeChange, csv_base_rate, expected_time, mean_multiplier, read_profile_csv, varying
 from .scenario import Demand, Scenario
 
 
@@ -189,15 +190,16 @@ class TraceReader:
         return len(self.time) / span if span > 0 else float(len(self.time))
 
 
-def service_rates(sc: Scenario, cl: ClusterState) -> np.ndarray:
-    """Requests per second offered to each service."""
+def service_rates(sc: Scenario, cl: ClusterState, base: float | None = None) -> np.ndarray:
+    """Requests per second offered to each service (the base rate of a time-varying workload;
+    `base`: a CSV profile's, `profile.csv_base_rate`)."""
     if sc.workload.trace is not None:
         return np.full(len(sc.services), np.nan)
     if sc.workload.rho is not None:
         return np.array([sc.workload.rho * cl.service_capacity(s) / svc.demand.mean
                          for s, svc in enumerate(sc.services)])
     w = np.array([svc.weight for svc in sc.services])
-    return sc.workload.rate * w / w.sum()
+    return (sc.workload.rate if base is None else base) * w / w.sum()
 
 
 class Workload:
@@ -207,17 +209,25 @@ class Workload:
         self.sc = sc
         self.n_services = len(sc.services)
         self.trace = TraceReader(sc.workload.trace, sc) if sc.workload.trace is not None else None
+        self.base_csv = None
         if self.trace is not None:
             self.rate = self.trace.rate
             w = np.array([svc.weight for svc in sc.services])
             self.rates = self.rate * w / w.sum()
         else:
-            self.rates = service_rates(sc, cl)
+            if sc.workload.profile_csv is not None:
+                t, r = read_profile_csv(sc.workload.profile_csv)
+                self.base_csv = (t, r, csv_base_rate(t, r, sc.workload.profile_shape == "linear"))
+            self.rates = service_rates(sc, cl, self.base_csv[2] if self.base_csv else None)
             self.rate = float(self.rates.sum())
         with np.errstate(invalid="ignore", divide="ignore"):     # a rate of 0 or inf: refused by limits.check_run
             self.service_cdf = np.cumsum(self.rates / self.rate)
         self.service_cdf[-1] = 1.0
         self.gaps = rngmod.stream(seed, rngmod.GAPS)
+        # a time-varying rate maps the base-rate arrival times through M^-1 (lbbench/model/profile.py)
+        self.varying = varying(sc.workload)
+        self.seed = seed
+        self.timechange = TimeChange(sc.workload, seed, self.base_csv) if self.varying else None
         self.service_rng = rngmod.stream(seed, rngmod.SERVICE)
         self.entry_rng = rngmod.stream(seed, rngmod.ENTRY)
         self.client_rng = rngmod.stream(seed, rngmod.CLIENT)
@@ -262,11 +272,25 @@ class Workload:
             self.now = float(t[-1])
         service = self._draw_services(n)
         demand = self._draw_demands(service)
-        self._check_finite(t, demand, service)
+        if self.timechange is not None:
+            # the same base-rate times, mapped to the varying rate's (inf: after a rate 0 for ever)
+            self._check_finite(t, demand, service)
+            self.timechange.invert(t)
+        else:
+            self._check_finite(t, demand, service)
         entry = self._draw_entries(n)
         c = Chunk(self.next_index, t, service, demand, entry, self._draw_clients(n), self._draw_jitter(n))
         self.next_index += n
         return c
+
+    def expected_time(self, n: int) -> float:
+        """A time-varying workload's expected time of its n-th arrival (inf if its rate ends at 0
+        for ever before): the run's horizon for run.requests (limits.check_run)."""
+        return expected_time(self.sc.workload, self.seed, self.base_csv, n / self.rate)
+
+    def mean_multiplier(self, horizon: float) -> float:
+        """A time-varying workload's mean rate over [0, horizon] relative to its base rate."""
+        return mean_multiplier(self.sc.workload, self.seed, self.base_csv, horizon)
 
     # The draws below are shared by generated and trace-driven chunks (for the columns a trace
     # does not give); each field has its own random stream, drawn in this order.

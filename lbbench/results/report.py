@@ -299,17 +299,18 @@ def _fig_util(tk: pl.DataFrame, facet: str, colors: dict, path: Path) -> Path | 
 
 def _fig_timeseries(ts: pl.DataFrame, chosen: dict, colors: dict, facet: str, rho: float, path: Path,
                     faults: pl.DataFrame | None = None) -> Path | None:
-    """Throughput and p99 per window for one run per strategy; with failures, a third panel of
-    failed requests per window and a vertical line at every fault (from the faults/ table)."""
+    """Throughput and p99 per window for one run per strategy; the offered load per window
+    under the p99 (when the table has it); with failures, a panel of failed requests per window
+    and a vertical line at every fault (from the faults/ table)."""
     has_failed = "failed" in ts.columns and (ts["failed"].fill_null(0) > 0).any()
     has_faults = faults is not None and faults.height > 0
-    if has_failed or has_faults:
-        fig = Figure(figsize=(10, 8.5), layout="constrained")
-        ax1, ax2, ax3 = fig.subplots(3, 1, sharex=True)
-    else:
-        fig = Figure(figsize=(10, 6), layout="constrained")
-        ax1, ax2 = fig.subplots(2, 1, sharex=True)
-        ax3 = None
+    has_offered = "offered_rate" in ts.columns
+    n_axes = 2 + has_offered + (has_failed or has_faults)
+    fig = Figure(figsize=(10, 6 + 2.5 * (n_axes - 2)), layout="constrained")
+    axes_all = list(fig.subplots(n_axes, 1, sharex=True))
+    ax1, ax2 = axes_all[:2]
+    ax_off = axes_all[2] if has_offered else None
+    ax3 = axes_all[-1] if (has_failed or has_faults) else None
     has_t = "t_start" in ts.columns and "t_end" in ts.columns
     p99_col = "latency_p99" in ts.columns
     scale, unit = _latency_unit(ts["latency_p99"].to_list() if p99_col else [])
@@ -331,14 +332,20 @@ def _fig_timeseries(ts: pl.DataFrame, chosen: dict, colors: dict, facet: str, rh
             p99_all += [v for v in y if np.isfinite(v) and v > 0]
             ax2.plot(x, y, color=colors.get(arm), label=lab, lw=1.2, ls=styles[j % len(styles)])
             drawn = True
+        if ax_off is not None:
+            ax_off.plot(x, s["offered_rate"].to_numpy(), color=colors.get(arm), label=lab, lw=1.2,
+                        ls=styles[j % len(styles)], drawstyle="steps-mid")
         if ax3 is not None and "failed" in s.columns:
             ax3.plot(x, s["failed"].fill_null(0).to_numpy(), color=colors.get(arm), label=lab, lw=1.2,
                      ls=styles[j % len(styles)], drawstyle="steps-mid")
     if not drawn:
         return None
+    if ax_off is not None:
+        ax_off.set_ylabel("offered load (req/s, by arrival window)")
+        ax_off.grid(True, alpha=0.3)
     if ax3 is not None:
         ax3.set_ylabel("failed requests per window")
-        axes = (ax1, ax2, ax3)
+        axes = tuple(axes_all)
         if has_faults:
             shown = set()
             for r in faults.select("time", "kind", "target").unique().sort("time").iter_rows(named=True):
@@ -353,7 +360,7 @@ def _fig_timeseries(ts: pl.DataFrame, chosen: dict, colors: dict, facet: str, rh
         ax2.set_yscale("log")
     ax1.set_ylabel("throughput (req/s, by arrival window)")
     ax2.set_ylabel(f"p99 latency per window ({unit})")
-    (ax3 if ax3 is not None else ax2).set_xlabel("simulated time (s, window midpoint)" if has_t else "window index")
+    axes_all[-1].set_xlabel("simulated time (s, window midpoint)" if has_t else "window index")
     for ax in (ax1, ax2):
         ax.grid(True, alpha=0.3)
     ax1.legend(title="strategy", fontsize="small")
