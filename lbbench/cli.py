@@ -253,6 +253,34 @@ def azure_functions(file, function, out):
         click.echo(f"wrote {out}: {len(t)} minutes, mean rate {r.mean():.6g} req/s")
 
 
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--list", "list_", is_flag=True, help="list the cases, one line each")
+@click.option("--quick", is_flag=True, help="the case's small budget (seconds; what the tests run)")
+@click.option("--big", is_flag=True, help="add the case's optional largest sizes (supermarket: n = 10,000)")
+@click.option("--out", "-o", type=click.Path(), help="output folder [default: results/papers/NAME]")
+@click.option("--workers", "-w", type=int, help="parallel runs [default: all cores]")
+def reproduce(name, list_, quick, big, out, workers):
+    """Run a published result's sweep and write report.md: published value, lbbench's, 95% CI, verdict.
+
+    The runs are kept under OUT/data/ and resumed: the same command again reruns nothing and
+    writes the same report."""
+    if list_:
+        from .experiments.reproduce import cases
+        for case in cases().values():
+            click.echo(f"{case.name}: {case.title}")
+        return
+    if name is None:
+        raise UserError("reproduce: give a case name, or --list to see them")
+    from .experiments.pool import prepare
+    prepare()           # before polars starts threads: the sweep's workers fork from this process
+    from .experiments.reproduce import run_case
+    md, outcome = run_case(name, out, quick=quick, big=big, workers=workers)
+    for r in outcome.rows:
+        click.echo(f"{r.label}: published {r.published}; lbbench {r.value} {r.ci}; {r.verdict}")
+    click.echo(f"report: {md}")
+
+
 class Interrupted(BaseException):
     """SIGINT or SIGTERM, raised in the main thread; BaseException, like KeyboardInterrupt, so
     that no `except Exception` takes it for a failed run."""

@@ -78,8 +78,8 @@ def build(cands, state, points):
 
 
 @njit(inline="always")
-def lookup(state, client):
-    """The task owning the first ring point at or after the client's hash (wrapping)."""
+def position(state, client):
+    """The index of the first ring point at or after the client's hash (wrapping)."""
     key = kit.hash32(np.uint64(client) ^ _CLIENT_SALT) * TASK_SCALE
     r = int(state[2])
     lo = 0
@@ -92,7 +92,19 @@ def lookup(state, client):
             hi = mid
     if lo == r:
         lo = 0
-    return np.int64(state[RING + lo]) & ((1 << TASK_BITS) - 1)
+    return lo
+
+
+@njit(inline="always")
+def task_at(state, i):
+    """The task owning ring point i."""
+    return np.int64(state[RING + i]) & ((1 << TASK_BITS) - 1)
+
+
+@njit(inline="always")
+def lookup(state, client):
+    """The task owning the first ring point at or after the client's hash (wrapping)."""
+    return task_at(state, position(state, client))
 
 
 @njit

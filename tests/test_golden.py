@@ -5,9 +5,9 @@ output before a change; a change that alters any recorded column for an unchange
 fails here and has to be named where it is made, with the record re-written.
 
 Each case compiles its strategy's kernel (with faults for `failover`), which the rest of the
-suite does for round_robin, least_load and random only; compiling the nine others' would add
-about 90 s to a run on an empty cache. So the suite checks those three on every preset, and
-LBBENCH_GOLDEN=all checks all 37 cases (every preset x strategy).
+suite does for round_robin, least_load and random only; compiling the others' would add
+about 10 s each to a run on an empty cache. So the suite checks those three on every preset,
+and LBBENCH_GOLDEN=all checks every recorded case (every preset x strategy).
 """
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ from lbbench.model.workload import Workload
 
 STRATEGIES = names()
 RESEARCH = ["weighted_round_robin", "power_of_d", "join_idle_queue", "shortest_expected_delay", "never_queue",
-            "peak_ewma", "ring_hash", "maglev", "prequal"]
+            "peak_ewma", "ring_hash", "maglev", "prequal", "bounded_hash"]
 
 # Two services, per-node balancers, hops with jitter, mixed speeds, zipf clients.
 MIXED = {
