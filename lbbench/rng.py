@@ -1,7 +1,7 @@
 """Explicit random streams.
 
 Python side: every purpose (arrival gaps, demand, entry nodes, clients, jitter, strategy,
-placement, faults) has its own `numpy.random.Generator`, derived from the run's seed and a
+placement, faults; a closed loop's users, each with its own streams) has its own `numpy.random.Generator`, derived from the run's seed and a
 fixed purpose key, so changing the strategy never changes the arrivals (common random numbers).
 
 Compiled side: strategies get a per-balancer `rng` state (a uint64 array of length 1) and draw
@@ -15,6 +15,8 @@ from numba import njit
 
 # Purpose keys: fixed forever (changing one changes every result for that purpose).
 GAPS, SERVICE, ENTRY, CLIENT, JITTER, STRATEGY, PLACEMENT, FAULTS, DEMAND, CONNECTION = range(10)
+# Closed loop: each user's own streams are keyed (USER, user, purpose, ...), THINK its think times.
+USER, THINK = 10, 11
 
 
 def stream(seed: int, purpose: int, *sub: int) -> np.random.Generator:

@@ -16,7 +16,8 @@ HERE = Path(__file__).parent
 # shorter runs than the presets' own, so the whole set takes seconds once compiled
 CASES = {"seed-mesh": {"run.requests": 20_000}, "reference": {"run.requests": 40_000},
          "failover": {"run.duration": 120.0, "faults.events": [{"at": 40.0, "kind": "node_down", "node": 2},
-                                                               {"at": 90.0, "kind": "node_up", "node": 2}]}}
+                                                               {"at": 90.0, "kind": "node_up", "node": 2}]},
+         "closed-loop": {"run.requests": 20_000}}
 # columns that describe the run's identity or its wall time, not its result
 VOLATILE = {"run_id", "wall_s", "req_per_s", "strategy_hash", "lbbench_version", "schema_version"}
 
