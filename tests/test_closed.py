@@ -77,8 +77,12 @@ def _check_features(res, features):
         assert len(np.unique(res.tasks.filter(res.tasks["served"] > 0)["service"].to_numpy())) == 2
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
-@pytest.mark.parametrize("case", list(CASES))
+# the failure case under least_load only: each strategy's kernel with failures is one more
+# compile (about 10 s on an empty cache), and what it checks is the engine's, not the strategy's
+PAIRS = [(case, s) for case in CASES for s in STRATEGIES if case != "faults_retries" or s == "least_load"]
+
+
+@pytest.mark.parametrize("case, strategy", PAIRS)
 def test_engine_matches_naive(case, strategy):
     sc, features = CASES[case]
     ref = simulate_naive(sc, strategy)
