@@ -1,7 +1,8 @@
 """Explicit random streams.
 
 Python side: every purpose (arrival gaps, demand, entry nodes, clients, jitter, strategy,
-placement, faults, connections, bursts' on/off periods) has its own `numpy.random.Generator`, derived from the run's seed and a
+placement, faults, connections, bursts' on/off periods; a closed loop's users, each with its
+own streams) has its own `numpy.random.Generator`, derived from the run's seed and a
 fixed purpose key, so changing the strategy never changes the arrivals (common random numbers).
 
 Compiled side: strategies get a per-balancer `rng` state (a uint64 array of length 1) and draw
@@ -14,7 +15,10 @@ import numpy as np
 from numba import njit
 
 # Purpose keys: fixed forever (changing one changes every result for that purpose).
-GAPS, SERVICE, ENTRY, CLIENT, JITTER, STRATEGY, PLACEMENT, FAULTS, DEMAND, CONNECTION, BURSTS = range(11)
+GAPS, SERVICE, ENTRY, CLIENT, JITTER, STRATEGY, PLACEMENT, FAULTS, DEMAND, CONNECTION = range(10)
+# Closed loop: each user's own streams are keyed (USER, user, purpose, ...), THINK its think times.
+USER, THINK = 10, 11
+BURSTS = 12     # the on/off periods of workload.bursts
 
 
 def stream(seed: int, purpose: int, *sub: int) -> np.random.Generator:

@@ -22,7 +22,8 @@ at equal times (a worker freed at t serves a request reaching its task at t; a s
 at t sees both; a request arriving at t is decided after all of that), and `sequence` the order
 in which the events were scheduled. Control events at equal times: the stale refresh (sub 0),
 then the fault schedule in its order (sub 1, key = index), then node detections (sub 2, key =
-node), then the orchestrator's task events (sub 3, key = task slot). A task slot or a node has
+node), then the orchestrator's task events (sub 3, key = task slot), then a closed loop's users'
+sends (sub 4, key = user). A task slot or a node has
 at most one pending event: a newer one supersedes it (lazy deletion by version).
 
 The simulation (`_Sim`) is grouped by concern, in the order of a request's life: the event
@@ -76,7 +77,7 @@ NO_INDEX = np.zeros(0, dtype=np.int32)
 # Event kinds, in their order at equal times.
 COMPLETION, TASK_ARRIVAL, CONTROL, RETRY, NEW_ARRIVAL = 0, 1, 2, 3, 4
 # Control events' sub-order at equal times.
-SUB_REFRESH, SUB_FAULT, SUB_NODE, SUB_TASK = 0, 1, 2, 3
+SUB_REFRESH, SUB_FAULT, SUB_NODE, SUB_TASK, SUB_USER = 0, 1, 2, 3, 4
 # Task slot states
 DEAD, ALIVE, STARTING = 0, 1, 2
 
@@ -127,6 +128,7 @@ class NaiveResult:
     removed: list = field(default_factory=list)      # (time, task) of every table removal
     followed: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))  # followed its open connection
     orphaned: int = 0         # requests whose open connection's task had left the table (balanced anew)
+    user: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # closed loop: who sent it
 
     @property
     def in_flight(self) -> int:
@@ -346,7 +348,13 @@ class _Sim:
         self.conn = sc.balancer.unit == "connection"
         wl = Workload(sc, cl, seed, need_client=spec.reads_client or self.conn)
         self.inp = inp = run_inputs(sc, cl, wl, seed)
-        self.arr = arr = _varying_arrivals(sc, cl, wl, seed, inp.n_req) if _varying(sc) else _arrivals(sc, wl, inp.n_req)
+        self.users = wl.users          # a closed loop's users (docs/model.md, "Closed loop"), else None
+        if self.users is None:
+            self.arr = arr = (_varying_arrivals(sc, cl, wl, seed, inp.n_req) if _varying(sc)
+                              else _arrivals(sc, wl, inp.n_req))
+        else:                          # filled as the users send
+            self.arr = arr = Chunk(0, np.zeros(0), np.zeros(0, dtype=np.int32), np.zeros(0), np.zeros(0, dtype=np.int32),
+                                   np.zeros(0, dtype=np.int64), np.zeros(0))
         n = len(arr.t)
 
         # ---- balancers: one per node (per_node) or a single one (central)
@@ -389,6 +397,8 @@ class _Sim:
         # ---- measurement
         if inp.warm_time is None:
             warm_index = inp.warm_index
+        elif self.users is not None:
+            warm_index = math.inf      # the first send at or after warm_time (user_send)
         else:
             warm_index = int(np.searchsorted(arr.t, inp.warm_time, side="left"))
         self.warm_index = warm_index
@@ -397,7 +407,7 @@ class _Sim:
             latency=np.full(n, np.nan), status=np.full(n, NEVER, dtype=np.int64),
             t=arr.t.copy(), demand=arr.demand.copy(), warm_index=warm_index, requests=n,
             task_served=np.zeros(T, dtype=np.int64), task_busy=np.zeros(T), tries=np.zeros(n, dtype=np.int64),
-            followed=np.zeros(n, dtype=bool),
+            followed=np.zeros(n, dtype=bool), user=np.zeros(n, dtype=np.int64),
         )
 
         # ---- the event list: every arrival, the first stale refresh, the fault schedule
@@ -406,6 +416,8 @@ class _Sim:
         for i in range(n):
             self.schedule(float(arr.t[i]), NEW_ARRIVAL, i)
         self.t_last = float(arr.t[-1]) if n else 0.0
+        if self.users is not None:
+            self.start_users()
         if math.isfinite(self.period) and self.period <= self.t_last:
             self.schedule(self.period, CONTROL, ("refresh", 1))         # refreshes at P, 2P, 3P, ...
         for j in range(len(inp.schedule)):
@@ -428,6 +440,8 @@ class _Sim:
         while self.events and self.events[0][0] <= end:
             time, kind, _, _, _, payload = heapq.heappop(self.events)
             handlers[kind](time, payload)
+        if self.users is not None:
+            self.end_users()
         self.res.task_node = self.task_node
         self.res.restarts = self.restarts
         return self.res
@@ -457,7 +471,10 @@ class _Sim:
         self.local_out[b, k] -= 1
 
     def refresh(self, now: float, kk: int) -> None:
-        """The stale snapshot at kk * P; the next one while it can inform a decision."""
+        """The stale snapshot at kk * P; the next one while it can inform a decision. (A closed
+        loop: while the users send, up to run.duration; none after the run's last send.)"""
+        if self.users is not None and not (self.n_sent < self.n_send and now <= self.t_end):
+            return
         self.snapshot[:] = self.outstanding
         if (kk + 1) * self.period <= self.t_last:
             self.schedule((kk + 1) * self.period, CONTROL, ("refresh", kk + 1), SUB_REFRESH)
@@ -471,6 +488,71 @@ class _Sim:
         req = _Request(i, now, int(arr.service[i]), float(arr.demand[i]), int(arr.entry[i]), client)
         follow = self.follow_connection(req) if self.conn else -1
         self.attempt(now, req, follow=follow, new=True)
+
+    # ---- a closed loop: users who think, send one request, wait for its outcome, think again
+
+    def start_users(self) -> None:
+        """Time 0: every user thinks before its first request; users send while fewer than the
+        run's requests are sent and before run.duration."""
+        sc, users = self.sc, self.users
+        self.n_send = self.inp.n_req if self.inp.n_req is not None else math.inf
+        self.t_end = sc.run.duration if sc.run.duration is not None else math.inf
+        self.n_sent = 0
+        self.t_last = math.inf if self.period <= self.t_end else 0.0     # refreshes: see `refresh`
+        self.next_draw = [users.draw(u, 1) for u in range(users.n)]     # (think, service, demand, jitter)
+        for u in range(users.n):
+            self.schedule(float(self.next_draw[u][0][0]), CONTROL, ("user", u), SUB_USER, u)
+
+    def user_send(self, now, u) -> None:
+        """User u's timer: it sends its next request (the run's next index) at its entry node."""
+        if self.n_sent >= self.n_send or now >= self.t_end:
+            return                                  # the run sends no more: the user stops
+        i = self.n_sent
+        self.n_sent += 1
+        if self.warm_index == math.inf and now >= self.inp.warm_time:
+            self.warm_index = self.res.warm_index = i
+        _, service, demand, jitter = self.next_draw[u]
+        self.next_draw[u] = self.users.draw(u, 1)
+        self._room(i + 1)
+        arr, res = self.arr, self.res
+        arr.t[i], arr.service[i], arr.demand[i] = now, service[0], demand[0]
+        arr.entry[i], arr.client[i] = self.users.entry[u], u
+        if len(jitter):
+            arr.jitter[2 * i:2 * i + 2] = jitter
+        res.t[i], res.demand[i], res.user[i] = now, demand[0], u
+        self.new_arrival(now, i)
+
+    def user_wait_over(self, req, t) -> None:
+        """The request's outcome reached its user at t: it thinks, then sends again."""
+        if self.users is not None:
+            u = req.client
+            self.schedule(t + float(self.next_draw[u][0][0]), CONTROL, ("user", u), SUB_USER, u)
+
+    def _room(self, n) -> None:
+        """The per-request arrays hold n requests (a closed loop's grow as its users send)."""
+        if len(self.arr.t) >= n:
+            return
+        m = max(2 * len(self.arr.t), n, 64)
+
+        def grown(a, fill, per=1):
+            b = np.full(per * m, fill, dtype=a.dtype)
+            b[:len(a)] = a
+            return b
+        arr, res = self.arr, self.res
+        self.arr = Chunk(0, grown(arr.t, 0.0), grown(arr.service, 0), grown(arr.demand, 0.0), grown(arr.entry, 0),
+                         grown(arr.client, -1), grown(arr.jitter, 0.0, 2))
+        for name, fill in (("task", -1), ("start", np.nan), ("done", np.nan), ("latency", np.nan), ("status", NEVER),
+                           ("t", 0.0), ("demand", 0.0), ("tries", 0), ("followed", False), ("user", -1)):
+            setattr(res, name, grown(getattr(res, name), fill))
+
+    def end_users(self) -> None:
+        """The per-request arrays cut to the requests sent."""
+        n, res = self.n_sent, self.res
+        for name in ("task", "start", "done", "latency", "status", "t", "demand", "tries", "followed", "user"):
+            setattr(res, name, getattr(res, name)[:n])
+        res.requests = n
+        if res.warm_index == math.inf:
+            res.warm_index = n
 
     def follow_connection(self, req) -> int:
         """The task of the client's open keep-alive connection to the service, if it carries
@@ -609,6 +691,7 @@ class _Sim:
             res.task_busy[k] += req.demand / self.task_speed[k]
             timeout = self.sc.clients.timeout
             res.timed_out += timeout > 0 and latency > timeout
+        self.user_wait_over(req, now + req.d_out)
         if self.on_complete is not None:
             s = int(self.cl.task_service[k])
             view = View(self.load_of(b), self.task_node, self.task_speed, -1, now, int(self.inp.bal_start[b]),
@@ -636,6 +719,7 @@ class _Sim:
             res.rejected += i >= self.warm_index
         else:
             res.failed += i >= self.warm_index
+        self.user_wait_over(req, now)
 
     def retry(self, now, req):
         """A client sends the request again: a new decision at its entry node."""
@@ -649,6 +733,8 @@ class _Sim:
             self.refresh(now, payload[1])
         elif what == "fault":
             self.fault(now, payload[1])
+        elif what == "user":
+            self.user_send(now, payload[1])
         elif what == "node":
             if self.node_ver[payload[1]] == payload[2]:      # detected: leaves the entry policy
                 self.node_entry[payload[1]] = False

@@ -10,8 +10,10 @@ all-inf tree and pays one load per event loop pass for it.
 
 Timer classes, in order (`timers`): the stale refresh (1), the fault schedule (1: a cursor
 into the sorted schedule), node detections (one per node), the orchestrator's task events
-(one per task slot: detect, place, join). A new kind adds its class to `timers` and a branch
-to `control_step`.
+(one per task slot: detect, place, join), a closed loop's users (one per user: the user's next
+send). A new kind adds its class to `timers` and a branch to `control_step`; a user's send is
+a new request, which the kernel dispatches itself (`_advance` stops at it, as at a retry), so
+its branch is in the kernel, not here.
 """
 import numpy as np
 from numba import njit
@@ -19,18 +21,24 @@ from numba import njit
 from ..model.faults import F_NODE_DOWN, F_NODE_DRAIN, F_NODE_UP, F_SERVICE_CRASH, F_TASK_CRASH
 from ..rng import hash_uniform
 from .info import refresh
+from .heaps import _sift_down, timer_at, timer_set
 from .loadindex import build, build_all, touch
-from .heaps import _sift_down
 from .lowlevel import RunStateCompiler
 from .requests import _give_up
 from .state import (CRASHES, EV_DETECT, EV_JOIN, EV_NONE, EV_PLACE, FAULT_I, HEAP_N, ST_FAILED, TASK_ALIVE, TASK_DEAD,
                     TASK_STARTING)
 
-T_REFRESH, T_SCHEDULE, T_NODES = 0, 1, 2       # timer ids; node n is T_NODES + n, task k after the nodes
+T_REFRESH, T_SCHEDULE, T_NODES = 0, 1, 2       # timer ids; node n is T_NODES + n, task k after the nodes,
+                                                # a closed loop's user u after the tasks (user_timer)
 
 
-def timers(n_nodes: int, n_tasks: int) -> int:
+def timers(n_nodes: int, n_tasks: int, n_users: int = 0) -> int:
     """Number of timers of a run."""
+    return T_NODES + n_nodes + n_tasks + n_users
+
+
+def user_timer(n_nodes: int, n_tasks: int) -> int:
+    """The id of user 0's timer (Config.user_timer0): users come last, after the task slots."""
     return T_NODES + n_nodes + n_tasks
 
 
@@ -56,30 +64,6 @@ def new_tree(n_timers: int, at: dict) -> tuple[np.ndarray, np.ndarray]:
         t[j] = t[c]
         ids[j] = ids[c]
     return t, ids
-
-
-# timer_set's callers pass the timer's id as an int64 (np.int64 on a constant or an int32): each
-# other argument type (a literal, int32) would be one more compiled copy on a first run.
-@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
-def timer_set(st, i, t):
-    """Set timer i to time t (inf: off) and restore the tournament above it."""
-    ct = st.ctl_t
-    ci = st.ctl_i
-    j = (ct.shape[0] >> 1) + i
-    ct[j] = t
-    j >>= 1
-    while j >= 1:
-        c = 2 * j
-        if ct[c + 1] < ct[c]:
-            c += 1
-        ct[j] = ct[c]
-        ci[j] = ci[c]
-        j >>= 1
-
-
-@njit(inline="always", cache=True)
-def timer_at(st, i):
-    return st.ctl_t[(st.ctl_t.shape[0] >> 1) + i]
 
 
 @njit(inline="always", cache=True)

@@ -2,6 +2,8 @@
 import numpy as np
 from numba import njit
 
+from .lowlevel import RunStateCompiler
+
 
 # 4-ary min-heaps on (key, slot) pairs, sift with a hole. Fewer levels than a binary heap and
 # a branch-light pick of the smallest child; keys past the end are +inf (state.HEAP_PAD slots), so
@@ -69,3 +71,29 @@ def heap_pop(key, slot, n):
     key[n] = np.inf
     _sift_down(key, slot, n, np.int64(0))
     return n
+
+
+# The control events' tournament tree (control.py): here, beside the other queues, so that the
+# request path (requests.py) can set a closed loop's user timers without importing control.py.
+# timer_set's callers pass the timer's id as an int64 (np.int64 on a constant or an int32): each
+# other argument type (a literal, int32) would be one more compiled copy on a first run.
+@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+def timer_set(st, i, t):
+    """Set timer i to time t (inf: off) and restore the tournament above it."""
+    ct = st.ctl_t
+    ci = st.ctl_i
+    j = (ct.shape[0] >> 1) + i
+    ct[j] = t
+    j >>= 1
+    while j >= 1:
+        c = 2 * j
+        if ct[c + 1] < ct[c]:
+            c += 1
+        ct[j] = ct[c]
+        ci[j] = ci[c]
+        j >>= 1
+
+
+@njit(inline="always", cache=True)
+def timer_at(st, i):
+    return st.ctl_t[(st.ctl_t.shape[0] >> 1) + i]

@@ -40,10 +40,10 @@ from .info import load_of, on_response
 from .loadindex import touch, tree_of
 from .lowlevel import _fdiv, _view
 from .metrics import _record, window_of
-from .requests import _free_slot, _give_up, _place
-from .state import (ARRIVED, COMPLETED, CROSS, ERR_CODE, ERR_REQ, ERR_VALUE, FAILED, FREE_N, HEAP_N, LAT_MAX, LAT_SUM,
-                    REQUESTS, RT_N, ST_COMPLETED, ST_FAILED, ST_IN_FLIGHT, ST_REJECTED, T_FIRST, T_LAST, TASK_ALIVE,
-                    TRANSIT_N, TS_ARRIVED, TS_FAILED)
+from .requests import _free_slot, _give_up, _place, _user_wait_over
+from .state import (ARRIVED, COMPLETED, CROSS, ERR_CODE, ERR_REQ, ERR_VALUE, FAILED, FREE_N, HEAP_N, K_USER_DRAWS, K_WARM,
+                    LAT_MAX, LAT_SUM, NEED, REQUESTS, RT_N, ST_COMPLETED, ST_FAILED, ST_IN_FLIGHT, ST_REJECTED, T_FIRST,
+                    T_LAST, TASK_ALIVE, TRANSIT_N, TS_ARRIVED, TS_FAILED)
 
 # --------------------------------------------------------------------------------------------
 # What a strategy sees (docs/strategies.md). Built per decision; numba keeps it in registers.
@@ -90,10 +90,14 @@ ir_utils.alias_func_extensions[("View", __name__)] = _view_aliases
 # requests in dispatch order, in-flight requests are drained at the end; simulate decides):
 # each completion is recorded when the request is dispatched, with no heap, giving the same
 # results as the heap path, faster. DIRECT = False is the heap path.
+# CLOSED = True: a closed loop's users send the requests (workload.mode = closed; the chunks
+# are empty): `_advance` stops at a user's timer and the kernel dispatches its request; a
+# request's outcome sets its user's timer. False prunes all of it from open-loop runs.
 FULL = True
 DIRECT = False
 HAS_COMPLETE = True     # False: the strategy has no on_complete hook (its call is pruned)
 LOAD_INDEX = False      # True: the strategy reads the load index (its upkeep per load change)
+CLOSED = False
 
 
 @njit(cache=True)
@@ -138,6 +142,8 @@ def _task_id_typed(k):
         raise NotATaskId(f"select returns {k}, not a task id (an integer from cands)")
     return lambda k: k
 
+
+_UNKNOWN = np.iinfo(np.int64).max     # Config.warm_index of a duration-bounded run before its warm-up's end
 
 # --------------------------------------------------------------------------------------------
 # Request life cycle.
@@ -203,6 +209,8 @@ def _retire(cfg, st, met, slot, done):
         view = View(load, cfg.task_node, cfg.task_speed, -1, done, cfg.bal_start[b], _params(cfg.params), -1, s,
                     st.bal_task_state[b], tree_of(cfg, st, b, np.uint64(s)))
         _on_complete(st.bal_state[b * np.uint64(cfg.n_services) + np.uint64(s)], task, latency, done, view)
+    if CLOSED:
+        _user_wait_over(cfg, st, slot, done + st.slot_dout[u])
     _free_slot(st.free_slots, st.ctr, slot)
 
 
@@ -211,8 +219,9 @@ def _retire(cfg, st, met, slot, done):
 def _advance(cfg, st, met, limit, ctl_limit):
     """Apply every completion, arrival at a task and control event with time <= limit, in time
     order; stale refreshes only up to ctl_limit (the last arrival: none after the run's last
-    arrival, when the drain calls with limit past it). Returns True when it stopped at a client
-    retry due at or before `limit` (the caller dispatches it, then calls again)."""
+    arrival, when the drain calls with limit past it). Returns 1 when it stopped at a client
+    retry due at or before `limit`, 2 at a closed loop's user's send (the root of the control
+    queue; the caller dispatches either, then calls again), else 0."""
     inf = np.inf
     while True:
         tc = st.heap_key[0] if st.ctr[HEAP_N] > 0 else inf
@@ -222,9 +231,9 @@ def _advance(cfg, st, met, limit, ctl_limit):
         if FULL and st.ctr[RT_N] > 0:
             tr = st.rt_key[0]
             if tr < first and tr <= limit:
-                return True
+                return 1
         if first > limit or first == inf:
-            return False
+            return 0
         if tc <= tt and tc <= tq:
             slot = st.heap_slot[0]
             st.ctr[HEAP_N] = heap_pop(st.heap_key, st.heap_slot, st.ctr[HEAP_N])
@@ -235,6 +244,8 @@ def _advance(cfg, st, met, limit, ctl_limit):
             _task_arrive(cfg, st, met, slot, tt)
         elif st.ctl_i[1] == T_REFRESH and tq > ctl_limit:
             timer_set(st, np.int64(T_REFRESH), inf)       # past the last arrival: no more refreshes
+        elif CLOSED and st.ctl_i[1] >= cfg.user_timer0:
+            return 2
         elif FULL:
             control_step(cfg, st, met, tq)
         else:
@@ -375,9 +386,13 @@ def _kernel(cfg, st, met, arr, first, until):
     lat_max = st.fctr[LAT_MAX]
     i = 0
     while True:
-        retry = False
+        retry = 0
         if not DIRECT:
-            if i < n:
+            if CLOSED:
+                # the users send while the run lasts; then refreshes stop at the last send
+                lim = until
+                ctl = cfg.t_end if ctr[REQUESTS] < cfg.n_req else st.fctr[T_LAST]
+            elif i < n:
                 lim = arr.t[i]
                 ctl = lim
             else:
@@ -387,11 +402,54 @@ def _kernel(cfg, st, met, arr, first, until):
                 ctl = st.fctr[T_LAST]
             retry = _advance(cfg, st, met, lim, ctl)
         follow = -1
-        if FULL and retry:
+        if FULL and retry == 1:
             # a client sends a failed or rejected request again: a new decision, same request
             now, slot, idx, s, e, dem, client, jin, jout = _next_retry(st)
             measured = idx >= cfg.warm_index
             w = window_of(cfg.ts_inv, cfg.ts_n, st.slot_t0[slot])
+        elif CLOSED and retry == 2:
+            # a closed loop's user sends its next request (docs/model.md, "Closed loop")
+            now = st.ctl_t[1]
+            tu = np.int64(st.ctl_i[1])
+            u = tu - cfg.user_timer0
+            idx = ctr[REQUESTS]
+            if idx >= cfg.n_req or now >= cfg.t_end:
+                timer_set(st, tu, np.inf)       # the run sends no more: the user stops
+                continue
+            p = st.usr_pos[u]
+            if p + 1 >= st.usr_think.shape[1] or (cfg.warm_index == _UNKNOWN and now >= cfg.warm_time):
+                # Python's turn: the user's next draws (it needs this row and the next think
+                # time), or the warm-up's end (this request is the first measured)
+                ctr[NEED] = u if p + 1 >= st.usr_think.shape[1] else idx
+                _store_counters(st, cross, completed, lat_sum, lat_max)
+                return K_USER_DRAWS if p + 1 >= st.usr_think.shape[1] else K_WARM
+            timer_set(st, tu, np.inf)           # waiting for the outcome
+            st.usr_pos[u] = p + 1
+            ctr[REQUESTS] = idx + 1
+            st.fctr[T_LAST] = now
+            measured = idx >= cfg.warm_index
+            if measured:
+                if ctr[ARRIVED] == 0:
+                    st.fctr[T_FIRST] = now
+                ctr[ARRIVED] += 1
+            w = window_of(cfg.ts_inv, cfg.ts_n, now)
+            if cfg.ts_n > 0:
+                met.ts_count[w, TS_ARRIVED] += 1
+            s = st.usr_svc[u, p]
+            e = st.usr_entry[u]
+            dem = st.usr_dem[u, p]
+            client = u
+            jin = 0.0
+            jout = 0.0
+            if cfg.has_jitter:
+                jin = st.usr_jit[u, 2 * p]
+                jout = st.usr_jit[u, 2 * p + 1]
+            if cfg.conn:
+                follow, e = _follow_connection(cfg, st, client, s, e)
+            slot = _take_slot(cfg, st, now, idx, s, e, dem, client, jin, jout)
+            st.slot_user[slot] = u
+            if cfg.trace:
+                met.tr_user[idx] = u
         else:
             if i >= n:
                 break
@@ -451,7 +509,7 @@ def _kernel(cfg, st, met, arr, first, until):
                 st.fctr[T_LAST] = now
                 _store_counters(st, cross, completed, lat_sum, lat_max)
                 return 1
-            if cfg.conn and not retry:
+            if cfg.conn and retry != 1:
                 _open_connection(cfg, st, client, s, e, k)
         if not DIRECT and cfg.trace:
             met.tr_task[idx] = k

@@ -5,7 +5,7 @@ import numpy as np
 from numba import njit
 
 from ..rng import hash_uniform
-from .heaps import heap_push
+from .heaps import heap_push, timer_set
 from .lowlevel import RunStateCompiler
 from .metrics import window_of
 from .state import (FAILED, FREE_N, REJECTED, RETRIED, RT_N, ST_IN_FLIGHT, ST_REJECTED, TS_FAILED, TS_REJECTED,
@@ -35,6 +35,14 @@ def _place(wstart, worker_free, k, ta, svc):
     done = start + svc
     worker_free[best] = done
     return start, done
+
+
+@njit(inline="always", cache=True)
+def _user_wait_over(cfg, st, slot, t):
+    """A closed loop's user has its request's outcome at t (the response back, or its final
+    failure or rejection): it thinks, then sends its next request (its timer)."""
+    u = st.slot_user[slot]
+    timer_set(st, cfg.user_timer0 + u, t + st.usr_think[u, st.usr_pos[u]])
 
 
 # compile time on a first run).
@@ -73,4 +81,6 @@ def _give_up(cfg, st, met, slot, t, status):
         met.tr_status[idx] = status
         met.tr_done[idx] = t
         met.tr_start[idx] = np.nan
+    if cfg.users > 0:
+        _user_wait_over(cfg, st, slot, t)
     _free_slot(st.free_slots, st.ctr, slot)

@@ -110,6 +110,8 @@ class _Run:
         T, S_ = cl.n_tasks, cl.n_services
         conn = sc.balancer.unit == "connection"
         self.workload = Workload(sc, cl, seed, need_client=spec.reads_client or conn)
+        self.users = self.workload.users          # a closed loop's users (workload.UserDraws), else None
+        n_users = self.users.n if self.users is not None else 0
         # the set-up shared with tests/naive.py (lbbench.model.inputs)
         inp = run_inputs(sc, cl, self.workload, seed)
         self.n_req = n_req = inp.n_req
@@ -141,6 +143,10 @@ class _Run:
             restart_delay=float(h.restart_delay), startup=float(h.startup), entry_key=np.int64(fkey[0]),
             retries=np.int64(cli.retries), backoff=float(cli.backoff), timeout=float(cli.timeout),
             retry_key=np.int64(fkey[1]),
+            users=np.int64(n_users), user_timer0=np.int64(control.user_timer(cl.n_nodes, T)),
+            n_req=np.int64(n_req if n_req is not None else np.iinfo(np.int64).max),
+            t_end=float(sc.run.duration if sc.run.duration is not None else math.inf),
+            warm_time=float(inp.warm_time if inp.warm_time is not None else math.inf),
         )
         # the load index (loadindex.py), for a strategy that declares it
         li_off, li_p, li_len = loadindex.layout(cl.task_service, S_)
@@ -151,15 +157,23 @@ class _Run:
         self.first_node = cl.task_node.copy()
         cap = 1024
         N = cl.n_nodes
-        n_timers = control.timers(N, T)
+        n_timers = control.timers(N, T, n_users)
         at = {control.T_SCHEDULE: self.schedule.time[0]} if len(self.schedule) else {}
         if info.kind == "stale":
             at[control.T_REFRESH] = info.period
+        # a closed loop's user draws: rows per user (their number changes no result: each user's
+        # streams are drawn in order, whatever the rows; docs/model.md, "Random streams"): about
+        # 8 chunks' worth in all, so that drawing them (a few numpy calls per user) stays cheap
+        # per request
+        rows = min(max(8 * sc.run.chunk // max(n_users, 1), 64), 4096) if n_users else 0
+        self.timers = (n_timers, at)
         ctl_t, ctl_i = control.new_tree(n_timers, at)
         piggy = info.kind == "piggyback"
+        clients = n_users if self.users is not None else sc.workload.clients
         self.st = S.new_state(
             dict(tasks=T, workers=int(cl.task_wstart[-1]), nodes=N, balancers=n_bal, balancer_services=n_bal * S_,
-                 state_size=spec.state_size, connections=sc.workload.clients * S_ if conn else 0,
+                 state_size=spec.state_size, connections=clients * S_ if conn else 0,
+                 users=n_users, user_draws=rows, user_jitter=2 * rows if sc.network.jitter > 0 else 0,
                  piggy_balancers=n_bal if piggy else 0, piggy_tasks=T if piggy else 0,
                  timer_tree=len(ctl_t), slots=cap, strategy_tasks=T if spec.task_state else 0,
                  task_state=spec.task_state, index_rows=li_rows, index_len=li_len, services=S_),
@@ -181,10 +195,44 @@ class _Run:
             tr_task=np.full(n_trace, -1, dtype=np.int32), tr_start=np.full(n_trace, np.nan),
             tr_done=np.full(n_trace, np.nan), tr_latency=np.full(n_trace, np.nan),
             tr_status=np.full(n_trace, -1, dtype=np.int8), tr_tries=np.zeros(n_trace, dtype=np.int16),
+            tr_user=np.full(n_trace if n_users else 0, -1, dtype=np.int32),
             ts_count=np.zeros((self.ts_n, S.TS_N), dtype=np.int64), ts_lat_sum=np.zeros(self.ts_n),
             ts_hist=np.zeros((self.ts_n, M.TS_BUCKETS), dtype=np.int64),
             ts_node_busy=np.zeros((self.ts_n, cl.n_nodes)),
         )
+
+        if self.users is not None:
+            self.start_users()
+
+    def start_users(self) -> None:
+        """A closed loop at time 0: every user's first draws, its entry node, its first think
+        time on its timer, and a slot for each user's one request in flight."""
+        st, users = self.st, self.users
+        st.usr_entry[:] = users.entry
+        st.usr_pos[:] = st.usr_think.shape[1]       # nothing drawn yet
+        self.draw_users()
+        n_timers, at = self.timers
+        u0 = int(self.cfg_kw["user_timer0"])
+        st.ctl_t[:], st.ctl_i[:] = control.new_tree(n_timers, {**at, **{u0 + u: float(st.usr_think[u, 0])
+                                                                        for u in range(users.n)}})
+        self.ensure_capacity(users.n)
+
+    def draw_users(self) -> None:
+        """Fresh draws for every user past half its rows (the kernel stops when one has used
+        them all but a row): its unused rows move to the front, its next draws fill the rest."""
+        st = self.st
+        rows = st.usr_think.shape[1]
+        for u in np.flatnonzero(st.usr_pos >= rows // 2):
+            p = int(st.usr_pos[u])
+            keep = rows - p
+            think, service, demand, jitter = self.users.draw(int(u), p)
+            for a, new in ((st.usr_think, think), (st.usr_svc, service), (st.usr_dem, demand)):
+                a[u, :keep] = a[u, p:]
+                a[u, keep:] = new
+            if st.usr_jit.shape[1]:
+                st.usr_jit[u, :2 * keep] = st.usr_jit[u, 2 * p:]
+                st.usr_jit[u, 2 * keep:] = jitter
+            st.usr_pos[u] = 0
 
     def direct_ok(self, force_heap: bool) -> bool:
         """Whether the kernel may record completions at dispatch (see engine.DIRECT)."""
@@ -193,7 +241,7 @@ class _Run:
         # one entry node for every request (a trace's own entry column overrides workload.entry)
         single_entry = wl.entry_single >= 0 and (wl.trace is None or "entry" not in wl.trace.cols)
         in_order = sc.network.jitter == 0 and (sc.network.hop == 0 or single_entry)
-        return (not force_heap and not spec.reads_load and spec.on_complete is None and in_order
+        return (not force_heap and self.users is None and not spec.reads_load and spec.on_complete is None and in_order
                 and all(s.queue_limit == 0 for s in sc.services) and sc.run.drain
                 and not sc.faults.any and not sc.clients.active)
 
@@ -279,7 +327,8 @@ def simulate(scenario, strategy: str | Strategy = "round_robin", params: dict | 
     cfg = run.config()
     empty = S.Arrivals(np.empty(0), np.empty(0, np.int32), np.empty(0), np.empty(0, np.int32), np.empty(0, np.int64), np.empty(0))
     t_compile = time.perf_counter()
-    kernel = compiled_kernel(spec, full=sc.faults.any or sc.clients.active, direct=run.direct)
+    kernel = compiled_kernel(spec, full=sc.faults.any or sc.clients.active, direct=run.direct,
+                             closed=run.users is not None)
     # A call that does nothing (no arrivals, no event due by -inf) compiles the kernel or loads
     # it from the cache now, so that wall_s and req_per_s measure the simulation only.
     try:
@@ -305,7 +354,7 @@ def _run_chunks(run: _Run, spec: Strategy, pvals: dict, seed: int, trace: bool, 
     pool = None             # the arrivals' thread, started with the second chunk
     pending = None          # the next chunk, being drawn there
     try:
-        while True:
+        while run.users is None:
             if stop is not None and stop.is_set():
                 return None
             if n_req is not None:
@@ -342,17 +391,18 @@ def _run_chunks(run: _Run, spec: Strategy, pvals: dict, seed: int, trace: bool, 
             except Exception as exc:
                 raise _raised(spec, exc) from exc
             if status != 0:
-                value, request = int(run.st.ctr[S.ERR_VALUE]), int(run.st.ctr[S.ERR_REQ])
-                raise StrategyError(
-                    f"strategy {spec.name!r} returned task {value} for request {request}, which is not one of its "
-                    "candidates", strategy=spec.name, kind="not_a_candidate", request=request, value=value)
+                _not_a_candidate(run, spec)
             done += len(arr)
             if bar is not None:
                 bar.update(len(arr) if n_req is not None else min(until, duration) - bar.n)
             if n_req is None and last:
                 break
-        end = math.inf if sc.run.drain else (duration if duration is not None else float(run.st.fctr[S.T_LAST]))
-        kernel(cfg, run.st, run.met, empty, np.int64(done), end)
+        if run.users is not None:
+            if not _run_users(run, spec, cfg, kernel, empty, stop, bar):
+                return None
+        else:
+            end = math.inf if sc.run.drain else (duration if duration is not None else float(run.st.fctr[S.T_LAST]))
+            kernel(cfg, run.st, run.met, empty, np.int64(done), end)
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)     # no thread outlives the run
@@ -360,6 +410,41 @@ def _run_chunks(run: _Run, spec: Strategy, pvals: dict, seed: int, trace: bool, 
             bar.close()
     wall = time.perf_counter() - wall0
     return _result(run, spec, pvals, seed, wall, trace)
+
+
+def _run_users(run: _Run, spec: Strategy, cfg, kernel, empty, stop, bar) -> bool:
+    """A closed loop through the kernel: it runs to the end (the drain, or run.duration without
+    it), stopping for a user's next draws and at the warm-up's end of a duration-bounded run.
+    False: stopped (`stop` set)."""
+    sc = run.sc
+    until = math.inf if sc.run.drain else sc.run.duration
+    while True:
+        if stop is not None and stop.is_set():
+            return False
+        sent = int(run.st.ctr[S.REQUESTS])
+        try:
+            status = kernel(cfg, run.st, run.met, empty, np.int64(0), until)
+        except Exception as exc:
+            raise _raised(spec, exc) from exc
+        if bar is not None:
+            bar.update(int(run.st.ctr[S.REQUESTS]) - sent if run.n_req is not None
+                       else min(float(run.st.fctr[S.T_LAST]), sc.run.duration) - bar.n)
+        if status == S.K_DONE:
+            return True
+        if status == S.K_USER_DRAWS:
+            run.draw_users()
+        elif status == S.K_WARM:
+            run.warm_index = int(run.st.ctr[S.NEED])
+            cfg = run.config()
+        else:
+            _not_a_candidate(run, spec)
+
+
+def _not_a_candidate(run: _Run, spec: Strategy):
+    value, request = int(run.st.ctr[S.ERR_VALUE]), int(run.st.ctr[S.ERR_REQ])
+    raise StrategyError(
+        f"strategy {spec.name!r} returned task {value} for request {request}, which is not one of its "
+        "candidates", strategy=spec.name, kind="not_a_candidate", request=request, value=value)
 
 
 def _interruptible(loop):
@@ -465,7 +550,13 @@ def _result(run: _Run, spec: Strategy, pvals: dict, seed: int, wall: float, trac
     cov, maxmean, jain = _imbalance(util)
     svc0 = sc.services[0]
     capacity = sum(cl.service_capacity(i) for i in range(cl.n_services))
-    if sc.workload.rho is not None:
+    rate = float(run.workload.rate)
+    if run.users is not None:
+        # a closed loop's offered load is what its users sent: the measured arrival rate
+        rate = arrived / window if window and window > 0 else math.nan
+        w = np.array([s.weight for s in sc.services])
+        rho = float(rate * np.dot(w / w.sum(), [s.demand.mean for s in sc.services]) / capacity)
+    elif sc.workload.rho is not None:
         rho = sc.workload.rho
     elif run.workload.trace is not None and "demand" in run.workload.trace.cols:
         rho = float(run.workload.trace.cols["demand"][:run.n_req].mean() * run.workload.rate / capacity)
@@ -484,7 +575,8 @@ def _result(run: _Run, spec: Strategy, pvals: dict, seed: int, wall: float, trac
         "tasks": cl.n_tasks,
         "workers": int(svc0.workers),
         "rho": float(rho),
-        "rate": float(run.workload.rate),
+        "rate": rate,
+        "users": run.users.n if run.users is not None else 0,
         "mode": sc.balancer.mode,
         "info": sc.balancer.info,
         "hop": float(sc.network.hop),
@@ -548,6 +640,7 @@ def _result(run: _Run, spec: Strategy, pvals: dict, seed: int, wall: float, trac
             "request": np.arange(len(met.tr_task), dtype=np.int64),
             "task": met.tr_task, "start": met.tr_start, "done": met.tr_done,
             "latency": met.tr_latency, "status": met.tr_status, "retries": met.tr_tries,
+            **({"user": met.tr_user} if run.users is not None else {}),
         })
     return Result(summary=summary, tasks=tasks, hist_counts=hist, trace=tr, scenario=sc, timeseries=timeseries,
                   faults=faults, extra={"run_hash": run_hash, **({"unstable": unstable_why} if unstable_why else {})})

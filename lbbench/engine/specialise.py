@@ -45,13 +45,14 @@ def engine_hash() -> str:
 
 
 def specialise(key: str, select, on_complete=None, full: bool = True, direct: bool = False, params=None,
-               load_index: bool = False):
+               load_index: bool = False, closed: bool = False):
     """A `_kernel` whose strategy hooks are `select` / `on_complete` (jitted functions).
 
     `key` names the specialisation in numba's disk cache; it must change whenever the
     plugin's code changes (the registry passes a hash of the plugin's source). `full=False`
     compiles without failures and client retries (the kernel then must not be given a run
-    that has either); `direct`: the direct path (see DIRECT), for runs simulate finds eligible.
+    that has either); `direct`: the direct path (see DIRECT), for runs simulate finds eligible;
+    `closed`: a closed loop's users send the requests (see CLOSED).
     `params`: the `_params` the hooks' View is built with (`kernel.param_maker`; the key must
     name the parameters, as the registry's source hash does). `load_index`: the kernel keeps
     the load index up to date (loadindex.py; runs of such a kernel must allocate it).
@@ -60,7 +61,9 @@ def specialise(key: str, select, on_complete=None, full: bool = True, direct: bo
     g["FULL"] = bool(full)
     g["DIRECT"] = bool(direct)
     g["LOAD_INDEX"] = bool(load_index)
-    key = f"{key}|full{int(bool(full))}|direct{int(bool(direct))}|index{int(bool(load_index))}"
+    g["CLOSED"] = bool(closed)
+    key = (f"{key}|full{int(bool(full))}|direct{int(bool(direct))}|index{int(bool(load_index))}"
+           + ("|closed" if closed else ""))
     g["_select"] = select
     if params is not None:
         g["_params"] = params
@@ -208,16 +211,17 @@ def _jit(fn, boundscheck: bool):
     return njit(inline="always")(py)
 
 
-def compiled_kernel(spec, full: bool = True, direct: bool = False):
+def compiled_kernel(spec, full: bool = True, direct: bool = False, closed: bool = False):
     """The dispatch kernel with this strategy inlined (compiled once per process); `full`:
-    with failures and client retries, `direct`: the direct path (see engine.FULL, DIRECT)."""
+    with failures and client retries, `direct`: the direct path, `closed`: a closed loop (see
+    engine.FULL, DIRECT, CLOSED)."""
     # The module is part of the key: a cached kernel refers to the plugin's module by name.
     module = getattr(getattr(spec.select, "py_func", spec.select), "__module__", "")
     key = f"{spec.name}|{spec.source_hash}|{module}|bc{int(spec.boundscheck)}"
-    k = _COMPILED.get((key, full, direct))
+    k = _COMPILED.get((key, full, direct, closed))
     if k is None:
         k = specialise(key, _jit(spec.select, spec.boundscheck), _jit(spec.on_complete, spec.boundscheck),
                        full=full, direct=direct, params=kernel.param_maker(spec.params_type),
-                       load_index=spec.load_index)
-        _COMPILED[(key, full, direct)] = k
+                       load_index=spec.load_index, closed=closed)
+        _COMPILED[(key, full, direct, closed)] = k
     return k

@@ -28,6 +28,7 @@ Config = namedtuple("Config", [
     "task_detect", "node_detect", "restart_delay", "startup", "entry_key",
     "retries", "backoff", "timeout", "retry_key",
     "li_off", "li_p",
+    "users", "user_timer0", "n_req", "t_end", "warm_time",
 ])
 Config.__doc__ = """Static configuration of a run.
 
@@ -43,6 +44,10 @@ entry_key, retry_key: hash keys of the entry re-routing and the retry backoff ji
 
 li_off, li_p: each service's tree offset and leaf count in a row of the load index
 (loadindex.py; zeros without it).
+
+Closed loop (users > 0; docs/model.md, "Closed loop"): user u's timer is user_timer0 + u; the
+users send until n_req requests are sent or time t_end (int64 max / inf: no such bound); with
+warm_index unknown (int64 max), the first send at or after warm_time is the first measured.
 """
 
 
@@ -96,6 +101,7 @@ STATE = {
         Array("slot_jin", np.float64, (SLOTS,), 0.0, "hop jitter in (retry)"),
         Array("slot_jout", np.float64, (SLOTS,), 0.0, "hop jitter out (retry)"),
         Array("slot_try", np.int32, (SLOTS,), 0, "attempt number"),
+        Array("slot_user", np.int32, (SLOTS,), 0, "the closed loop's user who sent it"),
         Array("free_slots", np.int32, (SLOTS,), 0, "stack of free slots (ctr[FREE_N] of them)"),
     ),
     "heaps": (              # request events: (time, slot) 4-ary min-heaps (heaps.py)
@@ -129,6 +135,14 @@ STATE = {
         Array("conn_entry", np.int32, ("connections",), 0, "its entry node"),
         Array("conn_rng", np.uint64, (1,), 0, "the CONNECTION stream"),
     ),
+    "users": (              # a closed loop: each user's draws, in its own order (workload.UserDraws)
+        Array("usr_think", np.float64, ("users", "user_draws"), 0.0, "think time before each next request"),
+        Array("usr_dem", np.float64, ("users", "user_draws"), 0.0, "demand of each next request"),
+        Array("usr_svc", np.int32, ("users", "user_draws"), 0, "service of each next request"),
+        Array("usr_jit", np.float64, ("users", "user_jitter"), 0.0, "hop jitter (in, out) of each next request"),
+        Array("usr_pos", np.int64, ("users",), 0, "the row of the user's next request"),
+        Array("usr_entry", np.int32, ("users",), 0, "the user's entry node"),
+    ),
     "counters": (
         Array("ctr", np.int64, ("n_ctr",), 0, "int64 counters (ARRIVED, ...)"),
         Array("fctr", np.float64, ("n_fctr",), 0.0, "float64 counters (LAT_SUM, ...)"),
@@ -140,7 +154,11 @@ State.__doc__ = "Mutable state, resumable across chunks: the arrays of `STATE`, 
 
 # ctr (int64) fields
 (ARRIVED, COMPLETED, REJECTED, FAILED, CROSS, HEAP_N, TRANSIT_N, FREE_N, ERR_CODE, ERR_REQ, ERR_VALUE, REQUESTS,
- IN_FLIGHT_M, RETRIED, TIMED_OUT, RT_N, FAULT_I, CRASHES, N_CTR) = range(19)
+ IN_FLIGHT_M, RETRIED, TIMED_OUT, RT_N, FAULT_I, CRASHES, NEED, N_CTR) = range(20)
+# The kernel's return codes: done, a strategy's answer not a candidate (ERR_*), and a closed
+# loop's stops for Python: user ctr[NEED] has used its draws (refill them), the first measured
+# request of a duration-bounded run is ctr[NEED] (set warm_index).
+K_DONE, K_NOT_A_CANDIDATE, K_USER_DRAWS, K_WARM = range(4)
 # fctr (float64) fields
 LAT_SUM, LAT_MAX, T_FIRST, T_LAST, N_FCTR = range(5)
 
@@ -161,7 +179,9 @@ def new_state(sizes: dict, **given) -> State:
     declared ones (a seeded random state, the cluster's drained nodes), checked against the
     declaration. `sizes` names the sizes: tasks, workers, nodes, balancers, balancer_services,
     state_size, strategy_tasks, task_state, connections, piggy_balancers, piggy_tasks,
-    timer_tree, index_rows, index_len, services, slots; heap is slots + HEAP_PAD."""
+    timer_tree, index_rows, index_len, services, users, user_draws, user_jitter (0 when not
+    given: no closed loop), slots; heap is slots + HEAP_PAD."""
+    sizes = dict({"users": 0, "user_draws": 0, "user_jitter": 0}, **sizes)
     sizes = dict(sizes, heap=sizes[SLOTS] + HEAP_PAD, n_ctr=N_CTR, n_fctr=N_FCTR)
     out = {}
     for a in STATE_ARRAYS:
@@ -204,14 +224,15 @@ def grow_slots(st: State, new: int) -> State:
 # Streaming metrics and the optional per-request trace.
 Metrics = namedtuple("Metrics", [
     "hist", "task_served", "task_busy",
-    "tr_task", "tr_start", "tr_done", "tr_latency", "tr_status", "tr_tries",
+    "tr_task", "tr_start", "tr_done", "tr_latency", "tr_status", "tr_tries", "tr_user",
     "ts_count", "ts_lat_sum", "ts_hist", "ts_node_busy",
 ])
 Metrics.__doc__ = """Streaming metrics.
 
 hist          int64[N_BUCKETS] latency histogram of measured completions
 task_served   int64[T], task_busy float64[T] (seconds of service of measured requests)
-tr_*          per-request trace (length = requests when tracing, else 0)
+tr_*          per-request trace (length = requests when tracing, else 0; tr_user, the closed
+              loop's user of each request, 0 without one)
 ts_count      int64[W, 6]: per window of (first) arrival time: arrived, completed, rejected,
               failed, retried (attempts re-sent), timed_out
 ts_lat_sum    float64[W], ts_hist int64[W, TS_BUCKETS] (coarse latency histogram)

@@ -37,6 +37,8 @@ def check_run(sc, cl, wl, n_req: int | None) -> float:
     arrival rates, horizon, periods, fault schedule or offered load the engine cannot simulate
     faithfully (needs the cluster and the workload built)."""
     rates = np.asarray(wl.rates, dtype=np.float64)
+    if sc.workload.mode == "closed":
+        return _check_horizon(sc, cl, closed_horizon(sc, cl, n_req))
     if not (math.isfinite(wl.rate) and wl.rate > 0 and np.all(np.isfinite(rates))):
         key = "workload.rho" if sc.workload.rho is not None else "workload.rate"
         raise UserError(f"{key} gives an arrival rate of {_g(wl.rate)} req/s, not a finite positive number; "
@@ -53,6 +55,38 @@ def check_run(sc, cl, wl, n_req: int | None) -> float:
         horizon = wl.expected_time(n_req)
     else:
         horizon = n_req / wl.rate
+    _check_horizon(sc, cl, horizon)
+    if sc.workload.allow_overload or (sc.workload.rho is not None and not varying):
+        return horizon      # rho >= 1 is refused by the scenario's own check
+    # a time-varying rate: its mean over the horizon (a peak above capacity may drain)
+    work = _offered_work(sc, wl) * (wl.mean_multiplier(horizon) if varying else 1.0)
+    for s, svc in enumerate(sc.services):
+        util = work[s] / cl.service_capacity(s)
+        if util >= 1 and svc.queue_limit == 0:
+            key = (f"workload.{varying[0]} (mean over the run)" if varying else
+                   "workload.rate" if sc.workload.rate is not None else "workload.trace")
+            raise UserError(f"{key} offers service {svc.name!r} a utilisation of {_g(util)} (rate x demand mean / "
+                            "capacity) >= 1 with unbounded queues, which never reaches steady state; lower the rate, "
+                            "set a queue_limit, or set workload.allow_overload = true")
+    return horizon
+
+
+def closed_horizon(sc, cl, n_req: int | None) -> float:
+    """A closed loop's horizon: run.duration, else the shortest time run.requests can take,
+    n / X with X = min(users / (think mean + demand mean), capacity) (the asymptotic bound on a
+    closed network's throughput; the run itself is as long or longer)."""
+    if sc.run.duration is not None:
+        return sc.run.duration
+    w = np.array([svc.weight for svc in sc.services], dtype=np.float64)
+    share = w / w.sum()
+    demand = float(sum(p * svc.demand.mean for p, svc in zip(share, sc.services)))
+    capacity = sum(cl.service_capacity(s) / svc.demand.mean for s, svc in enumerate(sc.services))
+    x = min(sc.workload.users / (sc.workload.think.mean + demand), capacity)
+    return n_req / x
+
+
+def _check_horizon(sc, cl, horizon: float) -> float:
+    """Refuses a horizon, stale period or random fault schedule the engine cannot simulate."""
     if not (0 < horizon <= MAX_SECONDS):
         key = "run.duration" if sc.run.duration is not None else "run.requests"
         raise UserError(f"{key}: the run's horizon of {_g(horizon)} s exceeds {_g(MAX_SECONDS)} s (2**40, the latency "
@@ -68,18 +102,6 @@ def check_run(sc, cl, wl, n_req: int | None) -> float:
         if n * per > MAX_FAULT_EVENTS:
             raise UserError(f"faults.random.{i}.mtbf {_g(rf.mtbf)} s gives about {_g(n * per)} fault events over the "
                             f"run's {_g(horizon)} s, more than {MAX_FAULT_EVENTS:,}; raise mtbf or shorten the run")
-    if sc.workload.allow_overload or (sc.workload.rho is not None and not varying):
-        return horizon      # rho >= 1 is refused by the scenario's own check
-    # a time-varying rate: its mean over the horizon (a peak above capacity may drain)
-    work = _offered_work(sc, wl) * (wl.mean_multiplier(horizon) if varying else 1.0)
-    for s, svc in enumerate(sc.services):
-        util = work[s] / cl.service_capacity(s)
-        if util >= 1 and svc.queue_limit == 0:
-            key = (f"workload.{varying[0]} (mean over the run)" if varying else
-                   "workload.rate" if sc.workload.rate is not None else "workload.trace")
-            raise UserError(f"{key} offers service {svc.name!r} a utilisation of {_g(util)} (rate x demand mean / "
-                            "capacity) >= 1 with unbounded queues, which never reaches steady state; lower the rate, "
-                            "set a queue_limit, or set workload.allow_overload = true")
     return horizon
 
 

@@ -171,9 +171,17 @@ class Workload(_Model):
     profile_csv: str | None = Field(None, description="absolute rate (requests/s) from a CSV of time, rate rows")
     diurnal: Diurnal | None = None
     bursts: Bursts | None = None
+    mode: Literal["open", "closed"] = Field("open", description="open: arrivals at a rate; closed: users who wait for each response")
+    users: int | None = Field(None, ge=1, le=INT32_MAX, description="closed mode: the number of users")
+    think: Demand | None = Field(None, description="closed mode: each user's think time before a request (the demand vocabulary)")
 
     @model_validator(mode="after")
     def _check(self):
+        if self.mode == "closed":
+            return self._check_closed()
+        if self.users is not None or self.think is not None:
+            key = "users" if self.users is not None else "think"
+            raise ValueError(f"{key}: only for closed mode; set workload.mode = \"closed\" or drop workload.{key}")
         given = sum(x is not None for x in (self.rho, self.rate, self.trace, self.profile_csv))
         if self.profile_csv is not None and given != 1:
             other = "workload.rho" if self.rho is not None else "workload.rate" if self.rate is not None else "workload.trace"
@@ -212,6 +220,18 @@ class Workload(_Model):
         elif any(not (w >= 0 and math.isfinite(w)) for w in self.entry) or not 0 < sum(self.entry) < math.inf:
             raise ValueError("entry weights must be non-negative with a positive finite sum")
         return self
+
+    def _check_closed(self):
+        """Closed mode (docs/model.md, "Closed loop"): users and think times, no arrival rate."""
+        for key in ("rho", "rate", "trace", "profile", "profile_csv", "diurnal", "bursts"):
+            if getattr(self, key) is not None:
+                raise ValueError(f"{key}: refused in closed mode (the users and their think times set the load); "
+                                 f"drop workload.{key} or set workload.mode = \"open\"")
+        if self.users is None:
+            raise ValueError("users: closed mode needs workload.users, the number of users (at least 1)")
+        if self.think is None:
+            raise ValueError("think: closed mode needs workload.think = {dist, mean, ...}, the think time between requests")
+        return self._check_entry()
 
 
 class Network(_Model):
@@ -377,6 +397,9 @@ class Scenario(_Model):
             raise ValueError(f"workload.entry has {len(w.entry)} weights but nodes = {n}; give one per node")
         if isinstance(w.entry, str) and w.entry.startswith("single:") and int(w.entry[7:]) >= n:
             raise ValueError(f"workload.entry {w.entry!r} names a node that does not exist; nodes are 0..{n - 1}")
+        if w.mode == "closed" and not self.run.drain and self.run.duration is None:
+            raise ValueError("run.drain false in closed mode needs run.duration (the run then stops there); "
+                             "give run.duration or drop run.drain")
         unbounded = any(s.queue_limit == 0 for s in self.services)
         if w.rho is not None and w.rho >= 1 and unbounded and not w.allow_overload:
             raise ValueError(f"workload.rho {w.rho} >= 1 with unbounded queues never reaches steady state; "
@@ -412,8 +435,12 @@ class Scenario(_Model):
             sizes.append(("cluster.nodes", "per-node balancers x tasks", self.cluster.nodes * n_tasks,
                           "fewer nodes or replicas, or balancer.mode = central"))
         if self.balancer.unit == "connection":
-            sizes.append(("workload.clients", "clients x services (connections)", self.workload.clients * len(self.services),
-                          "fewer clients"))
+            if self.workload.mode == "closed":     # a user's client id is its user id
+                sizes.append(("workload.users", "users x services (connections)", self.workload.users * len(self.services),
+                              "fewer users"))
+            else:
+                sizes.append(("workload.clients", "clients x services (connections)", self.workload.clients * len(self.services),
+                              "fewer clients"))
         for key, what, n, fix in sizes:
             if n > INT32_MAX:
                 raise ValueError(f"{key} {what} = {n:,} exceeds the engine's limit of {INT32_MAX:,} (int32); use {fix}")
@@ -425,6 +452,9 @@ class Scenario(_Model):
             if not top <= MAX_SECONDS:
                 raise ValueError(f"services.{i}.demand: its largest draw at the slowest node speed ({slowest:g}) takes "
                                  f"{top:.6g} s, beyond 2**40 s; lower the demand or raise cluster.speeds")
+        think = self.workload.think
+        if think is not None and not think.largest() <= MAX_SECONDS:
+            raise ValueError(f"workload.think: its largest draw takes {think.largest():.6g} s, beyond 2**40 s; lower it")
         if self.clients.retries and self.clients.backoff * 2.0**self.clients.retries > MAX_SECONDS:
             raise ValueError(f"clients.backoff {self.clients.backoff:g} x 2**retries ({self.clients.retries}) exceeds 2**40 s; "
                              "lower clients.backoff or clients.retries")
@@ -477,6 +507,15 @@ PRESETS["failover"].update({
     "run": {"duration": 300.0, "warmup": 0.1, "window": 1.0},
     "faults": {"events": [{"at": 60.0, "kind": "node_down", "node": 2}, {"at": 180.0, "kind": "node_up", "node": 2}]},
     "health": {"task_detect": 10.0, "node_detect": 15.0, "restart_delay": 5.0, "startup": 2.0},
+})
+
+# The seed mesh under a closed loop: 20 users, each thinking Exp(0.12 s) between a response and
+# its next request, which loads the two web tasks to about 0.7 under round-robin (as the seed
+# mesh's rho); throughput is what the mesh gives (docs/model.md, "Closed loop").
+PRESETS["closed-loop"] = copy.deepcopy(PRESETS["seed-mesh"])
+PRESETS["closed-loop"].update({
+    "name": "closed-loop",
+    "workload": {"mode": "closed", "users": 20, "think": {"dist": "exponential", "mean": 0.12}, "entry": "single:0"},
 })
 
 
@@ -671,7 +710,8 @@ def validate(data: dict, source: str = "scenario") -> Scenario:
         raise UserError(_format_validation(err, source)) from None
 
 
-_ALTERNATIVE = {"workload.rate": ("workload.rho", "workload.trace", "workload.profile_csv"),
+_ALTERNATIVE = {"workload.users": ("workload.rho", "workload.rate", "workload.trace", "workload.profile_csv"),
+                "workload.rate": ("workload.rho", "workload.trace", "workload.profile_csv"),
                 "workload.rho": ("workload.rate", "workload.trace", "workload.profile_csv"),
                 "workload.trace": ("workload.rho", "workload.rate", "workload.profile_csv"),
                 "workload.profile_csv": ("workload.rho", "workload.rate", "workload.trace"),

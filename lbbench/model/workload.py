@@ -37,12 +37,14 @@ class Chunk:
 
 
 class DemandSampler:
-    """Draws demands of one service from two dedicated streams (a value stream, a branch stream)."""
+    """Draws demands of one service from two dedicated streams (a value stream, a branch stream),
+    keyed (DEMAND, service) or by `key` (a closed loop's user's demands and think times)."""
 
-    def __init__(self, d: Demand, seed: int, service: int):
+    def __init__(self, d: Demand, seed: int, service: int = 0, key: tuple | None = None):
         self.d = d
-        self.values = rngmod.stream(seed, rngmod.DEMAND, service, 0)
-        self.branch = rngmod.stream(seed, rngmod.DEMAND, service, 1)
+        key = (rngmod.DEMAND, service) if key is None else key
+        self.values = rngmod.stream(seed, *key, 0)
+        self.branch = rngmod.stream(seed, *key, 1)
         for name, value in d.constants().items():
             setattr(self, name, value)
 
@@ -190,10 +192,66 @@ class TraceReader:
         return len(self.time) / span if span > 0 else float(len(self.time))
 
 
+def draw_demands(samplers: list, service: np.ndarray) -> np.ndarray:
+    """Each request's demand from its service's sampler (each sampler draws in request order)."""
+    if len(samplers) == 1:
+        return samplers[0].draw(len(service))
+    demand = np.empty(len(service))
+    for s, sampler in enumerate(samplers):
+        m = service == s
+        demand[m] = sampler.draw(int(m.sum()))
+    return demand
+
+
+def weight_cdf(sc: Scenario) -> np.ndarray:
+    """The services' cumulative shares by `weight` (the last one exactly 1)."""
+    w = np.array([svc.weight for svc in sc.services], dtype=np.float64)
+    cdf = np.cumsum(w / w.sum())
+    cdf[-1] = 1.0
+    return cdf
+
+
+class UserDraws:
+    """A closed loop's users (docs/model.md, "Closed loop"): user u's k-th think time, service,
+    demand and hop jitter come from u's own streams, keyed (USER, u, purpose, ...), each drawn in
+    the user's order, so that they do not depend on when other users' events happen (which
+    depends on the strategy) nor on how many are drawn at a time. `entry[u]`: the user's entry
+    node, drawn once per user."""
+
+    def __init__(self, sc: Scenario, seed: int, entry: np.ndarray):
+        n = sc.workload.users
+        self.n = n
+        self.entry = entry
+        self.n_services = len(sc.services)
+        self.cdf = weight_cdf(sc)
+        self.jitter = sc.network.jitter
+        U, S = rngmod.USER, len(sc.services)
+        self.think = [DemandSampler(sc.workload.think, seed, key=(U, u, rngmod.THINK)) for u in range(n)]
+        self.demand = [[DemandSampler(svc.demand, seed, key=(U, u, rngmod.DEMAND, s)) for s, svc in enumerate(sc.services)]
+                       for u in range(n)]
+        self.service_rng = [rngmod.stream(seed, U, u, rngmod.SERVICE) for u in range(n)] if S > 1 else None
+        self.jitter_rng = [rngmod.stream(seed, U, u, rngmod.JITTER) for u in range(n)] if self.jitter > 0 else None
+
+    def draw(self, u: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """User u's next n (think time before the request, service, demand, jitter in/out [2n])."""
+        think = self.think[u].draw(n)
+        if self.service_rng is None:
+            service = np.zeros(n, dtype=np.int32)
+        else:
+            service = np.searchsorted(self.cdf, self.service_rng[u].random(n), side="right").astype(np.int32)
+        demand = draw_demands(self.demand[u], service)
+        jitter = self.jitter_rng[u].random(2 * n) * self.jitter if self.jitter_rng is not None else np.empty(0)
+        if not math.isfinite(think.sum() + demand.sum()):
+            raise UserError("workload.think or services.*.demand drew a non-finite value for a user; its parameters "
+                            "overflow, change them")
+        return think, service, demand, jitter
+
+
 def service_rates(sc: Scenario, cl: ClusterState, base: float | None = None) -> np.ndarray:
-    """Requests per second offered to each service (the base rate of a time-varying workload;
-    `base`: a CSV profile's, `profile.csv_base_rate`)."""
-    if sc.workload.trace is not None:
+    """Requests per second offered to each service (NaN: set by a trace, or by a closed loop's
+    users; the base rate of a time-varying workload, `base`: a CSV profile's,
+    `profile.csv_base_rate`)."""
+    if sc.workload.trace is not None or sc.workload.mode == "closed":
         return np.full(len(sc.services), np.nan)
     if sc.workload.rho is not None:
         return np.array([sc.workload.rho * cl.service_capacity(s) / svc.demand.mean
@@ -256,6 +314,8 @@ class Workload:
         self.jitter = sc.network.jitter
         self.now = 0.0
         self.next_index = 0
+        # closed loop: the users, each at the entry node drawn for it from the ENTRY stream
+        self.users = UserDraws(sc, seed, self._draw_entries(sc.workload.users)) if sc.workload.mode == "closed" else None
 
     def chunk(self, n: int) -> Chunk:
         """The next `n` arrivals (fewer at the end of a trace)."""
@@ -319,13 +379,7 @@ class Workload:
         return self.jitter_rng.random(2 * n) * self.jitter if self.jitter > 0 else np.empty(0)
 
     def _draw_demands(self, service: np.ndarray) -> np.ndarray:
-        if self.n_services == 1:
-            return self.demand[0].draw(len(service))
-        demand = np.empty(len(service))
-        for s in range(self.n_services):
-            m = service == s
-            demand[m] = self.demand[s].draw(int(m.sum()))
-        return demand
+        return draw_demands(self.demand, service)
 
     def _check_finite(self, t: np.ndarray, demand: np.ndarray, service: np.ndarray) -> None:
         """Fail the run at a non-finite arrival time or demand (one sum per chunk: NaN or inf
