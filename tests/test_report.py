@@ -141,3 +141,18 @@ def test_report_when_every_run_failed(tmp_path):
     assert pngs == [] and not list(tmp_path.glob("figures/*.png"))
     md = md_path.read_text()
     assert "2 of 2 runs failed" in md and "No successful runs" in md and "![" not in md
+
+
+def test_a_closed_loops_runs_are_one_point_per_strategy(tmp_path):
+    """A closed loop's rho is measured, so it differs by run; the report shows a configuration's
+    closed-loop runs at one load (their median) instead of a row per run."""
+    from lbbench.experiments.sweep import load_sweep, run_sweep
+    sw = load_sweep({"name": "closed", "scenario": "closed-loop", "seeds": [1, 2],
+                     "set": {"run.requests": 3000}, "axes": {"strategy": ["round_robin", "least_load"]}})
+    run_sweep(sw, tmp_path / "o", workers=1, progress=False)
+    runs = pl.read_parquet(tmp_path / "o" / "runs" / "*.parquet")
+    assert runs["rho"].n_unique() > 1            # measured: each run its own
+    md = write_report(tmp_path / "o")[0].read_text()
+    rows = [line for line in md.splitlines() if re.match(r"\| (round_robin|least_load) \| [0-9.]+ \| 2 \|", line)]
+    assert len(rows) >= 2 and len({line.split("|")[2] for line in rows}) == 1, md
+    assert "Closed-loop runs" in md

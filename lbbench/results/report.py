@@ -430,6 +430,22 @@ class _Runs:
 Section = tuple[list[str], list[Path]]   # Markdown lines, figures written
 
 
+def _closed_loop_load(runs: pl.DataFrame, ok_mask: pl.Series) -> pl.DataFrame:
+    """A closed loop's `rho` is measured (docs/model.md, "Closed loop"): each strategy's run
+    gets its own, and grouping by it would split one configuration into a point per run. The
+    report places a configuration's closed-loop runs at one load, the median of their measured
+    ones (each run keeps its own in the store); `_section_header` says so."""
+    if "users" not in runs.columns:
+        return runs
+    closed = (pl.col("users").fill_null(0) > 0) & pl.Series(ok_mask)
+    if not runs.select(closed.any()).item():
+        return runs
+    med = runs.filter(closed).group_by("_facet").agg(pl.col("rho").median().round_sig_figs(3).alias("_closed_rho"))
+    return (runs.join(med, on="_facet", how="left")
+            .with_columns(pl.when(closed).then(pl.col("_closed_rho")).otherwise(pl.col("rho")).alias("rho"))
+            .drop("_closed_rho"))
+
+
 def _read_runs(d: Path) -> _Runs:
     runs = A.load(d, "runs").collect()
     for c in ("strategy", "rho", "seed"):
@@ -437,6 +453,7 @@ def _read_runs(d: Path) -> _Runs:
             raise UserError(f"{str(d / 'runs')!r} has no {c!r} column; it is not an lbbench results store")
     ok_mask = (runs["status"] == "ok").fill_null(False) if "status" in runs.columns else pl.Series([True] * runs.height)
     runs, facet_cols = _label_runs(runs, ok_mask)
+    runs = _closed_loop_load(runs, ok_mask)
     ok = runs.filter(ok_mask)
     arms = _arm_order(ok["_arm"].to_list())
     return _Runs(d=d, manifest=_read_manifest(d), runs=runs, ok=ok, failed=runs.filter(~ok_mask),
@@ -464,6 +481,10 @@ def _section_header(r: _Runs) -> Section:
     if r.facet_cols:
         md += ["", f"Other swept keys ({', '.join(f'`{c}`' for c in r.facet_cols)}) split the results "
                f"into {len(r.facets)} configurations, reported separately."]
+    if "users" in ok.columns and (ok["users"].fill_null(0) > 0).any():
+        md += ["", "Closed-loop runs (`users` > 0) have a measured load, a little different for each run: "
+               "each configuration's closed-loop runs are shown at the median of theirs (the store keeps each "
+               "run's own `rho`)."]
     md.append("")
     return md, []
 
