@@ -94,7 +94,7 @@ def _crash(cfg, st, met, k, t, detect):
                 st.present[k] -= 1
                 st.outstanding[k] -= 1
                 st.local_out[st.slot_bal[slot], k] -= 1
-                touch(cfg, st, st.slot_bal[slot], k)
+                touch(cfg, st, np.int64(st.slot_bal[slot]), np.int64(k))
                 _give_up(cfg, st, met, slot, t, np.int64(ST_FAILED))
             else:
                 st.heap_key[m] = st.heap_key[j]

@@ -160,7 +160,7 @@ def _task_arrive(cfg, st, met, slot, ta):
         st.outstanding[k] -= 1
         st.local_out[st.slot_bal[slot], k] -= 1
         if LOAD_INDEX:
-            touch(cfg, st, st.slot_bal[u], k)
+            touch(cfg, st, np.int64(st.slot_bal[u]), np.int64(k))
         _give_up(cfg, st, met, slot, ta, np.int64(ST_FAILED))
         return
     q = cfg.task_qlimit[k]
@@ -168,7 +168,7 @@ def _task_arrive(cfg, st, met, slot, ta):
         st.outstanding[k] -= 1
         st.local_out[st.slot_bal[u], k] -= 1
         if LOAD_INDEX:
-            touch(cfg, st, st.slot_bal[u], k)
+            touch(cfg, st, np.int64(st.slot_bal[u]), np.int64(k))
         _give_up(cfg, st, met, slot, ta, np.int64(ST_REJECTED))
         return
     st.present[k] += 1
@@ -202,7 +202,7 @@ def _retire(cfg, st, met, slot, done):
         met.tr_latency[idx] = latency
     on_response(cfg, st, b, k)
     if LOAD_INDEX:
-        touch(cfg, st, b, k)
+        touch(cfg, st, np.int64(b), np.int64(k))
     if HAS_COMPLETE:
         s = cfg.task_service[k]
         load = load_of(cfg, st, b)
@@ -352,7 +352,7 @@ def _send(cfg, st, met, slot, k, b, now, d_in, d_out, svc, idx):
     st.outstanding[uk] += 1
     st.local_out[b, uk] += 1
     if LOAD_INDEX:
-        touch(cfg, st, b, uk)
+        touch(cfg, st, np.int64(b), np.int64(uk))
     st.slot_task[slot] = k
     st.slot_bal[slot] = b
     st.slot_dout[slot] = d_out

@@ -21,6 +21,7 @@ import numpy as np
 from numba import njit
 
 from .info import INFO_GLOBAL, INFO_LOCAL, INFO_PIGGYBACK, INFO_STALE, load_of
+from .lowlevel import RunStateCompiler
 
 INF = np.iinfo(np.int32).max      # the trees are int32: in-flight requests are counted in int32 slots
 
@@ -64,11 +65,13 @@ def _set(tree, off, p, pos, value):
         i >>= 1
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
 def touch(cfg, st, b, k):
     """Task k's load as balancer b sees it changed (b: the balancer whose count changed; any
     under `global`). Nothing without an index, under `stale` (refreshes rebuild), or for a task
-    out of the tables."""
+    out of the tables. Compiled once for every strategy and called, not inlined (inlined at its
+    four sites in the kernel it doubled a first compile's time); callers pass int64 b and k, so
+    that it has one signature."""
     tree = st.li_tree
     if tree.shape[1] == 0 or cfg.info == INFO_STALE:
         return
