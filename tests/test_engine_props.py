@@ -447,7 +447,8 @@ def test_run_state_types_are_kept_by_structure_not_by_object():
     from lbbench.engine.state import Metrics
     base = dict(hist=np.zeros(4, np.int64), task_served=np.zeros(2, np.int64), task_busy=np.zeros(2),
                 tr_task=np.zeros(0, np.int32), tr_start=np.zeros(0), tr_done=np.zeros(0), tr_latency=np.zeros(0),
-                tr_status=np.zeros(0, np.int8), tr_tries=np.zeros(0, np.int16), ts_count=np.zeros((1, 2), np.int64),
+                tr_status=np.zeros(0, np.int8), tr_tries=np.zeros(0, np.int16), tr_user=np.zeros(0, np.int32),
+                ts_count=np.zeros((1, 2), np.int64),
                 ts_lat_sum=np.zeros(1), ts_hist=np.zeros((1, 3), np.int64), ts_node_busy=np.zeros((1, 2)))
     a = Metrics(**base)
     b = Metrics(**{k: v.copy() for k, v in base.items()})
