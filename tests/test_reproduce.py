@@ -10,6 +10,8 @@ wrong.
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -18,12 +20,16 @@ from lbbench.experiments import reproduce as R
 from lbbench.experiments.papers import hash_owners, power_of_d_mean_field_sojourn
 
 NAMES = ["supermarket", "stale-information", "bounded-load-hashing", "host-loss", "jiq"]
+# The suite runs the quick budgets of the cases whose strategies the rest of it compiles anyway;
+# bounded-load-hashing and jiq compile kernels of their own (about 25 s each on an empty cache),
+# and run with LBBENCH_REPRODUCE=all (bounded_hash's cap is tested in tests/test_bounded_hash.py).
+RUN = NAMES if os.environ.get("LBBENCH_REPRODUCE") == "all" else ["supermarket", "stale-information", "host-loss"]
 
 
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory):
     out = tmp_path_factory.mktemp("papers")
-    return {name: (out / name, *R.run_case(name, out / name, quick=True, workers=1, progress=False)) for name in NAMES}
+    return {name: (out / name, *R.run_case(name, out / name, quick=True, workers=1, progress=False)) for name in RUN}
 
 
 def test_every_case_is_listed(capsys):
@@ -35,7 +41,7 @@ def test_every_case_is_listed(capsys):
     assert listed == NAMES
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", RUN)
 def test_quick_case_reproduces_its_effects(outcomes, name):
     out, md, outcome = outcomes[name]
     assert outcome.rows, name
