@@ -1,6 +1,6 @@
 """Performance suite (not part of the CI test run):
 
-    pytest benchmarks/perf --benchmark-only
+    pytest benchmarks/perf -n 0 --benchmark-only
 
 ns per simulated request of lbbench on the `reference` preset next to its floor (a minimal
 numba loop doing the same work, benchmarks/perf/floors.py), measured in the same session.
