@@ -97,6 +97,21 @@ def test_report_without_timeseries_or_baseline(tmp_path):
     assert sorted(_linked_images(md)) == ["figures/latency_vs_rho.png", "figures/utilisation.png"]
 
 
+def test_a_report_of_fewer_figures_removes_the_ones_it_no_longer_draws(tmp_path):
+    write_store(tmp_path, strategies=("least_load", "power_of_d"), seeds=range(3), speeds=([1.0, 1.0],), n_failed=0)
+    _, first = write_report(tmp_path)
+    mine = tmp_path / "figures" / "mine.png"          # a file lbbench did not write: kept
+    mine.write_bytes(b"x")
+    shutil.rmtree(tmp_path / "timeseries")             # the time-series figures go from the report
+    _, second = write_report(tmp_path)
+    gone = {p.name for p in first} - {p.name for p in second}
+    assert gone, "the second report draws the same figures: nothing to check"
+    on_disk = {p.name for p in (tmp_path / "figures").glob("*.png")}
+    assert on_disk == {p.name for p in second} | {"mine.png"}
+    mine.unlink()
+    _check_pngs(tmp_path, second)
+
+
 def test_report_facets_ignore_seed_and_strategy_parameter_keys(tmp_path):
     # run.seed varies with the seed and params.d with the strategy: neither is a configuration
     write_store(tmp_path, seeds=range(3), speeds=([1.0, 1.0],), n_failed=0, timeseries=False,

@@ -763,4 +763,29 @@ def write_report(dir: str | Path) -> tuple[Path, list[Path]]:
     tmp = out.with_name(".report.md.tmp")
     tmp.write_text("\n".join(md))
     tmp.replace(out)
+    _prune_figures(d / "figures", pngs)
     return out, pngs
+
+
+FIGURES_WRITTEN = ".written"     # in DIR/figures/: the names of the PNGs the last report wrote
+
+
+def _prune_figures(folder: Path, pngs: list[Path]) -> None:
+    """Remove the figures an earlier report wrote that this one did not (the figure set changes
+    with the runs: a variant or the time series gone), so that DIR/figures/ holds the report's
+    figures only; a file lbbench did not write there (not in FIGURES_WRITTEN) is left alone."""
+    listing = folder / FIGURES_WRITTEN
+    keep = {p.name for p in pngs}
+    try:
+        before = listing.read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        before = []
+    for name in before:
+        # only plain names of PNGs in this folder: the listing is a file a user could edit
+        if name not in keep and name.endswith(".png") and Path(name).name == name and not name.startswith("."):
+            (folder / name).unlink(missing_ok=True)
+    if pngs or listing.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f"{FIGURES_WRITTEN}.tmp"
+        tmp.write_text("".join(f"{n}\n" for n in sorted(keep)))
+        tmp.replace(listing)
