@@ -6,6 +6,8 @@ demand, entry node, client and jitter whatever the chunk size and whatever the s
 """
 from __future__ import annotations
 
+import functools
+
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,11 +44,20 @@ class DemandSampler:
 
     def __init__(self, d: Demand, seed: int, service: int = 0, key: tuple | None = None):
         self.d = d
-        key = (rngmod.DEMAND, service) if key is None else key
-        self.values = rngmod.stream(seed, *key, 0)
-        self.branch = rngmod.stream(seed, *key, 1)
+        self._key = (seed, *((rngmod.DEMAND, service) if key is None else key))
         for name, value in d.constants().items():
             setattr(self, name, value)
+
+    # The streams are made on first use (the same streams whenever they are made): a
+    # deterministic demand draws from neither and only hyperexp from `branch`, and a closed
+    # loop makes a sampler per user (a Generator costs tens of microseconds to make).
+    @functools.cached_property
+    def values(self) -> np.random.Generator:
+        return rngmod.stream(*self._key, 0)
+
+    @functools.cached_property
+    def branch(self) -> np.random.Generator:
+        return rngmod.stream(*self._key, 1)
 
     def draw(self, n: int) -> np.ndarray:
         d = self.d
