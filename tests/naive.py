@@ -394,6 +394,16 @@ class _Sim:
         self.tables = [[int(k) for k in cl.table[cl.table_start[s]:cl.table_start[s] + cl.table_len[s]]] for s in range(S)]
         self.faulty = sc.faults.any
 
+        # ---- nodes as shared machines (cluster.cores): processor sharing per node
+        self.cores = sc.cluster.core_list()                  # None: every worker has a core of its own
+        self.node_speed = list(cl.node_speed)
+        self.ps_service = [[] for _ in range(cl.n_nodes)]    # per node: [remaining work, _Attempt] in service
+        self.ps_last = [0.0] * cl.n_nodes                    # when the remaining work was last brought up to date
+        self.ps_next = [math.inf] * cl.n_nodes               # the node's scheduled next completion
+        self.ps_ver = [0] * cl.n_nodes
+        self.running = [0] * T                               # requests in service per task
+        self.waiting = [[] for _ in range(T)]                # FIFO of requests waiting for a worker
+
         # ---- measurement
         if inp.warm_time is None:
             warm_index = inp.warm_index
@@ -439,7 +449,11 @@ class _Sim:
                     RETRY: self.retry, NEW_ARRIVAL: self.new_arrival}
         while self.events and self.events[0][0] <= end:
             time, kind, _, _, _, payload = heapq.heappop(self.events)
+            if self.cores is not None:
+                self.ps_progress(time)
             handlers[kind](time, payload)
+            if self.cores is not None:
+                self.ps_schedule(time)
         if self.users is not None:
             self.end_users()
         self.res.task_node = self.task_node
@@ -661,6 +675,14 @@ class _Sim:
             self.give_up(now, req, REJECTED)
             return
         self.present[k] += 1
+        if self.cores is not None:                # the node's cores are shared: FIFO in front of the workers
+            att = _Attempt(req)
+            self.at_task[k].append(att)
+            if self.running[k] < self.cl.task_workers[k]:
+                self.ps_start(now, att)
+            else:
+                self.waiting[k].append(att)
+            return
         free = self.workers_free[k]
         w = min(range(len(free)), key=lambda j: (free[j], j))  # earliest free, lowest index
         start = max(now, free[w])
@@ -671,7 +693,54 @@ class _Sim:
         self.at_task[k].append(att)
         self.schedule(done, COMPLETION, att)
 
+    # ---- processor sharing (cluster.cores): every event brings every request in service up to
+    # date at its node's rate, speed * min(1, cores / requests in service), then the next
+    # completion of each node is scheduled anew (an older one is superseded by version)
+
+    def ps_rate(self, n) -> float:
+        m = len(self.ps_service[n])
+        return self.node_speed[n] * min(1.0, self.cores[n] / m) if m else 0.0
+
+    def ps_progress(self, now) -> None:
+        for n, inside in enumerate(self.ps_service):
+            r = self.ps_rate(n)
+            for entry in inside:
+                entry[0] -= r * (now - self.ps_last[n])
+            self.ps_last[n] = now
+
+    def ps_schedule(self, now) -> None:
+        for n, inside in enumerate(self.ps_service):
+            t = now + min(e[0] for e in inside) / self.ps_rate(n) if inside else math.inf
+            if t != self.ps_next[n]:
+                self.ps_next[n] = t
+                self.ps_ver[n] += 1
+                if inside:
+                    self.schedule(max(t, now), COMPLETION, ("ps", n, self.ps_ver[n]))
+
+    def ps_start(self, now, att) -> None:
+        k = att.req.task
+        self.running[k] += 1
+        self.ps_service[self.task_node[k]].append([att.req.demand, att])
+        self.res.start[att.req.index] = now
+
+    def ps_done(self, now, n, ver) -> None:
+        """Node n's request with the least work left completes; its task's next waiting one starts."""
+        if ver != self.ps_ver[n]:
+            return
+        inside = self.ps_service[n]
+        j = min(range(len(inside)), key=lambda i: inside[i][0])
+        att = inside.pop(j)[1]
+        k = att.req.task
+        self.running[k] -= 1
+        self.res.done[att.req.index] = now
+        if self.waiting[k]:
+            self.ps_start(now, self.waiting[k].pop(0))
+        self.completion(now, att)
+
     def completion(self, now, att):
+        if isinstance(att, tuple):            # processor sharing: a node's next completion
+            self.ps_done(now, att[1], att[2])
+            return
         if not att.alive:                     # its task crashed: already failed
             return
         req, res = att.req, self.res
@@ -763,6 +832,11 @@ class _Sim:
                 self.give_up(now, att.req, FAILED)
             self.at_task[k].clear()
             assert self.present[k] == 0
+            if self.cores is not None:        # out of its node's processor sharing, and its queue
+                n = self.task_node[k]
+                self.ps_service[n] = [e for e in self.ps_service[n] if e[1].alive]
+                self.running[k] = 0
+                self.waiting[k].clear()
         self.task_event(k, now + detect, "detect")
 
     def tasks_on(self, x):

@@ -22,10 +22,11 @@ from ..model.faults import F_NODE_DOWN, F_NODE_DRAIN, F_NODE_UP, F_SERVICE_CRASH
 from ..rng import hash_uniform
 from .info import refresh
 from .heaps import _sift_down, timer_at, timer_set
-from .loadindex import build, build_all, touch
+from .loadindex import build, build_all
 from .lowlevel import RunStateCompiler
-from .requests import _give_up
-from .state import (CRASHES, EV_DETECT, EV_JOIN, EV_NONE, EV_PLACE, FAULT_I, HEAP_N, ST_FAILED, TASK_ALIVE, TASK_DEAD,
+from .cpu import ps_crash
+from .requests import fail_at_task
+from .state import (CRASHES, EV_DETECT, EV_JOIN, EV_NONE, EV_PLACE, FAULT_I, HEAP_N, TASK_ALIVE, TASK_DEAD,
                     TASK_STARTING)
 
 T_REFRESH, T_SCHEDULE, T_NODES = 0, 1, 2       # timer ids; node n is T_NODES + n, task k after the nodes,
@@ -91,11 +92,7 @@ def _crash(cfg, st, met, k, t, detect):
         for j in range(n):
             slot = st.heap_slot[j]
             if st.slot_task[slot] == k:
-                st.present[k] -= 1
-                st.outstanding[k] -= 1
-                st.local_out[st.slot_bal[slot], k] -= 1
-                touch(cfg, st, np.int64(st.slot_bal[slot]), np.int64(k))
-                _give_up(cfg, st, met, slot, t, np.int64(ST_FAILED))
+                fail_at_task(cfg, st, met, slot, k, t)
             else:
                 st.heap_key[m] = st.heap_key[j]
                 st.heap_slot[m] = slot
@@ -106,6 +103,8 @@ def _crash(cfg, st, met, k, t, detect):
         if m > 1:
             for i in range((m - 2) // 4, -1, -1):
                 _sift_down(st.heap_key, st.heap_slot, np.int64(m), np.int64(i))
+        if cfg.ps:
+            ps_crash(cfg, st, met, k, t)
     st.task_ev_kind[k] = EV_DETECT
     timer_set(st, task_timer(cfg, k), t + detect)
 

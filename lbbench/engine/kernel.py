@@ -35,6 +35,7 @@ from numba.extending import overload
 from ..errors import NotATaskId
 from ..rng import uniform
 from .control import T_REFRESH, _reroute, control_step, refresh_step, timer_set
+from .cpu import ps_arrive, ps_complete
 from .heaps import heap_pop, heap_push
 from .info import load_of, on_response
 from .loadindex import touch, tree_of
@@ -172,6 +173,10 @@ def _task_arrive(cfg, st, met, slot, ta):
         _give_up(cfg, st, met, slot, ta, np.int64(ST_REJECTED))
         return
     st.present[k] += 1
+    if cfg.ps:
+        # the node's cores are shared: the task's queue and the node's clock (cpu.py)
+        ps_arrive(cfg, st, met, slot, np.int64(k), ta)
+        return
     start, done = _place(cfg.task_wstart, st.worker_free, k, ta, st.slot_svc[u])
     st.ctr[HEAP_N] = heap_push(st.heap_key, st.heap_slot, st.ctr[HEAP_N], done, slot)
     if cfg.trace:
@@ -225,6 +230,8 @@ def _advance(cfg, st, met, limit, ctl_limit):
     inf = np.inf
     while True:
         tc = st.heap_key[0] if st.ctr[HEAP_N] > 0 else inf
+        if cfg.ps:
+            tc = st.ps_t[1]     # the nodes' next completion (cpu.py; the heap is unused)
         tt = st.tr_key[0] if st.ctr[TRANSIT_N] > 0 else inf
         tq = st.ctl_t[1]        # the control queue's next event
         first = min(min(tc, tt), tq)
@@ -235,8 +242,11 @@ def _advance(cfg, st, met, limit, ctl_limit):
         if first > limit or first == inf:
             return 0
         if tc <= tt and tc <= tq:
-            slot = st.heap_slot[0]
-            st.ctr[HEAP_N] = heap_pop(st.heap_key, st.heap_slot, st.ctr[HEAP_N])
+            if cfg.ps:
+                slot = ps_complete(cfg, st, met, tc)
+            else:
+                slot = st.heap_slot[0]
+                st.ctr[HEAP_N] = heap_pop(st.heap_key, st.heap_slot, st.ctr[HEAP_N])
             _retire(cfg, st, met, slot, tc)
         elif tt <= tq:
             slot = st.tr_slot[0]
@@ -304,10 +314,10 @@ def _take_slot(cfg, st, now, idx, s, e, dem, client, jin, jout):
     slot = st.free_slots[st.ctr[FREE_N]]
     st.slot_t0[slot] = now
     st.slot_idx[slot] = idx
+    st.slot_dem[slot] = dem     # (a retry's; processor sharing's work, cpu.py)
     if FULL and cfg.retries > 0:
         st.slot_s[slot] = s
         st.slot_e0[slot] = e
-        st.slot_dem[slot] = dem
         st.slot_client[slot] = client
         st.slot_jin[slot] = jin
         st.slot_jout[slot] = jout

@@ -29,6 +29,7 @@ Config = namedtuple("Config", [
     "retries", "backoff", "timeout", "retry_key",
     "li_off", "li_p",
     "users", "user_timer0", "n_req", "t_end", "warm_time",
+    "ps", "node_cores",
 ])
 Config.__doc__ = """Static configuration of a run.
 
@@ -48,6 +49,9 @@ li_off, li_p: each service's tree offset and leaf count in a row of the load ind
 Closed loop (users > 0; docs/model.md, "Closed loop"): user u's timer is user_timer0 + u; the
 users send until n_req requests are sent or time t_end (int64 max / inf: no such bound); with
 warm_index unknown (int64 max), the first send at or after warm_time is the first measured.
+
+Processor sharing (ps = 1: cluster.cores; cpu.py): node_cores[n], the cores of node n, shared by
+the requests in service on it (empty without it).
 """
 
 
@@ -143,6 +147,22 @@ STATE = {
         Array("usr_pos", np.int64, ("users",), 0, "the row of the user's next request"),
         Array("usr_entry", np.int32, ("users",), 0, "the user's entry node"),
     ),
+    "cpu": (                # cluster.cores: the nodes' cores shared by processor sharing (cpu.py); 0-sized without
+        Array("task_run", np.int64, ("ps_tasks",), 0, "requests in service at the task (at most its workers)"),
+        Array("task_qhead", np.int32, ("ps_tasks",), -1, "first slot waiting in the task's FIFO (-1: none)"),
+        Array("task_qtail", np.int32, ("ps_tasks",), -1, "last slot waiting in the task's FIFO"),
+        Array("slot_next", np.int32, (SLOTS,), -1, "the slot after this one in its task's FIFO"),
+        Array("node_vt", np.float64, ("ps_nodes",), 0.0, "virtual time: the work each request in service has had"),
+        Array("node_tv", np.float64, ("ps_nodes",), 0.0, "the time node_vt is of"),
+        Array("node_rate", np.float64, ("ps_nodes",), 0.0, "work per second of each request in service"),
+        Array("node_run", np.int64, ("ps_nodes",), 0, "requests in service on the node"),
+        Array("ps_n", np.int64, ("ps_nodes",), 0, "requests in the node's heap (node_run)"),
+        Array("ps_key", np.float64, ("ps_nodes", "ps_heap"), np.inf,
+              "per node, a 4-ary min-heap of its requests' virtual finish times (heaps.py)"),
+        Array("ps_slot", np.int32, ("ps_nodes", "ps_heap"), 0),
+        Array("ps_t", np.float64, ("ps_tree",), np.inf, "each node's next completion, a tournament tree (heaps.tree_set)"),
+        Array("ps_i", np.int32, ("ps_tree",), 0, "the node holding that minimum"),
+    ),
     "counters": (
         Array("ctr", np.int64, ("n_ctr",), 0, "int64 counters (ARRIVED, ...)"),
         Array("fctr", np.float64, ("n_fctr",), 0.0, "float64 counters (LAT_SUM, ...)"),
@@ -180,8 +200,10 @@ def new_state(sizes: dict, **given) -> State:
     declaration. `sizes` names the sizes: tasks, workers, nodes, balancers, balancer_services,
     state_size, strategy_tasks, task_state, connections, piggy_balancers, piggy_tasks,
     timer_tree, index_rows, index_len, services, users, user_draws, user_jitter (0 when not
-    given: no closed loop), slots; heap is slots + HEAP_PAD."""
-    sizes = dict({"users": 0, "user_draws": 0, "user_jitter": 0}, **sizes)
+    given: no closed loop), ps_tasks, ps_nodes, ps_heap, ps_tree (0 when not given: no
+    processor sharing), slots; heap is slots + HEAP_PAD."""
+    sizes = dict({"users": 0, "user_draws": 0, "user_jitter": 0, "ps_tasks": 0, "ps_nodes": 0, "ps_heap": 0,
+                  "ps_tree": 0}, **sizes)
     sizes = dict(sizes, heap=sizes[SLOTS] + HEAP_PAD, n_ctr=N_CTR, n_fctr=N_FCTR)
     out = {}
     for a in STATE_ARRAYS:

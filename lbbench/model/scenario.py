@@ -107,6 +107,24 @@ class Cluster(_Model):
     nodes: int = Field(1, ge=1, le=1_000_000)
     speeds: list[float] | None = Field(None, description="service-rate multiplier per node, default all 1.0")
     drained: list[int] = Field(default_factory=list, description="nodes that accept ingress but get no tasks")
+    cores: float | list[float] | None = Field(None, description="CPU cores per node (one number, or one per node): "
+                                              "requests in service on a node share them (processor sharing)")
+
+    @field_validator("cores")
+    @classmethod
+    def _cores(cls, v):
+        # docs/model.md, "Nodes as shared machines"
+        values = v if isinstance(v, list) else [v] if v is not None else []
+        if any(not (0 < c <= 1e6 and math.isfinite(c)) for c in values):
+            raise ValueError("every node's cores must be a positive number of at most 1e6; "
+                             "give e.g. cores = 2, or one number per node")
+        return v
+
+    def core_list(self) -> list[float] | None:
+        """cores per node (None: no sharing, every worker has a core of its own)."""
+        if self.cores is None:
+            return None
+        return list(self.cores) if isinstance(self.cores, list) else [float(self.cores)] * self.nodes
 
     @field_validator("speeds")
     @classmethod
@@ -123,6 +141,9 @@ class Cluster(_Model):
         for n in self.drained:
             if not 0 <= n < self.nodes:
                 raise ValueError(f"drained node {n} does not exist; nodes are 0..{self.nodes - 1}")
+        if isinstance(self.cores, list) and len(self.cores) != self.nodes:
+            raise ValueError(f"cores has {len(self.cores)} entries but nodes = {self.nodes}; give one number, "
+                             "or one per node")
         return self
 
 
@@ -431,6 +452,9 @@ class Scenario(_Model):
         workers = sum(s.replicas * s.workers for s in self.services)
         sizes = [("services", "replicas summed over services", n_tasks, "fewer replicas"),
                  ("services", "replicas x workers summed over services", workers, "fewer replicas or workers")]
+        if self.cluster.cores is not None:
+            sizes.append(("cluster.cores", "nodes x worker slots (each node's processor-sharing heap)",
+                          self.cluster.nodes * workers, "fewer nodes, replicas or workers"))
         if self.balancer.mode == "per_node":
             sizes.append(("cluster.nodes", "per-node balancers x tasks", self.cluster.nodes * n_tasks,
                           "fewer nodes or replicas, or balancer.mode = central"))
