@@ -45,7 +45,7 @@ import numpy as np
 from lbbench import rng as rngmod
 from lbbench.errors import StrategyError
 from lbbench.model.cluster import build_cluster
-from lbbench.model.faults import F_NODE_DOWN, F_NODE_UP, F_SERVICE_CRASH, F_TASK_CRASH
+from lbbench.model.faults import F_NODE_DOWN, F_NODE_SLOW, F_NODE_UP, F_SERVICE_CRASH, F_TASK_CRASH
 from lbbench.model.inputs import run_inputs
 from lbbench.model.scenario import load_scenario
 from lbbench.model.workload import Chunk, Workload
@@ -148,6 +148,7 @@ class _Request:
     d_out: float = 0.0
     inc: int = 0             # incarnation of the task it was sent to
     tries: int = 0           # retries so far
+    svc: float = 0.0         # demand / speed of its task's node when it was sent
 
 
 @dataclass
@@ -648,6 +649,7 @@ class _Sim:
             return
         self.sent(b, k)
         req.task, req.balancer, req.inc, req.d_out = k, b, self.inc[k], 0.0
+        req.svc = req.demand / self.task_speed[k]
         d_in = 0.0
         if self.task_node[k] != e:                # crosses the overlay: hop + jitter, both ways
             hop, arr = self.sc.network.hop, self.arr
@@ -686,7 +688,7 @@ class _Sim:
         free = self.workers_free[k]
         w = min(range(len(free)), key=lambda j: (free[j], j))  # earliest free, lowest index
         start = max(now, free[w])
-        done = start + req.demand / self.task_speed[k]
+        done = start + req.svc
         free[w] = done
         self.res.start[i], self.res.done[i] = start, done
         att = _Attempt(req)
@@ -757,7 +759,7 @@ class _Sim:
             res.latency_sum += latency
             res.latency_max = max(res.latency_max, latency)
             res.task_served[k] += 1
-            res.task_busy[k] += req.demand / self.task_speed[k]
+            res.task_busy[k] += req.svc
             timeout = self.sc.clients.timeout
             res.timed_out += timeout > 0 and latency > timeout
         self.user_wait_over(req, now + req.d_out)
@@ -868,6 +870,11 @@ class _Sim:
                     ev = self.task_ev[k]
                     if ev is not None and ev[1] == "place" and ev[0] == math.inf:
                         self.task_event(k, now, "place")
+        elif kind == F_NODE_SLOW:                      # runs on at another speed; no health check notices
+            self.node_speed[x] = float(sched.value[j])
+            for k in range(self.T):
+                if self.task_node[k] == x:
+                    self.task_speed[k] = self.node_speed[x]
         else:                                          # drain: the manager stops its tasks at once
             self.node_drained[x] = True
             for k in self.tasks_on(x):
@@ -907,7 +914,7 @@ class _Sim:
             return
         self.res.placements.append((now, k, node, cs, ct, eligible))
         self.task_node[k] = node
-        self.task_speed[k] = cl.node_speed[node]
+        self.task_speed[k] = self.node_speed[node]
         self.state[k] = STARTING
         self.task_event(k, now + self.sc.health.startup, "join")
 

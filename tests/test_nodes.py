@@ -65,6 +65,12 @@ CASES = {
                                                {"at": 800.0, "kind": "node_up", "node": 2}],
                                               health=HEALTH, clients={"retries": 1, "backoff": 0.5}), 2.0),
                        ("round_robin", "least_load")),
+    # a gray failure under sharing: node 1 at 0.3 from t = 300 s, back at 900 s; the requests in
+    # service there slow down at once
+    "node_slow_cores": (with_cores(with_faults(scenario(nodes=3, replicas=5, workers=2, rho=0.6, hop=0.01, requests=2000),
+                                               [{"at": 300.0, "kind": "node_slow", "node": 1, "speed": 0.3},
+                                                {"at": 900.0, "kind": "node_slow", "node": 1, "speed": 1.0}]), 1.0),
+                        ("round_robin", "least_load")),
 }
 
 
@@ -86,6 +92,7 @@ def test_engine_matches_naive_with_cores(case, strategy):
     assert_trace_matches(res.trace, ref)
     assert_counters_match(res.row(), ref)
     np.testing.assert_array_equal(res.tasks["served"].to_numpy(), ref.task_served)
+    np.testing.assert_allclose(res.tasks["busy_s"].to_numpy(), ref.task_busy, rtol=1e-9)
     assert _shared(sc, res)
     if case == "faults_retries":
         assert res.row()["failed"] + res.row()["retried"] > 0 and res.row()["crashes"] >= 2
@@ -139,3 +146,31 @@ def test_processor_sharing_rejects_the_fifo_answers(ps_rows):
     fast = V.mm1_sojourn(V.PS_CORES * rho, V.PS_CORES)
     mmc = ps_rows["ps_mmc_mean"]
     assert abs(mmc["simulated"] - fast) > mmc["ci"] + V.TOL_MEAN * fast
+
+
+# --------------------------------------------------------------------------------------------
+# node_slow: a gray failure (docs/model.md, "Failures and recovery", "Slow nodes").
+
+SLOW = [{"at": 200.0, "kind": "node_slow", "node": 2, "speed": 0.3}, {"at": 700.0, "kind": "node_slow", "node": 2, "speed": 1.5}]
+
+
+@pytest.mark.parametrize("strategy", ["round_robin", "least_load"])
+def test_node_slow_without_cores_matches_naive(strategy):
+    """Without cores a request runs for its demand over its node's speed when it was sent: the
+    engine and naive.py agree, and the node's requests really took longer while it was slow."""
+    sc = with_faults(scenario(nodes=3, replicas=3, rho=0.5, hop=0.02, requests=2000), SLOW)
+    res = simulate(sc, strategy, trace=True, progress=False)
+    ref = simulate_naive(sc, strategy)
+    assert_trace_matches(res.trace, ref)
+    assert_counters_match(res.row(), ref)
+    tr = res.trace
+    arr, cl = arrivals(sc)
+    on2 = cl.task_node[tr["task"].to_numpy()] == 2
+    svc = (tr["done"] - tr["start"]).to_numpy() / arr.demand
+    t = arr.t
+    # service time per unit of demand: 1 before, 1 / 0.3 while slow, 1 / 1.5 after (sent then)
+    np.testing.assert_allclose(svc[on2 & (t < 199)], 1.0, rtol=1e-9)
+    np.testing.assert_allclose(svc[on2 & (t > 200) & (t < 700)], 1 / 0.3, rtol=1e-9)
+    np.testing.assert_allclose(svc[on2 & (t > 700)], 1 / 1.5, rtol=1e-9)
+    assert res.row()["failed"] == 0 and res.row()["crashes"] == 0      # no health check notices it
+    assert res.faults["kind"].to_list() == ["node_slow", "node_slow"]

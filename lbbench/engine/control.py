@@ -18,13 +18,13 @@ its branch is in the kernel, not here.
 import numpy as np
 from numba import njit
 
-from ..model.faults import F_NODE_DOWN, F_NODE_DRAIN, F_NODE_UP, F_SERVICE_CRASH, F_TASK_CRASH
+from ..model.faults import F_NODE_DOWN, F_NODE_DRAIN, F_NODE_SLOW, F_NODE_UP, F_SERVICE_CRASH, F_TASK_CRASH
 from ..rng import hash_uniform
 from .info import refresh
 from .heaps import _sift_down, timer_at, timer_set
 from .loadindex import build, build_all
 from .lowlevel import RunStateCompiler
-from .cpu import ps_crash
+from .cpu import ps_crash, ps_speed
 from .requests import fail_at_task
 from .state import (CRASHES, EV_DETECT, EV_JOIN, EV_NONE, EV_PLACE, FAULT_I, HEAP_N, TASK_ALIVE, TASK_DEAD,
                     TASK_STARTING)
@@ -195,6 +195,13 @@ def _schedule_step(cfg, st, met, t):
         for k in range(T):
             if cfg.task_node[k] == x and st.task_state[k] != TASK_DEAD:
                 _crash(cfg, st, met, k, t, 0.0)
+    elif kind == F_NODE_SLOW:       # a gray failure: the node runs on at another speed, unnoticed
+        cfg.node_speed[x] = cfg.f_value[i]
+        if cfg.ps:
+            ps_speed(cfg, st, x, t)
+        for k in range(T):
+            if cfg.task_node[k] == x:
+                cfg.task_speed[k] = cfg.f_value[i]
     else:
         raise ValueError("a fault kind the engine has no handler for (faults.FAULT_KINDS)")
 

@@ -46,6 +46,14 @@ def _reschedule(cfg, st, n):
     tree_set(st.ps_t, st.ps_i, n, t)
 
 
+@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+def ps_speed(cfg, st, n, t):
+    """Node n's speed changed at t (a node_slow fault; Config.node_speed holds the new one):
+    its clock is brought to t at the old rate, then runs at the new one."""
+    _sync(st, n, t)
+    _reschedule(cfg, st, n)
+
+
 @njit(inline="always", cache=True)
 def _start(cfg, st, met, slot, k, t):
     """The request in `slot` starts service at task k at time t: its virtual finish on k's node."""

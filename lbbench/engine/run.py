@@ -138,7 +138,8 @@ class _Run:
             conn=np.int64(conn),
             conn_logq=inp.conn_logq,
             faults=np.int64(sc.faults.any), f_time=self.schedule.time, f_kind=self.schedule.kind,
-            f_target=self.schedule.target, f_count=self.schedule.count, node_speed=cl.node_speed,
+            f_target=self.schedule.target, f_count=self.schedule.count, f_value=self.schedule.value,
+            node_speed=cl.node_speed.copy(),      # (node_slow changes it during the run)
             task_detect=float(h.task_detect), node_detect=float(h.node_detect),
             restart_delay=float(h.restart_delay), startup=float(h.startup), entry_key=np.int64(fkey[0]),
             retries=np.int64(cli.retries), backoff=float(cli.backoff), timeout=float(cli.timeout),

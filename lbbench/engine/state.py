@@ -29,7 +29,7 @@ Config = namedtuple("Config", [
     "retries", "backoff", "timeout", "retry_key",
     "li_off", "li_p",
     "users", "user_timer0", "n_req", "t_end", "warm_time",
-    "ps", "node_cores",
+    "ps", "node_cores", "f_value",
 ])
 Config.__doc__ = """Static configuration of a run.
 
@@ -38,8 +38,8 @@ follows its open keep-alive connection (same entry node, same task) while it las
 connection is balanced and lasts 1 + Geometric requests (conn_logq = log(1 - 1/keepalive)).
 
 
-Failures (faults = 1): f_time/f_kind/f_target/f_count is the run's fault schedule, sorted by
-time (F_* kinds). task_node, task_speed and the table arrays change during the run
+Failures (faults = 1): f_time/f_kind/f_target/f_count/f_value is the run's fault schedule, sorted by
+time (F_* kinds; f_value: a node_slow's speed). task_node, task_speed and the table arrays change during the run
 (replacements reuse their task slot on a new node). retries/backoff/timeout: the clients.
 entry_key, retry_key: hash keys of the entry re-routing and the retry backoff jitter.
 

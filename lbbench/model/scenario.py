@@ -319,7 +319,7 @@ class Run(_Model):
 class FaultEvent(_Model):
     """One scripted fault at time `at` (seconds): `task_crash` of a task id (`task`) or of
     `count` live tasks of a service (`service`, name or index; lowest task ids first),
-    `node_down` / `node_up` / `node_drain` of a node."""
+    `node_down` / `node_up` / `node_drain` of a node, `node_slow` of a node to `speed`."""
 
     at: float = Field(ge=0, **_SECONDS, description="time of the fault, seconds")
     kind: Literal[SCENARIO_KINDS]
@@ -327,9 +327,16 @@ class FaultEvent(_Model):
     task: int | None = Field(None, ge=0)
     service: str | int | None = None
     count: int = Field(1, ge=1, le=INT64_MAX)
+    speed: float | None = Field(None, allow_inf_nan=False, description="node_slow: the node's speed from `at` on")
 
     @model_validator(mode="after")
     def _check(self):
+        if (self.kind == "node_slow") != (self.speed is not None):
+            raise ValueError("speed: a node_slow event needs speed (the node's speed from `at` on), and only it takes one"
+                             if self.kind == "node_slow" else f"speed: only a node_slow event takes a speed, not {self.kind}")
+        if self.speed is not None and not (1 / MAX_SECONDS <= self.speed <= MAX_SECONDS):
+            raise ValueError(f"speed: a node_slow speed must be a positive number from 2**-40 to 2**40 (got {self.speed!r}); "
+                             "a stopped node is node_down")
         if self.kind == "task_crash":
             if (self.task is None) == (self.service is None):
                 raise ValueError("task: a task_crash needs exactly one of task (a task id) or service (with count)")
@@ -471,6 +478,7 @@ class Scenario(_Model):
         if not math.isfinite(sum(s.weight for s in self.services)):
             raise ValueError("services the weights' sum overflows; scale the weights down")
         slowest = min(self.cluster.speeds) if self.cluster.speeds is not None else 1.0
+        slowest = min([slowest] + [ev.speed for ev in self.faults.events if ev.speed is not None])
         for i, s in enumerate(self.services):
             top = s.demand.largest() / slowest
             if not top <= MAX_SECONDS:
