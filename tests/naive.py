@@ -55,7 +55,7 @@ from lbbench.plugins.strategy import resolve
 # latency, now, view)` see: the strategy contract (docs/strategies.md). The engine builds its
 # own `lbbench.engine.View` with the same fields in the same order (a test checks it).
 View = namedtuple("View", ["load", "task_node", "task_speed", "entry", "now", "start", "params", "client", "service",
-                           "task_state", "load_index"])
+                           "task_state", "load_index", "node_load", "node_cores"])
 View.__doc__ = """Read-only context of one decision.
 
 load        int64[T]  outstanding requests per task as the information model reports them
@@ -71,6 +71,9 @@ service     int       service index of the request
 task_state  float64[T, K] this balancer's per-task memory (`Strategy(task_state=K)`)
 load_index  the engine's load index; empty here, so `kit.least_load_indexed` scans the loads:
             the engine's answers from its index are checked against the scan's
+node_load   float64[N] requests in service plus background per core, per node, as the
+            information model reports them (cluster.cores; empty without it): `node_load_of`
+node_cores  float64[N] each node's cores (empty without cluster.cores)
 """
 NO_INDEX = np.zeros(0, dtype=np.int32)
 
@@ -404,6 +407,11 @@ class _Sim:
         self.ps_ver = [0] * cl.n_nodes
         self.running = [0] * T                               # requests in service per task
         self.waiting = [[] for _ in range(T)]                # FIFO of requests waiting for a worker
+        self.background = [0.0] * cl.n_nodes                 # always-busy work per node (cluster.background)
+        n_ps = cl.n_nodes if self.cores is not None else 0
+        self.node_cores = np.asarray(self.cores if self.cores is not None else [], dtype=np.float64)
+        self.node_snapshot = np.zeros(n_ps)                  # stale:P's copy of the nodes' loads
+        self.node_reported = np.zeros((inp.n_bal, n_ps))     # local, piggyback: what the node's last response said
 
         # ---- measurement
         if inp.warm_time is None:
@@ -475,6 +483,22 @@ class _Sim:
             return self.reported[b]
         return self.snapshot            # stale:P
 
+    def node_load(self) -> np.ndarray:
+        """Each node's requests in service plus background, per core (empty without cores)."""
+        if self.cores is None:
+            return np.zeros(0)
+        return np.array([(len(self.ps_service[n]) + self.background[n]) / self.cores[n]
+                         for n in range(self.cl.n_nodes)])
+
+    def node_load_of(self, b: int) -> np.ndarray:
+        """view.node_load: true under global, the snapshot's under stale:P, and under local and
+        piggyback what each node's last response to balancer `b` reported."""
+        if self.info == "global":
+            return self.node_load()
+        if self.info == "stale":
+            return self.node_snapshot
+        return self.node_reported[b]
+
     def sent(self, b: int, k: int) -> None:
         """Balancer `b` sent a request to task `k`."""
         self.outstanding[k] += 1
@@ -491,6 +515,7 @@ class _Sim:
         if self.users is not None and not (self.n_sent < self.n_send and now <= self.t_end):
             return
         self.snapshot[:] = self.outstanding
+        self.node_snapshot = self.node_load()
         if (kk + 1) * self.period <= self.t_last:
             self.schedule((kk + 1) * self.period, CONTROL, ("refresh", kk + 1), SUB_REFRESH)
 
@@ -617,7 +642,7 @@ class _Sim:
         s = req.service
         cands = np.asarray(self.tables[s], dtype=np.int32)
         view = View(self.load_of(b), self.task_node, self.task_speed, e, now, int(self.inp.bal_start[b]),
-                    self.params, req.client, s, self.bal_task_state[b], NO_INDEX)
+                    self.params, req.client, s, self.bal_task_state[b], NO_INDEX, self.node_load_of(b), self.node_cores)
         k = int(self.select(cands, view, self.bal_state[b * self.S + s], self.bal_rng[b]))
         if k not in cands.tolist():
             raise StrategyError(f"strategy {self.spec.name!r} returned task {k} for request {req.index}, "
@@ -701,6 +726,7 @@ class _Sim:
 
     def ps_rate(self, n) -> float:
         m = len(self.ps_service[n])
+        m += self.background[n]
         return self.node_speed[n] * min(1.0, self.cores[n] / m) if m else 0.0
 
     def ps_progress(self, now) -> None:
@@ -737,6 +763,8 @@ class _Sim:
         self.res.done[att.req.index] = now
         if self.waiting[k]:
             self.ps_start(now, self.waiting[k].pop(0))
+        if self.node_reported.shape[1]:         # the response carries its node's load
+            self.node_reported[att.req.balancer, n] = self.node_load()[n]
         self.completion(now, att)
 
     def completion(self, now, att):
@@ -766,7 +794,7 @@ class _Sim:
         if self.on_complete is not None:
             s = int(self.cl.task_service[k])
             view = View(self.load_of(b), self.task_node, self.task_speed, -1, now, int(self.inp.bal_start[b]),
-                        self.params, -1, s, self.bal_task_state[b], NO_INDEX)
+                        self.params, -1, s, self.bal_task_state[b], NO_INDEX, self.node_load_of(b), self.node_cores)
             self.on_complete(self.bal_state[b * self.S + s], k, latency, now, view)
 
     # ================================================================ client retries

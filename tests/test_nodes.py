@@ -71,6 +71,11 @@ CASES = {
                                                [{"at": 300.0, "kind": "node_slow", "node": 1, "speed": 0.3},
                                                 {"at": 900.0, "kind": "node_slow", "node": 1, "speed": 1.0}]), 1.0),
                         ("round_robin", "least_load")),
+    # least_node_load under every information model: the nodes' loads as global, stale, local
+    # and piggyback report them (two services on three nodes of 2 cores)
+    **{f"node_load_{info.split(':')[0]}": (with_cores(scenario(nodes=3, hop=0.02, rho=0.7, info=info), 2.0,
+                                                      TWO_SERVICES), ("least_node_load",))
+       for info in ("global", "stale:1", "local", "piggyback")},
 }
 
 
@@ -174,3 +179,19 @@ def test_node_slow_without_cores_matches_naive(strategy):
     np.testing.assert_allclose(svc[on2 & (t > 700)], 1 / 1.5, rtol=1e-9)
     assert res.row()["failed"] == 0 and res.row()["crashes"] == 0      # no health check notices it
     assert res.faults["kind"].to_list() == ["node_slow", "node_slow"]
+
+
+# --------------------------------------------------------------------------------------------
+# least_node_load (strategies/least_node_load.py)
+
+def test_least_node_load_reads_the_nodes():
+    """With cores its decisions follow the nodes' loads, not least_load's (the tasks' own); without
+    cores there is no node load and it is least_load (the same scan, the same rotation)."""
+    sc = scenario(nodes=3, hop=0.02, rho=0.7)
+    sc["services"] = copy.deepcopy(TWO_SERVICES)
+    plain = [simulate(sc, s, trace=True, progress=False).trace["task"].to_numpy() for s in ("least_load", "least_node_load")]
+    np.testing.assert_array_equal(plain[0], plain[1])
+    shared = with_cores(sc, 2.0)
+    ll, lnl = (simulate(shared, s, trace=True, progress=False).trace["task"].to_numpy()
+               for s in ("least_load", "least_node_load"))
+    assert (ll != lnl).mean() > 0.05

@@ -1,7 +1,8 @@
 """Nodes as shared machines: the requests in service on a node share its cores by processor
 sharing (scenario `cluster.cores`; docs/model.md, "Nodes as shared machines").
 
-Each request in service on node n progresses at `speed(n) * min(1, cores(n) / in_service(n))`
+Each request in service on node n progresses at `speed(n) * min(1, cores(n) / (in_service(n) +
+background(n)))`
 (work, in seconds of demand at speed 1.0, per second). Node n keeps a virtual clock `V(n)`, the
 work each of its requests in service has received since the start: it advances at that rate,
 which changes only when the node's count of requests in service (or its speed) changes. A
@@ -36,10 +37,11 @@ def _sync(st, n, t):
 @njit(inline="always", cache=True)
 def _reschedule(cfg, st, n):
     """Node n's rate from its requests in service, and its next completion in the tree."""
-    m = np.float64(st.node_run[n])
+    m = st.node_run[n] + st.node_bg[n]
     c = cfg.node_cores[n]
     r = cfg.node_speed[n] * (c / m if m > c else 1.0)
     st.node_rate[n] = r
+    st.node_load[n] = m / c
     t = np.inf
     if st.ps_n[n] > 0:
         t = st.node_tv[n] + max(st.ps_key[n, 0] - st.node_vt[n], 0.0) / r
@@ -109,6 +111,9 @@ def ps_complete(cfg, st, met, t):
         _start(cfg, st, met, head, k, t)
     else:
         _reschedule(cfg, st, n)
+    if st.node_piggy.shape[1] > 0:
+        # local, piggyback: the response tells its balancer the node's load as it leaves
+        st.node_piggy[st.slot_bal[slot], n] = st.node_load[n]
     return slot
 
 

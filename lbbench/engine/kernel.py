@@ -37,7 +37,7 @@ from ..rng import uniform
 from .control import T_REFRESH, _reroute, control_step, refresh_step, timer_set
 from .cpu import ps_arrive, ps_complete
 from .heaps import heap_pop, heap_push
-from .info import load_of, on_response
+from .info import load_of, node_load_of, on_response
 from .loadindex import touch, tree_of
 from .lowlevel import _fdiv, _view
 from .metrics import _record, window_of
@@ -50,7 +50,7 @@ from .state import (ARRIVED, COMPLETED, CROSS, ERR_CODE, ERR_REQ, ERR_VALUE, FAI
 # What a strategy sees (docs/strategies.md). Built per decision; numba keeps it in registers.
 
 View = namedtuple("View", ["load", "task_node", "task_speed", "entry", "now", "start", "params", "client", "service",
-                           "task_state", "load_index"])
+                           "task_state", "load_index", "node_load", "node_cores"])
 View.__doc__ = """Read-only context of one decision.
 
 load        int64[T]  outstanding requests per task as the information model reports them
@@ -68,6 +68,9 @@ task_state  float64[T, K] this balancer's per-task memory (`Strategy(task_state=
             the start; shape (0, 0) when K = 0); see docs/strategies.md
 load_index  int32[2P] the min tree over this service's candidates' loads (`Strategy(load_index=
             True)`, read through `kit.least_load_indexed`; empty without it): loadindex.py
+node_load   float64[N] requests in service plus background per core, per node, as the
+            information model reports them (cluster.cores; empty without it): info.node_load_of
+node_cores  float64[N] each node's cores (cluster.cores; empty without it)
 """
 
 
@@ -212,7 +215,7 @@ def _retire(cfg, st, met, slot, done):
         s = cfg.task_service[k]
         load = load_of(cfg, st, b)
         view = View(load, cfg.task_node, cfg.task_speed, -1, done, cfg.bal_start[b], _params(cfg.params), -1, s,
-                    st.bal_task_state[b], tree_of(cfg, st, b, np.uint64(s)))
+                    st.bal_task_state[b], tree_of(cfg, st, b, np.uint64(s)), node_load_of(cfg, st, b), cfg.node_cores)
         _on_complete(st.bal_state[b * np.uint64(cfg.n_services) + np.uint64(s)], task, latency, done, view)
     if CLOSED:
         _user_wait_over(cfg, st, slot, done + st.slot_dout[u])
@@ -506,7 +509,7 @@ def _kernel(cfg, st, met, arr, first, until):
             cands = _view(cfg.table, ts, tl)
             load = load_of(cfg, st, b)
             view = View(load, cfg.task_node, cfg.task_speed, e, now, cfg.bal_start[b], _params(cfg.params), client, s,
-                        st.bal_task_state[b], tree_of(cfg, st, b, us))
+                        st.bal_task_state[b], tree_of(cfg, st, b, us), node_load_of(cfg, st, b), cfg.node_cores)
             k = _task_id(_select(cands, view, st.bal_state[b * np.uint64(cfg.n_services) + us], st.bal_rng[b]))
             # The contract check: never index state with an id that is not a candidate.
             # (unsigned: a negative id or position wraps to a large one and fails the bound)

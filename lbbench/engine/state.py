@@ -156,6 +156,11 @@ STATE = {
         Array("node_tv", np.float64, ("ps_nodes",), 0.0, "the time node_vt is of"),
         Array("node_rate", np.float64, ("ps_nodes",), 0.0, "work per second of each request in service"),
         Array("node_run", np.int64, ("ps_nodes",), 0, "requests in service on the node"),
+        Array("node_bg", np.float64, ("ps_nodes",), 0.0, "background load (cluster.background): always-busy work"),
+        Array("node_load", np.float64, ("ps_nodes",), 0.0, "(requests in service + background) per core (view.node_load)"),
+        Array("node_snap", np.float64, ("ps_snap_nodes",), 0.0, "node_load at the last stale snapshot (stale:P)"),
+        Array("node_piggy", np.float64, ("balancers", "ps_piggy_nodes"), 0.0,
+              "per balancer, each node's node_load as its last response reported it (local, piggyback)"),
         Array("ps_n", np.int64, ("ps_nodes",), 0, "requests in the node's heap (node_run)"),
         Array("ps_key", np.float64, ("ps_nodes", "ps_heap"), np.inf,
               "per node, a 4-ary min-heap of its requests' virtual finish times (heaps.py)"),
@@ -200,10 +205,10 @@ def new_state(sizes: dict, **given) -> State:
     declaration. `sizes` names the sizes: tasks, workers, nodes, balancers, balancer_services,
     state_size, strategy_tasks, task_state, connections, piggy_balancers, piggy_tasks,
     timer_tree, index_rows, index_len, services, users, user_draws, user_jitter (0 when not
-    given: no closed loop), ps_tasks, ps_nodes, ps_heap, ps_tree (0 when not given: no
-    processor sharing), slots; heap is slots + HEAP_PAD."""
+    given: no closed loop), ps_tasks, ps_nodes, ps_heap, ps_tree, ps_snap_nodes, ps_piggy_nodes
+    (0 when not given: no processor sharing), slots; heap is slots + HEAP_PAD."""
     sizes = dict({"users": 0, "user_draws": 0, "user_jitter": 0, "ps_tasks": 0, "ps_nodes": 0, "ps_heap": 0,
-                  "ps_tree": 0}, **sizes)
+                  "ps_tree": 0, "ps_snap_nodes": 0, "ps_piggy_nodes": 0}, **sizes)
     sizes = dict(sizes, heap=sizes[SLOTS] + HEAP_PAD, n_ctr=N_CTR, n_fctr=N_FCTR)
     out = {}
     for a in STATE_ARRAYS:
