@@ -22,8 +22,8 @@ at equal times (a worker freed at t serves a request reaching its task at t; a s
 at t sees both; a request arriving at t is decided after all of that), and `sequence` the order
 in which the events were scheduled. Control events at equal times: the stale refresh (sub 0),
 then the fault schedule in its order (sub 1, key = index), then node detections (sub 2, key =
-node), then the orchestrator's task events (sub 3, key = task slot), then a closed loop's users'
-sends (sub 4, key = user). A task slot or a node has
+node), then the orchestrator's task events (sub 3, key = task slot), then the nodes' background
+load changes (sub 4, key = their order), then a closed loop's users' sends (sub 5, key = user). A task slot or a node has
 at most one pending event: a newer one supersedes it (lazy deletion by version).
 
 The simulation (`_Sim`) is grouped by concern, in the order of a request's life: the event
@@ -80,7 +80,7 @@ NO_INDEX = np.zeros(0, dtype=np.int32)
 # Event kinds, in their order at equal times.
 COMPLETION, TASK_ARRIVAL, CONTROL, RETRY, NEW_ARRIVAL = 0, 1, 2, 3, 4
 # Control events' sub-order at equal times.
-SUB_REFRESH, SUB_FAULT, SUB_NODE, SUB_TASK, SUB_USER = 0, 1, 2, 3, 4
+SUB_REFRESH, SUB_FAULT, SUB_NODE, SUB_TASK, SUB_BACKGROUND, SUB_USER = 0, 1, 2, 3, 4, 5
 # Task slot states
 DEAD, ALIVE, STARTING = 0, 1, 2
 
@@ -441,6 +441,8 @@ class _Sim:
             self.schedule(self.period, CONTROL, ("refresh", 1))         # refreshes at P, 2P, 3P, ...
         for j in range(len(inp.schedule)):
             self.schedule(float(inp.schedule.time[j]), CONTROL, ("fault", j), SUB_FAULT, j)
+        for j in range(len(inp.background)):
+            self.schedule(float(inp.background.time[j]), CONTROL, ("background", j), SUB_BACKGROUND, j)
 
     # ================================================================ the event list
 
@@ -834,6 +836,9 @@ class _Sim:
             self.fault(now, payload[1])
         elif what == "user":
             self.user_send(now, payload[1])
+        elif what == "background":                          # a node's background load changes
+            j = payload[1]
+            self.background[int(self.inp.background.node[j])] = float(self.inp.background.level[j])
         elif what == "node":
             if self.node_ver[payload[1]] == payload[2]:      # detected: leaves the entry policy
                 self.node_entry[payload[1]] = False

@@ -71,12 +71,21 @@ CASES = {
                                                [{"at": 300.0, "kind": "node_slow", "node": 1, "speed": 0.3},
                                                 {"at": 900.0, "kind": "node_slow", "node": 1, "speed": 1.0}]), 1.0),
                         ("round_robin", "least_load")),
+    # background work: a step on node 0 (1.5 cores of load from t = 200 s, off at 900 s) and
+    # random batch jobs of one core on nodes 1 and 2 (FAULTS-independent BACKGROUND stream)
+    "background": (with_cores(scenario(nodes=3, replicas=5, workers=2, rho=0.5, hop=0.01, requests=2000), 2.0),
+                   ("round_robin", "least_node_load")),
     # least_node_load under every information model: the nodes' loads as global, stale, local
     # and piggyback report them (two services on three nodes of 2 cores)
     **{f"node_load_{info.split(':')[0]}": (with_cores(scenario(nodes=3, hop=0.02, rho=0.7, info=info), 2.0,
                                                       TWO_SERVICES), ("least_node_load",))
        for info in ("global", "stale:1", "local", "piggyback")},
 }
+
+
+CASES["background"][0]["cluster"]["background"] = [
+    {"node": 0, "at": 200.0, "load": 1.5}, {"node": 0, "at": 900.0, "load": 0.0},
+    {"nodes": [1, 2], "mean_on": 60.0, "mean_off": 120.0, "load": 1.0}]
 
 
 def _shared(sc, res) -> bool:
@@ -195,3 +204,38 @@ def test_least_node_load_reads_the_nodes():
     ll, lnl = (simulate(shared, s, trace=True, progress=False).trace["task"].to_numpy()
                for s in ("least_load", "least_node_load"))
     assert (ll != lnl).mean() > 0.05
+
+
+# --------------------------------------------------------------------------------------------
+# cluster.background (lbbench/model/background.py)
+
+def test_background_shares_the_cores_exactly():
+    """One worker on a 1-core node with 1 unit of background from t = 100 s: a request served
+    after that gets half the core, so its service takes twice its demand (before: its demand)."""
+    sc = with_cores(scenario(nodes=1, replicas=1, rho=0.2, requests=600), 1.0)
+    sc["cluster"]["background"] = [{"node": 0, "at": 100.0, "load": 1.0}]
+    tr = simulate(sc, "round_robin", trace=True, progress=False).trace
+    arr, _ = arrivals(sc)
+    start, done = tr["start"].to_numpy(), tr["done"].to_numpy()
+    before, after = done <= 100.0, start >= 100.0
+    assert before.sum() > 10 and after.sum() > 100
+    np.testing.assert_allclose((done - start)[before], arr.demand[before], rtol=1e-9)
+    np.testing.assert_allclose((done - start)[after], 2 * arr.demand[after], rtol=1e-9)
+
+
+def test_random_background_is_stationary_and_common_to_strategies():
+    """Random batch work is on for a fraction mean_on / (mean_on + mean_off) of the time, from
+    the BACKGROUND stream: the same schedule for every strategy (it depends on the seed only)."""
+    from lbbench.model.background import build_background
+    from lbbench.model.scenario import load_scenario
+    sc = scenario(nodes=2)
+    sc["cluster"] = {"nodes": 2, "cores": 1.0, "background": [{"nodes": [1], "mean_on": 2.0, "mean_off": 6.0, "load": 3.0}]}
+    sc = load_scenario(sc)
+    b = build_background(sc, 200_000.0, 7)
+    assert (b.node == 1).all() and set(np.unique(b.level)) <= {0.0, 3.0}
+    on = np.diff(np.append(b.time, 200_000.0)) * (b.level > 0)
+    frac = on.sum() / 200_000.0
+    # ~25,000 on/off cycles: the on fraction's standard error is about 0.002
+    # (sqrt(Var(0.75 on - 0.25 off) / cycles) / 8 s); the tolerance is 7 of them
+    assert abs(frac - 0.25) < 0.015, frac
+    np.testing.assert_array_equal(build_background(sc, 200_000.0, 7).time, b.time)

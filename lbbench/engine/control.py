@@ -10,7 +10,8 @@ all-inf tree and pays one load per event loop pass for it.
 
 Timer classes, in order (`timers`): the stale refresh (1), the fault schedule (1: a cursor
 into the sorted schedule), node detections (one per node), the orchestrator's task events
-(one per task slot: detect, place, join), a closed loop's users (one per user: the user's next
+(one per task slot: detect, place, join), the nodes' background load (1: a cursor into its
+sorted changes, cluster.background), a closed loop's users (one per user: the user's next
 send). A new kind adds its class to `timers` and a branch to `control_step`; a user's send is
 a new request, which the kernel dispatches itself (`_advance` stops at it, as at a retry), so
 its branch is in the kernel, not here.
@@ -24,7 +25,7 @@ from .info import refresh
 from .heaps import _sift_down, timer_at, timer_set
 from .loadindex import build, build_all
 from .lowlevel import RunStateCompiler
-from .cpu import ps_crash, ps_speed
+from .cpu import ps_background, ps_crash, ps_speed
 from .requests import fail_at_task
 from .state import (CRASHES, EV_DETECT, EV_JOIN, EV_NONE, EV_PLACE, FAULT_I, HEAP_N, TASK_ALIVE, TASK_DEAD,
                     TASK_STARTING)
@@ -35,12 +36,17 @@ T_REFRESH, T_SCHEDULE, T_NODES = 0, 1, 2       # timer ids; node n is T_NODES + 
 
 def timers(n_nodes: int, n_tasks: int, n_users: int = 0) -> int:
     """Number of timers of a run."""
-    return T_NODES + n_nodes + n_tasks + n_users
+    return T_NODES + n_nodes + n_tasks + 1 + n_users
+
+
+def background_timer(n_nodes: int, n_tasks: int) -> int:
+    """The id of the background load's timer (Config.bg_timer): after the task slots."""
+    return T_NODES + n_nodes + n_tasks
 
 
 def user_timer(n_nodes: int, n_tasks: int) -> int:
-    """The id of user 0's timer (Config.user_timer0): users come last, after the task slots."""
-    return T_NODES + n_nodes + n_tasks
+    """The id of user 0's timer (Config.user_timer0): users come last, after the background's."""
+    return T_NODES + n_nodes + n_tasks + 1
 
 
 def tree_size(n_timers: int) -> int:
@@ -250,7 +256,8 @@ def refresh_step(cfg, st, t):
 @njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
 def control_step(cfg, st, met, t):
     """Apply the control event at the root of the queue, due at t. (A kernel compiled without
-    failures and retries, FULL = False, has only the refresh and calls refresh_step itself.)"""
+    failures and retries, FULL = False, has only the refresh and the background load's changes,
+    and calls refresh_step itself for the refresh.)"""
     i = st.ctl_i[1]
     if i == T_REFRESH:
         refresh_step(cfg, st, t)
@@ -261,8 +268,10 @@ def control_step(cfg, st, met, t):
         n = i - T_NODES
         st.node_entry[n] = 0
         timer_set(st, np.int64(i), np.inf)
-    else:
+    elif i < cfg.bg_timer:
         _task_event(cfg, st, i - T_NODES - cfg.node_speed.shape[0], t)
+    else:
+        ps_background(cfg, st, t)
 
 
 @njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)

@@ -25,6 +25,7 @@ from numba import njit
 from .heaps import _sift_down, heap_pop, heap_push, tree_set
 from .lowlevel import RunStateCompiler
 from .requests import fail_at_task
+from .state import BG_I
 
 
 @njit(inline="always", cache=True)
@@ -53,6 +54,19 @@ def ps_speed(cfg, st, n, t):
     """Node n's speed changed at t (a node_slow fault; Config.node_speed holds the new one):
     its clock is brought to t at the old rate, then runs at the new one."""
     _sync(st, n, t)
+    _reschedule(cfg, st, n)
+
+
+@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+def ps_background(cfg, st, t):
+    """The next change of a node's background load (cluster.background), due at t: the node's
+    clock is brought to t, then its requests share the cores with the new load."""
+    i = st.ctr[BG_I]
+    st.ctr[BG_I] = i + 1
+    tree_set(st.ctl_t, st.ctl_i, cfg.bg_timer, cfg.bg_time[i + 1] if i + 1 < cfg.bg_time.shape[0] else np.inf)
+    n = cfg.bg_node[i]
+    _sync(st, n, t)
+    st.node_bg[n] = cfg.bg_level[i]
     _reschedule(cfg, st, n)
 
 

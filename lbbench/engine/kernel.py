@@ -259,8 +259,8 @@ def _advance(cfg, st, met, limit, ctl_limit):
             timer_set(st, np.int64(T_REFRESH), inf)       # past the last arrival: no more refreshes
         elif CLOSED and st.ctl_i[1] >= cfg.user_timer0:
             return 2
-        elif FULL:
-            control_step(cfg, st, met, tq)
+        elif FULL or st.ctl_i[1] != T_REFRESH:
+            control_step(cfg, st, met, tq)      # (FULL = False: the background load's changes)
         else:
             refresh_step(cfg, st, tq)
 

@@ -149,6 +149,8 @@ class _Run:
             t_end=float(sc.run.duration if sc.run.duration is not None else math.inf),
             warm_time=float(inp.warm_time if inp.warm_time is not None else math.inf),
             ps=np.int64(cl.node_cores is not None),
+            bg_time=inp.background.time, bg_node=inp.background.node, bg_level=inp.background.level,
+            bg_timer=np.int64(control.background_timer(cl.n_nodes, T)),
             node_cores=cl.node_cores if cl.node_cores is not None else np.zeros(0),
         )
         # the load index (loadindex.py), for a strategy that declares it
@@ -162,6 +164,8 @@ class _Run:
         N = cl.n_nodes
         n_timers = control.timers(N, T, n_users)
         at = {control.T_SCHEDULE: self.schedule.time[0]} if len(self.schedule) else {}
+        if len(inp.background):
+            at[control.background_timer(N, T)] = inp.background.time[0]
         if info.kind == "stale":
             at[control.T_REFRESH] = info.period
         # a closed loop's user draws: rows per user (their number changes no result: each user's

@@ -29,7 +29,7 @@ Config = namedtuple("Config", [
     "retries", "backoff", "timeout", "retry_key",
     "li_off", "li_p",
     "users", "user_timer0", "n_req", "t_end", "warm_time",
-    "ps", "node_cores", "f_value",
+    "ps", "node_cores", "f_value", "bg_time", "bg_node", "bg_level", "bg_timer",
 ])
 Config.__doc__ = """Static configuration of a run.
 
@@ -51,7 +51,9 @@ users send until n_req requests are sent or time t_end (int64 max / inf: no such
 warm_index unknown (int64 max), the first send at or after warm_time is the first measured.
 
 Processor sharing (ps = 1: cluster.cores; cpu.py): node_cores[n], the cores of node n, shared by
-the requests in service on it (empty without it).
+the requests in service on it (empty without it). bg_time/bg_node/bg_level: the nodes'
+background load changes (cluster.background, model/background.py), applied by the control
+timer bg_timer (ctr[BG_I] the next one).
 """
 
 
@@ -179,7 +181,7 @@ State.__doc__ = "Mutable state, resumable across chunks: the arrays of `STATE`, 
 
 # ctr (int64) fields
 (ARRIVED, COMPLETED, REJECTED, FAILED, CROSS, HEAP_N, TRANSIT_N, FREE_N, ERR_CODE, ERR_REQ, ERR_VALUE, REQUESTS,
- IN_FLIGHT_M, RETRIED, TIMED_OUT, RT_N, FAULT_I, CRASHES, NEED, N_CTR) = range(20)
+ IN_FLIGHT_M, RETRIED, TIMED_OUT, RT_N, FAULT_I, CRASHES, NEED, BG_I, N_CTR) = range(21)
 # The kernel's return codes: done, a strategy's answer not a candidate (ERR_*), and a closed
 # loop's stops for Python: user ctr[NEED] has used its draws (refill them), the first measured
 # request of a duration-bounded run is ctr[NEED] (set warm_index).

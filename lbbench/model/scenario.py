@@ -103,12 +103,45 @@ class Service(_Model):
         return self
 
 
+class Background(_Model):
+    """Always-busy work on nodes sharing their cores with requests (cluster.cores; docs/model.md,
+    "Nodes as shared machines"): a step `{node, at, load}` sets node's own background to `load`
+    from `at` on; random batch work `{nodes, mean_on, mean_off, load}` adds `load` on each listed
+    node (default: all) while on, on and off for exponential times of these means."""
+
+    node: int | None = Field(None, ge=0, description="step: the node")
+    at: float | None = Field(None, ge=0, **_SECONDS, description="step: from this time on")
+    nodes: list[int] | None = Field(None, description="random: the nodes (default all)")
+    mean_on: float | None = Field(None, gt=0, **_SECONDS, description="random: mean seconds of a batch job")
+    mean_off: float | None = Field(None, gt=0, **_SECONDS, description="random: mean seconds between batch jobs")
+    load: float = Field(ge=0, le=1e6, allow_inf_nan=False, description="units of always-busy work (cores it would fill)")
+
+    @model_validator(mode="after")
+    def _check(self):
+        step = self.node is not None or self.at is not None
+        rand = self.nodes is not None or self.mean_on is not None or self.mean_off is not None
+        if step == rand:
+            raise ValueError("load: a background entry is a step {node, at, load} or random batch work "
+                             "{nodes, mean_on, mean_off, load}; give the keys of one of them")
+        if step and (self.node is None or self.at is None):
+            raise ValueError(f"{'node' if self.node is None else 'at'}: a background step needs node, at and load")
+        if rand and (self.mean_on is None or self.mean_off is None):
+            raise ValueError(f"{'mean_on' if self.mean_on is None else 'mean_off'}: random background work needs "
+                             "mean_on, mean_off and load")
+        return self
+
+    @property
+    def random(self) -> bool:
+        return self.mean_on is not None
+
+
 class Cluster(_Model):
     nodes: int = Field(1, ge=1, le=1_000_000)
     speeds: list[float] | None = Field(None, description="service-rate multiplier per node, default all 1.0")
     drained: list[int] = Field(default_factory=list, description="nodes that accept ingress but get no tasks")
     cores: float | list[float] | None = Field(None, description="CPU cores per node (one number, or one per node): "
                                               "requests in service on a node share them (processor sharing)")
+    background: list[Background] = Field(default_factory=list, description="always-busy work sharing the cores")
 
     @field_validator("cores")
     @classmethod
@@ -144,6 +177,13 @@ class Cluster(_Model):
         if isinstance(self.cores, list) and len(self.cores) != self.nodes:
             raise ValueError(f"cores has {len(self.cores)} entries but nodes = {self.nodes}; give one number, "
                              "or one per node")
+        if self.background and self.cores is None:
+            raise ValueError("background: background work shares the nodes' cores; give cluster.cores too")
+        for i, bg in enumerate(self.background):
+            for n in ([bg.node] if bg.node is not None else bg.nodes or []):
+                if not 0 <= n < self.nodes:
+                    raise ValueError(f"background entry {i} puts load on node {n}, which does not exist; nodes are "
+                                     f"0..{self.nodes - 1}")
         return self
 
 
