@@ -602,6 +602,26 @@ PRESETS["flash-crowd"].update({
 })
 
 
+# Nodes as shared machines (docs/model.md, "Nodes as shared machines"): two services, web
+# (20 ms exponential) and api (50 ms lognormal, cv 2), four replicas of four workers each,
+# spread one of each per node over 4 nodes of 2 cores: the 8 workers of a node share its
+# 2 cores. Each service offered 0.35 of its capacity alone (8 cores), so 0.7 of the cluster's
+# cores in all; at t = 100 s a batch job of 2 cores' work arrives on node 3 and stays. Per-node
+# balancers with global information; 300 s, 2 s windows.
+PRESETS["shared-nodes"] = {
+    "name": "shared-nodes",
+    "cluster": {"nodes": 4, "cores": 2.0, "background": [{"node": 3, "at": 100.0, "load": 2.0}]},
+    "services": [{"name": "web", "port": 80, "replicas": 4, "workers": 4,
+                  "demand": {"dist": "exponential", "mean": 0.02}},
+                 {"name": "api", "port": 8080, "replicas": 4, "workers": 4,
+                  "demand": {"dist": "lognormal", "mean": 0.05, "cv": 2.0}}],
+    "workload": {"rho": 0.35, "entry": "uniform"},
+    "network": {"hop": 0.0005},
+    "balancer": {"mode": "per_node", "info": "global", "rr_start": "random"},
+    "run": {"duration": 300.0, "warmup": 0.1, "window": 2.0},
+}
+
+
 def preset_names() -> list[str]:
     return sorted(PRESETS)
 
