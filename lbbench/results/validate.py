@@ -240,9 +240,9 @@ def ps_cases(cfg: "Config", seeds: int | None = None, progress: Callable[[str], 
             progress(f"{key}: {len(runs)} runs in {time.perf_counter() - t0:.1f} s")
         label = f"cv={PS_CV:g}" if logn else "exponential"
         if cores == 1:
-            w, case = 1.0 / (1.0 - rho), f"1 core = M/G/1-PS mean sojourn, {label}"
+            w, case = 1.0 / (1.0 - rho), f"1 core = M/G/1-PS sojourn, {label}"
         else:
-            w, case = mmc_sojourn(cores, cores * rho, 1.0), f"{cores} cores = M/M/{cores} mean sojourn, {label}"
+            w, case = mmc_sojourn(cores, cores * rho, 1.0), f"{cores} cores = M/M/{cores} sojourn, {label}"
         rows.append(compare(key, case, "=", w, [r["latency_mean"] for r in runs], TOL_MEAN,
                             f"one task, {PS_WORKERS} workers, rho={rho:g}; insensitive to the demand's distribution"))
     return rows
