@@ -1,7 +1,7 @@
 """Explicit random streams.
 
 Python side: every purpose (arrival gaps, demand, entry nodes, clients, jitter, strategy,
-placement, faults, connections, bursts' on/off periods; a closed loop's users, each with its
+placement, faults, connections, bursts' on/off periods, background batch work; a closed loop's users, each with its
 own streams) has its own `numpy.random.Generator`, derived from the run's seed and a
 fixed purpose key, so changing the strategy never changes the arrivals (common random numbers).
 
@@ -19,6 +19,7 @@ GAPS, SERVICE, ENTRY, CLIENT, JITTER, STRATEGY, PLACEMENT, FAULTS, DEMAND, CONNE
 # Closed loop: each user's own streams are keyed (USER, user, purpose, ...), THINK its think times.
 USER, THINK = 10, 11
 BURSTS = 12     # the on/off periods of workload.bursts
+BACKGROUND = 13     # the on/off periods of cluster.background's random batch work
 
 
 def stream(seed: int, purpose: int, *sub: int) -> np.random.Generator:

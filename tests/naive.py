@@ -22,8 +22,8 @@ at equal times (a worker freed at t serves a request reaching its task at t; a s
 at t sees both; a request arriving at t is decided after all of that), and `sequence` the order
 in which the events were scheduled. Control events at equal times: the stale refresh (sub 0),
 then the fault schedule in its order (sub 1, key = index), then node detections (sub 2, key =
-node), then the orchestrator's task events (sub 3, key = task slot), then a closed loop's users'
-sends (sub 4, key = user). A task slot or a node has
+node), then the orchestrator's task events (sub 3, key = task slot), then the nodes' background
+load changes (sub 4, key = their order), then a closed loop's users' sends (sub 5, key = user). A task slot or a node has
 at most one pending event: a newer one supersedes it (lazy deletion by version).
 
 The simulation (`_Sim`) is grouped by concern, in the order of a request's life: the event
@@ -45,7 +45,7 @@ import numpy as np
 from lbbench import rng as rngmod
 from lbbench.errors import StrategyError
 from lbbench.model.cluster import build_cluster
-from lbbench.model.faults import F_NODE_DOWN, F_NODE_UP, F_SERVICE_CRASH, F_TASK_CRASH
+from lbbench.model.faults import F_NODE_DOWN, F_NODE_SLOW, F_NODE_UP, F_SERVICE_CRASH, F_TASK_CRASH
 from lbbench.model.inputs import run_inputs
 from lbbench.model.scenario import load_scenario
 from lbbench.model.workload import Chunk, Workload
@@ -55,7 +55,7 @@ from lbbench.plugins.strategy import resolve
 # latency, now, view)` see: the strategy contract (docs/strategies.md). The engine builds its
 # own `lbbench.engine.View` with the same fields in the same order (a test checks it).
 View = namedtuple("View", ["load", "task_node", "task_speed", "entry", "now", "start", "params", "client", "service",
-                           "task_state", "load_index"])
+                           "task_state", "load_index", "node_load", "node_cores"])
 View.__doc__ = """Read-only context of one decision.
 
 load        int64[T]  outstanding requests per task as the information model reports them
@@ -71,13 +71,16 @@ service     int       service index of the request
 task_state  float64[T, K] this balancer's per-task memory (`Strategy(task_state=K)`)
 load_index  the engine's load index; empty here, so `kit.least_load_indexed` scans the loads:
             the engine's answers from its index are checked against the scan's
+node_load   float64[N] requests in service plus background per core, per node, as the
+            information model reports them (cluster.cores; empty without it): `node_load_of`
+node_cores  float64[N] each node's cores (empty without cluster.cores)
 """
 NO_INDEX = np.zeros(0, dtype=np.int32)
 
 # Event kinds, in their order at equal times.
 COMPLETION, TASK_ARRIVAL, CONTROL, RETRY, NEW_ARRIVAL = 0, 1, 2, 3, 4
 # Control events' sub-order at equal times.
-SUB_REFRESH, SUB_FAULT, SUB_NODE, SUB_TASK, SUB_USER = 0, 1, 2, 3, 4
+SUB_REFRESH, SUB_FAULT, SUB_NODE, SUB_TASK, SUB_BACKGROUND, SUB_USER = 0, 1, 2, 3, 4, 5
 # Task slot states
 DEAD, ALIVE, STARTING = 0, 1, 2
 
@@ -148,6 +151,7 @@ class _Request:
     d_out: float = 0.0
     inc: int = 0             # incarnation of the task it was sent to
     tries: int = 0           # retries so far
+    svc: float = 0.0         # demand / speed of its task's node when it was sent
 
 
 @dataclass
@@ -394,6 +398,21 @@ class _Sim:
         self.tables = [[int(k) for k in cl.table[cl.table_start[s]:cl.table_start[s] + cl.table_len[s]]] for s in range(S)]
         self.faulty = sc.faults.any
 
+        # ---- nodes as shared machines (cluster.cores): processor sharing per node
+        self.cores = sc.cluster.core_list()                  # None: every worker has a core of its own
+        self.node_speed = list(cl.node_speed)
+        self.ps_service = [[] for _ in range(cl.n_nodes)]    # per node: [remaining work, _Attempt] in service
+        self.ps_last = [0.0] * cl.n_nodes                    # when the remaining work was last brought up to date
+        self.ps_next = [math.inf] * cl.n_nodes               # the node's scheduled next completion
+        self.ps_ver = [0] * cl.n_nodes
+        self.running = [0] * T                               # requests in service per task
+        self.waiting = [[] for _ in range(T)]                # FIFO of requests waiting for a worker
+        self.background = [0.0] * cl.n_nodes                 # always-busy work per node (cluster.background)
+        n_ps = cl.n_nodes if self.cores is not None else 0
+        self.node_cores = np.asarray(self.cores if self.cores is not None else [], dtype=np.float64)
+        self.node_snapshot = np.zeros(n_ps)                  # stale:P's copy of the nodes' loads
+        self.node_reported = np.zeros((inp.n_bal, n_ps))     # local, piggyback: what the node's last response said
+
         # ---- measurement
         if inp.warm_time is None:
             warm_index = inp.warm_index
@@ -422,6 +441,8 @@ class _Sim:
             self.schedule(self.period, CONTROL, ("refresh", 1))         # refreshes at P, 2P, 3P, ...
         for j in range(len(inp.schedule)):
             self.schedule(float(inp.schedule.time[j]), CONTROL, ("fault", j), SUB_FAULT, j)
+        for j in range(len(inp.background)):
+            self.schedule(float(inp.background.time[j]), CONTROL, ("background", j), SUB_BACKGROUND, j)
 
     # ================================================================ the event list
 
@@ -439,7 +460,11 @@ class _Sim:
                     RETRY: self.retry, NEW_ARRIVAL: self.new_arrival}
         while self.events and self.events[0][0] <= end:
             time, kind, _, _, _, payload = heapq.heappop(self.events)
+            if self.cores is not None:
+                self.ps_progress(time)
             handlers[kind](time, payload)
+            if self.cores is not None:
+                self.ps_schedule(time)
         if self.users is not None:
             self.end_users()
         self.res.task_node = self.task_node
@@ -460,6 +485,22 @@ class _Sim:
             return self.reported[b]
         return self.snapshot            # stale:P
 
+    def node_load(self) -> np.ndarray:
+        """Each node's requests in service plus background, per core (empty without cores)."""
+        if self.cores is None:
+            return np.zeros(0)
+        return np.array([(len(self.ps_service[n]) + self.background[n]) / self.cores[n]
+                         for n in range(self.cl.n_nodes)])
+
+    def node_load_of(self, b: int) -> np.ndarray:
+        """view.node_load: true under global, the snapshot's under stale:P, and under local and
+        piggyback what each node's last response to balancer `b` reported."""
+        if self.info == "global":
+            return self.node_load()
+        if self.info == "stale":
+            return self.node_snapshot
+        return self.node_reported[b]
+
     def sent(self, b: int, k: int) -> None:
         """Balancer `b` sent a request to task `k`."""
         self.outstanding[k] += 1
@@ -476,6 +517,7 @@ class _Sim:
         if self.users is not None and not (self.n_sent < self.n_send and now <= self.t_end):
             return
         self.snapshot[:] = self.outstanding
+        self.node_snapshot = self.node_load()
         if (kk + 1) * self.period <= self.t_last:
             self.schedule((kk + 1) * self.period, CONTROL, ("refresh", kk + 1), SUB_REFRESH)
 
@@ -602,7 +644,7 @@ class _Sim:
         s = req.service
         cands = np.asarray(self.tables[s], dtype=np.int32)
         view = View(self.load_of(b), self.task_node, self.task_speed, e, now, int(self.inp.bal_start[b]),
-                    self.params, req.client, s, self.bal_task_state[b], NO_INDEX)
+                    self.params, req.client, s, self.bal_task_state[b], NO_INDEX, self.node_load_of(b), self.node_cores)
         k = int(self.select(cands, view, self.bal_state[b * self.S + s], self.bal_rng[b]))
         if k not in cands.tolist():
             raise StrategyError(f"strategy {self.spec.name!r} returned task {k} for request {req.index}, "
@@ -634,6 +676,7 @@ class _Sim:
             return
         self.sent(b, k)
         req.task, req.balancer, req.inc, req.d_out = k, b, self.inc[k], 0.0
+        req.svc = req.demand / self.task_speed[k]
         d_in = 0.0
         if self.task_node[k] != e:                # crosses the overlay: hop + jitter, both ways
             hop, arr = self.sc.network.hop, self.arr
@@ -661,17 +704,75 @@ class _Sim:
             self.give_up(now, req, REJECTED)
             return
         self.present[k] += 1
+        if self.cores is not None:                # the node's cores are shared: FIFO in front of the workers
+            att = _Attempt(req)
+            self.at_task[k].append(att)
+            if self.running[k] < self.cl.task_workers[k]:
+                self.ps_start(now, att)
+            else:
+                self.waiting[k].append(att)
+            return
         free = self.workers_free[k]
         w = min(range(len(free)), key=lambda j: (free[j], j))  # earliest free, lowest index
         start = max(now, free[w])
-        done = start + req.demand / self.task_speed[k]
+        done = start + req.svc
         free[w] = done
         self.res.start[i], self.res.done[i] = start, done
         att = _Attempt(req)
         self.at_task[k].append(att)
         self.schedule(done, COMPLETION, att)
 
+    # ---- processor sharing (cluster.cores): every event brings every request in service up to
+    # date at its node's rate, speed * min(1, cores / requests in service), then the next
+    # completion of each node is scheduled anew (an older one is superseded by version)
+
+    def ps_rate(self, n) -> float:
+        m = len(self.ps_service[n])
+        m += self.background[n]
+        return self.node_speed[n] * min(1.0, self.cores[n] / m) if m else 0.0
+
+    def ps_progress(self, now) -> None:
+        for n, inside in enumerate(self.ps_service):
+            r = self.ps_rate(n)
+            for entry in inside:
+                entry[0] -= r * (now - self.ps_last[n])
+            self.ps_last[n] = now
+
+    def ps_schedule(self, now) -> None:
+        for n, inside in enumerate(self.ps_service):
+            t = now + min(e[0] for e in inside) / self.ps_rate(n) if inside else math.inf
+            if t != self.ps_next[n]:
+                self.ps_next[n] = t
+                self.ps_ver[n] += 1
+                if inside:
+                    self.schedule(max(t, now), COMPLETION, ("ps", n, self.ps_ver[n]))
+
+    def ps_start(self, now, att) -> None:
+        k = att.req.task
+        self.running[k] += 1
+        self.ps_service[self.task_node[k]].append([att.req.demand, att])
+        self.res.start[att.req.index] = now
+
+    def ps_done(self, now, n, ver) -> None:
+        """Node n's request with the least work left completes; its task's next waiting one starts."""
+        if ver != self.ps_ver[n]:
+            return
+        inside = self.ps_service[n]
+        j = min(range(len(inside)), key=lambda i: inside[i][0])
+        att = inside.pop(j)[1]
+        k = att.req.task
+        self.running[k] -= 1
+        self.res.done[att.req.index] = now
+        if self.waiting[k]:
+            self.ps_start(now, self.waiting[k].pop(0))
+        if self.node_reported.shape[1]:         # the response carries its node's load
+            self.node_reported[att.req.balancer, n] = self.node_load()[n]
+        self.completion(now, att)
+
     def completion(self, now, att):
+        if isinstance(att, tuple):            # processor sharing: a node's next completion
+            self.ps_done(now, att[1], att[2])
+            return
         if not att.alive:                     # its task crashed: already failed
             return
         req, res = att.req, self.res
@@ -688,14 +789,14 @@ class _Sim:
             res.latency_sum += latency
             res.latency_max = max(res.latency_max, latency)
             res.task_served[k] += 1
-            res.task_busy[k] += req.demand / self.task_speed[k]
+            res.task_busy[k] += req.svc
             timeout = self.sc.clients.timeout
             res.timed_out += timeout > 0 and latency > timeout
         self.user_wait_over(req, now + req.d_out)
         if self.on_complete is not None:
             s = int(self.cl.task_service[k])
             view = View(self.load_of(b), self.task_node, self.task_speed, -1, now, int(self.inp.bal_start[b]),
-                        self.params, -1, s, self.bal_task_state[b], NO_INDEX)
+                        self.params, -1, s, self.bal_task_state[b], NO_INDEX, self.node_load_of(b), self.node_cores)
             self.on_complete(self.bal_state[b * self.S + s], k, latency, now, view)
 
     # ================================================================ client retries
@@ -735,6 +836,9 @@ class _Sim:
             self.fault(now, payload[1])
         elif what == "user":
             self.user_send(now, payload[1])
+        elif what == "background":                          # a node's background load changes
+            j = payload[1]
+            self.background[int(self.inp.background.node[j])] = float(self.inp.background.level[j])
         elif what == "node":
             if self.node_ver[payload[1]] == payload[2]:      # detected: leaves the entry policy
                 self.node_entry[payload[1]] = False
@@ -763,6 +867,11 @@ class _Sim:
                 self.give_up(now, att.req, FAILED)
             self.at_task[k].clear()
             assert self.present[k] == 0
+            if self.cores is not None:        # out of its node's processor sharing, and its queue
+                n = self.task_node[k]
+                self.ps_service[n] = [e for e in self.ps_service[n] if e[1].alive]
+                self.running[k] = 0
+                self.waiting[k].clear()
         self.task_event(k, now + detect, "detect")
 
     def tasks_on(self, x):
@@ -794,6 +903,11 @@ class _Sim:
                     ev = self.task_ev[k]
                     if ev is not None and ev[1] == "place" and ev[0] == math.inf:
                         self.task_event(k, now, "place")
+        elif kind == F_NODE_SLOW:                      # runs on at another speed; no health check notices
+            self.node_speed[x] = float(sched.value[j])
+            for k in range(self.T):
+                if self.task_node[k] == x:
+                    self.task_speed[k] = self.node_speed[x]
         else:                                          # drain: the manager stops its tasks at once
             self.node_drained[x] = True
             for k in self.tasks_on(x):
@@ -833,7 +947,7 @@ class _Sim:
             return
         self.res.placements.append((now, k, node, cs, ct, eligible))
         self.task_node[k] = node
-        self.task_speed[k] = cl.node_speed[node]
+        self.task_speed[k] = self.node_speed[node]
         self.state[k] = STARTING
         self.task_event(k, now + self.sc.health.startup, "join")
 

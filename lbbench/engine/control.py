@@ -10,7 +10,8 @@ all-inf tree and pays one load per event loop pass for it.
 
 Timer classes, in order (`timers`): the stale refresh (1), the fault schedule (1: a cursor
 into the sorted schedule), node detections (one per node), the orchestrator's task events
-(one per task slot: detect, place, join), a closed loop's users (one per user: the user's next
+(one per task slot: detect, place, join), the nodes' background load (1: a cursor into its
+sorted changes, cluster.background), a closed loop's users (one per user: the user's next
 send). A new kind adds its class to `timers` and a branch to `control_step`; a user's send is
 a new request, which the kernel dispatches itself (`_advance` stops at it, as at a retry), so
 its branch is in the kernel, not here.
@@ -18,14 +19,15 @@ its branch is in the kernel, not here.
 import numpy as np
 from numba import njit
 
-from ..model.faults import F_NODE_DOWN, F_NODE_DRAIN, F_NODE_UP, F_SERVICE_CRASH, F_TASK_CRASH
+from ..model.faults import F_NODE_DOWN, F_NODE_DRAIN, F_NODE_SLOW, F_NODE_UP, F_SERVICE_CRASH, F_TASK_CRASH
 from ..rng import hash_uniform
 from .info import refresh
 from .heaps import _sift_down, timer_at, timer_set
-from .loadindex import build, build_all, touch
+from .loadindex import build, build_all
 from .lowlevel import RunStateCompiler
-from .requests import _give_up
-from .state import (CRASHES, EV_DETECT, EV_JOIN, EV_NONE, EV_PLACE, FAULT_I, HEAP_N, ST_FAILED, TASK_ALIVE, TASK_DEAD,
+from .cpu import ps_background, ps_crash, ps_speed
+from .requests import fail_at_task
+from .state import (CRASHES, EV_DETECT, EV_JOIN, EV_NONE, EV_PLACE, FAULT_I, HEAP_N, TASK_ALIVE, TASK_DEAD,
                     TASK_STARTING)
 
 T_REFRESH, T_SCHEDULE, T_NODES = 0, 1, 2       # timer ids; node n is T_NODES + n, task k after the nodes,
@@ -34,12 +36,17 @@ T_REFRESH, T_SCHEDULE, T_NODES = 0, 1, 2       # timer ids; node n is T_NODES + 
 
 def timers(n_nodes: int, n_tasks: int, n_users: int = 0) -> int:
     """Number of timers of a run."""
-    return T_NODES + n_nodes + n_tasks + n_users
+    return T_NODES + n_nodes + n_tasks + 1 + n_users
+
+
+def background_timer(n_nodes: int, n_tasks: int) -> int:
+    """The id of the background load's timer (Config.bg_timer): after the task slots."""
+    return T_NODES + n_nodes + n_tasks
 
 
 def user_timer(n_nodes: int, n_tasks: int) -> int:
-    """The id of user 0's timer (Config.user_timer0): users come last, after the task slots."""
-    return T_NODES + n_nodes + n_tasks
+    """The id of user 0's timer (Config.user_timer0): users come last, after the background's."""
+    return T_NODES + n_nodes + n_tasks + 1
 
 
 def tree_size(n_timers: int) -> int:
@@ -91,11 +98,7 @@ def _crash(cfg, st, met, k, t, detect):
         for j in range(n):
             slot = st.heap_slot[j]
             if st.slot_task[slot] == k:
-                st.present[k] -= 1
-                st.outstanding[k] -= 1
-                st.local_out[st.slot_bal[slot], k] -= 1
-                touch(cfg, st, np.int64(st.slot_bal[slot]), np.int64(k))
-                _give_up(cfg, st, met, slot, t, np.int64(ST_FAILED))
+                fail_at_task(cfg, st, met, slot, k, t)
             else:
                 st.heap_key[m] = st.heap_key[j]
                 st.heap_slot[m] = slot
@@ -106,6 +109,8 @@ def _crash(cfg, st, met, k, t, detect):
         if m > 1:
             for i in range((m - 2) // 4, -1, -1):
                 _sift_down(st.heap_key, st.heap_slot, np.int64(m), np.int64(i))
+        if cfg.ps:
+            ps_crash(cfg, st, met, k, t)
     st.task_ev_kind[k] = EV_DETECT
     timer_set(st, task_timer(cfg, k), t + detect)
 
@@ -196,6 +201,13 @@ def _schedule_step(cfg, st, met, t):
         for k in range(T):
             if cfg.task_node[k] == x and st.task_state[k] != TASK_DEAD:
                 _crash(cfg, st, met, k, t, 0.0)
+    elif kind == F_NODE_SLOW:       # a gray failure: the node runs on at another speed, unnoticed
+        cfg.node_speed[x] = cfg.f_value[i]
+        if cfg.ps:
+            ps_speed(cfg, st, x, t)
+        for k in range(T):
+            if cfg.task_node[k] == x:
+                cfg.task_speed[k] = cfg.f_value[i]
     else:
         raise ValueError("a fault kind the engine has no handler for (faults.FAULT_KINDS)")
 
@@ -244,7 +256,8 @@ def refresh_step(cfg, st, t):
 @njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
 def control_step(cfg, st, met, t):
     """Apply the control event at the root of the queue, due at t. (A kernel compiled without
-    failures and retries, FULL = False, has only the refresh and calls refresh_step itself.)"""
+    failures and retries, FULL = False, has only the refresh and the background load's changes,
+    and calls refresh_step itself for the refresh.)"""
     i = st.ctl_i[1]
     if i == T_REFRESH:
         refresh_step(cfg, st, t)
@@ -255,8 +268,10 @@ def control_step(cfg, st, met, t):
         n = i - T_NODES
         st.node_entry[n] = 0
         timer_set(st, np.int64(i), np.inf)
-    else:
+    elif i < cfg.bg_timer:
         _task_event(cfg, st, i - T_NODES - cfg.node_speed.shape[0], t)
+    else:
+        ps_background(cfg, st, t)
 
 
 @njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)

@@ -80,8 +80,13 @@ def heap_pop(key, slot, n):
 @njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
 def timer_set(st, i, t):
     """Set timer i to time t (inf: off) and restore the tournament above it."""
-    ct = st.ctl_t
-    ci = st.ctl_i
+    tree_set(st.ctl_t, st.ctl_i, i, t)
+
+
+@njit(inline="always", cache=True)
+def tree_set(ct, ci, i, t):
+    """Set leaf i of the tournament tree (ct, ci) to time t and restore the tree above it: each
+    inner node holds the earlier of its children, a tie going to the left (lower id)."""
     j = (ct.shape[0] >> 1) + i
     ct[j] = t
     j >>= 1

@@ -31,6 +31,18 @@ def load_of(cfg, st, b):
 
 
 @njit(inline="always", cache=True)
+def node_load_of(cfg, st, b):
+    """The nodes' loads per core balancer b sees (view.node_load; cluster.cores, cpu.py; empty
+    without it): true under `global`, the last snapshot's under `stale:P`, and under `local` and
+    `piggyback` what the node's last response to b reported (cpu.ps_complete)."""
+    if cfg.info == INFO_STALE:
+        return st.node_snap
+    if cfg.info == INFO_LOCAL or cfg.info == INFO_PIGGYBACK:
+        return st.node_piggy[b]
+    return st.node_load
+
+
+@njit(inline="always", cache=True)
 def on_response(cfg, st, b, k):
     """A response of task k reaches balancer b (the request completed): under `piggyback` it
     carries the task's count of requests present (queued or in service) as it leaves."""
@@ -44,3 +56,5 @@ def refresh(st):
     control.refresh_step, its one caller: one compile fewer on a first run."""
     for j in range(st.snapshot.shape[0]):
         st.snapshot[j] = st.outstanding[j]
+    for n in range(st.node_snap.shape[0]):      # (cluster.cores: the nodes' loads too)
+        st.node_snap[n] = st.node_load[n]

@@ -35,8 +35,9 @@ from numba.extending import overload
 from ..errors import NotATaskId
 from ..rng import uniform
 from .control import T_REFRESH, _reroute, control_step, refresh_step, timer_set
+from .cpu import ps_arrive, ps_complete
 from .heaps import heap_pop, heap_push
-from .info import load_of, on_response
+from .info import load_of, node_load_of, on_response
 from .loadindex import touch, tree_of
 from .lowlevel import _fdiv, _view
 from .metrics import _record, window_of
@@ -49,7 +50,7 @@ from .state import (ARRIVED, COMPLETED, CROSS, ERR_CODE, ERR_REQ, ERR_VALUE, FAI
 # What a strategy sees (docs/strategies.md). Built per decision; numba keeps it in registers.
 
 View = namedtuple("View", ["load", "task_node", "task_speed", "entry", "now", "start", "params", "client", "service",
-                           "task_state", "load_index"])
+                           "task_state", "load_index", "node_load", "node_cores"])
 View.__doc__ = """Read-only context of one decision.
 
 load        int64[T]  outstanding requests per task as the information model reports them
@@ -67,6 +68,9 @@ task_state  float64[T, K] this balancer's per-task memory (`Strategy(task_state=
             the start; shape (0, 0) when K = 0); see docs/strategies.md
 load_index  int32[2P] the min tree over this service's candidates' loads (`Strategy(load_index=
             True)`, read through `kit.least_load_indexed`; empty without it): loadindex.py
+node_load   float64[N] requests in service plus background per core, per node, as the
+            information model reports them (cluster.cores; empty without it): info.node_load_of
+node_cores  float64[N] each node's cores (cluster.cores; empty without it)
 """
 
 
@@ -172,6 +176,10 @@ def _task_arrive(cfg, st, met, slot, ta):
         _give_up(cfg, st, met, slot, ta, np.int64(ST_REJECTED))
         return
     st.present[k] += 1
+    if cfg.ps:
+        # the node's cores are shared: the task's queue and the node's clock (cpu.py)
+        ps_arrive(cfg, st, met, slot, np.int64(k), ta)
+        return
     start, done = _place(cfg.task_wstart, st.worker_free, k, ta, st.slot_svc[u])
     st.ctr[HEAP_N] = heap_push(st.heap_key, st.heap_slot, st.ctr[HEAP_N], done, slot)
     if cfg.trace:
@@ -207,7 +215,7 @@ def _retire(cfg, st, met, slot, done):
         s = cfg.task_service[k]
         load = load_of(cfg, st, b)
         view = View(load, cfg.task_node, cfg.task_speed, -1, done, cfg.bal_start[b], _params(cfg.params), -1, s,
-                    st.bal_task_state[b], tree_of(cfg, st, b, np.uint64(s)))
+                    st.bal_task_state[b], tree_of(cfg, st, b, np.uint64(s)), node_load_of(cfg, st, b), cfg.node_cores)
         _on_complete(st.bal_state[b * np.uint64(cfg.n_services) + np.uint64(s)], task, latency, done, view)
     if CLOSED:
         _user_wait_over(cfg, st, slot, done + st.slot_dout[u])
@@ -225,6 +233,8 @@ def _advance(cfg, st, met, limit, ctl_limit):
     inf = np.inf
     while True:
         tc = st.heap_key[0] if st.ctr[HEAP_N] > 0 else inf
+        if cfg.ps:
+            tc = st.ps_t[1]     # the nodes' next completion (cpu.py; the heap is unused)
         tt = st.tr_key[0] if st.ctr[TRANSIT_N] > 0 else inf
         tq = st.ctl_t[1]        # the control queue's next event
         first = min(min(tc, tt), tq)
@@ -235,8 +245,11 @@ def _advance(cfg, st, met, limit, ctl_limit):
         if first > limit or first == inf:
             return 0
         if tc <= tt and tc <= tq:
-            slot = st.heap_slot[0]
-            st.ctr[HEAP_N] = heap_pop(st.heap_key, st.heap_slot, st.ctr[HEAP_N])
+            if cfg.ps:
+                slot = ps_complete(cfg, st, met, tc)
+            else:
+                slot = st.heap_slot[0]
+                st.ctr[HEAP_N] = heap_pop(st.heap_key, st.heap_slot, st.ctr[HEAP_N])
             _retire(cfg, st, met, slot, tc)
         elif tt <= tq:
             slot = st.tr_slot[0]
@@ -246,8 +259,8 @@ def _advance(cfg, st, met, limit, ctl_limit):
             timer_set(st, np.int64(T_REFRESH), inf)       # past the last arrival: no more refreshes
         elif CLOSED and st.ctl_i[1] >= cfg.user_timer0:
             return 2
-        elif FULL:
-            control_step(cfg, st, met, tq)
+        elif FULL or st.ctl_i[1] != T_REFRESH:
+            control_step(cfg, st, met, tq)      # (FULL = False: the background load's changes)
         else:
             refresh_step(cfg, st, tq)
 
@@ -304,10 +317,10 @@ def _take_slot(cfg, st, now, idx, s, e, dem, client, jin, jout):
     slot = st.free_slots[st.ctr[FREE_N]]
     st.slot_t0[slot] = now
     st.slot_idx[slot] = idx
+    st.slot_dem[slot] = dem     # (a retry's; processor sharing's work, cpu.py)
     if FULL and cfg.retries > 0:
         st.slot_s[slot] = s
         st.slot_e0[slot] = e
-        st.slot_dem[slot] = dem
         st.slot_client[slot] = client
         st.slot_jin[slot] = jin
         st.slot_jout[slot] = jout
@@ -496,7 +509,7 @@ def _kernel(cfg, st, met, arr, first, until):
             cands = _view(cfg.table, ts, tl)
             load = load_of(cfg, st, b)
             view = View(load, cfg.task_node, cfg.task_speed, e, now, cfg.bal_start[b], _params(cfg.params), client, s,
-                        st.bal_task_state[b], tree_of(cfg, st, b, us))
+                        st.bal_task_state[b], tree_of(cfg, st, b, us), node_load_of(cfg, st, b), cfg.node_cores)
             k = _task_id(_select(cands, view, st.bal_state[b * np.uint64(cfg.n_services) + us], st.bal_rng[b]))
             # The contract check: never index state with an id that is not a candidate.
             # (unsigned: a negative id or position wraps to a large one and fails the bound)

@@ -6,10 +6,11 @@ from numba import njit
 
 from ..rng import hash_uniform
 from .heaps import heap_push, timer_set
+from .loadindex import touch
 from .lowlevel import RunStateCompiler
 from .metrics import window_of
-from .state import (FAILED, FREE_N, REJECTED, RETRIED, RT_N, ST_IN_FLIGHT, ST_REJECTED, TS_FAILED, TS_REJECTED,
-                    TS_RETRIED)
+from .state import (FAILED, FREE_N, REJECTED, RETRIED, RT_N, ST_FAILED, ST_IN_FLIGHT, ST_REJECTED, TS_FAILED,
+                    TS_REJECTED, TS_RETRIED)
 
 @njit(inline="always", cache=True)
 def _free_slot(free_slots, ctr, slot):
@@ -84,3 +85,14 @@ def _give_up(cfg, st, met, slot, t, status):
     if cfg.users > 0:
         _user_wait_over(cfg, st, slot, t)
     _free_slot(st.free_slots, st.ctr, slot)
+
+
+@njit(inline="always", cache=True)
+def fail_at_task(cfg, st, met, slot, k, t):
+    """The request in `slot`, present at task k (queued or in service), fails at t: its task
+    died (control._crash, cpu.ps_crash)."""
+    st.present[k] -= 1
+    st.outstanding[k] -= 1
+    st.local_out[st.slot_bal[slot], k] -= 1
+    touch(cfg, st, np.int64(st.slot_bal[slot]), np.int64(k))
+    _give_up(cfg, st, met, slot, t, np.int64(ST_FAILED))

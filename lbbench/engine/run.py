@@ -138,7 +138,8 @@ class _Run:
             conn=np.int64(conn),
             conn_logq=inp.conn_logq,
             faults=np.int64(sc.faults.any), f_time=self.schedule.time, f_kind=self.schedule.kind,
-            f_target=self.schedule.target, f_count=self.schedule.count, node_speed=cl.node_speed,
+            f_target=self.schedule.target, f_count=self.schedule.count, f_value=self.schedule.value,
+            node_speed=cl.node_speed.copy(),      # (node_slow changes it during the run)
             task_detect=float(h.task_detect), node_detect=float(h.node_detect),
             restart_delay=float(h.restart_delay), startup=float(h.startup), entry_key=np.int64(fkey[0]),
             retries=np.int64(cli.retries), backoff=float(cli.backoff), timeout=float(cli.timeout),
@@ -147,6 +148,10 @@ class _Run:
             n_req=np.int64(n_req if n_req is not None else np.iinfo(np.int64).max),
             t_end=float(sc.run.duration if sc.run.duration is not None else math.inf),
             warm_time=float(inp.warm_time if inp.warm_time is not None else math.inf),
+            ps=np.int64(cl.node_cores is not None),
+            bg_time=inp.background.time, bg_node=inp.background.node, bg_level=inp.background.level,
+            bg_timer=np.int64(control.background_timer(cl.n_nodes, T)),
+            node_cores=cl.node_cores if cl.node_cores is not None else np.zeros(0),
         )
         # the load index (loadindex.py), for a strategy that declares it
         li_off, li_p, li_len = loadindex.layout(cl.task_service, S_)
@@ -159,6 +164,8 @@ class _Run:
         N = cl.n_nodes
         n_timers = control.timers(N, T, n_users)
         at = {control.T_SCHEDULE: self.schedule.time[0]} if len(self.schedule) else {}
+        if len(inp.background):
+            at[control.background_timer(N, T)] = inp.background.time[0]
         if info.kind == "stale":
             at[control.T_REFRESH] = info.period
         # a closed loop's user draws: rows per user (their number changes no result: each user's
@@ -169,6 +176,9 @@ class _Run:
         self.timers = (n_timers, at)
         ctl_t, ctl_i = control.new_tree(n_timers, at)
         piggy = info.kind == "piggyback"
+        # processor sharing (cluster.cores; cpu.py): per node, a heap with room for every worker
+        ps = cl.node_cores is not None
+        ps_t, ps_i = control.new_tree(N, {}) if ps else (np.zeros(0), np.zeros(0, dtype=np.int32))
         clients = n_users if self.users is not None else sc.workload.clients
         self.st = S.new_state(
             dict(tasks=T, workers=int(cl.task_wstart[-1]), nodes=N, balancers=n_bal, balancer_services=n_bal * S_,
@@ -176,9 +186,13 @@ class _Run:
                  users=n_users, user_draws=rows, user_jitter=2 * rows if sc.network.jitter > 0 else 0,
                  piggy_balancers=n_bal if piggy else 0, piggy_tasks=T if piggy else 0,
                  timer_tree=len(ctl_t), slots=cap, strategy_tasks=T if spec.task_state else 0,
-                 task_state=spec.task_state, index_rows=li_rows, index_len=li_len, services=S_),
+                 task_state=spec.task_state, index_rows=li_rows, index_len=li_len, services=S_,
+                 ps_tasks=T if ps else 0, ps_nodes=N if ps else 0,
+                 ps_heap=int(cl.task_wstart[-1]) + S.HEAP_PAD if ps else 0, ps_tree=len(ps_t),
+                 ps_snap_nodes=N if ps and info.kind == "stale" else 0,
+                 ps_piggy_nodes=N if ps and info.kind in ("local", "piggyback") else 0),
             bal_rng=bal_rng, conn_rng=inp.conn_rng,
-            node_drained=cl.node_drained, ctl_t=ctl_t, ctl_i=ctl_i,
+            node_drained=cl.node_drained, ctl_t=ctl_t, ctl_i=ctl_i, ps_t=ps_t, ps_i=ps_i,
             li_tree=loadindex.initial(cl.table_len, li_off, li_p, li_rows, li_len),
             node_tasks=np.bincount(cl.task_node, minlength=N),
             node_svc_tasks=np.bincount(cl.task_node.astype(np.int64) * S_ + cl.task_service,
@@ -243,7 +257,7 @@ class _Run:
         in_order = sc.network.jitter == 0 and (sc.network.hop == 0 or single_entry)
         return (not force_heap and self.users is None and not spec.reads_load and spec.on_complete is None and in_order
                 and all(s.queue_limit == 0 for s in sc.services) and sc.run.drain
-                and not sc.faults.any and not sc.clients.active)
+                and not sc.faults.any and not sc.clients.active and sc.cluster.cores is None)
 
     def config(self) -> S.Config:
         # A duration-bounded run whose warm-up boundary is not reached yet measures nothing

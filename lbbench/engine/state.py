@@ -29,6 +29,7 @@ Config = namedtuple("Config", [
     "retries", "backoff", "timeout", "retry_key",
     "li_off", "li_p",
     "users", "user_timer0", "n_req", "t_end", "warm_time",
+    "ps", "node_cores", "f_value", "bg_time", "bg_node", "bg_level", "bg_timer",
 ])
 Config.__doc__ = """Static configuration of a run.
 
@@ -37,8 +38,8 @@ follows its open keep-alive connection (same entry node, same task) while it las
 connection is balanced and lasts 1 + Geometric requests (conn_logq = log(1 - 1/keepalive)).
 
 
-Failures (faults = 1): f_time/f_kind/f_target/f_count is the run's fault schedule, sorted by
-time (F_* kinds). task_node, task_speed and the table arrays change during the run
+Failures (faults = 1): f_time/f_kind/f_target/f_count/f_value is the run's fault schedule, sorted by
+time (F_* kinds; f_value: a node_slow's speed). task_node, task_speed and the table arrays change during the run
 (replacements reuse their task slot on a new node). retries/backoff/timeout: the clients.
 entry_key, retry_key: hash keys of the entry re-routing and the retry backoff jitter.
 
@@ -48,6 +49,11 @@ li_off, li_p: each service's tree offset and leaf count in a row of the load ind
 Closed loop (users > 0; docs/model.md, "Closed loop"): user u's timer is user_timer0 + u; the
 users send until n_req requests are sent or time t_end (int64 max / inf: no such bound); with
 warm_index unknown (int64 max), the first send at or after warm_time is the first measured.
+
+Processor sharing (ps = 1: cluster.cores; cpu.py): node_cores[n], the cores of node n, shared by
+the requests in service on it (empty without it). bg_time/bg_node/bg_level: the nodes'
+background load changes (cluster.background, model/background.py), applied by the control
+timer bg_timer (ctr[BG_I] the next one).
 """
 
 
@@ -143,6 +149,27 @@ STATE = {
         Array("usr_pos", np.int64, ("users",), 0, "the row of the user's next request"),
         Array("usr_entry", np.int32, ("users",), 0, "the user's entry node"),
     ),
+    "cpu": (                # cluster.cores: the nodes' cores shared by processor sharing (cpu.py); 0-sized without
+        Array("task_run", np.int64, ("ps_tasks",), 0, "requests in service at the task (at most its workers)"),
+        Array("task_qhead", np.int32, ("ps_tasks",), -1, "first slot waiting in the task's FIFO (-1: none)"),
+        Array("task_qtail", np.int32, ("ps_tasks",), -1, "last slot waiting in the task's FIFO"),
+        Array("slot_next", np.int32, (SLOTS,), -1, "the slot after this one in its task's FIFO"),
+        Array("node_vt", np.float64, ("ps_nodes",), 0.0, "virtual time: the work each request in service has had"),
+        Array("node_tv", np.float64, ("ps_nodes",), 0.0, "the time node_vt is of"),
+        Array("node_rate", np.float64, ("ps_nodes",), 0.0, "work per second of each request in service"),
+        Array("node_run", np.int64, ("ps_nodes",), 0, "requests in service on the node"),
+        Array("node_bg", np.float64, ("ps_nodes",), 0.0, "background load (cluster.background): always-busy work"),
+        Array("node_load", np.float64, ("ps_nodes",), 0.0, "(requests in service + background) per core (view.node_load)"),
+        Array("node_snap", np.float64, ("ps_snap_nodes",), 0.0, "node_load at the last stale snapshot (stale:P)"),
+        Array("node_piggy", np.float64, ("balancers", "ps_piggy_nodes"), 0.0,
+              "per balancer, each node's node_load as its last response reported it (local, piggyback)"),
+        Array("ps_n", np.int64, ("ps_nodes",), 0, "requests in the node's heap (node_run)"),
+        Array("ps_key", np.float64, ("ps_nodes", "ps_heap"), np.inf,
+              "per node, a 4-ary min-heap of its requests' virtual finish times (heaps.py)"),
+        Array("ps_slot", np.int32, ("ps_nodes", "ps_heap"), 0),
+        Array("ps_t", np.float64, ("ps_tree",), np.inf, "each node's next completion, a tournament tree (heaps.tree_set)"),
+        Array("ps_i", np.int32, ("ps_tree",), 0, "the node holding that minimum"),
+    ),
     "counters": (
         Array("ctr", np.int64, ("n_ctr",), 0, "int64 counters (ARRIVED, ...)"),
         Array("fctr", np.float64, ("n_fctr",), 0.0, "float64 counters (LAT_SUM, ...)"),
@@ -154,7 +181,7 @@ State.__doc__ = "Mutable state, resumable across chunks: the arrays of `STATE`, 
 
 # ctr (int64) fields
 (ARRIVED, COMPLETED, REJECTED, FAILED, CROSS, HEAP_N, TRANSIT_N, FREE_N, ERR_CODE, ERR_REQ, ERR_VALUE, REQUESTS,
- IN_FLIGHT_M, RETRIED, TIMED_OUT, RT_N, FAULT_I, CRASHES, NEED, N_CTR) = range(20)
+ IN_FLIGHT_M, RETRIED, TIMED_OUT, RT_N, FAULT_I, CRASHES, NEED, BG_I, N_CTR) = range(21)
 # The kernel's return codes: done, a strategy's answer not a candidate (ERR_*), and a closed
 # loop's stops for Python: user ctr[NEED] has used its draws (refill them), the first measured
 # request of a duration-bounded run is ctr[NEED] (set warm_index).
@@ -180,8 +207,10 @@ def new_state(sizes: dict, **given) -> State:
     declaration. `sizes` names the sizes: tasks, workers, nodes, balancers, balancer_services,
     state_size, strategy_tasks, task_state, connections, piggy_balancers, piggy_tasks,
     timer_tree, index_rows, index_len, services, users, user_draws, user_jitter (0 when not
-    given: no closed loop), slots; heap is slots + HEAP_PAD."""
-    sizes = dict({"users": 0, "user_draws": 0, "user_jitter": 0}, **sizes)
+    given: no closed loop), ps_tasks, ps_nodes, ps_heap, ps_tree, ps_snap_nodes, ps_piggy_nodes
+    (0 when not given: no processor sharing), slots; heap is slots + HEAP_PAD."""
+    sizes = dict({"users": 0, "user_draws": 0, "user_jitter": 0, "ps_tasks": 0, "ps_nodes": 0, "ps_heap": 0,
+                  "ps_tree": 0, "ps_snap_nodes": 0, "ps_piggy_nodes": 0}, **sizes)
     sizes = dict(sizes, heap=sizes[SLOTS] + HEAP_PAD, n_ctr=N_CTR, n_fctr=N_FCTR)
     out = {}
     for a in STATE_ARRAYS:

@@ -50,6 +50,7 @@ class ClusterState:
     table_start: np.ndarray     # int64[S]
     table_len: np.ndarray       # int64[S]
     table_pos: np.ndarray       # int64[T]: position of a task in its service's table, -1 if absent
+    node_cores: np.ndarray | None = None   # float64[N]: cluster.cores (None: a core per worker)
 
     @property
     def n_nodes(self) -> int:
@@ -64,8 +65,14 @@ class ClusterState:
         return len(self.table_start)
 
     def service_capacity(self, s: int) -> float:
-        """Work per second the service's tasks can do (workers x speed), demand units."""
+        """Work per second the service's tasks can do (workers x speed), demand units. With
+        cluster.cores the service's workers on a node use at most its cores: the sum over nodes
+        of min(workers there, cores) x speed, the service alone on its nodes (docs/model.md,
+        "Nodes as shared machines")."""
         m = self.task_service == s
+        if self.node_cores is not None:
+            per_node = np.bincount(self.task_node[m], weights=self.task_workers[m], minlength=self.n_nodes)
+            return float(np.sum(np.minimum(per_node, self.node_cores) * self.node_speed))
         return float(np.sum(self.task_workers[m] * self.task_speed[m]))
 
 
@@ -107,4 +114,5 @@ def build_cluster(sc: Scenario) -> ClusterState:
         task_node=task_node, task_service=task_service, task_speed=speed[task_node].copy(),
         task_workers=task_workers, task_wstart=wstart, task_qlimit=np.asarray(task_q, dtype=np.int64),
         table=table, table_start=table_start, table_len=table_len, table_pos=table_pos,
+        node_cores=None if sc.cluster.cores is None else np.asarray(sc.cluster.core_list(), dtype=np.float64),
     )

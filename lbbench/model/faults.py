@@ -41,8 +41,9 @@ FAULT_KINDS = (
     FaultKind(2, "node_down", "node", False),
     FaultKind(3, "node_up", "node", True),
     FaultKind(4, "node_drain", "node", False),
+    FaultKind(5, "node_slow", "node", False),     # Schedule.value: the node's speed from then on
 )
-F_TASK_CRASH, F_SERVICE_CRASH, F_NODE_DOWN, F_NODE_UP, F_NODE_DRAIN = (k.code for k in FAULT_KINDS)
+F_TASK_CRASH, F_SERVICE_CRASH, F_NODE_DOWN, F_NODE_UP, F_NODE_DRAIN, F_NODE_SLOW = (k.code for k in FAULT_KINDS)
 assert [k.code for k in FAULT_KINDS] == list(range(len(FAULT_KINDS)))
 SCENARIO_KINDS = tuple(dict.fromkeys(k.name for k in FAULT_KINDS))   # a scenario's faults.events kinds
 REPAIR_KINDS = frozenset(k.name for k in FAULT_KINDS if k.repair)
@@ -55,6 +56,7 @@ class Schedule:
     kind: np.ndarray     # int64[F], FaultKind.code
     target: np.ndarray   # int64[F]: task id, service index or node id
     count: np.ndarray    # int64[F]: tasks to crash (F_SERVICE_CRASH), else 1
+    value: np.ndarray | None = None   # float64[F]: the new speed (F_NODE_SLOW), else 0
 
     def __len__(self) -> int:
         return len(self.time)
@@ -69,11 +71,12 @@ class Schedule:
 
 def build_schedule(sc: "Scenario", n_tasks: int, horizon: float, seed: int) -> Schedule:
     """Scripted events in their listed order, then random ones; sorted by time (stable)."""
-    t, kind, target, count = [], [], [], []
+    t, kind, target, count, value = [], [], [], [], []
     names = [s.name for s in sc.services]
     for ev in sc.faults.events:
         t.append(ev.at)
         count.append(ev.count)
+        value.append(ev.speed if ev.speed is not None else 0.0)
         if ev.node is not None:
             kind.append(_CODE[ev.kind, "node"])
             target.append(ev.node)
@@ -95,6 +98,7 @@ def build_schedule(sc: "Scenario", n_tasks: int, horizon: float, seed: int) -> S
                 t.append(now)
                 target.append(x)
                 count.append(1)
+                value.append(0.0)
                 if rf.target == "task":
                     kind.append(F_TASK_CRASH)
                     continue
@@ -106,9 +110,11 @@ def build_schedule(sc: "Scenario", n_tasks: int, horizon: float, seed: int) -> S
                 kind.append(F_NODE_UP)
                 target.append(x)
                 count.append(1)
+                value.append(0.0)
     order = np.argsort(np.asarray(t, dtype=np.float64), kind="stable")
     return Schedule(time=np.asarray(t, dtype=np.float64)[order], kind=np.asarray(kind, dtype=np.int64)[order],
-                    target=np.asarray(target, dtype=np.int64)[order], count=np.asarray(count, dtype=np.int64)[order])
+                    target=np.asarray(target, dtype=np.int64)[order], count=np.asarray(count, dtype=np.int64)[order],
+                    value=np.asarray(value, dtype=np.float64)[order])
 
 
 def recovery(ts_hist: np.ndarray, ts_failed: np.ndarray, t_start: np.ndarray, window: float, t_fault: float,

@@ -1,5 +1,5 @@
 """What a run draws before its first arrival, in one place: its length, warm-up, horizon,
-balancer random states, hash keys and fault schedule.
+balancer random states, hash keys, fault schedule and the nodes' background load.
 
 `lbbench.engine.run._Run` and the reference simulator (tests/naive.py) both take these from
 `run_inputs`, so that they cannot derive them differently (docs/model.md, "Measurement",
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import rng as rngmod
+from .background import BackgroundSchedule, build_background
 from .cluster import ClusterState
 from .faults import Schedule, build_schedule
 from .limits import check_run
@@ -37,6 +38,7 @@ class RunInputs:
     schedule: Schedule       # scripted and random faults, sorted by time
     conn_rng: np.ndarray     # uint64[1]: the keep-alive connections' random state (CONNECTION stream)
     conn_logq: float         # log(1 - 1/keepalive): a connection's length is 1 + floor(log(u) / conn_logq)
+    background: BackgroundSchedule   # the nodes' background load over time (cluster.background)
 
 
 def run_requests(sc: Scenario, wl: Workload) -> int | None:
@@ -71,4 +73,5 @@ def run_inputs(sc: Scenario, cl: ClusterState, wl: Workload, seed: int) -> RunIn
         schedule=build_schedule(sc, cl.n_tasks, horizon, seed),
         conn_rng=rngmod.seed_states(rngmod.stream(seed, rngmod.CONNECTION), 1)[0],
         conn_logq=math.log1p(-1.0 / keep) if keep > 1 else 0.0,
+        background=build_background(sc, horizon, seed),
     )

@@ -102,6 +102,14 @@ def _check_horizon(sc, cl, horizon: float) -> float:
         if n * per > MAX_FAULT_EVENTS:
             raise UserError(f"faults.random.{i}.mtbf {_g(rf.mtbf)} s gives about {_g(n * per)} fault events over the "
                             f"run's {_g(horizon)} s, more than {MAX_FAULT_EVENTS:,}; raise mtbf or shorten the run")
+    for i, bg in enumerate(sc.cluster.background):
+        if bg.random:
+            n = len(bg.nodes) if bg.nodes is not None else sc.cluster.nodes
+            per = 2 * horizon / (bg.mean_on + bg.mean_off)
+            if n * per > MAX_FAULT_EVENTS:
+                raise UserError(f"cluster.background.{i}.mean_on + mean_off {_g(bg.mean_on + bg.mean_off)} s gives about "
+                                f"{_g(n * per)} background changes over the run's {_g(horizon)} s, more than "
+                                f"{MAX_FAULT_EVENTS:,}; raise them or shorten the run")
     return horizon
 
 

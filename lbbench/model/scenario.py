@@ -103,10 +103,61 @@ class Service(_Model):
         return self
 
 
+class Background(_Model):
+    """Always-busy work on nodes sharing their cores with requests (cluster.cores; docs/model.md,
+    "Nodes as shared machines"): a step `{node, at, load}` sets node's own background to `load`
+    from `at` on; random batch work `{nodes, mean_on, mean_off, load}` adds `load` on each listed
+    node (default: all) while on, on and off for exponential times of these means."""
+
+    node: int | None = Field(None, ge=0, description="step: the node")
+    at: float | None = Field(None, ge=0, **_SECONDS, description="step: from this time on")
+    nodes: list[int] | None = Field(None, description="random: the nodes (default all)")
+    mean_on: float | None = Field(None, gt=0, **_SECONDS, description="random: mean seconds of a batch job")
+    mean_off: float | None = Field(None, gt=0, **_SECONDS, description="random: mean seconds between batch jobs")
+    load: float = Field(ge=0, le=1e6, allow_inf_nan=False, description="units of always-busy work (cores it would fill)")
+
+    @model_validator(mode="after")
+    def _check(self):
+        step = self.node is not None or self.at is not None
+        rand = self.nodes is not None or self.mean_on is not None or self.mean_off is not None
+        if step == rand:
+            raise ValueError("load: a background entry is a step {node, at, load} or random batch work "
+                             "{nodes, mean_on, mean_off, load}; give the keys of one of them")
+        if step and (self.node is None or self.at is None):
+            raise ValueError(f"{'node' if self.node is None else 'at'}: a background step needs node, at and load")
+        if rand and (self.mean_on is None or self.mean_off is None):
+            raise ValueError(f"{'mean_on' if self.mean_on is None else 'mean_off'}: random background work needs "
+                             "mean_on, mean_off and load")
+        return self
+
+    @property
+    def random(self) -> bool:
+        return self.mean_on is not None
+
+
 class Cluster(_Model):
     nodes: int = Field(1, ge=1, le=1_000_000)
     speeds: list[float] | None = Field(None, description="service-rate multiplier per node, default all 1.0")
     drained: list[int] = Field(default_factory=list, description="nodes that accept ingress but get no tasks")
+    cores: float | list[float] | None = Field(None, description="CPU cores per node (one number, or one per node): "
+                                              "requests in service on a node share them (processor sharing)")
+    background: list[Background] = Field(default_factory=list, description="always-busy work sharing the cores")
+
+    @field_validator("cores")
+    @classmethod
+    def _cores(cls, v):
+        # docs/model.md, "Nodes as shared machines"
+        values = v if isinstance(v, list) else [v] if v is not None else []
+        if any(not (0 < c <= 1e6 and math.isfinite(c)) for c in values):
+            raise ValueError("every node's cores must be a positive number of at most 1e6; "
+                             "give e.g. cores = 2, or one number per node")
+        return v
+
+    def core_list(self) -> list[float] | None:
+        """cores per node (None: no sharing, every worker has a core of its own)."""
+        if self.cores is None:
+            return None
+        return list(self.cores) if isinstance(self.cores, list) else [float(self.cores)] * self.nodes
 
     @field_validator("speeds")
     @classmethod
@@ -123,6 +174,16 @@ class Cluster(_Model):
         for n in self.drained:
             if not 0 <= n < self.nodes:
                 raise ValueError(f"drained node {n} does not exist; nodes are 0..{self.nodes - 1}")
+        if isinstance(self.cores, list) and len(self.cores) != self.nodes:
+            raise ValueError(f"cores has {len(self.cores)} entries but nodes = {self.nodes}; give one number, "
+                             "or one per node")
+        if self.background and self.cores is None:
+            raise ValueError("background: background work shares the nodes' cores; give cluster.cores too")
+        for i, bg in enumerate(self.background):
+            for n in ([bg.node] if bg.node is not None else bg.nodes or []):
+                if not 0 <= n < self.nodes:
+                    raise ValueError(f"background entry {i} puts load on node {n}, which does not exist; nodes are "
+                                     f"0..{self.nodes - 1}")
         return self
 
 
@@ -298,7 +359,7 @@ class Run(_Model):
 class FaultEvent(_Model):
     """One scripted fault at time `at` (seconds): `task_crash` of a task id (`task`) or of
     `count` live tasks of a service (`service`, name or index; lowest task ids first),
-    `node_down` / `node_up` / `node_drain` of a node."""
+    `node_down` / `node_up` / `node_drain` of a node, `node_slow` of a node to `speed`."""
 
     at: float = Field(ge=0, **_SECONDS, description="time of the fault, seconds")
     kind: Literal[SCENARIO_KINDS]
@@ -306,9 +367,16 @@ class FaultEvent(_Model):
     task: int | None = Field(None, ge=0)
     service: str | int | None = None
     count: int = Field(1, ge=1, le=INT64_MAX)
+    speed: float | None = Field(None, allow_inf_nan=False, description="node_slow: the node's speed from `at` on")
 
     @model_validator(mode="after")
     def _check(self):
+        if (self.kind == "node_slow") != (self.speed is not None):
+            raise ValueError("speed: a node_slow event needs speed (the node's speed from `at` on), and only it takes one"
+                             if self.kind == "node_slow" else f"speed: only a node_slow event takes a speed, not {self.kind}")
+        if self.speed is not None and not (1 / MAX_SECONDS <= self.speed <= MAX_SECONDS):
+            raise ValueError(f"speed: a node_slow speed must be a positive number from 2**-40 to 2**40 (got {self.speed!r}); "
+                             "a stopped node is node_down")
         if self.kind == "task_crash":
             if (self.task is None) == (self.service is None):
                 raise ValueError("task: a task_crash needs exactly one of task (a task id) or service (with count)")
@@ -431,6 +499,9 @@ class Scenario(_Model):
         workers = sum(s.replicas * s.workers for s in self.services)
         sizes = [("services", "replicas summed over services", n_tasks, "fewer replicas"),
                  ("services", "replicas x workers summed over services", workers, "fewer replicas or workers")]
+        if self.cluster.cores is not None:
+            sizes.append(("cluster.cores", "nodes x worker slots (each node's processor-sharing heap)",
+                          self.cluster.nodes * workers, "fewer nodes, replicas or workers"))
         if self.balancer.mode == "per_node":
             sizes.append(("cluster.nodes", "per-node balancers x tasks", self.cluster.nodes * n_tasks,
                           "fewer nodes or replicas, or balancer.mode = central"))
@@ -447,6 +518,7 @@ class Scenario(_Model):
         if not math.isfinite(sum(s.weight for s in self.services)):
             raise ValueError("services the weights' sum overflows; scale the weights down")
         slowest = min(self.cluster.speeds) if self.cluster.speeds is not None else 1.0
+        slowest = min([slowest] + [ev.speed for ev in self.faults.events if ev.speed is not None])
         for i, s in enumerate(self.services):
             top = s.demand.largest() / slowest
             if not top <= MAX_SECONDS:
@@ -528,6 +600,26 @@ PRESETS["flash-crowd"].update({
                  "profile": [{"at": 0.0, "scale": 1.0}, {"at": 120.0, "scale": 3.0}, {"at": 180.0, "scale": 1.0}]},
     "run": {"duration": 300.0, "warmup": 0.1, "window": 2.0},
 })
+
+
+# Nodes as shared machines (docs/model.md, "Nodes as shared machines"): two services, web
+# (20 ms exponential) and api (50 ms lognormal, cv 2), four replicas of four workers each,
+# spread one of each per node over 4 nodes of 2 cores: the 8 workers of a node share its
+# 2 cores. Each service offered 0.35 of its capacity alone (8 cores), so 0.7 of the cluster's
+# cores in all; at t = 100 s a batch job of 2 cores' work arrives on node 3 and stays. Per-node
+# balancers with global information; 300 s, 2 s windows.
+PRESETS["shared-nodes"] = {
+    "name": "shared-nodes",
+    "cluster": {"nodes": 4, "cores": 2.0, "background": [{"node": 3, "at": 100.0, "load": 2.0}]},
+    "services": [{"name": "web", "port": 80, "replicas": 4, "workers": 4,
+                  "demand": {"dist": "exponential", "mean": 0.02}},
+                 {"name": "api", "port": 8080, "replicas": 4, "workers": 4,
+                  "demand": {"dist": "lognormal", "mean": 0.05, "cv": 2.0}}],
+    "workload": {"rho": 0.35, "entry": "uniform"},
+    "network": {"hop": 0.0005},
+    "balancer": {"mode": "per_node", "info": "global", "rr_start": "random"},
+    "run": {"duration": 300.0, "warmup": 0.1, "window": 2.0},
+}
 
 
 def preset_names() -> list[str]:

@@ -192,6 +192,62 @@ def power_of_d_cases(cfg: "Config", seeds: int | None = None,
                     f"d={POD_D} rho={cfg.rho:g}; finite-n gap O(1/n) in tol; M/M/1 = {mm1_sojourn(cfg.rho, 1.0):.3g}")]
 
 
+PS_CORES = 4            # the c-core case: one task on a node of PS_CORES cores
+PS_WORKERS = 200        # a task's workers in the processor-sharing cases: never all busy in practice
+PS_CV = 3.0             # the lognormal demand of the insensitivity cases
+
+
+def ps_scenario(cores: float, rho: float, requests: int, *, dist: str = "exponential", cv: float | None = None,
+                warmup: float = 0.1) -> dict:
+    """One task of PS_WORKERS workers on one node of `cores` cores (cluster.cores): the requests
+    in service share the cores, each at min(1, cores / in service); demand of mean 1, `rho` of
+    the node's capacity (cores x speed)."""
+    demand = {"dist": dist, "mean": 1.0, **({"cv": cv} if cv is not None else {})}
+    return {
+        "name": f"ps-c{cores:g}-rho{rho:g}-{dist}",
+        "cluster": {"nodes": 1, "cores": cores},
+        "services": [{"name": "svc", "port": 80, "replicas": 1, "workers": PS_WORKERS, "demand": demand}],
+        "workload": {"rho": rho, "entry": "uniform"},
+        "balancer": {"mode": "central", "info": "global", "rr_start": "zero"},
+        "run": {"requests": requests, "warmup": warmup},
+    }
+
+
+def ps_cases(cfg: "Config", seeds: int | None = None, progress: Callable[[str], None] | None = None) -> list[dict]:
+    """Nodes as shared machines (cluster.cores; docs/model.md, "Nodes as shared machines").
+
+    One task with many workers on a 1-core node is an M/G/1 processor-sharing queue: mean
+    sojourn E[S] / (1 - rho), whatever the demand's distribution (insensitivity), checked for
+    exponential demand and for lognormal demand of cv PS_CV. On a node of c = PS_CORES cores
+    each of m requests in service progresses at min(1, c / m): the number in system is the
+    M/M/c queue's birth-death chain, so the mean sojourn is M/M/c's (Erlang C), and the
+    queue (a symmetric queue: the c cores shared equally) is insensitive too, so again for
+    both distributions. The lognormal groups run cfg.heavy x the requests (their means
+    converge more slowly); tolerance TOL_MEAN as for the other means.
+    """
+    rho, n_req = cfg.rho, cfg.requests
+    first = len(theory_groups(cfg)) + 1        # seed blocks after theory_groups' and power_of_d's
+    rows = []
+    for i, (key, cores, dist) in enumerate((("ps_mm1_mean", 1, "exponential"), ("ps_mg1_mean", 1, "lognormal"),
+                                            ("ps_mmc_mean", PS_CORES, "exponential"),
+                                            ("ps_mgc_mean", PS_CORES, "lognormal"))):
+        t0 = time.perf_counter()
+        logn = dist == "lognormal"
+        sc = ps_scenario(cores, rho, int(cfg.heavy * n_req) if logn else n_req, dist=dist,
+                         cv=PS_CV if logn else None, warmup=cfg.warmup)
+        runs = run_group(sc, "round_robin", group_seeds(cfg, first + i, seeds), little=False)
+        if progress:
+            progress(f"{key}: {len(runs)} runs in {time.perf_counter() - t0:.1f} s")
+        label = f"cv={PS_CV:g}" if logn else "exponential"
+        if cores == 1:
+            w, case = 1.0 / (1.0 - rho), f"1 core = M/G/1-PS sojourn, {label}"
+        else:
+            w, case = mmc_sojourn(cores, cores * rho, 1.0), f"{cores} cores = M/M/{cores} sojourn, {label}"
+        rows.append(compare(key, case, "=", w, [r["latency_mean"] for r in runs], TOL_MEAN,
+                            f"one task, {PS_WORKERS} workers, rho={rho:g}; insensitive to the demand's distribution"))
+    return rows
+
+
 def t_ci(values: Iterable[float], level: float = 0.95) -> tuple[float, float]:
     """Mean and Student-t half-width of the mean over independent replications."""
     x = np.asarray(list(values), dtype=np.float64)
@@ -408,6 +464,7 @@ def run_validation(quick: bool = True, seeds: int | None = None,
     rows = theory_rows(cfg, runs)
     rows += run_checks(runs, rate=cfg.rho * cfg.n)
     rows += power_of_d_cases(cfg, seeds, progress)
+    rows += ps_cases(cfg, seeds, progress)
     return rows
 
 
