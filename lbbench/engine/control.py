@@ -10,8 +10,9 @@ all-inf tree and pays one load per event loop pass for it.
 
 Timer classes, in order (`timers`): the stale refresh (1), the fault schedule (1: a cursor
 into the sorted schedule), node detections (one per node), the orchestrator's task events
-(one per task slot: detect, place, join), a closed loop's users (one per user: the user's next
-send). A new kind adds its class to `timers` and a branch to `control_step`; a user's send is
+(one per task slot: detect, place, join, the end of a graceful stop), the deployments (none
+without them; else 1, a cursor into the sorted deploy schedule, and one per service: its
+update's next batch), a closed loop's users (one per user: the user's next send). A new kind adds its class to `timers` and a branch to `control_step`; a user's send is
 a new request, which the kernel dispatches itself (`_advance` stops at it, as at a retry), so
 its branch is in the kernel, not here.
 """
@@ -25,21 +26,28 @@ from .heaps import _sift_down, timer_at, timer_set
 from .loadindex import build, build_all, touch
 from .lowlevel import RunStateCompiler
 from .requests import _give_up
-from .state import (CRASHES, EV_DETECT, EV_JOIN, EV_NONE, EV_PLACE, FAULT_I, HEAP_N, ST_FAILED, TASK_ALIVE, TASK_DEAD,
-                    TASK_STARTING)
+from ..model.deploy import D_SCALE, ORDER_START_FIRST
+from .state import (CRASHES, DEPLOY_I, EV_DETECT, EV_JOIN, EV_NONE, EV_PLACE, EV_STOP, FAULT_I, HEAP_N, ST_FAILED,
+                    STOP_FREE, STOP_REPLACE, STOP_UPDATE, TASK_ALIVE, TASK_DEAD, TASK_STARTING)
 
 T_REFRESH, T_SCHEDULE, T_NODES = 0, 1, 2       # timer ids; node n is T_NODES + n, task k after the nodes,
                                                 # a closed loop's user u after the tasks (user_timer)
 
 
-def timers(n_nodes: int, n_tasks: int, n_users: int = 0) -> int:
-    """Number of timers of a run."""
-    return T_NODES + n_nodes + n_tasks + n_users
+def timers(n_nodes: int, n_tasks: int, n_users: int = 0, n_deploy: int = 0) -> int:
+    """Number of timers of a run (n_deploy: deploy_timers)."""
+    return T_NODES + n_nodes + n_tasks + n_deploy + n_users
 
 
-def user_timer(n_nodes: int, n_tasks: int) -> int:
-    """The id of user 0's timer (Config.user_timer0): users come last, after the task slots."""
-    return T_NODES + n_nodes + n_tasks
+def deploy_timers(n_events: int, n_services: int) -> int:
+    """The deployments' timers: none without deploy events, else the schedule's and one per service."""
+    return 1 + n_services if n_events else 0
+
+
+def user_timer(n_nodes: int, n_tasks: int, n_deploy: int = 0) -> int:
+    """The id of user 0's timer (Config.user_timer0): users come last, after the task slots
+    and the deployments' timers (Config.deploy_timer0 = user_timer(n_nodes, n_tasks))."""
+    return T_NODES + n_nodes + n_tasks + n_deploy
 
 
 def tree_size(n_timers: int) -> int:
@@ -72,12 +80,43 @@ def task_timer(cfg, k):
 
 
 @njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+def _kill(cfg, st, met, k, t):
+    """Task k's queued and in-service requests fail at t (taken out of the completion heap,
+    which is rebuilt)."""
+    n = st.ctr[HEAP_N]
+    m = 0
+    for j in range(n):
+        slot = st.heap_slot[j]
+        if st.slot_task[slot] == k:
+            st.present[k] -= 1
+            st.outstanding[k] -= 1
+            st.local_out[st.slot_bal[slot], k] -= 1
+            touch(cfg, st, np.int64(st.slot_bal[slot]), np.int64(k))
+            _give_up(cfg, st, met, slot, t, np.int64(ST_FAILED))
+        else:
+            st.heap_key[m] = st.heap_key[j]
+            st.heap_slot[m] = slot
+            m += 1
+    for j in range(m, n):
+        st.heap_key[j] = np.inf
+    st.ctr[HEAP_N] = m
+    if m > 1:
+        for i in range((m - 2) // 4, -1, -1):
+            _sift_down(st.heap_key, st.heap_slot, np.int64(m), np.int64(i))
+
+
+@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
 def _crash(cfg, st, met, k, t, detect):
     """Task slot k's running (or starting) task dies at t; the orchestrator notices at
     t + detect. Its queued and in-service requests fail now; requests on their way to it fail
-    when they arrive (their incarnation is stale)."""
+    when they arrive (their incarnation is stale). A task being stopped (out of the tables
+    already) ends its stop now instead."""
     state = st.task_state[k]
     if state == TASK_DEAD:
+        return
+    if st.task_ev_kind[k] == EV_STOP:
+        st.ctr[CRASHES] += 1
+        _exit(cfg, st, met, k, t)
         return
     st.task_state[k] = TASK_DEAD
     n = cfg.task_node[k]
@@ -86,26 +125,7 @@ def _crash(cfg, st, met, k, t, detect):
     st.task_inc[k] += 1
     st.ctr[CRASHES] += 1
     if state == TASK_ALIVE:
-        n = st.ctr[HEAP_N]
-        m = 0
-        for j in range(n):
-            slot = st.heap_slot[j]
-            if st.slot_task[slot] == k:
-                st.present[k] -= 1
-                st.outstanding[k] -= 1
-                st.local_out[st.slot_bal[slot], k] -= 1
-                touch(cfg, st, np.int64(st.slot_bal[slot]), np.int64(k))
-                _give_up(cfg, st, met, slot, t, np.int64(ST_FAILED))
-            else:
-                st.heap_key[m] = st.heap_key[j]
-                st.heap_slot[m] = slot
-                m += 1
-        for j in range(m, n):
-            st.heap_key[j] = np.inf
-        st.ctr[HEAP_N] = m
-        if m > 1:
-            for i in range((m - 2) // 4, -1, -1):
-                _sift_down(st.heap_key, st.heap_slot, np.int64(m), np.int64(i))
+        _kill(cfg, st, met, k, t)
     st.task_ev_kind[k] = EV_DETECT
     timer_set(st, task_timer(cfg, k), t + detect)
 
@@ -173,7 +193,7 @@ def _schedule_step(cfg, st, met, t):
         for k in range(T):
             if left == 0:
                 break
-            if cfg.task_service[k] == x and st.task_state[k] == TASK_ALIVE:
+            if cfg.task_service[k] == x and st.task_state[k] == TASK_ALIVE and st.task_ev_kind[k] != EV_STOP:
                 _crash(cfg, st, met, k, t, cfg.task_detect)
                 left -= 1
     elif kind == F_NODE_DOWN:
@@ -195,13 +215,17 @@ def _schedule_step(cfg, st, met, t):
         st.node_drained[x] = 1
         for k in range(T):
             if cfg.task_node[k] == x and st.task_state[k] != TASK_DEAD:
-                _crash(cfg, st, met, k, t, 0.0)
+                if cfg.grace > 0.0 and st.task_state[k] == TASK_ALIVE:
+                    if st.task_ev_kind[k] != EV_STOP:     # a graceful stop, replaced once it is over
+                        _stop(cfg, st, met, k, t, STOP_REPLACE)
+                else:
+                    _crash(cfg, st, met, k, t, 0.0)
     else:
         raise ValueError("a fault kind the engine has no handler for (faults.FAULT_KINDS)")
 
 
 @njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
-def _task_event(cfg, st, k, t):
+def _task_event(cfg, st, met, k, t):
     """The orchestrator's pending event of task slot k, due at t."""
     ev = st.task_ev_kind[k]
     i = task_timer(cfg, k)
@@ -215,13 +239,17 @@ def _task_event(cfg, st, k, t):
         if n < 0:
             timer_set(st, i, np.inf)     # placed when a node comes up
         else:
+            s = cfg.task_service[k]
             cfg.task_node[k] = n
-            cfg.task_speed[k] = cfg.node_speed[n]
+            cfg.task_speed[k] = cfg.node_speed[n] * st.svc_factor[s]    # the service's current version
+            st.task_version[k] = st.svc_version[s]
             st.task_state[k] = TASK_STARTING
             st.node_tasks[n] += 1
             st.node_svc_tasks[n, cfg.task_service[k]] += 1
             st.task_ev_kind[k] = EV_JOIN
             timer_set(st, i, t + cfg.startup)
+    elif ev == EV_STOP:
+        _exit(cfg, st, met, k, t)
     else:   # EV_JOIN: healthy, into the tables, with idle workers
         st.task_state[k] = TASK_ALIVE
         for w in range(cfg.task_wstart[k], cfg.task_wstart[k + 1]):
@@ -231,6 +259,249 @@ def _task_event(cfg, st, k, t):
         st.task_restarts[k] += 1
         st.task_ev_kind[k] = EV_NONE
         timer_set(st, i, np.inf)
+        if cfg.d_time.shape[0] > 0:
+            _joined(cfg, st, met, k, t)
+
+
+# --------------------------------------------------------------------------------------------
+# Deployments and graceful stops (docs/model.md, "Deployments"). A slot is free when it holds
+# no task and none is coming (TASK_DEAD, EV_NONE); a stopping task (EV_STOP) is still running,
+# out of the tables and of the spread counts, until its grace is over.
+
+@njit(inline="always", cache=True)
+def _assigned(cfg, st, k, s):
+    """Slot k belongs to service s's tasks: not free, not being stopped."""
+    return (cfg.task_service[k] == s and st.task_ev_kind[k] != EV_STOP
+            and not (st.task_state[k] == TASK_DEAD and st.task_ev_kind[k] == EV_NONE))
+
+
+@njit(inline="always", cache=True)
+def _counted(cfg, st, k, s):
+    """Slot k counts among service s's tasks for a scale: assigned, or being stopped to be
+    replaced (a drain, a stop-first update)."""
+    return (cfg.task_service[k] == s and not (st.task_state[k] == TASK_DEAD and st.task_ev_kind[k] == EV_NONE)
+            and not (st.task_ev_kind[k] == EV_STOP and st.task_stop_next[k] == STOP_FREE))
+
+
+@njit(inline="always", cache=True)
+def _free_slot_of(cfg, st, s):
+    """Service s's free slot of lowest id, -1 if none."""
+    for k in range(cfg.task_node.shape[0]):
+        if cfg.task_service[k] == s and st.task_state[k] == TASK_DEAD and st.task_ev_kind[k] == EV_NONE:
+            return k
+    return -1
+
+
+@njit(inline="always", cache=True)
+def _start_in(cfg, st, k, t):
+    """A new task of the slot's service (its current version) is placed in slot k at t."""
+    st.task_ev_kind[k] = EV_PLACE
+    timer_set(st, task_timer(cfg, k), t)
+
+
+@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+def _after_stop(cfg, st, k, t):
+    """Slot k's task has stopped at t: the slot is free (a new task waiting for one starts
+    there), or a replacement follows (restart_delay after a drain, at once in an update)."""
+    nxt = st.task_stop_next[k]
+    st.task_stop_next[k] = STOP_FREE
+    i = task_timer(cfg, k)
+    s = cfg.task_service[k]
+    if nxt == STOP_REPLACE:
+        st.task_ev_kind[k] = EV_PLACE
+        timer_set(st, i, t + cfg.restart_delay)
+    elif nxt == STOP_UPDATE:
+        _start_in(cfg, st, k, t)
+    elif st.svc_want[s] > 0:
+        st.svc_want[s] -= 1
+        _start_in(cfg, st, k, t)
+    else:
+        st.task_ev_kind[k] = EV_NONE
+        timer_set(st, i, np.inf)
+
+
+@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+def _exit(cfg, st, met, k, t):
+    """A stopping task ends at t (its grace is over, or it crashed): the requests still at it
+    fail; then what its stop was for."""
+    if st.task_state[k] == TASK_ALIVE:
+        _kill(cfg, st, met, k, t)
+    st.task_state[k] = TASK_DEAD
+    st.task_inc[k] += 1
+    _after_stop(cfg, st, k, t)
+
+
+@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+def _stop(cfg, st, met, k, t, nxt):
+    """The orchestrator stops slot k's task at t, then `nxt` (STOP_*). A running task leaves
+    the tables at once and goes on serving what it holds for health.grace, then ends; a
+    starting one stops at once; a crashed one not yet replaced leaves the tables now."""
+    s = cfg.task_service[k]
+    state = st.task_state[k]
+    st.task_stop_next[k] = nxt
+    if state == TASK_DEAD:
+        if st.task_ev_kind[k] == EV_DETECT:
+            _table_remove(cfg, k)
+            build(cfg, st, s)
+        _after_stop(cfg, st, k, t)
+        return
+    n = cfg.task_node[k]
+    st.node_tasks[n] -= 1
+    st.node_svc_tasks[n, s] -= 1
+    if state == TASK_STARTING:
+        st.task_state[k] = TASK_DEAD
+        st.task_inc[k] += 1
+        _after_stop(cfg, st, k, t)
+        return
+    _table_remove(cfg, k)
+    build(cfg, st, s)
+    st.task_ev_kind[k] = EV_STOP
+    if cfg.grace > 0.0:
+        timer_set(st, task_timer(cfg, k), t + cfg.grace)
+    else:
+        _exit(cfg, st, met, k, t)
+
+
+@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+def _upd_joined(cfg, st, s, t):
+    """One of the joins service s's update awaits happened: the batch is done when none is
+    left, and the next one starts `delay` later."""
+    st.upd_wait[s] -= 1
+    if st.upd_wait[s] == 0 and st.upd_ev[s] >= 0:
+        timer_set(st, cfg.deploy_timer0 + 1 + s, t + cfg.d_delay[st.upd_ev[s]])
+
+
+@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+def _joined(cfg, st, met, k, t):
+    """Slot k's new task joined at t: start-first, the old task it replaces stops now; the
+    update waiting for it counts it."""
+    s = cfg.task_service[k]
+    old = st.task_upd_old[k]
+    if old >= 0:
+        st.task_upd_old[k] = -1
+        st.task_replaced[old] = 0
+        if _assigned(cfg, st, old, s):
+            _stop(cfg, st, met, old, t, STOP_FREE)
+    if st.task_upd_wait[k] != 0:
+        st.task_upd_wait[k] = 0
+        _upd_joined(cfg, st, s, t)
+
+
+@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+def _scale(cfg, st, met, s, want, t):
+    """Service s to `want` tasks at t. More: new tasks in its free slots, lowest first (placed
+    by spread; without a free slot, one waits for the next to free). Fewer: first those still
+    waiting for a slot, then Swarm's choice: the tasks counted as each node's n-th copy of the
+    service (running tasks counted first, then the others, each in slot order), highest n
+    removed first, tasks with no node before all."""
+    T = cfg.task_node.shape[0]
+    m = 0
+    for k in range(T):
+        if _counted(cfg, st, k, s):
+            m += 1
+    have = m + st.svc_want[s]
+    if want >= have:
+        for _ in range(want - have):
+            k = _free_slot_of(cfg, st, s)
+            if k < 0:
+                st.svc_want[s] += 1
+            else:
+                _start_in(cfg, st, k, t)
+        return
+    cut = have - want
+    w = min(cut, st.svc_want[s])
+    st.svc_want[s] -= w
+    cut -= w
+    if cut == 0:
+        return
+    keys, ids, copies = st.scr_key, st.scr_id, st.scr_copies
+    copies[:] = 0
+    j = 0
+    for running in (1, 0):
+        for k in range(T):
+            live = st.task_state[k] == TASK_ALIVE and st.task_ev_kind[k] != EV_STOP
+            if not _counted(cfg, st, k, s) or live != (running == 1):
+                continue
+            if st.task_ev_kind[k] == EV_PLACE or st.task_ev_kind[k] == EV_STOP:
+                nth = T + 1                    # no node yet (or its task is still stopping): removed first
+            else:
+                n = cfg.task_node[k]
+                copies[n] += 1
+                nth = copies[n]
+            keys[j] = nth * (T + 1) + j
+            ids[j] = k
+            j += 1
+    for _ in range(cut):            # the largest key left goes (keys are distinct)
+        r = 0
+        for x in range(1, m):
+            if keys[x] > keys[r]:
+                r = x
+        keys[r] = -1
+        k = ids[r]
+        for x in range(T):          # an update's new task replacing it replaces nothing now
+            if st.task_upd_old[x] == k:
+                st.task_upd_old[x] = -1
+        st.task_replaced[k] = 0
+        old = st.task_upd_old[k]
+        if old >= 0:                # a start-first new task removed: its old task stays
+            st.task_upd_old[k] = -1
+            st.task_replaced[old] = 0
+        if st.task_ev_kind[k] == EV_STOP:
+            st.task_stop_next[k] = STOP_FREE        # stopping already: no task follows it
+        else:
+            _stop(cfg, st, met, k, t, STOP_FREE)
+        if st.task_upd_wait[k] != 0:
+            st.task_upd_wait[k] = 0
+            _upd_joined(cfg, st, s, t)
+
+
+@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+def _batch(cfg, st, met, s, t):
+    """Service s's update takes its next batch at t: up to `parallelism` tasks of an older
+    version (lowest slots first), each replaced stop-first (stopped, its slot's new task placed
+    when the stop ends) or start-first (a new task in a free slot; the old one stops when the
+    new one joins; stop-first when no slot is free). None left: the update is over."""
+    i = st.upd_ev[s]
+    timer_set(st, cfg.deploy_timer0 + 1 + s, np.inf)
+    if i < 0:
+        return
+    taken = 0
+    for k in range(cfg.task_node.shape[0]):
+        if taken == cfg.d_par[i]:
+            break
+        if (not _assigned(cfg, st, k, s) or st.task_version[k] == st.svc_version[s] or st.task_replaced[k] != 0
+                or st.task_upd_wait[k] != 0):
+            continue
+        taken += 1
+        st.upd_wait[s] += 1
+        if cfg.d_order[i] == ORDER_START_FIRST:
+            j = _free_slot_of(cfg, st, s)
+            if j >= 0:
+                st.task_upd_old[j] = k
+                st.task_replaced[k] = 1
+                st.task_upd_wait[j] = 1
+                _start_in(cfg, st, j, t)
+                continue
+        st.task_upd_wait[k] = 1
+        _stop(cfg, st, met, k, t, STOP_UPDATE)
+    if taken == 0:
+        st.upd_ev[s] = -1
+
+
+@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+def _deploy_step(cfg, st, met, t):
+    """Apply the deploy schedule's next event (due at t); the cursor moves on."""
+    i = st.ctr[DEPLOY_I]
+    st.ctr[DEPLOY_I] = i + 1
+    timer_set(st, cfg.deploy_timer0, cfg.d_time[i + 1] if i + 1 < cfg.d_time.shape[0] else np.inf)
+    s = cfg.d_svc[i]
+    if cfg.d_kind[i] == D_SCALE:
+        _scale(cfg, st, met, s, cfg.d_replicas[i], t)
+    else:           # an update (a newer one takes over a running one)
+        st.svc_version[s] = i + 1
+        st.svc_factor[s] = cfg.d_factor[i]
+        st.upd_ev[s] = i
+        _batch(cfg, st, met, s, t)
 
 
 @njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
@@ -255,8 +526,12 @@ def control_step(cfg, st, met, t):
         n = i - T_NODES
         st.node_entry[n] = 0
         timer_set(st, np.int64(i), np.inf)
+    elif i < cfg.deploy_timer0:
+        _task_event(cfg, st, met, i - T_NODES - cfg.node_speed.shape[0], t)
+    elif i == cfg.deploy_timer0:
+        _deploy_step(cfg, st, met, t)
     else:
-        _task_event(cfg, st, i - T_NODES - cfg.node_speed.shape[0], t)
+        _batch(cfg, st, met, i - cfg.deploy_timer0 - 1, t)
 
 
 @njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)

@@ -29,6 +29,7 @@ Config = namedtuple("Config", [
     "retries", "backoff", "timeout", "retry_key",
     "li_off", "li_p",
     "users", "user_timer0", "n_req", "t_end", "warm_time",
+    "d_time", "d_kind", "d_svc", "d_replicas", "d_par", "d_delay", "d_order", "d_factor", "grace", "deploy_timer0",
 ])
 Config.__doc__ = """Static configuration of a run.
 
@@ -48,6 +49,11 @@ li_off, li_p: each service's tree offset and leaf count in a row of the load ind
 Closed loop (users > 0; docs/model.md, "Closed loop"): user u's timer is user_timer0 + u; the
 users send until n_req requests are sent or time t_end (int64 max / inf: no such bound); with
 warm_index unknown (int64 max), the first send at or after warm_time is the first measured.
+
+Deployments (docs/model.md, "Deployments"): d_* is the deploy schedule (lbbench/model/deploy.py,
+DeploySchedule), sorted by time; grace is health.grace; the deploy schedule's timer is
+deploy_timer0, service s's update batches deploy_timer0 + 1 + s (no such timers without
+deployments: deploy_timer0 is then the users' first).
 """
 
 
@@ -143,6 +149,21 @@ STATE = {
         Array("usr_pos", np.int64, ("users",), 0, "the row of the user's next request"),
         Array("usr_entry", np.int32, ("users",), 0, "the user's entry node"),
     ),
+    "deploy": (             # deployments and graceful stops (control.py; docs/model.md, "Deployments")
+        Array("task_version", np.int64, ("tasks",), 0, "the version of the slot's task (an update's index + 1)"),
+        Array("task_stop_next", np.int8, ("tasks",), 0, "what follows the slot's stop (STOP_*)"),
+        Array("task_upd_old", np.int32, ("tasks",), -1, "start-first: the old task this one replaces when it joins"),
+        Array("task_replaced", np.int8, ("tasks",), 0, "start-first: its replacement is starting"),
+        Array("task_upd_wait", np.int8, ("tasks",), 0, "its next join is awaited by its service's update"),
+        Array("svc_version", np.int64, ("services",), 0, "the service's current version (new tasks get it)"),
+        Array("svc_factor", np.float64, ("services",), 1.0, "its speed factor (new tasks run at node speed x it)"),
+        Array("svc_want", np.int64, ("services",), 0, "new tasks waiting for a free slot"),
+        Array("upd_ev", np.int64, ("services",), -1, "the service's running update (deploy index), -1: none"),
+        Array("upd_wait", np.int64, ("services",), 0, "joins the update's current batch awaits"),
+        Array("scr_key", np.int64, ("tasks",), 0, "scratch of a scale-down's choice (compiled code allocates nothing)"),
+        Array("scr_id", np.int64, ("tasks",), 0, "the same: the slots"),
+        Array("scr_copies", np.int64, ("nodes",), 0, "the same: copies of the service per node"),
+    ),
     "counters": (
         Array("ctr", np.int64, ("n_ctr",), 0, "int64 counters (ARRIVED, ...)"),
         Array("fctr", np.float64, ("n_fctr",), 0.0, "float64 counters (LAT_SUM, ...)"),
@@ -154,7 +175,7 @@ State.__doc__ = "Mutable state, resumable across chunks: the arrays of `STATE`, 
 
 # ctr (int64) fields
 (ARRIVED, COMPLETED, REJECTED, FAILED, CROSS, HEAP_N, TRANSIT_N, FREE_N, ERR_CODE, ERR_REQ, ERR_VALUE, REQUESTS,
- IN_FLIGHT_M, RETRIED, TIMED_OUT, RT_N, FAULT_I, CRASHES, NEED, N_CTR) = range(20)
+ IN_FLIGHT_M, RETRIED, TIMED_OUT, RT_N, FAULT_I, CRASHES, NEED, DEPLOY_I, N_CTR) = range(21)
 # The kernel's return codes: done, a strategy's answer not a candidate (ERR_*), and a closed
 # loop's stops for Python: user ctr[NEED] has used its draws (refill them), the first measured
 # request of a duration-bounded run is ctr[NEED] (set warm_index).
@@ -164,7 +185,10 @@ LAT_SUM, LAT_MAX, T_FIRST, T_LAST, N_FCTR = range(5)
 
 # Task slot states and orchestrator events
 TASK_DEAD, TASK_ALIVE, TASK_STARTING = 0, 1, 2
-EV_NONE, EV_DETECT, EV_PLACE, EV_JOIN = 0, 1, 2, 3
+EV_NONE, EV_DETECT, EV_PLACE, EV_JOIN, EV_STOP = 0, 1, 2, 3, 4
+# What follows a stop (task_stop_next): the slot is free (scale-down, start-first update), a
+# replacement after restart_delay (drain), the new version at once (stop-first update)
+STOP_FREE, STOP_REPLACE, STOP_UPDATE = 0, 1, 2
 
 # Trace status codes
 ST_COMPLETED, ST_REJECTED, ST_FAILED, ST_IN_FLIGHT = 0, 1, 2, 3

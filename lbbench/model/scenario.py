@@ -356,6 +356,47 @@ class Health(_Model):
     node_detect: float = Field(15.0, ge=0, **_SECONDS, description="seconds until a down node is noticed (heartbeat)")
     restart_delay: float = Field(5.0, ge=0, **_SECONDS, description="seconds from detection to the replacement's start")
     startup: float = Field(0.0, ge=0, **_SECONDS, description="seconds for a replacement to become healthy")
+    grace: float = Field(0.0, ge=0, **_SECONDS, description="stop_grace_period: seconds a stopped task finishes its requests")
+
+
+class DeployEvent(_Model):
+    """One deployment at time `at` (docs/model.md, "Deployments"): `scale` a service to
+    `replicas`, or `update` it (its tasks replaced in batches of `parallelism`, 0 = all, `delay`
+    apart, `stop-first` or `start-first`; `set` the new version's `demand.mean`)."""
+
+    at: float = Field(ge=0, **_SECONDS, description="seconds from the start of the run")
+    kind: Literal["scale", "update"]
+    service: str | int
+    replicas: int | None = Field(None, le=1_000_000, description="scale: the new number of tasks")
+    parallelism: int = Field(1, ge=0, le=1_000_000, description="update: tasks replaced at once (0 = all)")
+    delay: float = Field(0.0, ge=0, **_SECONDS, description="update: seconds between batches")
+    order: Literal["stop-first", "start-first"] = "stop-first"
+    set: dict[str, float] | None = Field(None, description="update: the new version's keys (demand.mean)")
+
+    @model_validator(mode="after")
+    def _check(self):
+        given = self.model_fields_set
+        if self.kind == "scale":
+            if self.replicas is None:
+                raise ValueError("replicas: a scale event needs replicas, the service's new number of tasks")
+            if self.replicas < 0:
+                raise ValueError(f"replicas: a service cannot scale to {self.replicas} replicas; give 0 or more")
+            extra = sorted(given & {"parallelism", "delay", "order", "set"})
+            if extra:
+                raise ValueError(f"{extra[0]}: only an update takes {extra[0]}; drop it from the scale event")
+        else:
+            if self.replicas is not None:
+                raise ValueError("replicas: an update keeps the number of tasks; scale with a kind = \"scale\" event")
+            for key, value in (self.set or {}).items():
+                if key != "demand.mean":
+                    raise ValueError(f"set: an update cannot set {key!r}; it sets demand.mean (the new version's mean demand)")
+                if not (value > 0 and math.isfinite(value) and value <= MAX_SECONDS):
+                    raise ValueError(f"set: demand.mean must be a positive number of seconds up to 2**40, got {value!r}")
+        return self
+
+
+class Deploy(_Model):
+    events: list[DeployEvent] = Field(default_factory=list)
 
 
 class Clients(_Model):
@@ -379,9 +420,36 @@ class Scenario(_Model):
     faults: Faults = Faults()
     health: Health = Health()
     clients: Clients = Clients()
+    deploy: Deploy = Deploy()
+
+    @property
+    def orchestrated(self) -> bool:
+        """Tasks come and go during the run: faults, or deployments (the engine's failure paths)."""
+        return self.faults.any or bool(self.deploy.events)
+
+    def _check_deploy(self):
+        """deploy.events name services that exist, and their task slots fit the engine's int32."""
+        names = [s.name for s in self.services]
+        for i, ev in enumerate(self.deploy.events):
+            where = f"deploy.events.{i}.service"
+            if isinstance(ev.service, str) and ev.service not in names:
+                raise ValueError(f"{where} {ev.service!r} is not a service; services: {', '.join(names)}")
+            if isinstance(ev.service, int) and not 0 <= ev.service < len(names):
+                raise ValueError(f"{where} {ev.service} does not exist; services are 0..{len(names) - 1}")
+        if self.deploy.events:
+            from .deploy import spare_slots
+            spare = spare_slots(self)
+            slots = sum(s.replicas + n for s, n in zip(self.services, spare))
+            workers = sum((s.replicas + n) * s.workers for s, n in zip(self.services, spare))
+            per_node = self.cluster.nodes * slots if self.balancer.mode == "per_node" else 0
+            if max(slots, workers, per_node) > INT32_MAX:
+                raise ValueError(f"deploy.events: the task slots they need ({slots:,}, x workers {workers:,}, x per-node "
+                                 f"balancers {per_node:,}) exceed the engine's limit of {INT32_MAX:,} (int32); "
+                                 "scale to fewer replicas")
 
     @model_validator(mode="after")
     def _check(self):
+        self._check_deploy()
         n = self.cluster.nodes
         ports = [s.port for s in self.services]
         if len(set(ports)) != len(ports):

@@ -1,0 +1,126 @@
+"""Deployments and graceful stops (scenario `deploy`, `health.grace`; docs/model.md, "Deployments").
+
+The engine agrees request by request with naive.py on small scenarios that scale services up
+and down, roll out updates stop-first and start-first (with delays, parallelism, a new
+version's demand), drain nodes gracefully, and mix these with crashes; conservation holds; no
+request is sent to a task after it left the tables; after a scale to N and the startup, N
+tasks are live; a start-first update with grace >= the longest service time fails nothing.
+These runs use the kernels test_faults.py compiles (the strategies of simcheck, with
+failures): no new kernel.
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+
+from lbbench import UserError
+from lbbench.engine.run import simulate
+from lbbench.model.scenario import load_scenario
+
+from naive import FAILED, simulate_naive
+from simcheck import STRATEGIES, assert_counters_match, assert_trace_matches, scenario
+
+HEALTH = {"task_detect": 20.0, "node_detect": 30.0, "restart_delay": 5.0, "startup": 3.0}
+
+
+def with_deploy(sc: dict, events, health=None, faults=()) -> dict:
+    sc = copy.deepcopy(sc)
+    sc["deploy"] = {"events": list(events)}
+    sc["health"] = dict(HEALTH, **(health or {}))
+    if faults:
+        sc["faults"] = {"events": list(faults)}
+    return sc
+
+
+def scale(at, n, service="web"):
+    return {"at": at, "kind": "scale", "service": service, "replicas": n}
+
+
+def update(at, **kw):
+    return {"at": at, "kind": "update", "service": kw.pop("service", "web"), **kw}
+
+
+CASES = {
+    # up, then down below the start (Swarm's choice of victims), then up again; hops and jitter
+    "scale_up_down": with_deploy(scenario(nodes=3, replicas=3, rho=0.6, hop=0.01, jitter=0.005, requests=2500),
+                                 [scale(200.0, 6), scale(700.0, 2), scale(1100.0, 5)], {"grace": 1.5}),
+    # stop-first, two at a time, 10 s apart, a slower new version; no grace (stops at once)
+    "update_stop_first": with_deploy(scenario(nodes=3, replicas=4, rho=0.5, requests=2500),
+                                     [update(300.0, parallelism=2, delay=10.0, set={"demand.mean": 1.5})]),
+    # start-first, one at a time, a faster version, a grace; a second update takes over mid-way;
+    # queue limits and local information
+    "update_start_first": with_deploy(scenario(nodes=4, replicas=4, rho=0.7, workers=2, queue_limit=3, info="local",
+                                               requests=3000),
+                                      [update(250.0, order="start-first", delay=4.0, set={"demand.mean": 0.5}),
+                                       update(262.0, order="start-first", parallelism=3)], {"grace": 3.0}),
+    # a graceful drain, a scale during an update, a crash of a task being stopped, a node down
+    "mixed_faults": with_deploy(scenario(nodes=4, replicas=5, rho=0.6, hop=0.005, mode="central", requests=3000),
+                                [update(200.0, parallelism=2, delay=2.0), scale(215.0, 3), scale(600.0, 7)],
+                                {"grace": 4.0},
+                                faults=[{"at": 202.0, "kind": "task_crash", "task": 0},
+                                        {"at": 205.0, "kind": "node_drain", "node": 3},
+                                        {"at": 206.0, "kind": "task_crash", "service": "web", "count": 2},
+                                        {"at": 207.0, "kind": "node_down", "node": 2},
+                                        {"at": 400.0, "kind": "node_up", "node": 2}]),
+    # a scale to 0 fails every request meanwhile; with a long grace the stopping tasks hold
+    # every slot, and new tasks wait for one to free
+    "scale_to_zero": with_deploy(scenario(nodes=2, replicas=2, rho=0.5, requests=2000),
+                                 [scale(300.0, 0), scale(310.0, 3), scale(320.0, 0), scale(330.0, 3)], {"grace": 50.0}),
+}
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("case", list(CASES))
+def test_engine_matches_naive_with_deployments(case, strategy):
+    sc = CASES[case]
+    res = simulate(sc, strategy, trace=True, progress=False)
+    ref = simulate_naive(sc, strategy)
+    assert_trace_matches(res.trace, ref)
+    assert_counters_match(res.row(), ref)
+    row = res.row()
+    assert row["crashes"] == ref.crashes
+    assert row["arrived"] == row["completed"] + row["rejected"] + row["failed"] + row["in_flight"]
+    # no request is sent to a task after it left the tables (until it joins again)
+    routed = sorted(ref.routed)
+    for t, k in ref.removed:
+        later = [tt for tt, kk in routed if kk == k and tt > t]
+        joins = [tt + HEALTH["startup"] for tt, kk, *_ in ref.placements if kk == k and tt >= t]
+        if later:
+            assert joins and min(joins) <= min(later), (case, k, t)
+
+
+def test_scale_settles_at_its_replicas():
+    """After a scale to N and the startup, exactly N tasks are live (those waiting for a slot
+    included), whatever was stopping or starting meanwhile."""
+    for case, want in (("scale_up_down", 5), ("scale_to_zero", 3), ("mixed_faults", 7)):
+        ref = simulate_naive(CASES[case], "round_robin")
+        assert ref.live == [want], case
+    # the run where new tasks had to wait: slots of service web are 2 R + P = 6; at t = 330 five
+    # are stopping (grace 50) and one is free
+    sc = load_scenario(CASES["scale_to_zero"])
+    from lbbench.model.cluster import build_cluster
+    assert build_cluster(sc).n_tasks == 6
+
+
+@pytest.mark.parametrize("strategy", ["round_robin", "least_load"])
+def test_start_first_update_fails_nothing(strategy):
+    """start-first, a grace longer than any request stays at a task, no faults: no request
+    fails, and every task ends on the new version (its speed factor)."""
+    sc = with_deploy(scenario(nodes=3, replicas=4, rho=0.6, dist="deterministic", hop=0.01, requests=3000),
+                     [update(300.0, order="start-first", parallelism=2, delay=5.0, set={"demand.mean": 0.8})],
+                     {"grace": 60.0})
+    res = simulate(sc, strategy, trace=True, progress=False)
+    ref = simulate_naive(sc, strategy)
+    assert_trace_matches(res.trace, ref)
+    assert res.row()["failed"] == 0 == ref.failed
+    tasks = res.tasks.filter(pl.col("node") >= 0)
+    new = tasks.filter(pl.col("restarts") > 0)
+    assert new.height == 4 and np.allclose(new["speed"].to_numpy(), 1.0 / 0.8)
+    # stop-first too: it lowers the capacity for a while, but a stopped task finishes what it holds
+    sc2 = copy.deepcopy(sc)
+    sc2["deploy"]["events"][0]["order"] = "stop-first"
+    assert simulate(sc2, strategy, progress=False).row()["failed"] == 0
