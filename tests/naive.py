@@ -407,6 +407,7 @@ class _Sim:
         self.update = [-1] * S                # each service's running update (deploy index)
         self.waiting = [0] * S                # joins its current batch awaits
         self.batch_ver = [0] * S
+        self.placed = [0.0] * T               # when each slot's task was placed (health checks' probe grid)
 
         # ---- measurement
         if inp.warm_time is None:
@@ -805,12 +806,12 @@ class _Sim:
         kind, x = int(sched.kind[j]), int(sched.target[j])
         if kind == F_TASK_CRASH:
             if self.state[x] == ALIVE:
-                self.crash(x, now, h.task_detect)
+                self.crash(x, now, self.detect_delay(x, now))
         elif kind == F_SERVICE_CRASH:
             victims = [k for k in range(self.T) if self.cl.task_service[k] == x and self.state[k] == ALIVE
                        and not self.stopping[k]]
             for k in victims[:int(sched.count[j])]:
-                self.crash(k, now, h.task_detect)
+                self.crash(k, now, self.detect_delay(k, now))
         elif kind == F_NODE_DOWN:
             if self.node_up[x]:
                 self.node_up[x] = False
@@ -874,7 +875,23 @@ class _Sim:
         self.task_speed[k] = cl.node_speed[node] * self.svc_factor[s]     # the service's current version
         self.version[k] = self.svc_version[s]
         self.state[k] = STARTING
-        self.task_event(k, now + self.sc.health.startup, "join")
+        self.placed[k] = now
+        h = self.sc.health
+        join = h.startup
+        if h.interval > 0:                    # the first probe past the startup passes
+            join = max(1, math.ceil(h.startup / h.interval)) * h.interval
+        self.task_event(k, now + join, "join")
+
+    def detect_delay(self, k, now):
+        """A crash is noticed after health.task_detect; with health checks, when the
+        retries-th failing probe on the task's grid (every interval from its placement), at or
+        after the crash and not before start_period, has timed out."""
+        h = self.sc.health
+        if h.interval == 0:
+            return h.task_detect
+        p = self.placed[k]
+        j = max(1, math.ceil((max(now, p + h.start_period) - p) / h.interval))   # the first probe that fails
+        return p + (j + h.retries - 1) * h.interval + h.timeout - now
 
     def join(self, now, k):
         """The replacement joins the end of the tables with idle workers."""

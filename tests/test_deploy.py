@@ -66,6 +66,12 @@ CASES = {
                                         {"at": 206.0, "kind": "task_crash", "service": "web", "count": 2},
                                         {"at": 207.0, "kind": "node_down", "node": 2},
                                         {"at": 400.0, "kind": "node_up", "node": 2}]),
+    # health checks: crashes detected by probes, new tasks joining at their first passing probe
+    "health_checks": with_deploy(scenario(nodes=3, replicas=4, rho=0.6, hop=0.002, requests=2500),
+                                 [scale(150.0, 6), update(500.0, order="start-first", parallelism=2)],
+                                 {"interval": 4.0, "timeout": 1.5, "retries": 2, "start_period": 30.0, "grace": 1.0},
+                                 faults=[{"at": 300.0, "kind": "task_crash", "task": 1},
+                                         {"at": 152.0, "kind": "task_crash", "task": 3}]),
     # a scale to 0 fails every request meanwhile; with a long grace the stopping tasks hold
     # every slot, and new tasks wait for one to free
     "scale_to_zero": with_deploy(scenario(nodes=2, replicas=2, rho=0.5, requests=2000),
@@ -124,3 +130,26 @@ def test_start_first_update_fails_nothing(strategy):
     sc2 = copy.deepcopy(sc)
     sc2["deploy"]["events"][0]["order"] = "stop-first"
     assert simulate(sc2, strategy, progress=False).row()["failed"] == 0
+
+
+def test_health_checks_probe_grid():
+    """With health checks a crash is noticed when the retries-th failing probe on the task's
+    grid (every interval from its placement) times out, and a new task joins at its first probe
+    past startup; probes within start_period do not count."""
+    health = {"interval": 7.0, "timeout": 2.0, "retries": 3, "start_period": 0.0}
+    sc = with_deploy(scenario(nodes=3, replicas=3, rho=0.5, requests=1500), [], health,
+                     faults=[{"at": 300.0, "kind": "task_crash", "task": 1}])
+    ref = simulate_naive(sc, "round_robin")
+    # probes at 7 j: the first failing one at 301 (j = 43), the third at 315, timed out at 317
+    assert (317.0, 1) in ref.removed
+    placed = [p for p in ref.placements if p[1] == 1]
+    assert placed and placed[0][0] == 317.0 + HEALTH["restart_delay"]
+    # startup 3 s, probes every 7 s from the placement: joins at 322 + 7 = 329
+    routed = [t for t, k in ref.routed if k == 1 and t > 317.0]
+    assert routed and min(routed) >= 329.0
+    res = simulate(sc, "round_robin", trace=True, progress=False)
+    assert_trace_matches(res.trace, ref)
+    # a start period covers the task's first 310 s: the first counted probe is at 315, the
+    # third at 329, timed out at 331
+    sc["health"]["start_period"] = 310.0
+    assert (331.0, 1) in simulate_naive(sc, "round_robin").removed

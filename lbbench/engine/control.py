@@ -16,6 +16,8 @@ update's next batch), a closed loop's users (one per user: the user's next send)
 a new request, which the kernel dispatches itself (`_advance` stops at it, as at a retry), so
 its branch is in the kernel, not here.
 """
+import math
+
 import numpy as np
 from numba import njit
 
@@ -176,6 +178,28 @@ def spread_node(cfg, st, s):
     return best
 
 
+@njit(inline="always", cache=True)
+def _join_delay(cfg):
+    """From a task's placement to its join: health.startup, or with health checks the first
+    probe (every interval from the placement) once the task is up after startup."""
+    if cfg.hc_interval == 0.0:
+        return cfg.startup
+    return max(1.0, math.ceil(cfg.startup / cfg.hc_interval)) * cfg.hc_interval
+
+
+@njit(inline="always", cache=True)
+def _detect_delay(cfg, st, k, t):
+    """From task k's crash at t to its detection: health.task_detect, or with health checks
+    the end (+ timeout) of the retries-th failing probe on the task's probe grid (every
+    interval from its placement) at or after t, probes before start_period not counted."""
+    if cfg.hc_interval == 0.0:
+        return cfg.task_detect
+    p = st.task_placed[k]
+    first = max(t, p + cfg.hc_start)
+    j = max(1.0, math.ceil((first - p) / cfg.hc_interval))
+    return p + (j + cfg.hc_retries - 1) * cfg.hc_interval + cfg.hc_timeout - t
+
+
 @njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
 def _schedule_step(cfg, st, met, t):
     """Apply the fault schedule's next event (due at t); the cursor moves on."""
@@ -187,14 +211,14 @@ def _schedule_step(cfg, st, met, t):
     x = cfg.f_target[i]
     if kind == F_TASK_CRASH:
         if st.task_state[x] == TASK_ALIVE:
-            _crash(cfg, st, met, x, t, cfg.task_detect)
+            _crash(cfg, st, met, x, t, _detect_delay(cfg, st, x, t))
     elif kind == F_SERVICE_CRASH:
         left = cfg.f_count[i]
         for k in range(T):
             if left == 0:
                 break
             if cfg.task_service[k] == x and st.task_state[k] == TASK_ALIVE and st.task_ev_kind[k] != EV_STOP:
-                _crash(cfg, st, met, k, t, cfg.task_detect)
+                _crash(cfg, st, met, k, t, _detect_delay(cfg, st, k, t))
                 left -= 1
     elif kind == F_NODE_DOWN:
         if st.node_up[x] != 0:
@@ -247,7 +271,8 @@ def _task_event(cfg, st, met, k, t):
             st.node_tasks[n] += 1
             st.node_svc_tasks[n, cfg.task_service[k]] += 1
             st.task_ev_kind[k] = EV_JOIN
-            timer_set(st, i, t + cfg.startup)
+            st.task_placed[k] = t
+            timer_set(st, i, t + _join_delay(cfg))
     elif ev == EV_STOP:
         _exit(cfg, st, met, k, t)
     else:   # EV_JOIN: healthy, into the tables, with idle workers

@@ -152,6 +152,8 @@ class _Run:
             d_time=dep.time, d_kind=dep.kind, d_svc=dep.service, d_replicas=dep.replicas, d_par=dep.parallelism,
             d_delay=dep.delay, d_order=dep.order, d_factor=dep.factor, grace=float(h.grace),
             deploy_timer0=np.int64(control.user_timer(cl.n_nodes, T)),
+            hc_interval=float(h.interval), hc_timeout=float(h.timeout), hc_retries=np.int64(h.retries),
+            hc_start=float(h.start_period),
         )
         # the load index (loadindex.py), for a strategy that declares it
         li_off, li_p, li_len = loadindex.layout(cl.task_service, S_)

@@ -30,6 +30,7 @@ Config = namedtuple("Config", [
     "li_off", "li_p",
     "users", "user_timer0", "n_req", "t_end", "warm_time",
     "d_time", "d_kind", "d_svc", "d_replicas", "d_par", "d_delay", "d_order", "d_factor", "grace", "deploy_timer0",
+    "hc_interval", "hc_timeout", "hc_retries", "hc_start",
 ])
 Config.__doc__ = """Static configuration of a run.
 
@@ -54,6 +55,9 @@ Deployments (docs/model.md, "Deployments"): d_* is the deploy schedule (lbbench/
 DeploySchedule), sorted by time; grace is health.grace; the deploy schedule's timer is
 deploy_timer0, service s's update batches deploy_timer0 + 1 + s (no such timers without
 deployments: deploy_timer0 is then the users' first).
+
+Health checks (hc_interval > 0; docs/model.md, "Health checks"): the probes' interval, timeout,
+retries and start period; 0: the fixed startup and task_detect.
 """
 
 
@@ -151,6 +155,7 @@ STATE = {
     ),
     "deploy": (             # deployments and graceful stops (control.py; docs/model.md, "Deployments")
         Array("task_version", np.int64, ("tasks",), 0, "the version of the slot's task (an update's index + 1)"),
+        Array("task_placed", np.float64, ("tasks",), 0.0, "when the slot's task was placed (its probe grid's origin)"),
         Array("task_stop_next", np.int8, ("tasks",), 0, "what follows the slot's stop (STOP_*)"),
         Array("task_upd_old", np.int32, ("tasks",), -1, "start-first: the old task this one replaces when it joins"),
         Array("task_replaced", np.int8, ("tasks",), 0, "start-first: its replacement is starting"),

@@ -357,6 +357,10 @@ class Health(_Model):
     restart_delay: float = Field(5.0, ge=0, **_SECONDS, description="seconds from detection to the replacement's start")
     startup: float = Field(0.0, ge=0, **_SECONDS, description="seconds for a replacement to become healthy")
     grace: float = Field(0.0, ge=0, **_SECONDS, description="stop_grace_period: seconds a stopped task finishes its requests")
+    interval: float = Field(0.0, ge=0, **_SECONDS, description="health checks: seconds between probes (0 = off)")
+    timeout: float = Field(30.0, ge=0, **_SECONDS, description="health checks: seconds a failing probe takes")
+    retries: int = Field(3, ge=1, le=1_000_000, description="health checks: failed probes that mark a task unhealthy")
+    start_period: float = Field(0.0, ge=0, **_SECONDS, description="health checks: failed probes not counted before this")
 
 
 class DeployEvent(_Model):
