@@ -56,7 +56,7 @@ from lbbench.plugins.strategy import resolve
 # latency, now, view)` see: the strategy contract (docs/strategies.md). The engine builds its
 # own `lbbench.engine.View` with the same fields in the same order (a test checks it).
 View = namedtuple("View", ["load", "task_node", "task_speed", "entry", "now", "start", "params", "client", "service",
-                           "task_state", "load_index"])
+                           "task_state", "load_index", "weight"])
 View.__doc__ = """Read-only context of one decision.
 
 load        int64[T]  outstanding requests per task as the information model reports them
@@ -72,6 +72,8 @@ service     int       service index of the request
 task_state  float64[T, K] this balancer's per-task memory (`Strategy(task_state=K)`)
 load_index  the engine's load index; empty here, so `kit.least_load_indexed` scans the loads:
             the engine's answers from its index are checked against the scan's
+weight      float64[T] slow start: max(min_weight, (age / window) ** (1 / aggression)) for a task
+            that joined less than `window` ago, else 1; empty without balancer.slow_start
 """
 NO_INDEX = np.zeros(0, dtype=np.int32)
 
@@ -408,6 +410,7 @@ class _Sim:
         self.waiting = [0] * S                # joins its current batch awaits
         self.batch_ver = [0] * S
         self.placed = [0.0] * T               # when each slot's task was placed (health checks' probe grid)
+        self.joined = [-math.inf] * T         # when each slot's task joined during the run (slow start)
 
         # ---- measurement
         if inp.warm_time is None:
@@ -621,7 +624,7 @@ class _Sim:
         s = req.service
         cands = np.asarray(self.tables[s], dtype=np.int32)
         view = View(self.load_of(b), self.task_node, self.task_speed, e, now, int(self.inp.bal_start[b]),
-                    self.params, req.client, s, self.bal_task_state[b], NO_INDEX)
+                    self.params, req.client, s, self.bal_task_state[b], NO_INDEX, self.weights(now))
         k = int(self.select(cands, view, self.bal_state[b * self.S + s], self.bal_rng[b]))
         if k not in cands.tolist():
             raise StrategyError(f"strategy {self.spec.name!r} returned task {k} for request {req.index}, "
@@ -714,7 +717,7 @@ class _Sim:
         if self.on_complete is not None:
             s = int(self.cl.task_service[k])
             view = View(self.load_of(b), self.task_node, self.task_speed, -1, now, int(self.inp.bal_start[b]),
-                        self.params, -1, s, self.bal_task_state[b], NO_INDEX)
+                        self.params, -1, s, self.bal_task_state[b], NO_INDEX, self.weights(now))
             self.on_complete(self.bal_state[b * self.S + s], k, latency, now, view)
 
     # ================================================================ client retries
@@ -901,6 +904,7 @@ class _Sim:
         self.restarts[k] += 1
         self.task_ev[k] = None
         self.task_ver[k] += 1
+        self.joined[k] = now
         s = int(self.cl.task_service[k])
         old = self.upd_old[k]
         if old >= 0:                          # start-first: the old task stops now
@@ -912,6 +916,18 @@ class _Sim:
             self.batch_joined(now, s)
 
     # ================================================================ deployments and graceful stops
+
+    def weights(self, now):
+        """Each task's slow-start weight at `now` (docs/model.md, "Slow start")."""
+        ss = self.sc.balancer.slow_start
+        if ss is None:
+            return np.zeros(0)
+        w = np.ones(self.T)
+        for k in range(self.T):
+            age = now - self.joined[k]
+            if age < ss.window:
+                w[k] = max(ss.min_weight, (age / ss.window) ** (1.0 / ss.aggression))
+        return w
 
     def is_free(self, k) -> bool:
         """The slot holds no task and none is coming."""

@@ -72,6 +72,13 @@ CASES = {
                                  {"interval": 4.0, "timeout": 1.5, "retries": 2, "start_period": 30.0, "grace": 1.0},
                                  faults=[{"at": 300.0, "kind": "task_crash", "task": 1},
                                          {"at": 152.0, "kind": "task_crash", "task": 3}]),
+    # slow start: the tasks a scale and an update add ramp up (round_robin and least_load
+    # honour the weights; random does not)
+    "slow_start": dict(with_deploy(scenario(nodes=3, replicas=3, rho=0.7, hop=0.003, requests=2500),
+                                   [scale(200.0, 5), update(600.0, parallelism=2, order="start-first")],
+                                   {"grace": 2.0}),
+                       balancer={"mode": "per_node", "info": "global", "rr_start": "random",
+                                 "slow_start": {"window": 60.0, "aggression": 2.0, "min_weight": 0.05}}),
     # a scale to 0 fails every request meanwhile; with a long grace the stopping tasks hold
     # every slot, and new tasks wait for one to free
     "scale_to_zero": with_deploy(scenario(nodes=2, replicas=2, rho=0.5, requests=2000),
@@ -153,3 +160,20 @@ def test_health_checks_probe_grid():
     # third at 329, timed out at 331
     sc["health"]["start_period"] = 310.0
     assert (331.0, 1) in simulate_naive(sc, "round_robin").removed
+
+
+def test_slow_start_spares_a_new_task():
+    """least_load sends a task that just joined fewer requests during its window with slow
+    start than without (the same arrivals); after the window the weights are 1 again."""
+    sc = with_deploy(scenario(nodes=3, replicas=3, rho=0.8, requests=4000), [scale(400.0, 4)], {"startup": 0.0})
+    slow = copy.deepcopy(sc)
+    slow["balancer"]["slow_start"] = {"window": 100.0, "aggression": 1.0, "min_weight": 0.05}
+
+    def share(sc):
+        tr = simulate(sc, "least_load", trace=True, progress=False).trace
+        t = simulate_naive(sc, "least_load").t
+        during = (t >= 400.0) & (t < 450.0)
+        return float((tr["task"].to_numpy()[during] == 3).mean())
+    plain, ramped = share(sc), share(slow)
+    assert ramped < 0.5 * plain, (plain, ramped)
+    assert 0.1 < plain < 0.5

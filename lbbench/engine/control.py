@@ -29,7 +29,7 @@ from .loadindex import build, build_all, touch
 from .lowlevel import RunStateCompiler
 from .requests import _give_up
 from ..model.deploy import D_SCALE, ORDER_START_FIRST
-from .state import (CRASHES, DEPLOY_I, EV_DETECT, EV_JOIN, EV_NONE, EV_PLACE, EV_STOP, FAULT_I, HEAP_N, ST_FAILED,
+from .state import (CRASHES, DEPLOY_I, RAMP_N, EV_DETECT, EV_JOIN, EV_NONE, EV_PLACE, EV_STOP, FAULT_I, HEAP_N, ST_FAILED,
                     STOP_FREE, STOP_REPLACE, STOP_UPDATE, TASK_ALIVE, TASK_DEAD, TASK_STARTING)
 
 T_REFRESH, T_SCHEDULE, T_NODES = 0, 1, 2       # timer ids; node n is T_NODES + n, task k after the nodes,
@@ -284,6 +284,8 @@ def _task_event(cfg, st, met, k, t):
         st.task_restarts[k] += 1
         st.task_ev_kind[k] = EV_NONE
         timer_set(st, i, np.inf)
+        if st.task_weight.shape[0] > 0:
+            _ramp_start(cfg, st, k, t)
         if cfg.d_time.shape[0] > 0:
             _joined(cfg, st, met, k, t)
 
@@ -527,6 +529,42 @@ def _deploy_step(cfg, st, met, t):
         st.svc_factor[s] = cfg.d_factor[i]
         st.upd_ev[s] = i
         _batch(cfg, st, met, s, t)
+
+
+# --------------------------------------------------------------------------------------------
+# Slow start (docs/model.md, "Slow start"): the weights of the tasks that joined less than a
+# window ago, brought up to date before a decision reads them.
+
+@njit(inline="always", cache=True)
+def _ramp_start(cfg, st, k, t):
+    """Task k joined at t: its weight starts at min_weight and it is among the ramping tasks."""
+    st.task_joined[k] = t
+    st.task_weight[k] = cfg.ss_min
+    n = st.ctr[RAMP_N]
+    for i in range(n):
+        if st.ramp_ids[i] == k:
+            return
+    st.ramp_ids[n] = k
+    st.ctr[RAMP_N] = n + 1
+
+
+@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+def ramp(cfg, st, now):
+    """The ramping tasks' weights at `now`: max(min_weight, (age / window) ** (1 / aggression)),
+    1 from `window` on (and the task is no longer ramping)."""
+    n = st.ctr[RAMP_N]
+    i = 0
+    while i < n:
+        k = st.ramp_ids[i]
+        age = now - st.task_joined[k]
+        if age >= cfg.ss_window:
+            st.task_weight[k] = 1.0
+            n -= 1
+            st.ramp_ids[i] = st.ramp_ids[n]
+        else:
+            st.task_weight[k] = max(cfg.ss_min, (age / cfg.ss_window) ** cfg.ss_inv_aggr)
+            i += 1
+    st.ctr[RAMP_N] = n
 
 
 @njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)

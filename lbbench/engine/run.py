@@ -125,6 +125,7 @@ class _Run:
         self.schedule = inp.schedule
         fkey = (inp.entry_key, inp.retry_key)
         dep = inp.deploy
+        ss = sc.balancer.slow_start
         n_deploy = control.deploy_timers(len(dep), S_)
         h, cli = sc.health, sc.clients
         self.direct = self.direct_ok(force_heap)
@@ -154,6 +155,8 @@ class _Run:
             deploy_timer0=np.int64(control.user_timer(cl.n_nodes, T)),
             hc_interval=float(h.interval), hc_timeout=float(h.timeout), hc_retries=np.int64(h.retries),
             hc_start=float(h.start_period),
+            ss_window=float(ss.window if ss else 0.0), ss_inv_aggr=float(1.0 / ss.aggression if ss else 1.0),
+            ss_min=float(ss.min_weight if ss else 1.0),
         )
         # the load index (loadindex.py), for a strategy that declares it
         li_off, li_p, li_len = loadindex.layout(cl.task_service, S_)
@@ -185,7 +188,8 @@ class _Run:
                  users=n_users, user_draws=rows, user_jitter=2 * rows if sc.network.jitter > 0 else 0,
                  piggy_balancers=n_bal if piggy else 0, piggy_tasks=T if piggy else 0,
                  timer_tree=len(ctl_t), slots=cap, strategy_tasks=T if spec.task_state else 0,
-                 task_state=spec.task_state, index_rows=li_rows, index_len=li_len, services=S_),
+                 task_state=spec.task_state, index_rows=li_rows, index_len=li_len, services=S_,
+                 weight_tasks=T if ss else 0),
             bal_rng=bal_rng, conn_rng=inp.conn_rng,
             node_drained=cl.node_drained, ctl_t=ctl_t, ctl_i=ctl_i,
             li_tree=loadindex.initial(cl.table_len, li_off, li_p, li_rows, li_len),

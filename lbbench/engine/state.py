@@ -31,6 +31,7 @@ Config = namedtuple("Config", [
     "users", "user_timer0", "n_req", "t_end", "warm_time",
     "d_time", "d_kind", "d_svc", "d_replicas", "d_par", "d_delay", "d_order", "d_factor", "grace", "deploy_timer0",
     "hc_interval", "hc_timeout", "hc_retries", "hc_start",
+    "ss_window", "ss_inv_aggr", "ss_min",
 ])
 Config.__doc__ = """Static configuration of a run.
 
@@ -58,6 +59,9 @@ deployments: deploy_timer0 is then the users' first).
 
 Health checks (hc_interval > 0; docs/model.md, "Health checks"): the probes' interval, timeout,
 retries and start period; 0: the fixed startup and task_detect.
+
+Slow start (ss_window > 0; docs/model.md, "Slow start"): the window, 1 / aggression and the
+minimum weight of a task that joins during the run.
 """
 
 
@@ -165,6 +169,10 @@ STATE = {
         Array("svc_want", np.int64, ("services",), 0, "new tasks waiting for a free slot"),
         Array("upd_ev", np.int64, ("services",), -1, "the service's running update (deploy index), -1: none"),
         Array("upd_wait", np.int64, ("services",), 0, "joins the update's current batch awaits"),
+        Array("task_weight", np.float64, ("weight_tasks",), 1.0,
+              "slow start: each task's weight, View.weight (length 0 without slow start)"),
+        Array("task_joined", np.float64, ("weight_tasks",), 0.0, "slow start: when the task joined"),
+        Array("ramp_ids", np.int64, ("weight_tasks",), 0, "slow start: the tasks still ramping up (ctr[RAMP_N])"),
         Array("scr_key", np.int64, ("tasks",), 0, "scratch of a scale-down's choice (compiled code allocates nothing)"),
         Array("scr_id", np.int64, ("tasks",), 0, "the same: the slots"),
         Array("scr_copies", np.int64, ("nodes",), 0, "the same: copies of the service per node"),
@@ -180,7 +188,7 @@ State.__doc__ = "Mutable state, resumable across chunks: the arrays of `STATE`, 
 
 # ctr (int64) fields
 (ARRIVED, COMPLETED, REJECTED, FAILED, CROSS, HEAP_N, TRANSIT_N, FREE_N, ERR_CODE, ERR_REQ, ERR_VALUE, REQUESTS,
- IN_FLIGHT_M, RETRIED, TIMED_OUT, RT_N, FAULT_I, CRASHES, NEED, DEPLOY_I, N_CTR) = range(21)
+ IN_FLIGHT_M, RETRIED, TIMED_OUT, RT_N, FAULT_I, CRASHES, NEED, DEPLOY_I, RAMP_N, N_CTR) = range(22)
 # The kernel's return codes: done, a strategy's answer not a candidate (ERR_*), and a closed
 # loop's stops for Python: user ctr[NEED] has used its draws (refill them), the first measured
 # request of a duration-bounded run is ctr[NEED] (set warm_index).
@@ -209,8 +217,9 @@ def new_state(sizes: dict, **given) -> State:
     declaration. `sizes` names the sizes: tasks, workers, nodes, balancers, balancer_services,
     state_size, strategy_tasks, task_state, connections, piggy_balancers, piggy_tasks,
     timer_tree, index_rows, index_len, services, users, user_draws, user_jitter (0 when not
-    given: no closed loop), slots; heap is slots + HEAP_PAD."""
-    sizes = dict({"users": 0, "user_draws": 0, "user_jitter": 0}, **sizes)
+    given: no closed loop), weight_tasks (0 when not given: no slow start), slots; heap is
+    slots + HEAP_PAD."""
+    sizes = dict({"users": 0, "user_draws": 0, "user_jitter": 0, "weight_tasks": 0}, **sizes)
     sizes = dict(sizes, heap=sizes[SLOTS] + HEAP_PAD, n_ctr=N_CTR, n_fctr=N_FCTR)
     out = {}
     for a in STATE_ARRAYS:

@@ -247,12 +247,22 @@ class Info(NamedTuple):
     period: float
 
 
+class SlowStart(_Model):
+    """Envoy's slow start: a task that joins during the run has the weight
+    max(min_weight, (age / window) ** (1 / aggression)) until it is `window` seconds old."""
+
+    window: float = Field(gt=0, **_SECONDS, description="seconds a new task's weight ramps up")
+    aggression: float = Field(1.0, gt=0, le=1e6, allow_inf_nan=False, description="1 = linear; higher: faster at first")
+    min_weight: float = Field(0.1, gt=0, le=1, allow_inf_nan=False, description="the weight at join")
+
+
 class Balancer(_Model):
     mode: Literal["per_node", "central"] = "per_node"
     info: str = Field("global", description="global | local | stale:P | piggyback")
     rr_start: Literal["zero", "random"] = "random"
     unit: Literal["request", "connection"] = Field("request", description="L7: balance every request; L4: balance keep-alive connections")
     keepalive: float = Field(10.0, ge=1, le=1e15, allow_inf_nan=False, description="mean requests per connection (geometric), unit = connection")
+    slow_start: SlowStart | None = Field(None, description="a new task's weight ramps up (view.weight)")
 
     @field_validator("info")
     @classmethod
@@ -599,6 +609,22 @@ PRESETS["flash-crowd"].update({
     "workload": {"rho": 0.3, "entry": "single:0",
                  "profile": [{"at": 0.0, "scale": 1.0}, {"at": 120.0, "scale": 3.0}, {"at": 180.0, "scale": 1.0}]},
     "run": {"duration": 300.0, "warmup": 0.1, "window": 2.0},
+})
+
+
+# The seed mesh with four web replicas (two on each task node) rolled out to a new version at
+# t = 60 s (docs/model.md, "Deployments"): one task at a time, 5 s after the previous one is
+# healthy, stop-first; a new task is healthy 2 s after its placement; a stopped task finishes
+# what it holds for 1 s (stop_grace_period). 180 s, 1 s windows.
+PRESETS["rolling-update"] = copy.deepcopy(PRESETS["seed-mesh"])
+PRESETS["rolling-update"].update({
+    "name": "rolling-update",
+    "services": [{"name": "web", "port": 5001, "replicas": 4, "workers": 1,
+                  "demand": {"dist": "exponential", "mean": 0.01}}],
+    "run": {"duration": 180.0, "warmup": 0.1, "window": 1.0},
+    "deploy": {"events": [{"at": 60.0, "kind": "update", "service": "web", "parallelism": 1, "delay": 5.0,
+                           "order": "stop-first"}]},
+    "health": {"startup": 2.0, "grace": 1.0},
 })
 
 
