@@ -23,8 +23,8 @@ at t sees both; a request arriving at t is decided after all of that), and `sequ
 in which the events were scheduled. Control events at equal times: the stale refresh (sub 0),
 then the fault schedule in its order (sub 1, key = index), then node detections (sub 2, key =
 node), then the orchestrator's task events (sub 3, key = task slot), then the deployments (sub
-4, key = index), then the services' update batches (sub 5, key = service), then a closed loop's
-users' sends (sub 6, key = user). A task slot or a node has
+4, key = index), then the services' update batches (sub 5, key = service), then the
+autoscalers (sub 6, key = autoscaler), then a closed loop's users' sends (sub 7, key = user). A task slot or a node has
 at most one pending event: a newer one supersedes it (lazy deletion by version).
 
 The simulation (`_Sim`) is grouped by concern, in the order of a request's life: the event
@@ -80,7 +80,7 @@ NO_INDEX = np.zeros(0, dtype=np.int32)
 # Event kinds, in their order at equal times.
 COMPLETION, TASK_ARRIVAL, CONTROL, RETRY, NEW_ARRIVAL = 0, 1, 2, 3, 4
 # Control events' sub-order at equal times.
-SUB_REFRESH, SUB_FAULT, SUB_NODE, SUB_TASK, SUB_DEPLOY, SUB_BATCH, SUB_USER = 0, 1, 2, 3, 4, 5, 6
+SUB_REFRESH, SUB_FAULT, SUB_NODE, SUB_TASK, SUB_DEPLOY, SUB_BATCH, SUB_AUTOSCALE, SUB_USER = 0, 1, 2, 3, 4, 5, 6, 7
 # Task slot states
 DEAD, ALIVE, STARTING = 0, 1, 2
 
@@ -133,6 +133,7 @@ class NaiveResult:
     orphaned: int = 0         # requests whose open connection's task had left the table (balanced anew)
     user: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # closed loop: who sent it
     live: list = field(default_factory=list)         # per service, the tasks running (in the tables) at the end
+    scales: list = field(default_factory=list)       # (time, service, replicas) of every scale (deploy, autoscaler)
 
     @property
     def in_flight(self) -> int:
@@ -442,6 +443,13 @@ class _Sim:
             self.schedule(float(inp.schedule.time[j]), CONTROL, ("fault", j), SUB_FAULT, j)
         for j in range(len(inp.deploy)):
             self.schedule(float(inp.deploy.time[j]), CONTROL, ("deploy", j), SUB_DEPLOY, j)
+        # autoscalers: work and completions per service since the last evaluation, the window's
+        # intervals and the desires of the stabilization window, each a ring by evaluation number
+        self.as_busy, self.as_done = [0.0] * S, [0] * S
+        self.as_ring = [[] for _ in range(len(inp.autoscale))]
+        self.as_recs = [[] for _ in range(len(inp.autoscale))]
+        for a in range(len(inp.autoscale)):
+            self.schedule(float(inp.autoscale.interval[a]), CONTROL, ("autoscale", a), SUB_AUTOSCALE, a)
 
     # ================================================================ the event list
 
@@ -703,6 +711,9 @@ class _Sim:
         self.left(b, k)
         self.reported[b, k] = self.present[k]     # the response reports the task's count (piggyback)
         latency = now + req.d_out - req.t0
+        s = int(self.cl.task_service[k])
+        self.as_busy[s] += req.demand / self.task_speed[k]
+        self.as_done[s] += 1
         res.status[i] = COMPLETED
         res.latency[i] = latency
         if i >= self.warm_index:
@@ -759,6 +770,8 @@ class _Sim:
             self.user_send(now, payload[1])
         elif what == "deploy":
             self.deploy(now, payload[1])
+        elif what == "autoscale":
+            self.autoscale(now, payload[1])
         elif what == "batch":
             if self.batch_ver[payload[1]] == payload[2]:
                 self.batch(now, payload[1])
@@ -996,6 +1009,7 @@ class _Sim:
                 and not (self.stopping[k] and self.stop_next[k] == "free"))
 
     def scale(self, now, s, want):
+        self.res.scales.append((now, s, want))
         mine = [k for k in range(self.T) if self.counted(k, s)]
         have = len(mine) + self.svc_want[s]
         if want >= have:
@@ -1034,6 +1048,47 @@ class _Sim:
             if self.upd_wait[k]:
                 self.upd_wait[k] = False
                 self.batch_joined(now, s)
+
+    def autoscale(self, now, a):
+        """The HPA rule (docs/model.md, "Autoscaler"), while requests arrive (as the stale
+        refreshes: none after the last arrival; a closed loop's, while its users send)."""
+        if self.users is None:
+            last = self.t_last
+        else:
+            last = self.t_end if self.n_sent < self.n_send else (float(self.res.t[self.n_sent - 1]) if self.n_sent else 0.0)
+        if now > last:
+            return
+        asc = self.inp.autoscale
+        s, n, nb, nr = int(asc.service[a]), len(self.as_recs[a]), int(asc.buckets[a]), int(asc.recs[a])
+        ring = self.as_ring[a]
+        if len(ring) < nb:
+            ring.append(None)
+        ring[n % nb] = (self.as_busy[s], self.as_done[s])
+        self.as_busy[s], self.as_done[s] = 0.0, 0
+        self.schedule(now + float(asc.interval[a]), CONTROL, ("autoscale", a), SUB_AUTOSCALE, a)
+        busy, done = 0.0, 0
+        for b, d in ring:
+            busy += b
+            done += d
+        span = len(ring) * float(asc.interval[a])
+        cur = sum(1 for k in range(self.T) if self.counted(k, s)) + self.svc_want[s]
+        live = len(self.tables[s])
+        rec = cur
+        if live > 0:
+            if int(asc.metric[a]) == 0:
+                metric = busy / (span * live * float(self.sc.services[s].workers))
+            else:
+                metric = done / (span * live)
+            ratio = metric / float(asc.target[a])
+            if abs(ratio - 1.0) > float(asc.tolerance[a]):
+                rec = math.ceil(cur * ratio)
+        recs = self.as_recs[a]
+        recs.append(rec)
+        window = recs[max(0, len(recs) - nr):]
+        want = rec if rec > cur else min(cur, max(window))
+        want = min(max(want, int(asc.lo[a])), int(asc.hi[a]))
+        if want != cur:
+            self.scale(now, s, want)
 
     def replacing(self, k) -> bool:
         return any(self.upd_old[x] == k for x in range(self.T))

@@ -28,7 +28,7 @@ from .heaps import _sift_down, timer_at, timer_set
 from .loadindex import build, build_all, touch
 from .lowlevel import RunStateCompiler
 from .requests import _give_up
-from ..model.deploy import D_SCALE, ORDER_START_FIRST
+from ..model.deploy import AS_UTIL, D_SCALE, ORDER_START_FIRST
 from .state import (CRASHES, DEPLOY_I, RAMP_N, EV_DETECT, EV_JOIN, EV_NONE, EV_PLACE, EV_STOP, FAULT_I, HEAP_N, ST_FAILED,
                     STOP_FREE, STOP_REPLACE, STOP_UPDATE, TASK_ALIVE, TASK_DEAD, TASK_STARTING)
 
@@ -41,9 +41,10 @@ def timers(n_nodes: int, n_tasks: int, n_users: int = 0, n_deploy: int = 0) -> i
     return T_NODES + n_nodes + n_tasks + n_deploy + n_users
 
 
-def deploy_timers(n_events: int, n_services: int) -> int:
-    """The deployments' timers: none without deploy events, else the schedule's and one per service."""
-    return 1 + n_services if n_events else 0
+def deploy_timers(n_events: int, n_services: int, n_autoscalers: int = 0) -> int:
+    """The deployments' timers: none without deploy events or autoscalers, else the schedule's,
+    one per service (its update's batches) and one per autoscaler."""
+    return 1 + n_services + n_autoscalers if n_events or n_autoscalers else 0
 
 
 def user_timer(n_nodes: int, n_tasks: int, n_deploy: int = 0) -> int:
@@ -311,6 +312,15 @@ def _counted(cfg, st, k, s):
 
 
 @njit(inline="always", cache=True)
+def _n_counted(cfg, st, s):
+    m = 0
+    for k in range(cfg.task_node.shape[0]):
+        if _counted(cfg, st, k, s):
+            m += 1
+    return m
+
+
+@njit(inline="always", cache=True)
 def _free_slot_of(cfg, st, s):
     """Service s's free slot of lowest id, -1 if none."""
     for k in range(cfg.task_node.shape[0]):
@@ -422,10 +432,7 @@ def _scale(cfg, st, met, s, want, t):
     service (running tasks counted first, then the others, each in slot order), highest n
     removed first, tasks with no node before all."""
     T = cfg.task_node.shape[0]
-    m = 0
-    for k in range(T):
-        if _counted(cfg, st, k, s):
-            m += 1
+    m = _n_counted(cfg, st, s)
     have = m + st.svc_want[s]
     if want >= have:
         for _ in range(want - have):
@@ -531,6 +538,52 @@ def _deploy_step(cfg, st, met, t):
         _batch(cfg, st, met, s, t)
 
 
+@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+def _autoscale_step(cfg, st, met, a, t):
+    """Autoscaler a's evaluation at t (the Kubernetes HPA rule, docs/model.md "Autoscaler"):
+    the metric over the window's last intervals, per task in the tables; desire
+    ceil(tasks x metric / target) (the tasks unchanged within the tolerance); up at once, down
+    to the largest desire of the stabilization window; within [min, max]; through _scale."""
+    s = cfg.as_svc[a]
+    nb = cfg.as_buckets[a]
+    n = st.as_tick[a]
+    st.as_rbusy[a, n % nb] = st.as_busy[s]
+    st.as_rdone[a, n % nb] = st.as_done[s]
+    st.as_busy[s] = 0.0
+    st.as_done[s] = 0
+    st.as_tick[a] = n + 1
+    timer_set(st, cfg.as_timer0 + a, t + cfg.as_interval[a])
+    filled = min(n + 1, nb)
+    busy = 0.0
+    done = 0
+    for i in range(filled):
+        busy += st.as_rbusy[a, i]
+        done += st.as_rdone[a, i]
+    span = filled * cfg.as_interval[a]
+    cur = _n_counted(cfg, st, s) + st.svc_want[s]
+    live = cfg.table_len[s]
+    rec = cur
+    if live > 0:
+        if cfg.as_metric[a] == AS_UTIL:
+            metric = busy / (span * live * cfg.as_workers[a])
+        else:
+            metric = done / (span * live)
+        ratio = metric / cfg.as_target[a]
+        if abs(ratio - 1.0) > cfg.as_tol[a]:
+            rec = np.int64(math.ceil(cur * ratio))
+    nr = cfg.as_recs[a]
+    st.as_rec[a, n % nr] = rec
+    want = rec
+    if rec <= cur:
+        down = rec
+        for i in range(min(n + 1, nr)):
+            down = max(down, st.as_rec[a, i])
+        want = min(cur, down)
+    want = min(max(want, cfg.as_lo[a]), cfg.as_hi[a])
+    if want != cur:
+        _scale(cfg, st, met, s, want, t)
+
+
 # --------------------------------------------------------------------------------------------
 # Slow start (docs/model.md, "Slow start"): the weights of the tasks that joined less than a
 # window ago, brought up to date before a decision reads them.
@@ -593,8 +646,10 @@ def control_step(cfg, st, met, t):
         _task_event(cfg, st, met, i - T_NODES - cfg.node_speed.shape[0], t)
     elif i == cfg.deploy_timer0:
         _deploy_step(cfg, st, met, t)
-    else:
+    elif i < cfg.as_timer0:
         _batch(cfg, st, met, i - cfg.deploy_timer0 - 1, t)
+    else:
+        _autoscale_step(cfg, st, met, i - cfg.as_timer0, t)
 
 
 @njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)

@@ -216,6 +216,9 @@ def _retire(cfg, st, met, slot, done):
         met.tr_status[idx] = ST_COMPLETED
         met.tr_latency[idx] = latency
     on_response(cfg, st, b, k)
+    if FULL and cfg.as_svc.shape[0] > 0:      # what the autoscalers measure
+        st.as_busy[cfg.task_service[k]] += st.slot_svc[u]
+        st.as_done[cfg.task_service[k]] += 1
     if LOAD_INDEX:
         touch(cfg, st, np.int64(b), np.int64(k))
     if HAS_COMPLETE:
@@ -235,8 +238,8 @@ def _retire(cfg, st, met, slot, done):
 @njit(inline="always", cache=True)
 def _advance(cfg, st, met, limit, ctl_limit):
     """Apply every completion, arrival at a task and control event with time <= limit, in time
-    order; stale refreshes only up to ctl_limit (the last arrival: none after the run's last
-    arrival, when the drain calls with limit past it). Returns 1 when it stopped at a client
+    order; stale refreshes and autoscaler evaluations only up to ctl_limit (the last arrival:
+    none after the run's last arrival, when the drain calls with limit past it). Returns 1 when it stopped at a client
     retry due at or before `limit`, 2 at a closed loop's user's send (the root of the control
     queue; the caller dispatches either, then calls again), else 0."""
     inf = np.inf
@@ -261,6 +264,8 @@ def _advance(cfg, st, met, limit, ctl_limit):
             _task_arrive(cfg, st, met, slot, tt)
         elif st.ctl_i[1] == T_REFRESH and tq > ctl_limit:
             timer_set(st, np.int64(T_REFRESH), inf)       # past the last arrival: no more refreshes
+        elif FULL and cfg.as_timer0 <= st.ctl_i[1] < cfg.user_timer0 and tq > ctl_limit:
+            timer_set(st, np.int64(st.ctl_i[1]), inf)     # nor autoscaler evaluations
         elif CLOSED and st.ctl_i[1] >= cfg.user_timer0:
             return 2
         elif FULL:

@@ -126,7 +126,8 @@ class _Run:
         fkey = (inp.entry_key, inp.retry_key)
         dep = inp.deploy
         ss = sc.balancer.slow_start
-        n_deploy = control.deploy_timers(len(dep), S_)
+        asc = inp.autoscale
+        n_deploy = control.deploy_timers(len(dep), S_, len(asc))
         h, cli = sc.health, sc.clients
         self.direct = self.direct_ok(force_heap)
         self.cfg_kw = dict(
@@ -157,6 +158,10 @@ class _Run:
             hc_start=float(h.start_period),
             ss_window=float(ss.window if ss else 0.0), ss_inv_aggr=float(1.0 / ss.aggression if ss else 1.0),
             ss_min=float(ss.min_weight if ss else 1.0),
+            as_svc=asc.service, as_metric=asc.metric, as_target=asc.target, as_interval=asc.interval,
+            as_buckets=asc.buckets, as_tol=asc.tolerance, as_recs=asc.recs, as_lo=asc.lo, as_hi=asc.hi,
+            as_workers=np.array([sc.services[s].workers for s in asc.service], dtype=np.float64),
+            as_timer0=np.int64(control.user_timer(cl.n_nodes, T) + 1 + S_),
         )
         # the load index (loadindex.py), for a strategy that declares it
         li_off, li_p, li_len = loadindex.layout(cl.task_service, S_)
@@ -171,6 +176,8 @@ class _Run:
         at = {control.T_SCHEDULE: self.schedule.time[0]} if len(self.schedule) else {}
         if len(dep):
             at[control.user_timer(N, T)] = dep.time[0]
+        for a in range(len(asc)):      # the autoscalers' first evaluations
+            at[control.user_timer(N, T) + 1 + S_ + a] = float(asc.interval[a])
         if info.kind == "stale":
             at[control.T_REFRESH] = info.period
         # a closed loop's user draws: rows per user (their number changes no result: each user's
@@ -189,7 +196,8 @@ class _Run:
                  piggy_balancers=n_bal if piggy else 0, piggy_tasks=T if piggy else 0,
                  timer_tree=len(ctl_t), slots=cap, strategy_tasks=T if spec.task_state else 0,
                  task_state=spec.task_state, index_rows=li_rows, index_len=li_len, services=S_,
-                 weight_tasks=T if ss else 0),
+                 weight_tasks=T if ss else 0, autoscalers=len(asc),
+                 as_buckets=int(asc.buckets.max()) if len(asc) else 0, as_recs=int(asc.recs.max()) if len(asc) else 0),
             bal_rng=bal_rng, conn_rng=inp.conn_rng,
             node_drained=cl.node_drained, ctl_t=ctl_t, ctl_i=ctl_i,
             li_tree=loadindex.initial(cl.table_len, li_off, li_p, li_rows, li_len),

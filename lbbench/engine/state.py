@@ -32,6 +32,8 @@ Config = namedtuple("Config", [
     "d_time", "d_kind", "d_svc", "d_replicas", "d_par", "d_delay", "d_order", "d_factor", "grace", "deploy_timer0",
     "hc_interval", "hc_timeout", "hc_retries", "hc_start",
     "ss_window", "ss_inv_aggr", "ss_min",
+    "as_svc", "as_metric", "as_target", "as_interval", "as_buckets", "as_tol", "as_recs", "as_lo", "as_hi",
+    "as_workers", "as_timer0",
 ])
 Config.__doc__ = """Static configuration of a run.
 
@@ -62,6 +64,10 @@ retries and start period; 0: the fixed startup and task_detect.
 
 Slow start (ss_window > 0; docs/model.md, "Slow start"): the window, 1 / aggression and the
 minimum weight of a task that joins during the run.
+
+Autoscalers (as_*, one per autoscaled service; docs/model.md, "Autoscaler"): their service,
+metric, target, interval, window in intervals, tolerance, stabilization in desires, min, max,
+the service's workers per task; autoscaler a's timer is as_timer0 + a.
 """
 
 
@@ -173,6 +179,12 @@ STATE = {
               "slow start: each task's weight, View.weight (length 0 without slow start)"),
         Array("task_joined", np.float64, ("weight_tasks",), 0.0, "slow start: when the task joined"),
         Array("ramp_ids", np.int64, ("weight_tasks",), 0, "slow start: the tasks still ramping up (ctr[RAMP_N])"),
+        Array("as_busy", np.float64, ("services",), 0.0, "autoscalers: service seconds completed since the last evaluation"),
+        Array("as_done", np.int64, ("services",), 0, "autoscalers: requests completed since the last evaluation"),
+        Array("as_rbusy", np.float64, ("autoscalers", "as_buckets"), 0.0, "per autoscaler, the window's intervals' seconds"),
+        Array("as_rdone", np.int64, ("autoscalers", "as_buckets"), 0, "and their completions"),
+        Array("as_rec", np.int64, ("autoscalers", "as_recs"), 0, "its desires over the stabilization window"),
+        Array("as_tick", np.int64, ("autoscalers",), 0, "its evaluations so far"),
         Array("scr_key", np.int64, ("tasks",), 0, "scratch of a scale-down's choice (compiled code allocates nothing)"),
         Array("scr_id", np.int64, ("tasks",), 0, "the same: the slots"),
         Array("scr_copies", np.int64, ("nodes",), 0, "the same: copies of the service per node"),
@@ -219,7 +231,8 @@ def new_state(sizes: dict, **given) -> State:
     timer_tree, index_rows, index_len, services, users, user_draws, user_jitter (0 when not
     given: no closed loop), weight_tasks (0 when not given: no slow start), slots; heap is
     slots + HEAP_PAD."""
-    sizes = dict({"users": 0, "user_draws": 0, "user_jitter": 0, "weight_tasks": 0}, **sizes)
+    sizes = dict({"users": 0, "user_draws": 0, "user_jitter": 0, "weight_tasks": 0, "autoscalers": 0, "as_buckets": 0,
+                  "as_recs": 0}, **sizes)
     sizes = dict(sizes, heap=sizes[SLOTS] + HEAP_PAD, n_ctr=N_CTR, n_fctr=N_FCTR)
     out = {}
     for a in STATE_ARRAYS:

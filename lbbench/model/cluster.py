@@ -95,7 +95,7 @@ def build_cluster(sc: Scenario) -> ClusterState:
         task_workers += [svc.workers] * svc.replicas
         task_q += [svc.queue_limit] * svc.replicas
     n_initial = len(task_node)
-    if sc.deploy.events:        # spare slots for the deployments, after every initial task
+    if sc.deploy.events or sc.autoscale:        # spare slots for the deployments, after every initial task
         from .deploy import spare_slots
         for s, (svc, n_spare) in enumerate(zip(sc.services, spare_slots(sc))):
             task_node += [0] * n_spare          # a placeholder until the orchestrator places a task there

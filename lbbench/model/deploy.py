@@ -12,6 +12,7 @@ count the service is asked for and P its largest start-first parallelism (`spare
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -51,16 +52,17 @@ def _events(sc: "Scenario") -> list:
 
 
 def spare_slots(sc: "Scenario") -> list[int]:
-    """Spare task slots per service: 2 R + P - replicas for a service a deployment names (R its
-    largest replica count, initial or scaled to; P its largest start-first parallelism, R for
+    """Spare task slots per service: 2 R + P - replicas for a service a deployment or an
+    autoscaler names (R its largest replica count, initial, scaled to or an autoscaler's max; P its largest start-first parallelism, R for
     parallelism 0), 0 for the others."""
     out = []
     for s, svc in enumerate(sc.services):
         mine = [ev for _, _, ev, x in _events(sc) if x == s]
-        if not mine:
+        scaler = [a.max for a in sc.autoscale if service_index(sc, a.service) == s]
+        if not mine and not scaler:
             out.append(0)
             continue
-        r = max([svc.replicas] + [ev.replicas for ev in mine if ev.kind == "scale"])
+        r = max([svc.replicas] + scaler + [ev.replicas for ev in mine if ev.kind == "scale"])
         p = max([0] + [(ev.parallelism or r) for ev in mine if ev.kind == "update" and ev.order == "start-first"])
         out.append(2 * r + p - svc.replicas)
     return out
@@ -87,3 +89,38 @@ def build_deploy(sc: "Scenario") -> DeploySchedule:
     floats = ("time", "delay", "factor")
     return DeploySchedule(**{k: np.asarray(v, dtype=np.float64 if k in floats else np.int64) for k, v in cols.items()})
 
+
+
+AS_UTIL, AS_RPS = 0, 1          # Autoscale.metric
+
+
+@dataclass
+class Autoscale:
+    """The autoscalers as arrays (one per service named; docs/model.md, "Autoscaler")."""
+
+    service: np.ndarray     # int64[A]
+    metric: np.ndarray      # int64[A]: AS_UTIL or AS_RPS
+    target: np.ndarray      # float64[A]
+    interval: np.ndarray    # float64[A]
+    buckets: np.ndarray     # int64[A]: intervals per window, ceil(window / interval)
+    tolerance: np.ndarray   # float64[A]
+    recs: np.ndarray        # int64[A]: desires a scale-down looks at, floor(stabilization / interval) + 1
+    lo: np.ndarray          # int64[A]: min
+    hi: np.ndarray          # int64[A]: max
+
+    def __len__(self) -> int:
+        return len(self.service)
+
+
+def build_autoscale(sc: "Scenario") -> Autoscale:
+    a = sc.autoscale
+    i64 = lambda xs: np.asarray(xs, dtype=np.int64)      # noqa: E731
+    f64 = lambda xs: np.asarray(xs, dtype=np.float64)    # noqa: E731
+    return Autoscale(
+        service=i64([service_index(sc, x.service) for x in a]),
+        metric=i64([AS_UTIL if x.metric == "util" else AS_RPS for x in a]),
+        target=f64([x.target for x in a]), interval=f64([x.interval for x in a]),
+        buckets=i64([max(1, math.ceil(x.window / x.interval)) for x in a]),
+        tolerance=f64([x.tolerance for x in a]),
+        recs=i64([int(x.stabilization // x.interval) + 1 for x in a]),
+        lo=i64([x.min for x in a]), hi=i64([x.max for x in a]))

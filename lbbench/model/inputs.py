@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import rng as rngmod
 from .cluster import ClusterState
-from .deploy import DeploySchedule, build_deploy
+from .deploy import Autoscale, DeploySchedule, build_autoscale, build_deploy
 from .faults import Schedule, build_schedule
 from .limits import check_run
 from .scenario import Scenario
@@ -39,6 +39,7 @@ class RunInputs:
     conn_rng: np.ndarray     # uint64[1]: the keep-alive connections' random state (CONNECTION stream)
     conn_logq: float         # log(1 - 1/keepalive): a connection's length is 1 + floor(log(u) / conn_logq)
     deploy: DeploySchedule   # the deployments (scale, update), sorted by time
+    autoscale: Autoscale     # the autoscalers
 
 
 def run_requests(sc: Scenario, wl: Workload) -> int | None:
@@ -74,4 +75,5 @@ def run_inputs(sc: Scenario, cl: ClusterState, wl: Workload, seed: int) -> RunIn
         conn_rng=rngmod.seed_states(rngmod.stream(seed, rngmod.CONNECTION), 1)[0],
         conn_logq=math.log1p(-1.0 / keep) if keep > 1 else 0.0,
         deploy=build_deploy(sc),
+        autoscale=build_autoscale(sc),
     )

@@ -413,6 +413,31 @@ class Deploy(_Model):
     events: list[DeployEvent] = Field(default_factory=list)
 
 
+class Autoscaler(_Model):
+    """The Kubernetes HPA rule for one service (docs/model.md, "Autoscaler"): every `interval`
+    seconds, desired = ceil(tasks x metric / target) from the metric over the last `window`
+    seconds, unchanged within `tolerance`, the largest desire of the last `stabilization`
+    seconds for a scale-down, within [min, max]."""
+
+    service: str | int
+    metric: Literal["util", "rps"] = "util"
+    target: float = Field(gt=0, allow_inf_nan=False, le=1e12, description="util: busy fraction per worker; rps: completions per second per task")
+    interval: float = Field(15.0, gt=0, **_SECONDS, description="seconds between evaluations")
+    window: float = Field(60.0, gt=0, **_SECONDS, description="seconds the metric is averaged over")
+    tolerance: float = Field(0.1, ge=0, lt=1, description="no change while |metric / target - 1| <= tolerance")
+    stabilization: float = Field(300.0, ge=0, **_SECONDS, description="seconds of desires a scale-down takes the largest of")
+    min: int = Field(1, ge=0, le=1_000_000)
+    max: int = Field(10, ge=0, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.min > self.max:
+            raise ValueError(f"min: an autoscaler with min {self.min} > max {self.max} can never settle; give min <= max")
+        if self.window / self.interval > 100_000 or self.stabilization / self.interval > 100_000:
+            raise ValueError("window: window and stabilization may span at most 100,000 intervals; raise interval")
+        return self
+
+
 class Clients(_Model):
     retries: int = Field(0, ge=0, le=100, description="re-sends of a failed or rejected request, at most")
     backoff: float = Field(0.1, gt=0, **_SECONDS, description="base backoff, seconds: attempt a waits backoff * 2**a * U(0.5, 1)")
@@ -435,22 +460,35 @@ class Scenario(_Model):
     health: Health = Health()
     clients: Clients = Clients()
     deploy: Deploy = Deploy()
+    autoscale: list[Autoscaler] = Field(default_factory=list)
 
     @property
     def orchestrated(self) -> bool:
-        """Tasks come and go during the run: faults, or deployments (the engine's failure paths)."""
-        return self.faults.any or bool(self.deploy.events)
+        """Tasks come and go during the run: faults, deployments or autoscalers (the engine's
+        failure paths)."""
+        return self.faults.any or bool(self.deploy.events) or bool(self.autoscale)
 
     def _check_deploy(self):
         """deploy.events name services that exist, and their task slots fit the engine's int32."""
         names = [s.name for s in self.services]
+        seen = set()
+        for i, a in enumerate(self.autoscale):
+            where = f"autoscale.{i}.service"
+            if isinstance(a.service, str) and a.service not in names:
+                raise ValueError(f"{where} {a.service!r} is not a service; services: {', '.join(names)}")
+            if isinstance(a.service, int) and not 0 <= a.service < len(names):
+                raise ValueError(f"{where} {a.service} does not exist; services are 0..{len(names) - 1}")
+            s = names.index(a.service) if isinstance(a.service, str) else a.service
+            if s in seen:
+                raise ValueError(f"{where} {a.service!r} has a second autoscaler; give one per service")
+            seen.add(s)
         for i, ev in enumerate(self.deploy.events):
             where = f"deploy.events.{i}.service"
             if isinstance(ev.service, str) and ev.service not in names:
                 raise ValueError(f"{where} {ev.service!r} is not a service; services: {', '.join(names)}")
             if isinstance(ev.service, int) and not 0 <= ev.service < len(names):
                 raise ValueError(f"{where} {ev.service} does not exist; services are 0..{len(names) - 1}")
-        if self.deploy.events:
+        if self.deploy.events or self.autoscale:
             from .deploy import spare_slots
             spare = spare_slots(self)
             slots = sum(s.replicas + n for s, n in zip(self.services, spare))
@@ -624,6 +662,20 @@ PRESETS["rolling-update"].update({
     "run": {"duration": 180.0, "warmup": 0.1, "window": 1.0},
     "deploy": {"events": [{"at": 60.0, "kind": "update", "service": "web", "parallelism": 1, "delay": 5.0,
                            "order": "stop-first"}]},
+    "health": {"startup": 2.0, "grace": 1.0},
+})
+
+
+# The seed mesh's two web tasks under a load step: base utilisation 0.3, three times the rate
+# from t = 120 s on, with the Kubernetes HPA rule on utilisation 0.6 (docs/model.md,
+# "Autoscaler"; at least 2 tasks): it settles at ceil(0.9 x 2 / 0.6) = 3 tasks. 480 s, 2 s windows.
+PRESETS["autoscale"] = copy.deepcopy(PRESETS["seed-mesh"])
+PRESETS["autoscale"].update({
+    "name": "autoscale",
+    "workload": {"rho": 0.3, "entry": "single:0", "profile": [{"at": 0.0, "scale": 1.0}, {"at": 120.0, "scale": 3.0}]},
+    "run": {"duration": 480.0, "warmup": 0.1, "window": 2.0},
+    "autoscale": [{"service": "web", "metric": "util", "target": 0.6, "interval": 15.0, "window": 60.0,
+                   "stabilization": 300.0, "min": 2, "max": 6}],
     "health": {"startup": 2.0, "grace": 1.0},
 })
 
