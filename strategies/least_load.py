@@ -8,7 +8,9 @@ the load evenly and deterministically (IPVS itself always takes the first in its
 
 State: [0] the rotation offset (`kit.rotate`). The engine keeps the load index for it
 (`load_index=True`): `kit.least_load_indexed` finds the scan's answer (`kit.least_load_from`) in
-O(log n) per decision.
+O(log n) per decision. With slow start (`balancer.slow_start`) it takes the least (load + 1) /
+weight (`view.weight`), Envoy's least request with weights: the index's answer whenever that
+task's weight is 1.
 """
 from numba import njit
 
@@ -18,7 +20,13 @@ from lbbench.strategy import Strategy
 
 @njit
 def select(cands, view, state, rng):
-    return kit.least_load_indexed(cands, view, kit.rotate(state, 0, cands.shape[0]))
+    off = kit.rotate(state, 0, cands.shape[0])
+    k = kit.least_load_indexed(cands, view, off)
+    if view.weight.shape[0] > 0 and view.weight[k] < 1.0:
+        # slow start: the least (load + 1) / weight (Envoy's least request with weights); when
+        # the least loaded task has weight 1 it is that answer already
+        k = kit.least_delay_from(cands, view.load, view.weight, off, False)
+    return k
 
 
 STRATEGY = Strategy(

@@ -2,13 +2,16 @@
 
 Each balancer keeps its own pointer per service and hands requests to the tasks of its table in
 turn, starting at its start offset (`balancer.rr_start`): with N entry nodes, N uncoordinated
-round-robins cycle over the same list. Reads no load information.
+round-robins cycle over the same list. Reads no load information. With slow start
+(`balancer.slow_start`) a ramping task takes its turn with probability its weight (the
+balancer's random stream), else passes it on.
 
 State: [0] position of the next task in the table (`kit.rotate`), [1] 1 once started.
 """
 from numba import njit
 
 from lbbench.plugins import kit
+from lbbench.rng import uniform
 from lbbench.strategy import Strategy
 
 
@@ -18,7 +21,16 @@ def select(cands, view, state, rng):
     if state[1] == 0.0:
         state[0] = view.start % n
         state[1] = 1.0
-    return cands[kit.rotate(state, 0, n)]
+    k = cands[kit.rotate(state, 0, n)]
+    w = view.weight
+    if w.shape[0] > 0:
+        # slow start: a task of weight w < 1 takes its turn with probability w, else the next one
+        # does (at most one round)
+        tries = 1
+        while w[k] < 1.0 and tries < n and uniform(rng) >= w[k]:
+            k = cands[kit.rotate(state, 0, n)]
+            tries += 1
+    return k
 
 
 STRATEGY = Strategy(

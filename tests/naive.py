@@ -23,7 +23,9 @@ at t sees both; a request arriving at t is decided after all of that), and `sequ
 in which the events were scheduled. Control events at equal times: the stale refresh (sub 0),
 then the fault schedule in its order (sub 1, key = index), then node detections (sub 2, key =
 node), then the orchestrator's task events (sub 3, key = task slot), then the nodes' background
-load changes (sub 4, key = their order), then a closed loop's users' sends (sub 5, key = user). A task slot or a node has
+load changes (sub 4, key = their order), then the deployments (sub 5, key = index), then the
+services' update batches (sub 6, key = service), then the autoscalers (sub 7, key = autoscaler),
+then a closed loop's users' sends (sub 8, key = user). A task slot or a node has
 at most one pending event: a newer one supersedes it (lazy deletion by version).
 
 The simulation (`_Sim`) is grouped by concern, in the order of a request's life: the event
@@ -55,7 +57,7 @@ from lbbench.plugins.strategy import resolve
 # latency, now, view)` see: the strategy contract (docs/strategies.md). The engine builds its
 # own `lbbench.engine.View` with the same fields in the same order (a test checks it).
 View = namedtuple("View", ["load", "task_node", "task_speed", "entry", "now", "start", "params", "client", "service",
-                           "task_state", "load_index", "node_load", "node_cores"])
+                           "task_state", "load_index", "node_load", "node_cores", "weight"])
 View.__doc__ = """Read-only context of one decision.
 
 load        int64[T]  outstanding requests per task as the information model reports them
@@ -74,13 +76,15 @@ load_index  the engine's load index; empty here, so `kit.least_load_indexed` sca
 node_load   float64[N] requests in service plus background per core, per node, as the
             information model reports them (cluster.cores; empty without it): `node_load_of`
 node_cores  float64[N] each node's cores (empty without cluster.cores)
+weight      float64[T] slow start: max(min_weight, (age / window) ** (1 / aggression)) for a task
+            that joined less than `window` ago, else 1; empty without balancer.slow_start
 """
 NO_INDEX = np.zeros(0, dtype=np.int32)
 
 # Event kinds, in their order at equal times.
 COMPLETION, TASK_ARRIVAL, CONTROL, RETRY, NEW_ARRIVAL = 0, 1, 2, 3, 4
 # Control events' sub-order at equal times.
-SUB_REFRESH, SUB_FAULT, SUB_NODE, SUB_TASK, SUB_BACKGROUND, SUB_USER = 0, 1, 2, 3, 4, 5
+SUB_REFRESH, SUB_FAULT, SUB_NODE, SUB_TASK, SUB_BACKGROUND, SUB_DEPLOY, SUB_BATCH, SUB_AUTOSCALE, SUB_USER = range(9)
 # Task slot states
 DEAD, ALIVE, STARTING = 0, 1, 2
 
@@ -132,6 +136,8 @@ class NaiveResult:
     followed: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))  # followed its open connection
     orphaned: int = 0         # requests whose open connection's task had left the table (balanced anew)
     user: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # closed loop: who sent it
+    live: list = field(default_factory=list)         # per service, the tasks running (in the tables) at the end
+    scales: list = field(default_factory=list)       # (time, service, replicas) of every scale (deploy, autoscaler)
 
     @property
     def in_flight(self) -> int:
@@ -386,7 +392,7 @@ class _Sim:
         # ---- failures: task slots, nodes, tables (task ids in placement order per service)
         self.task_node = cl.task_node.astype(np.int64).copy()    # a replacement moves its slot
         self.task_speed = cl.task_speed.copy()
-        self.state = [ALIVE] * T
+        self.state = [ALIVE if cl.initial[k] else DEAD for k in range(T)]    # a deployment's spare slots: free
         self.inc = [0] * T
         self.restarts = np.zeros(T, dtype=np.int64)
         self.task_ev = [None] * T             # (time, what) of the slot's one pending event
@@ -396,7 +402,21 @@ class _Sim:
         self.node_drained = list(cl.node_drained)
         self.node_ver = [0] * cl.n_nodes
         self.tables = [[int(k) for k in cl.table[cl.table_start[s]:cl.table_start[s] + cl.table_len[s]]] for s in range(S)]
-        self.faulty = sc.faults.any
+        self.faulty = sc.orchestrated
+        # ---- deployments (docs/model.md, "Deployments")
+        self.stopping = [False] * T           # stopped by the orchestrator, still serving for health.grace
+        self.stop_next = ["free"] * T         # after the stop: "free", "replace" (drain) or "update"
+        self.version = [0] * T                # the version of each slot's task (an update's index + 1)
+        self.upd_old = [-1] * T               # start-first: the old task this new one replaces when it joins
+        self.upd_wait = [False] * T           # its join is awaited by its service's update
+        self.svc_version = [0] * S
+        self.svc_factor = [1.0] * S
+        self.svc_want = [0] * S               # new tasks waiting for a free slot
+        self.update = [-1] * S                # each service's running update (deploy index)
+        self.waiting = [0] * S                # joins its current batch awaits
+        self.batch_ver = [0] * S
+        self.placed = [0.0] * T               # when each slot's task was placed (health checks' probe grid)
+        self.joined = [-math.inf] * T         # when each slot's task joined during the run (slow start)
 
         # ---- nodes as shared machines (cluster.cores): processor sharing per node
         self.cores = sc.cluster.core_list()                  # None: every worker has a core of its own
@@ -443,6 +463,15 @@ class _Sim:
             self.schedule(float(inp.schedule.time[j]), CONTROL, ("fault", j), SUB_FAULT, j)
         for j in range(len(inp.background)):
             self.schedule(float(inp.background.time[j]), CONTROL, ("background", j), SUB_BACKGROUND, j)
+        for j in range(len(inp.deploy)):
+            self.schedule(float(inp.deploy.time[j]), CONTROL, ("deploy", j), SUB_DEPLOY, j)
+        # autoscalers: work and completions per service since the last evaluation, the window's
+        # intervals and the desires of the stabilization window, each a ring by evaluation number
+        self.as_busy, self.as_done = [0.0] * S, [0] * S
+        self.as_ring = [[] for _ in range(len(inp.autoscale))]
+        self.as_recs = [[] for _ in range(len(inp.autoscale))]
+        for a in range(len(inp.autoscale)):
+            self.schedule(float(inp.autoscale.interval[a]), CONTROL, ("autoscale", a), SUB_AUTOSCALE, a)
 
     # ================================================================ the event list
 
@@ -469,6 +498,8 @@ class _Sim:
             self.end_users()
         self.res.task_node = self.task_node
         self.res.restarts = self.restarts
+        self.res.live = [sum(1 for k in range(self.T) if self.cl.task_service[k] == x and self.state[k] == ALIVE
+                             and not self.stopping[k]) for x in range(self.S)]
         return self.res
 
     # ================================================================ information
@@ -644,7 +675,8 @@ class _Sim:
         s = req.service
         cands = np.asarray(self.tables[s], dtype=np.int32)
         view = View(self.load_of(b), self.task_node, self.task_speed, e, now, int(self.inp.bal_start[b]),
-                    self.params, req.client, s, self.bal_task_state[b], NO_INDEX, self.node_load_of(b), self.node_cores)
+                    self.params, req.client, s, self.bal_task_state[b], NO_INDEX, self.node_load_of(b), self.node_cores,
+                    self.weights(now))
         k = int(self.select(cands, view, self.bal_state[b * self.S + s], self.bal_rng[b]))
         if k not in cands.tolist():
             raise StrategyError(f"strategy {self.spec.name!r} returned task {k} for request {req.index}, "
@@ -782,6 +814,9 @@ class _Sim:
         self.left(b, k)
         self.reported[b, k] = self.present[k]     # the response reports the task's count (piggyback)
         latency = now + req.d_out - req.t0
+        s = int(self.cl.task_service[k])
+        self.as_busy[s] += req.demand / self.task_speed[k]
+        self.as_done[s] += 1
         res.status[i] = COMPLETED
         res.latency[i] = latency
         if i >= self.warm_index:
@@ -796,7 +831,8 @@ class _Sim:
         if self.on_complete is not None:
             s = int(self.cl.task_service[k])
             view = View(self.load_of(b), self.task_node, self.task_speed, -1, now, int(self.inp.bal_start[b]),
-                        self.params, -1, s, self.bal_task_state[b], NO_INDEX, self.node_load_of(b), self.node_cores)
+                        self.params, -1, s, self.bal_task_state[b], NO_INDEX, self.node_load_of(b), self.node_cores,
+                        self.weights(now))
             self.on_complete(self.bal_state[b * self.S + s], k, latency, now, view)
 
     # ================================================================ client retries
@@ -839,6 +875,13 @@ class _Sim:
         elif what == "background":                          # a node's background load changes
             j = payload[1]
             self.background[int(self.inp.background.node[j])] = float(self.inp.background.level[j])
+        elif what == "deploy":
+            self.deploy(now, payload[1])
+        elif what == "autoscale":
+            self.autoscale(now, payload[1])
+        elif what == "batch":
+            if self.batch_ver[payload[1]] == payload[2]:
+                self.batch(now, payload[1])
         elif what == "node":
             if self.node_ver[payload[1]] == payload[2]:      # detected: leaves the entry policy
                 self.node_entry[payload[1]] = False
@@ -855,24 +898,32 @@ class _Sim:
     def crash(self, k, now, detect):
         if self.state[k] == DEAD:
             return
+        if self.stopping[k]:                  # a task being stopped: its stop ends now
+            self.res.crashes += 1
+            self.exit(now, k)
+            return
         was_alive = self.state[k] == ALIVE
         self.state[k] = DEAD
         self.inc[k] += 1
         self.res.crashes += 1
         if was_alive:                         # its queued and in-service requests fail now
-            for att in list(self.at_task[k]):
-                att.alive = False
-                self.present[k] -= 1
-                self.left(att.req.balancer, k)
-                self.give_up(now, att.req, FAILED)
-            self.at_task[k].clear()
-            assert self.present[k] == 0
-            if self.cores is not None:        # out of its node's processor sharing, and its queue
-                n = self.task_node[k]
-                self.ps_service[n] = [e for e in self.ps_service[n] if e[1].alive]
-                self.running[k] = 0
-                self.waiting[k].clear()
+            self.fail_all(now, k)
         self.task_event(k, now + detect, "detect")
+
+    def fail_all(self, now, k):
+        """Task k's queued and in-service requests fail at `now`."""
+        for att in list(self.at_task[k]):
+            att.alive = False
+            self.present[k] -= 1
+            self.left(att.req.balancer, k)
+            self.give_up(now, att.req, FAILED)
+        self.at_task[k].clear()
+        assert self.present[k] == 0
+        if self.cores is not None:        # out of its node's processor sharing, and its queue
+            n = self.task_node[k]
+            self.ps_service[n] = [e for e in self.ps_service[n] if e[1].alive]
+            self.running[k] = 0
+            self.waiting[k].clear()
 
     def tasks_on(self, x):
         """The running or starting tasks on node `x`."""
@@ -883,11 +934,12 @@ class _Sim:
         kind, x = int(sched.kind[j]), int(sched.target[j])
         if kind == F_TASK_CRASH:
             if self.state[x] == ALIVE:
-                self.crash(x, now, h.task_detect)
+                self.crash(x, now, self.detect_delay(x, now))
         elif kind == F_SERVICE_CRASH:
-            victims = [k for k in range(self.T) if self.cl.task_service[k] == x and self.state[k] == ALIVE]
+            victims = [k for k in range(self.T) if self.cl.task_service[k] == x and self.state[k] == ALIVE
+                       and not self.stopping[k]]
             for k in victims[:int(sched.count[j])]:
-                self.crash(k, now, h.task_detect)
+                self.crash(k, now, self.detect_delay(k, now))
         elif kind == F_NODE_DOWN:
             if self.node_up[x]:
                 self.node_up[x] = False
@@ -906,12 +958,17 @@ class _Sim:
         elif kind == F_NODE_SLOW:                      # runs on at another speed; no health check notices
             self.node_speed[x] = float(sched.value[j])
             for k in range(self.T):
-                if self.task_node[k] == x:
-                    self.task_speed[k] = self.node_speed[x]
+                if self.task_node[k] == x:     # the node's speed times the task's version's factor
+                    v = self.version[k]
+                    self.task_speed[k] = self.node_speed[x] * (float(self.inp.deploy.factor[v - 1]) if v > 0 else 1.0)
         else:                                          # drain: the manager stops its tasks at once
             self.node_drained[x] = True
             for k in self.tasks_on(x):
-                self.crash(k, now, 0.0)
+                if h.grace > 0 and self.state[k] == ALIVE:      # gracefully, replaced when the stop is over
+                    if not self.stopping[k]:
+                        self.stop(now, k, "replace")
+                else:
+                    self.crash(k, now, 0.0)
 
     def orchestrate(self, now, k):
         what = self.task_ev[k][1]
@@ -919,6 +976,8 @@ class _Sim:
             self.detect(now, k)
         elif what == "place":
             self.place(now, k)
+        elif what == "stop":
+            self.exit(now, k)
         else:
             self.join(now, k)
 
@@ -937,7 +996,7 @@ class _Sim:
         cs = np.zeros(cl.n_nodes, dtype=np.int64)
         ct = np.zeros(cl.n_nodes, dtype=np.int64)
         for j in range(self.T):
-            if self.state[j] != DEAD:
+            if self.state[j] != DEAD and not self.stopping[j]:
                 ct[self.task_node[j]] += 1
                 cs[self.task_node[j]] += cl.task_service[j] == s
         eligible = np.array([self.node_up[m] and not self.node_drained[m] for m in range(cl.n_nodes)])
@@ -947,9 +1006,26 @@ class _Sim:
             return
         self.res.placements.append((now, k, node, cs, ct, eligible))
         self.task_node[k] = node
-        self.task_speed[k] = self.node_speed[node]
+        self.task_speed[k] = self.node_speed[node] * self.svc_factor[s]     # the service's current version
+        self.version[k] = self.svc_version[s]
         self.state[k] = STARTING
-        self.task_event(k, now + self.sc.health.startup, "join")
+        self.placed[k] = now
+        h = self.sc.health
+        join = h.startup
+        if h.interval > 0:                    # the first probe past the startup passes
+            join = max(1, math.ceil(h.startup / h.interval)) * h.interval
+        self.task_event(k, now + join, "join")
+
+    def detect_delay(self, k, now):
+        """A crash is noticed after health.task_detect; with health checks, when the
+        retries-th failing probe on the task's grid (every interval from its placement), at or
+        after the crash and not before start_period, has timed out."""
+        h = self.sc.health
+        if h.interval == 0:
+            return h.task_detect
+        p = self.placed[k]
+        j = max(1, math.ceil((max(now, p + h.start_period) - p) / h.interval))   # the first probe that fails
+        return p + (j + h.retries - 1) * h.interval + h.timeout - now
 
     def join(self, now, k):
         """The replacement joins the end of the tables with idle workers."""
@@ -959,3 +1035,208 @@ class _Sim:
         self.restarts[k] += 1
         self.task_ev[k] = None
         self.task_ver[k] += 1
+        self.joined[k] = now
+        s = int(self.cl.task_service[k])
+        old = self.upd_old[k]
+        if old >= 0:                          # start-first: the old task stops now
+            self.upd_old[k] = -1
+            if self.assigned(old, s):
+                self.stop(now, old, "free")
+        if self.upd_wait[k]:
+            self.upd_wait[k] = False
+            self.batch_joined(now, s)
+
+    # ================================================================ deployments and graceful stops
+
+    def weights(self, now):
+        """Each task's slow-start weight at `now` (docs/model.md, "Slow start")."""
+        ss = self.sc.balancer.slow_start
+        if ss is None:
+            return np.zeros(0)
+        w = np.ones(self.T)
+        for k in range(self.T):
+            age = now - self.joined[k]
+            if age < ss.window:
+                w[k] = max(ss.min_weight, (age / ss.window) ** (1.0 / ss.aggression))
+        return w
+
+    def is_free(self, k) -> bool:
+        """The slot holds no task and none is coming."""
+        return self.state[k] == DEAD and self.task_ev[k] is None
+
+    def assigned(self, k, s) -> bool:
+        return self.cl.task_service[k] == s and not self.is_free(k) and not self.stopping[k]
+
+    def free_slot(self, s) -> int:
+        free = [k for k in range(self.T) if self.cl.task_service[k] == s and self.is_free(k)]
+        return free[0] if free else -1
+
+    def stop(self, now, k, then):
+        """The orchestrator stops slot k's task; `then` follows the stop."""
+        self.stop_next[k] = then
+        if self.state[k] == DEAD:             # a crashed task not yet replaced: out of the tables now
+            table = self.tables[int(self.cl.task_service[k])]
+            if k in table:
+                table.remove(k)
+                self.res.removed.append((now, k))
+            self.after_stop(now, k)
+        elif self.state[k] == STARTING:       # stops at once
+            self.state[k] = DEAD
+            self.inc[k] += 1
+            self.after_stop(now, k)
+        else:                                 # out of the tables; serves what it holds for grace
+            self.tables[int(self.cl.task_service[k])].remove(k)
+            self.res.removed.append((now, k))
+            self.stopping[k] = True
+            self.task_event(k, now + self.sc.health.grace, "stop")
+
+    def exit(self, now, k):
+        """The stop is over: what is still at the task fails."""
+        if self.state[k] == ALIVE:
+            self.fail_all(now, k)
+        self.state[k] = DEAD
+        self.inc[k] += 1
+        self.stopping[k] = False
+        self.after_stop(now, k)
+
+    def after_stop(self, now, k):
+        then, s = self.stop_next[k], int(self.cl.task_service[k])
+        self.stop_next[k] = "free"
+        if then == "replace":
+            self.task_event(k, now + self.sc.health.restart_delay, "place")
+        elif then == "update" or self.svc_want[s] > 0:
+            if then != "update":
+                self.svc_want[s] -= 1
+            self.task_event(k, now, "place")
+        else:
+            self.task_ev[k] = None
+            self.task_ver[k] += 1
+
+    def deploy(self, now, j):
+        d = self.inp.deploy
+        s = int(d.service[j])
+        if int(d.kind[j]) == 0:
+            self.scale(now, s, int(d.replicas[j]))
+        else:
+            self.svc_version[s], self.svc_factor[s], self.update[s] = j + 1, float(d.factor[j]), j
+            self.batch(now, s)
+
+    def counted(self, k, s) -> bool:
+        """A task of s for a scale: assigned, or stopping to be replaced."""
+        return (self.cl.task_service[k] == s and not self.is_free(k)
+                and not (self.stopping[k] and self.stop_next[k] == "free"))
+
+    def scale(self, now, s, want):
+        self.res.scales.append((now, s, want))
+        mine = [k for k in range(self.T) if self.counted(k, s)]
+        have = len(mine) + self.svc_want[s]
+        if want >= have:
+            for _ in range(want - have):
+                k = self.free_slot(s)
+                if k < 0:
+                    self.svc_want[s] += 1
+                else:
+                    self.task_event(k, now, "place")
+            return
+        cut = have - want
+        w = min(cut, self.svc_want[s])
+        self.svc_want[s] -= w
+        cut -= w
+        # Swarm's choice: running tasks first, then the others; each the n-th copy on its node;
+        # remove the highest n first (no node yet: first of all), the later in that order first
+        running = [k for k in mine if self.state[k] == ALIVE and not self.stopping[k]]
+        ordered = running + [k for k in mine if k not in running]
+        copies, keyed = {}, []
+        for pos, k in enumerate(ordered):
+            if (self.task_ev[k] is not None and self.task_ev[k][1] == "place") or self.stopping[k]:
+                nth = math.inf
+            else:
+                copies[self.task_node[k]] = copies.get(self.task_node[k], 0) + 1
+                nth = copies[self.task_node[k]]
+            keyed.append((nth, pos, k))
+        for _, _, k in sorted(keyed)[len(keyed) - cut:][::-1] if cut else ():
+            for x in range(self.T):
+                if self.upd_old[x] == k:
+                    self.upd_old[x] = -1
+            self.upd_old[k] = -1
+            if self.stopping[k]:
+                self.stop_next[k] = "free"
+            else:
+                self.stop(now, k, "free")
+            if self.upd_wait[k]:
+                self.upd_wait[k] = False
+                self.batch_joined(now, s)
+
+    def autoscale(self, now, a):
+        """The HPA rule (docs/model.md, "Autoscaler"), while requests arrive (as the stale
+        refreshes: none after the last arrival; a closed loop's, while its users send)."""
+        if self.users is None:
+            last = self.t_last
+        else:
+            last = self.t_end if self.n_sent < self.n_send else (float(self.res.t[self.n_sent - 1]) if self.n_sent else 0.0)
+        if now > last:
+            return
+        asc = self.inp.autoscale
+        s, n, nb, nr = int(asc.service[a]), len(self.as_recs[a]), int(asc.buckets[a]), int(asc.recs[a])
+        ring = self.as_ring[a]
+        if len(ring) < nb:
+            ring.append(None)
+        ring[n % nb] = (self.as_busy[s], self.as_done[s])
+        self.as_busy[s], self.as_done[s] = 0.0, 0
+        self.schedule(now + float(asc.interval[a]), CONTROL, ("autoscale", a), SUB_AUTOSCALE, a)
+        busy, done = 0.0, 0
+        for b, d in ring:
+            busy += b
+            done += d
+        span = len(ring) * float(asc.interval[a])
+        cur = sum(1 for k in range(self.T) if self.counted(k, s)) + self.svc_want[s]
+        live = len(self.tables[s])
+        rec = cur
+        if live > 0:
+            if int(asc.metric[a]) == 0:
+                metric = busy / (span * live * float(self.sc.services[s].workers))
+            else:
+                metric = done / (span * live)
+            ratio = metric / float(asc.target[a])
+            if abs(ratio - 1.0) > float(asc.tolerance[a]):
+                rec = math.ceil(cur * ratio)
+        recs = self.as_recs[a]
+        recs.append(rec)
+        window = recs[max(0, len(recs) - nr):]
+        want = rec if rec > cur else min(cur, max(window))
+        want = min(max(want, int(asc.lo[a])), int(asc.hi[a]))
+        if want != cur:
+            self.scale(now, s, want)
+
+    def replacing(self, k) -> bool:
+        return any(self.upd_old[x] == k for x in range(self.T))
+
+    def batch(self, now, s):
+        """The update's next batch: up to `parallelism` older tasks, lowest slots first."""
+        self.batch_ver[s] += 1
+        j = self.update[s]
+        if j < 0:
+            return
+        d = self.inp.deploy
+        old = [k for k in range(self.T) if self.assigned(k, s) and self.version[k] != self.svc_version[s]
+               and not self.replacing(k) and not self.upd_wait[k]][:int(d.parallelism[j])]
+        for k in old:
+            self.waiting[s] += 1
+            if int(d.order[j]) == 1:          # start-first, in a free slot if there is one
+                new = self.free_slot(s)
+                if new >= 0:
+                    self.upd_old[new] = k
+                    self.upd_wait[new] = True
+                    self.task_event(new, now, "place")
+                    continue
+            self.upd_wait[k] = True
+            self.stop(now, k, "update")
+        if not old:
+            self.update[s] = -1
+
+    def batch_joined(self, now, s):
+        self.waiting[s] -= 1
+        if self.waiting[s] == 0 and self.update[s] >= 0:
+            self.batch_ver[s] += 1
+            self.schedule(now + float(self.inp.deploy.delay[self.update[s]]), CONTROL, ("batch", s, self.batch_ver[s]),
+                          SUB_BATCH, s)

@@ -10,12 +10,16 @@ all-inf tree and pays one load per event loop pass for it.
 
 Timer classes, in order (`timers`): the stale refresh (1), the fault schedule (1: a cursor
 into the sorted schedule), node detections (one per node), the orchestrator's task events
-(one per task slot: detect, place, join), the nodes' background load (1: a cursor into its
-sorted changes, cluster.background), a closed loop's users (one per user: the user's next
-send). A new kind adds its class to `timers` and a branch to `control_step`; a user's send is
+(one per task slot: detect, place, join, the end of a graceful stop), the nodes' background
+load (1: a cursor into its sorted changes, cluster.background), the deployments (none without
+them; else 1, a cursor into the sorted deploy schedule, one per service: its update's next
+batch, and one per autoscaler), a closed loop's users (one per user: the user's next send). A
+new kind adds its class to `timers` and a branch to `control_step`; a user's send is
 a new request, which the kernel dispatches itself (`_advance` stops at it, as at a retry), so
 its branch is in the kernel, not here.
 """
+import math
+
 import numpy as np
 from numba import njit
 
@@ -26,17 +30,18 @@ from .heaps import _sift_down, timer_at, timer_set
 from .loadindex import build, build_all
 from .lowlevel import RunStateCompiler
 from .cpu import ps_background, ps_crash, ps_speed
-from .requests import fail_at_task
-from .state import (CRASHES, EV_DETECT, EV_JOIN, EV_NONE, EV_PLACE, FAULT_I, HEAP_N, TASK_ALIVE, TASK_DEAD,
-                    TASK_STARTING)
+from .requests import _give_up, fail_at_task
+from ..model.deploy import AS_UTIL, D_SCALE, ORDER_START_FIRST
+from .state import (CRASHES, DEPLOY_I, RAMP_N, EV_DETECT, EV_JOIN, EV_NONE, EV_PLACE, EV_STOP, FAULT_I, HEAP_N, ST_FAILED,
+                    STOP_FREE, STOP_REPLACE, STOP_UPDATE, TASK_ALIVE, TASK_DEAD, TASK_STARTING)
 
 T_REFRESH, T_SCHEDULE, T_NODES = 0, 1, 2       # timer ids; node n is T_NODES + n, task k after the nodes,
                                                 # a closed loop's user u after the tasks (user_timer)
 
 
-def timers(n_nodes: int, n_tasks: int, n_users: int = 0) -> int:
-    """Number of timers of a run."""
-    return T_NODES + n_nodes + n_tasks + 1 + n_users
+def timers(n_nodes: int, n_tasks: int, n_users: int = 0, n_deploy: int = 0) -> int:
+    """Number of timers of a run (n_deploy: deploy_timers)."""
+    return T_NODES + n_nodes + n_tasks + 1 + n_deploy + n_users
 
 
 def background_timer(n_nodes: int, n_tasks: int) -> int:
@@ -44,9 +49,17 @@ def background_timer(n_nodes: int, n_tasks: int) -> int:
     return T_NODES + n_nodes + n_tasks
 
 
-def user_timer(n_nodes: int, n_tasks: int) -> int:
-    """The id of user 0's timer (Config.user_timer0): users come last, after the background's."""
-    return T_NODES + n_nodes + n_tasks + 1
+def deploy_timers(n_events: int, n_services: int, n_autoscalers: int = 0) -> int:
+    """The deployments' timers: none without deploy events or autoscalers, else the schedule's,
+    one per service (its update's batches) and one per autoscaler."""
+    return 1 + n_services + n_autoscalers if n_events or n_autoscalers else 0
+
+
+def user_timer(n_nodes: int, n_tasks: int, n_deploy: int = 0) -> int:
+    """The id of user 0's timer (Config.user_timer0): users come last, after the task slots,
+    the background's and the deployments' timers (Config.deploy_timer0 = user_timer(n_nodes,
+    n_tasks))."""
+    return T_NODES + n_nodes + n_tasks + 1 + n_deploy
 
 
 def tree_size(n_timers: int) -> int:
@@ -79,12 +92,41 @@ def task_timer(cfg, k):
 
 
 @njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+def _kill(cfg, st, met, k, t):
+    """Task k's queued and in-service requests fail at t (taken out of the completion heap,
+    which is rebuilt)."""
+    n = st.ctr[HEAP_N]
+    m = 0
+    for j in range(n):
+        slot = st.heap_slot[j]
+        if st.slot_task[slot] == k:
+            fail_at_task(cfg, st, met, slot, k, t)
+        else:
+            st.heap_key[m] = st.heap_key[j]
+            st.heap_slot[m] = slot
+            m += 1
+    for j in range(m, n):
+        st.heap_key[j] = np.inf
+    st.ctr[HEAP_N] = m
+    if m > 1:
+        for i in range((m - 2) // 4, -1, -1):
+            _sift_down(st.heap_key, st.heap_slot, np.int64(m), np.int64(i))
+    if cfg.ps:      # under processor sharing, its requests in service are the node's (cpu.py)
+        ps_crash(cfg, st, met, k, t)
+
+
+@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
 def _crash(cfg, st, met, k, t, detect):
     """Task slot k's running (or starting) task dies at t; the orchestrator notices at
     t + detect. Its queued and in-service requests fail now; requests on their way to it fail
-    when they arrive (their incarnation is stale)."""
+    when they arrive (their incarnation is stale). A task being stopped (out of the tables
+    already) ends its stop now instead."""
     state = st.task_state[k]
     if state == TASK_DEAD:
+        return
+    if st.task_ev_kind[k] == EV_STOP:
+        st.ctr[CRASHES] += 1
+        _exit(cfg, st, met, k, t)
         return
     st.task_state[k] = TASK_DEAD
     n = cfg.task_node[k]
@@ -93,24 +135,7 @@ def _crash(cfg, st, met, k, t, detect):
     st.task_inc[k] += 1
     st.ctr[CRASHES] += 1
     if state == TASK_ALIVE:
-        n = st.ctr[HEAP_N]
-        m = 0
-        for j in range(n):
-            slot = st.heap_slot[j]
-            if st.slot_task[slot] == k:
-                fail_at_task(cfg, st, met, slot, k, t)
-            else:
-                st.heap_key[m] = st.heap_key[j]
-                st.heap_slot[m] = slot
-                m += 1
-        for j in range(m, n):
-            st.heap_key[j] = np.inf
-        st.ctr[HEAP_N] = m
-        if m > 1:
-            for i in range((m - 2) // 4, -1, -1):
-                _sift_down(st.heap_key, st.heap_slot, np.int64(m), np.int64(i))
-        if cfg.ps:
-            ps_crash(cfg, st, met, k, t)
+        _kill(cfg, st, met, k, t)
     st.task_ev_kind[k] = EV_DETECT
     timer_set(st, task_timer(cfg, k), t + detect)
 
@@ -161,6 +186,28 @@ def spread_node(cfg, st, s):
     return best
 
 
+@njit(inline="always", cache=True)
+def _join_delay(cfg):
+    """From a task's placement to its join: health.startup, or with health checks the first
+    probe (every interval from the placement) once the task is up after startup."""
+    if cfg.hc_interval == 0.0:
+        return cfg.startup
+    return max(1.0, math.ceil(cfg.startup / cfg.hc_interval)) * cfg.hc_interval
+
+
+@njit(inline="always", cache=True)
+def _detect_delay(cfg, st, k, t):
+    """From task k's crash at t to its detection: health.task_detect, or with health checks
+    the end (+ timeout) of the retries-th failing probe on the task's probe grid (every
+    interval from its placement) at or after t, probes before start_period not counted."""
+    if cfg.hc_interval == 0.0:
+        return cfg.task_detect
+    p = st.task_placed[k]
+    first = max(t, p + cfg.hc_start)
+    j = max(1.0, math.ceil((first - p) / cfg.hc_interval))
+    return p + (j + cfg.hc_retries - 1) * cfg.hc_interval + cfg.hc_timeout - t
+
+
 @njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
 def _schedule_step(cfg, st, met, t):
     """Apply the fault schedule's next event (due at t); the cursor moves on."""
@@ -172,14 +219,14 @@ def _schedule_step(cfg, st, met, t):
     x = cfg.f_target[i]
     if kind == F_TASK_CRASH:
         if st.task_state[x] == TASK_ALIVE:
-            _crash(cfg, st, met, x, t, cfg.task_detect)
+            _crash(cfg, st, met, x, t, _detect_delay(cfg, st, x, t))
     elif kind == F_SERVICE_CRASH:
         left = cfg.f_count[i]
         for k in range(T):
             if left == 0:
                 break
-            if cfg.task_service[k] == x and st.task_state[k] == TASK_ALIVE:
-                _crash(cfg, st, met, k, t, cfg.task_detect)
+            if cfg.task_service[k] == x and st.task_state[k] == TASK_ALIVE and st.task_ev_kind[k] != EV_STOP:
+                _crash(cfg, st, met, k, t, _detect_delay(cfg, st, k, t))
                 left -= 1
     elif kind == F_NODE_DOWN:
         if st.node_up[x] != 0:
@@ -200,20 +247,25 @@ def _schedule_step(cfg, st, met, t):
         st.node_drained[x] = 1
         for k in range(T):
             if cfg.task_node[k] == x and st.task_state[k] != TASK_DEAD:
-                _crash(cfg, st, met, k, t, 0.0)
+                if cfg.grace > 0.0 and st.task_state[k] == TASK_ALIVE:
+                    if st.task_ev_kind[k] != EV_STOP:     # a graceful stop, replaced once it is over
+                        _stop(cfg, st, met, k, t, STOP_REPLACE)
+                else:
+                    _crash(cfg, st, met, k, t, 0.0)
     elif kind == F_NODE_SLOW:       # a gray failure: the node runs on at another speed, unnoticed
         cfg.node_speed[x] = cfg.f_value[i]
         if cfg.ps:
             ps_speed(cfg, st, x, t)
         for k in range(T):
-            if cfg.task_node[k] == x:
-                cfg.task_speed[k] = cfg.f_value[i]
+            if cfg.task_node[k] == x:       # the node's speed times the task's version's factor
+                v = st.task_version[k]
+                cfg.task_speed[k] = cfg.f_value[i] * (cfg.d_factor[v - 1] if v > 0 else 1.0)
     else:
         raise ValueError("a fault kind the engine has no handler for (faults.FAULT_KINDS)")
 
 
 @njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
-def _task_event(cfg, st, k, t):
+def _task_event(cfg, st, met, k, t):
     """The orchestrator's pending event of task slot k, due at t."""
     ev = st.task_ev_kind[k]
     i = task_timer(cfg, k)
@@ -227,13 +279,18 @@ def _task_event(cfg, st, k, t):
         if n < 0:
             timer_set(st, i, np.inf)     # placed when a node comes up
         else:
+            s = cfg.task_service[k]
             cfg.task_node[k] = n
-            cfg.task_speed[k] = cfg.node_speed[n]
+            cfg.task_speed[k] = cfg.node_speed[n] * st.svc_factor[s]    # the service's current version
+            st.task_version[k] = st.svc_version[s]
             st.task_state[k] = TASK_STARTING
             st.node_tasks[n] += 1
             st.node_svc_tasks[n, cfg.task_service[k]] += 1
             st.task_ev_kind[k] = EV_JOIN
-            timer_set(st, i, t + cfg.startup)
+            st.task_placed[k] = t
+            timer_set(st, i, t + _join_delay(cfg))
+    elif ev == EV_STOP:
+        _exit(cfg, st, met, k, t)
     else:   # EV_JOIN: healthy, into the tables, with idle workers
         st.task_state[k] = TASK_ALIVE
         for w in range(cfg.task_wstart[k], cfg.task_wstart[k + 1]):
@@ -243,6 +300,339 @@ def _task_event(cfg, st, k, t):
         st.task_restarts[k] += 1
         st.task_ev_kind[k] = EV_NONE
         timer_set(st, i, np.inf)
+        if st.task_weight.shape[0] > 0:
+            _ramp_start(cfg, st, k, t)
+        if cfg.d_time.shape[0] > 0:
+            _joined(cfg, st, met, k, t)
+
+
+# --------------------------------------------------------------------------------------------
+# Deployments and graceful stops (docs/model.md, "Deployments"). A slot is free when it holds
+# no task and none is coming (TASK_DEAD, EV_NONE); a stopping task (EV_STOP) is still running,
+# out of the tables and of the spread counts, until its grace is over.
+
+@njit(inline="always", cache=True)
+def _assigned(cfg, st, k, s):
+    """Slot k belongs to service s's tasks: not free, not being stopped."""
+    return (cfg.task_service[k] == s and st.task_ev_kind[k] != EV_STOP
+            and not (st.task_state[k] == TASK_DEAD and st.task_ev_kind[k] == EV_NONE))
+
+
+@njit(inline="always", cache=True)
+def _counted(cfg, st, k, s):
+    """Slot k counts among service s's tasks for a scale: assigned, or being stopped to be
+    replaced (a drain, a stop-first update)."""
+    return (cfg.task_service[k] == s and not (st.task_state[k] == TASK_DEAD and st.task_ev_kind[k] == EV_NONE)
+            and not (st.task_ev_kind[k] == EV_STOP and st.task_stop_next[k] == STOP_FREE))
+
+
+@njit(inline="always", cache=True)
+def _n_counted(cfg, st, s):
+    m = 0
+    for k in range(cfg.task_node.shape[0]):
+        if _counted(cfg, st, k, s):
+            m += 1
+    return m
+
+
+@njit(inline="always", cache=True)
+def _free_slot_of(cfg, st, s):
+    """Service s's free slot of lowest id, -1 if none."""
+    for k in range(cfg.task_node.shape[0]):
+        if cfg.task_service[k] == s and st.task_state[k] == TASK_DEAD and st.task_ev_kind[k] == EV_NONE:
+            return k
+    return -1
+
+
+@njit(inline="always", cache=True)
+def _start_in(cfg, st, k, t):
+    """A new task of the slot's service (its current version) is placed in slot k at t."""
+    st.task_ev_kind[k] = EV_PLACE
+    timer_set(st, task_timer(cfg, k), t)
+
+
+@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+def _after_stop(cfg, st, k, t):
+    """Slot k's task has stopped at t: the slot is free (a new task waiting for one starts
+    there), or a replacement follows (restart_delay after a drain, at once in an update)."""
+    nxt = st.task_stop_next[k]
+    st.task_stop_next[k] = STOP_FREE
+    i = task_timer(cfg, k)
+    s = cfg.task_service[k]
+    if nxt == STOP_REPLACE:
+        st.task_ev_kind[k] = EV_PLACE
+        timer_set(st, i, t + cfg.restart_delay)
+    elif nxt == STOP_UPDATE:
+        _start_in(cfg, st, k, t)
+    elif st.svc_want[s] > 0:
+        st.svc_want[s] -= 1
+        _start_in(cfg, st, k, t)
+    else:
+        st.task_ev_kind[k] = EV_NONE
+        timer_set(st, i, np.inf)
+
+
+@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+def _exit(cfg, st, met, k, t):
+    """A stopping task ends at t (its grace is over, or it crashed): the requests still at it
+    fail; then what its stop was for."""
+    if st.task_state[k] == TASK_ALIVE:
+        _kill(cfg, st, met, k, t)
+    st.task_state[k] = TASK_DEAD
+    st.task_inc[k] += 1
+    _after_stop(cfg, st, k, t)
+
+
+@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+def _stop(cfg, st, met, k, t, nxt):
+    """The orchestrator stops slot k's task at t, then `nxt` (STOP_*). A running task leaves
+    the tables at once and goes on serving what it holds for health.grace, then ends; a
+    starting one stops at once; a crashed one not yet replaced leaves the tables now."""
+    s = cfg.task_service[k]
+    state = st.task_state[k]
+    st.task_stop_next[k] = nxt
+    if state == TASK_DEAD:
+        if st.task_ev_kind[k] == EV_DETECT:
+            _table_remove(cfg, k)
+            build(cfg, st, s)
+        _after_stop(cfg, st, k, t)
+        return
+    n = cfg.task_node[k]
+    st.node_tasks[n] -= 1
+    st.node_svc_tasks[n, s] -= 1
+    if state == TASK_STARTING:
+        st.task_state[k] = TASK_DEAD
+        st.task_inc[k] += 1
+        _after_stop(cfg, st, k, t)
+        return
+    _table_remove(cfg, k)
+    build(cfg, st, s)
+    st.task_ev_kind[k] = EV_STOP
+    if cfg.grace > 0.0:
+        timer_set(st, task_timer(cfg, k), t + cfg.grace)
+    else:
+        _exit(cfg, st, met, k, t)
+
+
+@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+def _upd_joined(cfg, st, s, t):
+    """One of the joins service s's update awaits happened: the batch is done when none is
+    left, and the next one starts `delay` later."""
+    st.upd_wait[s] -= 1
+    if st.upd_wait[s] == 0 and st.upd_ev[s] >= 0:
+        timer_set(st, cfg.deploy_timer0 + 1 + s, t + cfg.d_delay[st.upd_ev[s]])
+
+
+@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+def _joined(cfg, st, met, k, t):
+    """Slot k's new task joined at t: start-first, the old task it replaces stops now; the
+    update waiting for it counts it."""
+    s = cfg.task_service[k]
+    old = st.task_upd_old[k]
+    if old >= 0:
+        st.task_upd_old[k] = -1
+        st.task_replaced[old] = 0
+        if _assigned(cfg, st, old, s):
+            _stop(cfg, st, met, old, t, STOP_FREE)
+    if st.task_upd_wait[k] != 0:
+        st.task_upd_wait[k] = 0
+        _upd_joined(cfg, st, s, t)
+
+
+@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+def _scale(cfg, st, met, s, want, t):
+    """Service s to `want` tasks at t. More: new tasks in its free slots, lowest first (placed
+    by spread; without a free slot, one waits for the next to free). Fewer: first those still
+    waiting for a slot, then Swarm's choice: the tasks counted as each node's n-th copy of the
+    service (running tasks counted first, then the others, each in slot order), highest n
+    removed first, tasks with no node before all."""
+    T = cfg.task_node.shape[0]
+    m = _n_counted(cfg, st, s)
+    have = m + st.svc_want[s]
+    if want >= have:
+        for _ in range(want - have):
+            k = _free_slot_of(cfg, st, s)
+            if k < 0:
+                st.svc_want[s] += 1
+            else:
+                _start_in(cfg, st, k, t)
+        return
+    cut = have - want
+    w = min(cut, st.svc_want[s])
+    st.svc_want[s] -= w
+    cut -= w
+    if cut == 0:
+        return
+    keys, ids, copies = st.scr_key, st.scr_id, st.scr_copies
+    copies[:] = 0
+    j = 0
+    for running in (1, 0):
+        for k in range(T):
+            live = st.task_state[k] == TASK_ALIVE and st.task_ev_kind[k] != EV_STOP
+            if not _counted(cfg, st, k, s) or live != (running == 1):
+                continue
+            if st.task_ev_kind[k] == EV_PLACE or st.task_ev_kind[k] == EV_STOP:
+                nth = T + 1                    # no node yet (or its task is still stopping): removed first
+            else:
+                n = cfg.task_node[k]
+                copies[n] += 1
+                nth = copies[n]
+            keys[j] = nth * (T + 1) + j
+            ids[j] = k
+            j += 1
+    for _ in range(cut):            # the largest key left goes (keys are distinct)
+        r = 0
+        for x in range(1, m):
+            if keys[x] > keys[r]:
+                r = x
+        keys[r] = -1
+        k = ids[r]
+        for x in range(T):          # an update's new task replacing it replaces nothing now
+            if st.task_upd_old[x] == k:
+                st.task_upd_old[x] = -1
+        st.task_replaced[k] = 0
+        old = st.task_upd_old[k]
+        if old >= 0:                # a start-first new task removed: its old task stays
+            st.task_upd_old[k] = -1
+            st.task_replaced[old] = 0
+        if st.task_ev_kind[k] == EV_STOP:
+            st.task_stop_next[k] = STOP_FREE        # stopping already: no task follows it
+        else:
+            _stop(cfg, st, met, k, t, STOP_FREE)
+        if st.task_upd_wait[k] != 0:
+            st.task_upd_wait[k] = 0
+            _upd_joined(cfg, st, s, t)
+
+
+@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+def _batch(cfg, st, met, s, t):
+    """Service s's update takes its next batch at t: up to `parallelism` tasks of an older
+    version (lowest slots first), each replaced stop-first (stopped, its slot's new task placed
+    when the stop ends) or start-first (a new task in a free slot; the old one stops when the
+    new one joins; stop-first when no slot is free). None left: the update is over."""
+    i = st.upd_ev[s]
+    timer_set(st, cfg.deploy_timer0 + 1 + s, np.inf)
+    if i < 0:
+        return
+    taken = 0
+    for k in range(cfg.task_node.shape[0]):
+        if taken == cfg.d_par[i]:
+            break
+        if (not _assigned(cfg, st, k, s) or st.task_version[k] == st.svc_version[s] or st.task_replaced[k] != 0
+                or st.task_upd_wait[k] != 0):
+            continue
+        taken += 1
+        st.upd_wait[s] += 1
+        if cfg.d_order[i] == ORDER_START_FIRST:
+            j = _free_slot_of(cfg, st, s)
+            if j >= 0:
+                st.task_upd_old[j] = k
+                st.task_replaced[k] = 1
+                st.task_upd_wait[j] = 1
+                _start_in(cfg, st, j, t)
+                continue
+        st.task_upd_wait[k] = 1
+        _stop(cfg, st, met, k, t, STOP_UPDATE)
+    if taken == 0:
+        st.upd_ev[s] = -1
+
+
+@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+def _deploy_step(cfg, st, met, t):
+    """Apply the deploy schedule's next event (due at t); the cursor moves on."""
+    i = st.ctr[DEPLOY_I]
+    st.ctr[DEPLOY_I] = i + 1
+    timer_set(st, cfg.deploy_timer0, cfg.d_time[i + 1] if i + 1 < cfg.d_time.shape[0] else np.inf)
+    s = cfg.d_svc[i]
+    if cfg.d_kind[i] == D_SCALE:
+        _scale(cfg, st, met, s, cfg.d_replicas[i], t)
+    else:           # an update (a newer one takes over a running one)
+        st.svc_version[s] = i + 1
+        st.svc_factor[s] = cfg.d_factor[i]
+        st.upd_ev[s] = i
+        _batch(cfg, st, met, s, t)
+
+
+@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+def _autoscale_step(cfg, st, met, a, t):
+    """Autoscaler a's evaluation at t (the Kubernetes HPA rule, docs/model.md "Autoscaler"):
+    the metric over the window's last intervals, per task in the tables; desire
+    ceil(tasks x metric / target) (the tasks unchanged within the tolerance); up at once, down
+    to the largest desire of the stabilization window; within [min, max]; through _scale."""
+    s = cfg.as_svc[a]
+    nb = cfg.as_buckets[a]
+    n = st.as_tick[a]
+    st.as_rbusy[a, n % nb] = st.as_busy[s]
+    st.as_rdone[a, n % nb] = st.as_done[s]
+    st.as_busy[s] = 0.0
+    st.as_done[s] = 0
+    st.as_tick[a] = n + 1
+    timer_set(st, cfg.as_timer0 + a, t + cfg.as_interval[a])
+    filled = min(n + 1, nb)
+    busy = 0.0
+    done = 0
+    for i in range(filled):
+        busy += st.as_rbusy[a, i]
+        done += st.as_rdone[a, i]
+    span = filled * cfg.as_interval[a]
+    cur = _n_counted(cfg, st, s) + st.svc_want[s]
+    live = cfg.table_len[s]
+    rec = cur
+    if live > 0:
+        if cfg.as_metric[a] == AS_UTIL:
+            metric = busy / (span * live * cfg.as_workers[a])
+        else:
+            metric = done / (span * live)
+        ratio = metric / cfg.as_target[a]
+        if abs(ratio - 1.0) > cfg.as_tol[a]:
+            rec = np.int64(math.ceil(cur * ratio))
+    nr = cfg.as_recs[a]
+    st.as_rec[a, n % nr] = rec
+    want = rec
+    if rec <= cur:
+        down = rec
+        for i in range(min(n + 1, nr)):
+            down = max(down, st.as_rec[a, i])
+        want = min(cur, down)
+    want = min(max(want, cfg.as_lo[a]), cfg.as_hi[a])
+    if want != cur:
+        _scale(cfg, st, met, s, want, t)
+
+
+# --------------------------------------------------------------------------------------------
+# Slow start (docs/model.md, "Slow start"): the weights of the tasks that joined less than a
+# window ago, brought up to date before a decision reads them.
+
+@njit(inline="always", cache=True)
+def _ramp_start(cfg, st, k, t):
+    """Task k joined at t: its weight starts at min_weight and it is among the ramping tasks."""
+    st.task_joined[k] = t
+    st.task_weight[k] = cfg.ss_min
+    n = st.ctr[RAMP_N]
+    for i in range(n):
+        if st.ramp_ids[i] == k:
+            return
+    st.ramp_ids[n] = k
+    st.ctr[RAMP_N] = n + 1
+
+
+@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+def ramp(cfg, st, now):
+    """The ramping tasks' weights at `now`: max(min_weight, (age / window) ** (1 / aggression)),
+    1 from `window` on (and the task is no longer ramping)."""
+    n = st.ctr[RAMP_N]
+    i = 0
+    while i < n:
+        k = st.ramp_ids[i]
+        age = now - st.task_joined[k]
+        if age >= cfg.ss_window:
+            st.task_weight[k] = 1.0
+            n -= 1
+            st.ramp_ids[i] = st.ramp_ids[n]
+        else:
+            st.task_weight[k] = max(cfg.ss_min, (age / cfg.ss_window) ** cfg.ss_inv_aggr)
+            i += 1
+    st.ctr[RAMP_N] = n
 
 
 @njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
@@ -269,9 +659,15 @@ def control_step(cfg, st, met, t):
         st.node_entry[n] = 0
         timer_set(st, np.int64(i), np.inf)
     elif i < cfg.bg_timer:
-        _task_event(cfg, st, i - T_NODES - cfg.node_speed.shape[0], t)
-    else:
+        _task_event(cfg, st, met, i - T_NODES - cfg.node_speed.shape[0], t)
+    elif i == cfg.bg_timer:
         ps_background(cfg, st, t)
+    elif i == cfg.deploy_timer0:
+        _deploy_step(cfg, st, met, t)
+    elif i < cfg.as_timer0:
+        _batch(cfg, st, met, i - cfg.deploy_timer0 - 1, t)
+    else:
+        _autoscale_step(cfg, st, met, i - cfg.as_timer0, t)
 
 
 @njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)

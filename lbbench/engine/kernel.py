@@ -34,7 +34,7 @@ from numba.extending import overload
 
 from ..errors import NotATaskId
 from ..rng import uniform
-from .control import T_REFRESH, _reroute, control_step, refresh_step, timer_set
+from .control import T_REFRESH, _reroute, control_step, ramp, refresh_step, timer_set
 from .cpu import ps_arrive, ps_complete
 from .heaps import heap_pop, heap_push
 from .info import load_of, node_load_of, on_response
@@ -43,14 +43,14 @@ from .lowlevel import _fdiv, _view
 from .metrics import _record, window_of
 from .requests import _free_slot, _give_up, _place, _user_wait_over
 from .state import (ARRIVED, COMPLETED, CROSS, ERR_CODE, ERR_REQ, ERR_VALUE, FAILED, FREE_N, HEAP_N, K_USER_DRAWS, K_WARM,
-                    LAT_MAX, LAT_SUM, NEED, REQUESTS, RT_N, ST_COMPLETED, ST_FAILED, ST_IN_FLIGHT, ST_REJECTED, T_FIRST,
+                    LAT_MAX, LAT_SUM, NEED, RAMP_N, REQUESTS, RT_N, ST_COMPLETED, ST_FAILED, ST_IN_FLIGHT, ST_REJECTED, T_FIRST,
                     T_LAST, TASK_ALIVE, TRANSIT_N, TS_ARRIVED, TS_FAILED)
 
 # --------------------------------------------------------------------------------------------
 # What a strategy sees (docs/strategies.md). Built per decision; numba keeps it in registers.
 
 View = namedtuple("View", ["load", "task_node", "task_speed", "entry", "now", "start", "params", "client", "service",
-                           "task_state", "load_index", "node_load", "node_cores"])
+                           "task_state", "load_index", "node_load", "node_cores", "weight"])
 View.__doc__ = """Read-only context of one decision.
 
 load        int64[T]  outstanding requests per task as the information model reports them
@@ -71,6 +71,8 @@ load_index  int32[2P] the min tree over this service's candidates' loads (`Strat
 node_load   float64[N] requests in service plus background per core, per node, as the
             information model reports them (cluster.cores; empty without it): info.node_load_of
 node_cores  float64[N] each node's cores (cluster.cores; empty without it)
+weight      float64[T] each task's slow-start weight (balancer.slow_start: from min_weight to 1
+            over the window after it joined; 1 otherwise); empty without slow start
 """
 
 
@@ -147,6 +149,19 @@ def _task_id_typed(k):
     return lambda k: k
 
 
+_NO_WEIGHT = np.zeros(0)
+
+
+@njit(inline="always", cache=True)
+def _weights(st):
+    """View.weight: the slow-start weights (a kernel without failures has no task joining
+    during the run, and gives a constant empty array, so that a strategy's test of its length
+    folds away)."""
+    if FULL:
+        return st.task_weight
+    return _NO_WEIGHT
+
+
 _UNKNOWN = np.iinfo(np.int64).max     # Config.warm_index of a duration-bounded run before its warm-up's end
 
 # --------------------------------------------------------------------------------------------
@@ -209,13 +224,19 @@ def _retire(cfg, st, met, slot, done):
         met.tr_status[idx] = ST_COMPLETED
         met.tr_latency[idx] = latency
     on_response(cfg, st, b, k)
+    if FULL and cfg.as_svc.shape[0] > 0:      # what the autoscalers measure
+        st.as_busy[cfg.task_service[k]] += st.slot_svc[u]
+        st.as_done[cfg.task_service[k]] += 1
     if LOAD_INDEX:
         touch(cfg, st, np.int64(b), np.int64(k))
     if HAS_COMPLETE:
         s = cfg.task_service[k]
         load = load_of(cfg, st, b)
+        if FULL and st.ctr[RAMP_N] > 0:
+            ramp(cfg, st, done)
         view = View(load, cfg.task_node, cfg.task_speed, -1, done, cfg.bal_start[b], _params(cfg.params), -1, s,
-                    st.bal_task_state[b], tree_of(cfg, st, b, np.uint64(s)), node_load_of(cfg, st, b), cfg.node_cores)
+                    st.bal_task_state[b], tree_of(cfg, st, b, np.uint64(s)), node_load_of(cfg, st, b), cfg.node_cores,
+                    _weights(st))
         _on_complete(st.bal_state[b * np.uint64(cfg.n_services) + np.uint64(s)], task, latency, done, view)
     if CLOSED:
         _user_wait_over(cfg, st, slot, done + st.slot_dout[u])
@@ -226,8 +247,8 @@ def _retire(cfg, st, met, slot, done):
 @njit(inline="always", cache=True)
 def _advance(cfg, st, met, limit, ctl_limit):
     """Apply every completion, arrival at a task and control event with time <= limit, in time
-    order; stale refreshes only up to ctl_limit (the last arrival: none after the run's last
-    arrival, when the drain calls with limit past it). Returns 1 when it stopped at a client
+    order; stale refreshes and autoscaler evaluations only up to ctl_limit (the last arrival:
+    none after the run's last arrival, when the drain calls with limit past it). Returns 1 when it stopped at a client
     retry due at or before `limit`, 2 at a closed loop's user's send (the root of the control
     queue; the caller dispatches either, then calls again), else 0."""
     inf = np.inf
@@ -257,6 +278,8 @@ def _advance(cfg, st, met, limit, ctl_limit):
             _task_arrive(cfg, st, met, slot, tt)
         elif st.ctl_i[1] == T_REFRESH and tq > ctl_limit:
             timer_set(st, np.int64(T_REFRESH), inf)       # past the last arrival: no more refreshes
+        elif FULL and cfg.as_timer0 <= st.ctl_i[1] < cfg.user_timer0 and tq > ctl_limit:
+            timer_set(st, np.int64(st.ctl_i[1]), inf)     # nor autoscaler evaluations
         elif CLOSED and st.ctl_i[1] >= cfg.user_timer0:
             return 2
         elif FULL or st.ctl_i[1] != T_REFRESH:
@@ -508,8 +531,11 @@ def _kernel(cfg, st, met, arr, first, until):
         else:
             cands = _view(cfg.table, ts, tl)
             load = load_of(cfg, st, b)
+            if FULL and ctr[RAMP_N] > 0:
+                ramp(cfg, st, now)
             view = View(load, cfg.task_node, cfg.task_speed, e, now, cfg.bal_start[b], _params(cfg.params), client, s,
-                        st.bal_task_state[b], tree_of(cfg, st, b, us), node_load_of(cfg, st, b), cfg.node_cores)
+                        st.bal_task_state[b], tree_of(cfg, st, b, us), node_load_of(cfg, st, b), cfg.node_cores,
+                        _weights(st))
             k = _task_id(_select(cands, view, st.bal_state[b * np.uint64(cfg.n_services) + us], st.bal_rng[b]))
             # The contract check: never index state with an id that is not a candidate.
             # (unsigned: a negative id or position wraps to a large one and fails the bound)
@@ -561,4 +587,4 @@ def _kernel(cfg, st, met, arr, first, until):
 
 
 # The functions `specialise` copies per strategy: those that read the hooks or the switches.
-KERNEL_FUNCS = ("_task_arrive", "_retire", "_advance", "_store_counters", "_take_slot", "_no_task", "_send", "_kernel")
+KERNEL_FUNCS = ("_weights", "_task_arrive", "_retire", "_advance", "_store_counters", "_take_slot", "_no_task", "_send", "_kernel")

@@ -124,6 +124,10 @@ class _Run:
         self.horizon = horizon = inp.horizon
         self.schedule = inp.schedule
         fkey = (inp.entry_key, inp.retry_key)
+        dep = inp.deploy
+        ss = sc.balancer.slow_start
+        asc = inp.autoscale
+        n_deploy = control.deploy_timers(len(dep), S_, len(asc))
         h, cli = sc.health, sc.clients
         self.direct = self.direct_ok(force_heap)
         self.cfg_kw = dict(
@@ -137,14 +141,14 @@ class _Run:
             trace=np.int64(trace),
             conn=np.int64(conn),
             conn_logq=inp.conn_logq,
-            faults=np.int64(sc.faults.any), f_time=self.schedule.time, f_kind=self.schedule.kind,
+            faults=np.int64(sc.orchestrated), f_time=self.schedule.time, f_kind=self.schedule.kind,
             f_target=self.schedule.target, f_count=self.schedule.count, f_value=self.schedule.value,
             node_speed=cl.node_speed.copy(),      # (node_slow changes it during the run)
             task_detect=float(h.task_detect), node_detect=float(h.node_detect),
             restart_delay=float(h.restart_delay), startup=float(h.startup), entry_key=np.int64(fkey[0]),
             retries=np.int64(cli.retries), backoff=float(cli.backoff), timeout=float(cli.timeout),
             retry_key=np.int64(fkey[1]),
-            users=np.int64(n_users), user_timer0=np.int64(control.user_timer(cl.n_nodes, T)),
+            users=np.int64(n_users), user_timer0=np.int64(control.user_timer(cl.n_nodes, T, n_deploy)),
             n_req=np.int64(n_req if n_req is not None else np.iinfo(np.int64).max),
             t_end=float(sc.run.duration if sc.run.duration is not None else math.inf),
             warm_time=float(inp.warm_time if inp.warm_time is not None else math.inf),
@@ -152,6 +156,17 @@ class _Run:
             bg_time=inp.background.time, bg_node=inp.background.node, bg_level=inp.background.level,
             bg_timer=np.int64(control.background_timer(cl.n_nodes, T)),
             node_cores=cl.node_cores if cl.node_cores is not None else np.zeros(0),
+            d_time=dep.time, d_kind=dep.kind, d_svc=dep.service, d_replicas=dep.replicas, d_par=dep.parallelism,
+            d_delay=dep.delay, d_order=dep.order, d_factor=dep.factor, grace=float(h.grace),
+            deploy_timer0=np.int64(control.user_timer(cl.n_nodes, T)),
+            hc_interval=float(h.interval), hc_timeout=float(h.timeout), hc_retries=np.int64(h.retries),
+            hc_start=float(h.start_period),
+            ss_window=float(ss.window if ss else 0.0), ss_inv_aggr=float(1.0 / ss.aggression if ss else 1.0),
+            ss_min=float(ss.min_weight if ss else 1.0),
+            as_svc=asc.service, as_metric=asc.metric, as_target=asc.target, as_interval=asc.interval,
+            as_buckets=asc.buckets, as_tol=asc.tolerance, as_recs=asc.recs, as_lo=asc.lo, as_hi=asc.hi,
+            as_workers=np.array([sc.services[s].workers for s in asc.service], dtype=np.float64),
+            as_timer0=np.int64(control.user_timer(cl.n_nodes, T) + 1 + S_),
         )
         # the load index (loadindex.py), for a strategy that declares it
         li_off, li_p, li_len = loadindex.layout(cl.task_service, S_)
@@ -159,13 +174,17 @@ class _Run:
         if not spec.load_index:
             li_off[:], li_p[:], li_len, li_rows = 0, 0, 0, 1
         self.cfg_kw.update(li_off=li_off, li_p=li_p)
-        self.first_node = cl.task_node.copy()
+        self.first_node = np.where(cl.initial, cl.task_node, -1).astype(np.int32)    # a spare slot: -1
         cap = 1024
         N = cl.n_nodes
-        n_timers = control.timers(N, T, n_users)
+        n_timers = control.timers(N, T, n_users, n_deploy)
         at = {control.T_SCHEDULE: self.schedule.time[0]} if len(self.schedule) else {}
         if len(inp.background):
             at[control.background_timer(N, T)] = inp.background.time[0]
+        if len(dep):
+            at[control.user_timer(N, T)] = dep.time[0]
+        for a in range(len(asc)):      # the autoscalers' first evaluations
+            at[control.user_timer(N, T) + 1 + S_ + a] = float(asc.interval[a])
         if info.kind == "stale":
             at[control.T_REFRESH] = info.period
         # a closed loop's user draws: rows per user (their number changes no result: each user's
@@ -190,13 +209,16 @@ class _Run:
                  ps_tasks=T if ps else 0, ps_nodes=N if ps else 0,
                  ps_heap=int(cl.task_wstart[-1]) + S.HEAP_PAD if ps else 0, ps_tree=len(ps_t),
                  ps_snap_nodes=N if ps and info.kind == "stale" else 0,
-                 ps_piggy_nodes=N if ps and info.kind in ("local", "piggyback") else 0),
+                 ps_piggy_nodes=N if ps and info.kind in ("local", "piggyback") else 0,
+                 weight_tasks=T if ss else 0, autoscalers=len(asc),
+                 as_buckets=int(asc.buckets.max()) if len(asc) else 0, as_recs=int(asc.recs.max()) if len(asc) else 0),
             bal_rng=bal_rng, conn_rng=inp.conn_rng,
             node_drained=cl.node_drained, ctl_t=ctl_t, ctl_i=ctl_i, ps_t=ps_t, ps_i=ps_i,
             li_tree=loadindex.initial(cl.table_len, li_off, li_p, li_rows, li_len),
-            node_tasks=np.bincount(cl.task_node, minlength=N),
-            node_svc_tasks=np.bincount(cl.task_node.astype(np.int64) * S_ + cl.task_service,
+            node_tasks=np.bincount(cl.task_node[cl.initial], minlength=N),
+            node_svc_tasks=np.bincount((cl.task_node.astype(np.int64) * S_ + cl.task_service)[cl.initial],
                                        minlength=N * S_).reshape(N, S_),
+            task_state=np.where(cl.initial, S.TASK_ALIVE, S.TASK_DEAD),     # the deployments' spare slots: free
         )
         n_trace = n_req if (trace and n_req is not None) else 0
         self.ts_window, self.ts_n = time_windows(sc, horizon)
@@ -257,7 +279,7 @@ class _Run:
         in_order = sc.network.jitter == 0 and (sc.network.hop == 0 or single_entry)
         return (not force_heap and self.users is None and not spec.reads_load and spec.on_complete is None and in_order
                 and all(s.queue_limit == 0 for s in sc.services) and sc.run.drain
-                and not sc.faults.any and not sc.clients.active and sc.cluster.cores is None)
+                and not sc.orchestrated and not sc.clients.active and sc.cluster.cores is None)
 
     def config(self) -> S.Config:
         # A duration-bounded run whose warm-up boundary is not reached yet measures nothing
@@ -341,7 +363,7 @@ def simulate(scenario, strategy: str | Strategy = "round_robin", params: dict | 
     cfg = run.config()
     empty = S.Arrivals(np.empty(0), np.empty(0, np.int32), np.empty(0), np.empty(0, np.int32), np.empty(0, np.int64), np.empty(0))
     t_compile = time.perf_counter()
-    kernel = compiled_kernel(spec, full=sc.faults.any or sc.clients.active, direct=run.direct,
+    kernel = compiled_kernel(spec, full=sc.orchestrated or sc.clients.active, direct=run.direct,
                              closed=run.users is not None)
     # A call that does nothing (no arrivals, no event due by -inf) compiles the kernel or loads
     # it from the cache now, so that wall_s and req_per_s measure the simulation only.
@@ -561,7 +583,9 @@ def _result(run: _Run, spec: Strategy, pvals: dict, seed: int, wall: float, trac
     hist = met.hist.copy()
     p50, p90, p99, p999 = percentiles(hist, [0.5, 0.9, 0.99, 0.999], float(f[S.LAT_MAX]))
     util = met.task_busy / (window * cl.task_workers) if window and window > 0 else np.full(cl.n_tasks, np.nan)
-    cov, maxmean, jain = _imbalance(util)
+    # a deployment's spare slots count once they have held a task
+    used = cl.initial | (st.task_restarts > 0) if cl.n_initial >= 0 else slice(None)
+    cov, maxmean, jain = _imbalance(util[used])
     svc0 = sc.services[0]
     capacity = sum(cl.service_capacity(i) for i in range(cl.n_services))
     rate = float(run.workload.rate)
@@ -586,7 +610,7 @@ def _result(run: _Run, spec: Strategy, pvals: dict, seed: int, wall: float, trac
         "params": json.dumps(pvals, sort_keys=True),
         "seed": seed,
         "nodes": cl.n_nodes,
-        "tasks": cl.n_tasks,
+        "tasks": int(cl.initial.sum()),     # (a deployment's spare slots are not tasks)
         "workers": int(svc0.workers),
         "rho": float(rho),
         "rate": rate,
@@ -611,8 +635,8 @@ def _result(run: _Run, spec: Strategy, pvals: dict, seed: int, wall: float, trac
         "latency_max": float(f[S.LAT_MAX]) if completed else math.nan,
         "throughput": completed / window if window and window > 0 else math.nan,
         "offered_rate_mean": arrived / window if window and window > 0 else math.nan,
-        "util_mean": float(np.mean(util)),
-        "util_max": float(np.max(util)),
+        "util_mean": float(np.mean(util[used])),
+        "util_max": float(np.max(util[used])),
         "imbalance_cov": cov,
         "imbalance_max_mean": maxmean,
         "jain": jain,
@@ -631,7 +655,7 @@ def _result(run: _Run, spec: Strategy, pvals: dict, seed: int, wall: float, trac
         "run_id": [row["run_id"]] * cl.n_tasks,
         "task": np.arange(cl.n_tasks, dtype=np.int32),
         "service": [sc.services[s].name for s in cl.task_service],
-        "node": cl.task_node,
+        "node": np.where(cl.initial | (st.task_restarts > 0), cl.task_node, -1).astype(np.int32),
         "first_node": run.first_node,
         "restarts": st.task_restarts,
         "speed": cl.task_speed,
@@ -719,7 +743,8 @@ def _timeseries(run: _Run, run_id: str) -> pl.DataFrame | None:
     w = run.ts_window
     counts = met.ts_count[:n]
     p99 = _row_percentiles(met.ts_hist[:n], M.bucket_edges(M.TS_SUB), 0.99)
-    node_workers = np.bincount(cl.task_node, weights=cl.task_workers, minlength=cl.n_nodes)
+    live = cl.initial | (run.st.task_restarts > 0)      # (a deployment's spare slots once used)
+    node_workers = np.bincount(cl.task_node[live], weights=cl.task_workers[live], minlength=cl.n_nodes)
     length = np.full(n, w)
     length[-1] = max(last - (n - 1) * w, 1e-300)     # the last window ends at the last arrival
     with np.errstate(invalid="ignore", divide="ignore"):

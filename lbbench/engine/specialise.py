@@ -38,7 +38,7 @@ def engine_hash() -> str:
         h = hashlib.sha1()
         here = Path(__file__).parent
         for path in sorted(here.glob("*.py")) + [here.parent / "rng.py", here.parent / "model" / "faults.py",
-                                                 here.parent / "plugins" / "kit.py"]:
+                                                 here.parent / "model" / "deploy.py", here.parent / "plugins" / "kit.py"]:
             h.update(path.name.encode() + b"\0" + path.read_bytes())
         _ENGINE_HASH = h.hexdigest()[:10]
     return _ENGINE_HASH

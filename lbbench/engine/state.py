@@ -30,6 +30,11 @@ Config = namedtuple("Config", [
     "li_off", "li_p",
     "users", "user_timer0", "n_req", "t_end", "warm_time",
     "ps", "node_cores", "f_value", "bg_time", "bg_node", "bg_level", "bg_timer",
+    "d_time", "d_kind", "d_svc", "d_replicas", "d_par", "d_delay", "d_order", "d_factor", "grace", "deploy_timer0",
+    "hc_interval", "hc_timeout", "hc_retries", "hc_start",
+    "ss_window", "ss_inv_aggr", "ss_min",
+    "as_svc", "as_metric", "as_target", "as_interval", "as_buckets", "as_tol", "as_recs", "as_lo", "as_hi",
+    "as_workers", "as_timer0",
 ])
 Config.__doc__ = """Static configuration of a run.
 
@@ -54,6 +59,21 @@ Processor sharing (ps = 1: cluster.cores; cpu.py): node_cores[n], the cores of n
 the requests in service on it (empty without it). bg_time/bg_node/bg_level: the nodes'
 background load changes (cluster.background, model/background.py), applied by the control
 timer bg_timer (ctr[BG_I] the next one).
+
+Deployments (docs/model.md, "Deployments"): d_* is the deploy schedule (lbbench/model/deploy.py,
+DeploySchedule), sorted by time; grace is health.grace; the deploy schedule's timer is
+deploy_timer0, service s's update batches deploy_timer0 + 1 + s (no such timers without
+deployments: deploy_timer0 is then the users' first).
+
+Health checks (hc_interval > 0; docs/model.md, "Health checks"): the probes' interval, timeout,
+retries and start period; 0: the fixed startup and task_detect.
+
+Slow start (ss_window > 0; docs/model.md, "Slow start"): the window, 1 / aggression and the
+minimum weight of a task that joins during the run.
+
+Autoscalers (as_*, one per autoscaled service; docs/model.md, "Autoscaler"): their service,
+metric, target, interval, window in intervals, tolerance, stabilization in desires, min, max,
+the service's workers per task; autoscaler a's timer is as_timer0 + a.
 """
 
 
@@ -170,6 +190,32 @@ STATE = {
         Array("ps_t", np.float64, ("ps_tree",), np.inf, "each node's next completion, a tournament tree (heaps.tree_set)"),
         Array("ps_i", np.int32, ("ps_tree",), 0, "the node holding that minimum"),
     ),
+    "deploy": (             # deployments and graceful stops (control.py; docs/model.md, "Deployments")
+        Array("task_version", np.int64, ("tasks",), 0, "the version of the slot's task (an update's index + 1)"),
+        Array("task_placed", np.float64, ("tasks",), 0.0, "when the slot's task was placed (its probe grid's origin)"),
+        Array("task_stop_next", np.int8, ("tasks",), 0, "what follows the slot's stop (STOP_*)"),
+        Array("task_upd_old", np.int32, ("tasks",), -1, "start-first: the old task this one replaces when it joins"),
+        Array("task_replaced", np.int8, ("tasks",), 0, "start-first: its replacement is starting"),
+        Array("task_upd_wait", np.int8, ("tasks",), 0, "its next join is awaited by its service's update"),
+        Array("svc_version", np.int64, ("services",), 0, "the service's current version (new tasks get it)"),
+        Array("svc_factor", np.float64, ("services",), 1.0, "its speed factor (new tasks run at node speed x it)"),
+        Array("svc_want", np.int64, ("services",), 0, "new tasks waiting for a free slot"),
+        Array("upd_ev", np.int64, ("services",), -1, "the service's running update (deploy index), -1: none"),
+        Array("upd_wait", np.int64, ("services",), 0, "joins the update's current batch awaits"),
+        Array("task_weight", np.float64, ("weight_tasks",), 1.0,
+              "slow start: each task's weight, View.weight (length 0 without slow start)"),
+        Array("task_joined", np.float64, ("weight_tasks",), 0.0, "slow start: when the task joined"),
+        Array("ramp_ids", np.int64, ("weight_tasks",), 0, "slow start: the tasks still ramping up (ctr[RAMP_N])"),
+        Array("as_busy", np.float64, ("services",), 0.0, "autoscalers: service seconds completed since the last evaluation"),
+        Array("as_done", np.int64, ("services",), 0, "autoscalers: requests completed since the last evaluation"),
+        Array("as_rbusy", np.float64, ("autoscalers", "as_buckets"), 0.0, "per autoscaler, the window's intervals' seconds"),
+        Array("as_rdone", np.int64, ("autoscalers", "as_buckets"), 0, "and their completions"),
+        Array("as_rec", np.int64, ("autoscalers", "as_recs"), 0, "its desires over the stabilization window"),
+        Array("as_tick", np.int64, ("autoscalers",), 0, "its evaluations so far"),
+        Array("scr_key", np.int64, ("tasks",), 0, "scratch of a scale-down's choice (compiled code allocates nothing)"),
+        Array("scr_id", np.int64, ("tasks",), 0, "the same: the slots"),
+        Array("scr_copies", np.int64, ("nodes",), 0, "the same: copies of the service per node"),
+    ),
     "counters": (
         Array("ctr", np.int64, ("n_ctr",), 0, "int64 counters (ARRIVED, ...)"),
         Array("fctr", np.float64, ("n_fctr",), 0.0, "float64 counters (LAT_SUM, ...)"),
@@ -181,7 +227,7 @@ State.__doc__ = "Mutable state, resumable across chunks: the arrays of `STATE`, 
 
 # ctr (int64) fields
 (ARRIVED, COMPLETED, REJECTED, FAILED, CROSS, HEAP_N, TRANSIT_N, FREE_N, ERR_CODE, ERR_REQ, ERR_VALUE, REQUESTS,
- IN_FLIGHT_M, RETRIED, TIMED_OUT, RT_N, FAULT_I, CRASHES, NEED, BG_I, N_CTR) = range(21)
+ IN_FLIGHT_M, RETRIED, TIMED_OUT, RT_N, FAULT_I, CRASHES, NEED, BG_I, DEPLOY_I, RAMP_N, N_CTR) = range(23)
 # The kernel's return codes: done, a strategy's answer not a candidate (ERR_*), and a closed
 # loop's stops for Python: user ctr[NEED] has used its draws (refill them), the first measured
 # request of a duration-bounded run is ctr[NEED] (set warm_index).
@@ -191,7 +237,10 @@ LAT_SUM, LAT_MAX, T_FIRST, T_LAST, N_FCTR = range(5)
 
 # Task slot states and orchestrator events
 TASK_DEAD, TASK_ALIVE, TASK_STARTING = 0, 1, 2
-EV_NONE, EV_DETECT, EV_PLACE, EV_JOIN = 0, 1, 2, 3
+EV_NONE, EV_DETECT, EV_PLACE, EV_JOIN, EV_STOP = 0, 1, 2, 3, 4
+# What follows a stop (task_stop_next): the slot is free (scale-down, start-first update), a
+# replacement after restart_delay (drain), the new version at once (stop-first update)
+STOP_FREE, STOP_REPLACE, STOP_UPDATE = 0, 1, 2
 
 # Trace status codes
 ST_COMPLETED, ST_REJECTED, ST_FAILED, ST_IN_FLIGHT = 0, 1, 2, 3
@@ -208,9 +257,11 @@ def new_state(sizes: dict, **given) -> State:
     state_size, strategy_tasks, task_state, connections, piggy_balancers, piggy_tasks,
     timer_tree, index_rows, index_len, services, users, user_draws, user_jitter (0 when not
     given: no closed loop), ps_tasks, ps_nodes, ps_heap, ps_tree, ps_snap_nodes, ps_piggy_nodes
-    (0 when not given: no processor sharing), slots; heap is slots + HEAP_PAD."""
+    (0 when not given: no processor sharing), weight_tasks (0 when not given: no slow start),
+    slots; heap is slots + HEAP_PAD."""
     sizes = dict({"users": 0, "user_draws": 0, "user_jitter": 0, "ps_tasks": 0, "ps_nodes": 0, "ps_heap": 0,
-                  "ps_tree": 0, "ps_snap_nodes": 0, "ps_piggy_nodes": 0}, **sizes)
+                  "ps_tree": 0, "ps_snap_nodes": 0, "ps_piggy_nodes": 0, "weight_tasks": 0, "autoscalers": 0,
+                  "as_buckets": 0, "as_recs": 0}, **sizes)
     sizes = dict(sizes, heap=sizes[SLOTS] + HEAP_PAD, n_ctr=N_CTR, n_fctr=N_FCTR)
     out = {}
     for a in STATE_ARRAYS:

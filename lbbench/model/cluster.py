@@ -51,6 +51,8 @@ class ClusterState:
     table_len: np.ndarray       # int64[S]
     table_pos: np.ndarray       # int64[T]: position of a task in its service's table, -1 if absent
     node_cores: np.ndarray | None = None   # float64[N]: cluster.cores (None: a core per worker)
+    n_initial: int = -1         # tasks placed at the start; the slots after them are spares for
+                                # deployments (deploy.spare_slots), with no task yet (-1: no spares)
 
     @property
     def n_nodes(self) -> int:
@@ -64,12 +66,20 @@ class ClusterState:
     def n_services(self) -> int:
         return len(self.table_start)
 
+    @property
+    def initial(self) -> np.ndarray:
+        """bool[T]: the slots holding a task at the start (all but the deployments' spares)."""
+        m = np.ones(self.n_tasks, dtype=bool)
+        if self.n_initial >= 0:
+            m[self.n_initial:] = False
+        return m
+
     def service_capacity(self, s: int) -> float:
         """Work per second the service's tasks can do (workers x speed), demand units. With
         cluster.cores the service's workers on a node use at most its cores: the sum over nodes
         of min(workers there, cores) x speed, the service alone on its nodes (docs/model.md,
         "Nodes as shared machines")."""
-        m = self.task_service == s
+        m = (self.task_service == s) & self.initial
         if self.node_cores is not None:
             per_node = np.bincount(self.task_node[m], weights=self.task_workers[m], minlength=self.n_nodes)
             return float(np.sum(np.minimum(per_node, self.node_cores) * self.node_speed))
@@ -91,6 +101,14 @@ def build_cluster(sc: Scenario) -> ClusterState:
         task_service += [s] * svc.replicas
         task_workers += [svc.workers] * svc.replicas
         task_q += [svc.queue_limit] * svc.replicas
+    n_initial = len(task_node)
+    if sc.deploy.events or sc.autoscale:        # spare slots for the deployments, after every initial task
+        from .deploy import spare_slots
+        for s, (svc, n_spare) in enumerate(zip(sc.services, spare_slots(sc))):
+            task_node += [0] * n_spare          # a placeholder until the orchestrator places a task there
+            task_service += [s] * n_spare
+            task_workers += [svc.workers] * n_spare
+            task_q += [svc.queue_limit] * n_spare
     task_node = np.asarray(task_node, dtype=np.int32)
     task_service = np.asarray(task_service, dtype=np.int32)
     task_workers = np.asarray(task_workers, dtype=np.int32)
@@ -104,7 +122,7 @@ def build_cluster(sc: Scenario) -> ClusterState:
     table = np.empty(int(counts.sum()), dtype=np.int32)
     table_len = np.zeros(n_services, dtype=np.int64)
     table_pos = np.full(len(task_node), -1, dtype=np.int64)
-    for t, s in enumerate(task_service):
+    for t, s in enumerate(task_service[:n_initial]):
         pos = table_len[s]
         table[table_start[s] + pos] = t
         table_pos[t] = pos
@@ -115,4 +133,5 @@ def build_cluster(sc: Scenario) -> ClusterState:
         task_workers=task_workers, task_wstart=wstart, task_qlimit=np.asarray(task_q, dtype=np.int64),
         table=table, table_start=table_start, table_len=table_len, table_pos=table_pos,
         node_cores=None if sc.cluster.cores is None else np.asarray(sc.cluster.core_list(), dtype=np.float64),
+        n_initial=n_initial if n_initial < len(task_node) else -1,
     )

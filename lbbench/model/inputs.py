@@ -16,6 +16,7 @@ import numpy as np
 from .. import rng as rngmod
 from .background import BackgroundSchedule, build_background
 from .cluster import ClusterState
+from .deploy import Autoscale, DeploySchedule, build_autoscale, build_deploy
 from .faults import Schedule, build_schedule
 from .limits import check_run
 from .scenario import Scenario
@@ -39,6 +40,8 @@ class RunInputs:
     conn_rng: np.ndarray     # uint64[1]: the keep-alive connections' random state (CONNECTION stream)
     conn_logq: float         # log(1 - 1/keepalive): a connection's length is 1 + floor(log(u) / conn_logq)
     background: BackgroundSchedule   # the nodes' background load over time (cluster.background)
+    deploy: DeploySchedule   # the deployments (scale, update), sorted by time
+    autoscale: Autoscale     # the autoscalers
 
 
 def run_requests(sc: Scenario, wl: Workload) -> int | None:
@@ -74,4 +77,6 @@ def run_inputs(sc: Scenario, cl: ClusterState, wl: Workload, seed: int) -> RunIn
         conn_rng=rngmod.seed_states(rngmod.stream(seed, rngmod.CONNECTION), 1)[0],
         conn_logq=math.log1p(-1.0 / keep) if keep > 1 else 0.0,
         background=build_background(sc, horizon, seed),
+        deploy=build_deploy(sc),
+        autoscale=build_autoscale(sc),
     )

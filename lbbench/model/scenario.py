@@ -308,12 +308,22 @@ class Info(NamedTuple):
     period: float
 
 
+class SlowStart(_Model):
+    """Envoy's slow start: a task that joins during the run has the weight
+    max(min_weight, (age / window) ** (1 / aggression)) until it is `window` seconds old."""
+
+    window: float = Field(gt=0, **_SECONDS, description="seconds a new task's weight ramps up")
+    aggression: float = Field(1.0, gt=0, le=1e6, allow_inf_nan=False, description="1 = linear; higher: faster at first")
+    min_weight: float = Field(0.1, gt=0, le=1, allow_inf_nan=False, description="the weight at join")
+
+
 class Balancer(_Model):
     mode: Literal["per_node", "central"] = "per_node"
     info: str = Field("global", description="global | local | stale:P | piggyback")
     rr_start: Literal["zero", "random"] = "random"
     unit: Literal["request", "connection"] = Field("request", description="L7: balance every request; L4: balance keep-alive connections")
     keepalive: float = Field(10.0, ge=1, le=1e15, allow_inf_nan=False, description="mean requests per connection (geometric), unit = connection")
+    slow_start: SlowStart | None = Field(None, description="a new task's weight ramps up (view.weight)")
 
     @field_validator("info")
     @classmethod
@@ -424,6 +434,76 @@ class Health(_Model):
     node_detect: float = Field(15.0, ge=0, **_SECONDS, description="seconds until a down node is noticed (heartbeat)")
     restart_delay: float = Field(5.0, ge=0, **_SECONDS, description="seconds from detection to the replacement's start")
     startup: float = Field(0.0, ge=0, **_SECONDS, description="seconds for a replacement to become healthy")
+    grace: float = Field(0.0, ge=0, **_SECONDS, description="stop_grace_period: seconds a stopped task finishes its requests")
+    interval: float = Field(0.0, ge=0, **_SECONDS, description="health checks: seconds between probes (0 = off)")
+    timeout: float = Field(30.0, ge=0, **_SECONDS, description="health checks: seconds a failing probe takes")
+    retries: int = Field(3, ge=1, le=1_000_000, description="health checks: failed probes that mark a task unhealthy")
+    start_period: float = Field(0.0, ge=0, **_SECONDS, description="health checks: failed probes not counted before this")
+
+
+class DeployEvent(_Model):
+    """One deployment at time `at` (docs/model.md, "Deployments"): `scale` a service to
+    `replicas`, or `update` it (its tasks replaced in batches of `parallelism`, 0 = all, `delay`
+    apart, `stop-first` or `start-first`; `set` the new version's `demand.mean`)."""
+
+    at: float = Field(ge=0, **_SECONDS, description="seconds from the start of the run")
+    kind: Literal["scale", "update"]
+    service: str | int
+    replicas: int | None = Field(None, le=1_000_000, description="scale: the new number of tasks")
+    parallelism: int = Field(1, ge=0, le=1_000_000, description="update: tasks replaced at once (0 = all)")
+    delay: float = Field(0.0, ge=0, **_SECONDS, description="update: seconds between batches")
+    order: Literal["stop-first", "start-first"] = "stop-first"
+    set: dict[str, float] | None = Field(None, description="update: the new version's keys (demand.mean)")
+
+    @model_validator(mode="after")
+    def _check(self):
+        given = self.model_fields_set
+        if self.kind == "scale":
+            if self.replicas is None:
+                raise ValueError("replicas: a scale event needs replicas, the service's new number of tasks")
+            if self.replicas < 0:
+                raise ValueError(f"replicas: a service cannot scale to {self.replicas} replicas; give 0 or more")
+            extra = sorted(given & {"parallelism", "delay", "order", "set"})
+            if extra:
+                raise ValueError(f"{extra[0]}: only an update takes {extra[0]}; drop it from the scale event")
+        else:
+            if self.replicas is not None:
+                raise ValueError("replicas: an update keeps the number of tasks; scale with a kind = \"scale\" event")
+            for key, value in (self.set or {}).items():
+                if key != "demand.mean":
+                    raise ValueError(f"set: an update cannot set {key!r}; it sets demand.mean (the new version's mean demand)")
+                if not (value > 0 and math.isfinite(value) and value <= MAX_SECONDS):
+                    raise ValueError(f"set: demand.mean must be a positive number of seconds up to 2**40, got {value!r}")
+        return self
+
+
+class Deploy(_Model):
+    events: list[DeployEvent] = Field(default_factory=list)
+
+
+class Autoscaler(_Model):
+    """The Kubernetes HPA rule for one service (docs/model.md, "Autoscaler"): every `interval`
+    seconds, desired = ceil(tasks x metric / target) from the metric over the last `window`
+    seconds, unchanged within `tolerance`, the largest desire of the last `stabilization`
+    seconds for a scale-down, within [min, max]."""
+
+    service: str | int
+    metric: Literal["util", "rps"] = "util"
+    target: float = Field(gt=0, allow_inf_nan=False, le=1e12, description="util: busy fraction per worker; rps: completions per second per task")
+    interval: float = Field(15.0, gt=0, **_SECONDS, description="seconds between evaluations")
+    window: float = Field(60.0, gt=0, **_SECONDS, description="seconds the metric is averaged over")
+    tolerance: float = Field(0.1, ge=0, lt=1, description="no change while |metric / target - 1| <= tolerance")
+    stabilization: float = Field(300.0, ge=0, **_SECONDS, description="seconds of desires a scale-down takes the largest of")
+    min: int = Field(1, ge=0, le=1_000_000)
+    max: int = Field(10, ge=0, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.min > self.max:
+            raise ValueError(f"min: an autoscaler with min {self.min} > max {self.max} can never settle; give min <= max")
+        if self.window / self.interval > 100_000 or self.stabilization / self.interval > 100_000:
+            raise ValueError("window: window and stabilization may span at most 100,000 intervals; raise interval")
+        return self
 
 
 class Clients(_Model):
@@ -447,9 +527,49 @@ class Scenario(_Model):
     faults: Faults = Faults()
     health: Health = Health()
     clients: Clients = Clients()
+    deploy: Deploy = Deploy()
+    autoscale: list[Autoscaler] = Field(default_factory=list)
+
+    @property
+    def orchestrated(self) -> bool:
+        """Tasks come and go during the run: faults, deployments or autoscalers (the engine's
+        failure paths)."""
+        return self.faults.any or bool(self.deploy.events) or bool(self.autoscale)
+
+    def _check_deploy(self):
+        """deploy.events name services that exist, and their task slots fit the engine's int32."""
+        names = [s.name for s in self.services]
+        seen = set()
+        for i, a in enumerate(self.autoscale):
+            where = f"autoscale.{i}.service"
+            if isinstance(a.service, str) and a.service not in names:
+                raise ValueError(f"{where} {a.service!r} is not a service; services: {', '.join(names)}")
+            if isinstance(a.service, int) and not 0 <= a.service < len(names):
+                raise ValueError(f"{where} {a.service} does not exist; services are 0..{len(names) - 1}")
+            s = names.index(a.service) if isinstance(a.service, str) else a.service
+            if s in seen:
+                raise ValueError(f"{where} {a.service!r} has a second autoscaler; give one per service")
+            seen.add(s)
+        for i, ev in enumerate(self.deploy.events):
+            where = f"deploy.events.{i}.service"
+            if isinstance(ev.service, str) and ev.service not in names:
+                raise ValueError(f"{where} {ev.service!r} is not a service; services: {', '.join(names)}")
+            if isinstance(ev.service, int) and not 0 <= ev.service < len(names):
+                raise ValueError(f"{where} {ev.service} does not exist; services are 0..{len(names) - 1}")
+        if self.deploy.events or self.autoscale:
+            from .deploy import spare_slots
+            spare = spare_slots(self)
+            slots = sum(s.replicas + n for s, n in zip(self.services, spare))
+            workers = sum((s.replicas + n) * s.workers for s, n in zip(self.services, spare))
+            per_node = self.cluster.nodes * slots if self.balancer.mode == "per_node" else 0
+            if max(slots, workers, per_node) > INT32_MAX:
+                raise ValueError(f"deploy.events: the task slots they need ({slots:,}, x workers {workers:,}, x per-node "
+                                 f"balancers {per_node:,}) exceed the engine's limit of {INT32_MAX:,} (int32); "
+                                 "scale to fewer replicas")
 
     @model_validator(mode="after")
     def _check(self):
+        self._check_deploy()
         n = self.cluster.nodes
         ports = [s.port for s in self.services]
         if len(set(ports)) != len(ports):
@@ -620,6 +740,34 @@ PRESETS["shared-nodes"] = {
     "balancer": {"mode": "per_node", "info": "global", "rr_start": "random"},
     "run": {"duration": 300.0, "warmup": 0.1, "window": 2.0},
 }
+# The seed mesh with four web replicas (two on each task node) rolled out to a new version at
+# t = 60 s (docs/model.md, "Deployments"): one task at a time, 5 s after the previous one is
+# healthy, stop-first; a new task is healthy 2 s after its placement; a stopped task finishes
+# what it holds for 1 s (stop_grace_period). 180 s, 1 s windows.
+PRESETS["rolling-update"] = copy.deepcopy(PRESETS["seed-mesh"])
+PRESETS["rolling-update"].update({
+    "name": "rolling-update",
+    "services": [{"name": "web", "port": 5001, "replicas": 4, "workers": 1,
+                  "demand": {"dist": "exponential", "mean": 0.01}}],
+    "run": {"duration": 180.0, "warmup": 0.1, "window": 1.0},
+    "deploy": {"events": [{"at": 60.0, "kind": "update", "service": "web", "parallelism": 1, "delay": 5.0,
+                           "order": "stop-first"}]},
+    "health": {"startup": 2.0, "grace": 1.0},
+})
+
+
+# The seed mesh's two web tasks under a load step: base utilisation 0.3, three times the rate
+# from t = 120 s on, with the Kubernetes HPA rule on utilisation 0.6 (docs/model.md,
+# "Autoscaler"; at least 2 tasks): it settles at ceil(0.9 x 2 / 0.6) = 3 tasks. 480 s, 2 s windows.
+PRESETS["autoscale"] = copy.deepcopy(PRESETS["seed-mesh"])
+PRESETS["autoscale"].update({
+    "name": "autoscale",
+    "workload": {"rho": 0.3, "entry": "single:0", "profile": [{"at": 0.0, "scale": 1.0}, {"at": 120.0, "scale": 3.0}]},
+    "run": {"duration": 480.0, "warmup": 0.1, "window": 2.0},
+    "autoscale": [{"service": "web", "metric": "util", "target": 0.6, "interval": 15.0, "window": 60.0,
+                   "stabilization": 300.0, "min": 2, "max": 6}],
+    "health": {"startup": 2.0, "grace": 1.0},
+})
 
 
 def preset_names() -> list[str]:

@@ -20,7 +20,8 @@ CASES = {"seed-mesh": {"run.requests": 20_000}, "reference": {"run.requests": 40
          "flash-crowd": {"run.duration": 150.0, "workload.profile": [{"at": 0.0, "scale": 1.0}, {"at": 60.0, "scale": 3.0},
                                                                      {"at": 90.0, "scale": 1.0}]},
          "closed-loop": {"run.requests": 20_000},
-         "shared-nodes": {"run.duration": 120.0, "cluster.background": [{"node": 3, "at": 40.0, "load": 2.0}]}}
+         "shared-nodes": {"run.duration": 120.0, "cluster.background": [{"node": 3, "at": 40.0, "load": 2.0}]},
+         "rolling-update": {"run.duration": 120.0}, "autoscale": {"run.duration": 240.0}}
 # columns that describe the run's identity or its wall time, not its result
 VOLATILE = {"run_id", "wall_s", "req_per_s", "strategy_hash", "lbbench_version", "schema_version"}
 

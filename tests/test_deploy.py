@@ -1,0 +1,213 @@
+"""Deployments and graceful stops (scenario `deploy`, `health.grace`; docs/model.md, "Deployments").
+
+The engine agrees request by request with naive.py on small scenarios that scale services up
+and down, roll out updates stop-first and start-first (with delays, parallelism, a new
+version's demand), drain nodes gracefully, and mix these with crashes; conservation holds; no
+request is sent to a task after it left the tables; after a scale to N and the startup, N
+tasks are live; a start-first update with grace >= the longest service time fails nothing.
+These runs use the kernels test_faults.py compiles (the strategies of simcheck, with
+failures): no new kernel.
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+
+from lbbench import UserError
+from lbbench.engine.run import simulate
+from lbbench.model.scenario import load_scenario
+
+from naive import FAILED, simulate_naive
+from simcheck import STRATEGIES, assert_counters_match, assert_trace_matches, scenario
+
+HEALTH = {"task_detect": 20.0, "node_detect": 30.0, "restart_delay": 5.0, "startup": 3.0}
+
+
+def with_deploy(sc: dict, events, health=None, faults=()) -> dict:
+    sc = copy.deepcopy(sc)
+    sc["deploy"] = {"events": list(events)}
+    sc["health"] = dict(HEALTH, **(health or {}))
+    if faults:
+        sc["faults"] = {"events": list(faults)}
+    return sc
+
+
+def scale(at, n, service="web"):
+    return {"at": at, "kind": "scale", "service": service, "replicas": n}
+
+
+def update(at, **kw):
+    return {"at": at, "kind": "update", "service": kw.pop("service", "web"), **kw}
+
+
+CASES = {
+    # up, then down below the start (Swarm's choice of victims), then up again; hops and jitter
+    "scale_up_down": with_deploy(scenario(nodes=3, replicas=3, rho=0.6, hop=0.01, jitter=0.005, requests=2500),
+                                 [scale(200.0, 6), scale(700.0, 2), scale(1100.0, 5)], {"grace": 1.5}),
+    # stop-first, two at a time, 10 s apart, a slower new version; no grace (stops at once)
+    "update_stop_first": with_deploy(scenario(nodes=3, replicas=4, rho=0.5, requests=2500),
+                                     [update(300.0, parallelism=2, delay=10.0, set={"demand.mean": 1.5})]),
+    # start-first, one at a time, a faster version, a grace; a second update takes over mid-way;
+    # queue limits and local information
+    "update_start_first": with_deploy(scenario(nodes=4, replicas=4, rho=0.7, workers=2, queue_limit=3, info="local",
+                                               requests=3000),
+                                      [update(250.0, order="start-first", delay=4.0, set={"demand.mean": 0.5}),
+                                       update(262.0, order="start-first", parallelism=3)], {"grace": 3.0}),
+    # a graceful drain, a scale during an update, a crash of a task being stopped, a node down
+    "mixed_faults": with_deploy(scenario(nodes=4, replicas=5, rho=0.6, hop=0.005, mode="central", requests=3000),
+                                [update(200.0, parallelism=2, delay=2.0), scale(215.0, 3), scale(600.0, 7)],
+                                {"grace": 4.0},
+                                faults=[{"at": 202.0, "kind": "task_crash", "task": 0},
+                                        {"at": 205.0, "kind": "node_drain", "node": 3},
+                                        {"at": 206.0, "kind": "task_crash", "service": "web", "count": 2},
+                                        {"at": 207.0, "kind": "node_down", "node": 2},
+                                        {"at": 400.0, "kind": "node_up", "node": 2}]),
+    # health checks: crashes detected by probes, new tasks joining at their first passing probe
+    "health_checks": with_deploy(scenario(nodes=3, replicas=4, rho=0.6, hop=0.002, requests=2500),
+                                 [scale(150.0, 6), update(500.0, order="start-first", parallelism=2)],
+                                 {"interval": 4.0, "timeout": 1.5, "retries": 2, "start_period": 30.0, "grace": 1.0},
+                                 faults=[{"at": 300.0, "kind": "task_crash", "task": 1},
+                                         {"at": 152.0, "kind": "task_crash", "task": 3}]),
+    # slow start: the tasks a scale and an update add ramp up (round_robin and least_load
+    # honour the weights; random does not)
+    "slow_start": dict(with_deploy(scenario(nodes=3, replicas=3, rho=0.7, hop=0.003, requests=2500),
+                                   [scale(200.0, 5), update(600.0, parallelism=2, order="start-first")],
+                                   {"grace": 2.0}),
+                       balancer={"mode": "per_node", "info": "global", "rr_start": "random",
+                                 "slow_start": {"window": 60.0, "aggression": 2.0, "min_weight": 0.05}}),
+    # an autoscaler on utilisation, a load step, a scale-down stabilization; an update meanwhile
+    "autoscale_util": dict(with_deploy(scenario(nodes=3, replicas=2, rho=0.5, hop=0.002, requests=3000),
+                                       [update(700.0, parallelism=1, order="start-first")], {"grace": 1.0}),
+                           workload={"rate": 1.0, "entry": "uniform",
+                                     "profile": [{"at": 0.0, "scale": 1.0}, {"at": 400.0, "scale": 2.5},
+                                                 {"at": 1200.0, "scale": 0.7}]},
+                           autoscale=[{"service": "web", "metric": "util", "target": 0.5, "interval": 10.0,
+                                       "window": 40.0, "stabilization": 60.0, "min": 1, "max": 8}]),
+    # an autoscaler on requests per second per task
+    "autoscale_rps": dict(scenario(nodes=2, replicas=3, rho=0.4, requests=2500),
+                          autoscale=[{"service": 0, "metric": "rps", "target": 0.3, "interval": 7.0, "window": 21.0,
+                                      "stabilization": 0.0, "tolerance": 0.2, "min": 2, "max": 6}]),
+    # a scale to 0 fails every request meanwhile; with a long grace the stopping tasks hold
+    # every slot, and new tasks wait for one to free
+    "scale_to_zero": with_deploy(scenario(nodes=2, replicas=2, rho=0.5, requests=2000),
+                                 [scale(300.0, 0), scale(310.0, 3), scale(320.0, 0), scale(330.0, 3)], {"grace": 50.0}),
+}
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("case", list(CASES))
+def test_engine_matches_naive_with_deployments(case, strategy):
+    sc = CASES[case]
+    res = simulate(sc, strategy, trace=True, progress=False)
+    ref = simulate_naive(sc, strategy)
+    assert_trace_matches(res.trace, ref)
+    assert_counters_match(res.row(), ref)
+    row = res.row()
+    assert row["crashes"] == ref.crashes
+    assert row["arrived"] == row["completed"] + row["rejected"] + row["failed"] + row["in_flight"]
+    # no request is sent to a task after it left the tables (until it joins again)
+    routed = sorted(ref.routed)
+    startup = sc.get("health", {}).get("startup", 0.0)
+    for t, k in ref.removed:
+        later = [tt for tt, kk in routed if kk == k and tt > t]
+        joins = [tt + startup for tt, kk, *_ in ref.placements if kk == k and tt >= t]
+        if later:
+            assert joins and min(joins) <= min(later), (case, k, t)
+
+
+def test_scale_settles_at_its_replicas():
+    """After a scale to N and the startup, exactly N tasks are live (those waiting for a slot
+    included), whatever was stopping or starting meanwhile."""
+    for case, want in (("scale_up_down", 5), ("scale_to_zero", 3), ("mixed_faults", 7)):
+        ref = simulate_naive(CASES[case], "round_robin")
+        assert ref.live == [want], case
+    # the run where new tasks had to wait: slots of service web are 2 R + P = 6; at t = 330 five
+    # are stopping (grace 50) and one is free
+    sc = load_scenario(CASES["scale_to_zero"])
+    from lbbench.model.cluster import build_cluster
+    assert build_cluster(sc).n_tasks == 6
+
+
+@pytest.mark.parametrize("strategy", ["round_robin", "least_load"])
+def test_start_first_update_fails_nothing(strategy):
+    """start-first, a grace longer than any request stays at a task, no faults: no request
+    fails, and every task ends on the new version (its speed factor)."""
+    sc = with_deploy(scenario(nodes=3, replicas=4, rho=0.6, dist="deterministic", hop=0.01, requests=3000),
+                     [update(300.0, order="start-first", parallelism=2, delay=5.0, set={"demand.mean": 0.8})],
+                     {"grace": 60.0})
+    res = simulate(sc, strategy, trace=True, progress=False)
+    ref = simulate_naive(sc, strategy)
+    assert_trace_matches(res.trace, ref)
+    assert res.row()["failed"] == 0 == ref.failed
+    tasks = res.tasks.filter(pl.col("node") >= 0)
+    new = tasks.filter(pl.col("restarts") > 0)
+    assert new.height == 4 and np.allclose(new["speed"].to_numpy(), 1.0 / 0.8)
+    # stop-first too: it lowers the capacity for a while, but a stopped task finishes what it holds
+    sc2 = copy.deepcopy(sc)
+    sc2["deploy"]["events"][0]["order"] = "stop-first"
+    assert simulate(sc2, strategy, progress=False).row()["failed"] == 0
+
+
+def test_health_checks_probe_grid():
+    """With health checks a crash is noticed when the retries-th failing probe on the task's
+    grid (every interval from its placement) times out, and a new task joins at its first probe
+    past startup; probes within start_period do not count."""
+    health = {"interval": 7.0, "timeout": 2.0, "retries": 3, "start_period": 0.0}
+    sc = with_deploy(scenario(nodes=3, replicas=3, rho=0.5, requests=1500), [], health,
+                     faults=[{"at": 300.0, "kind": "task_crash", "task": 1}])
+    ref = simulate_naive(sc, "round_robin")
+    # probes at 7 j: the first failing one at 301 (j = 43), the third at 315, timed out at 317
+    assert (317.0, 1) in ref.removed
+    placed = [p for p in ref.placements if p[1] == 1]
+    assert placed and placed[0][0] == 317.0 + HEALTH["restart_delay"]
+    # startup 3 s, probes every 7 s from the placement: joins at 322 + 7 = 329
+    routed = [t for t, k in ref.routed if k == 1 and t > 317.0]
+    assert routed and min(routed) >= 329.0
+    res = simulate(sc, "round_robin", trace=True, progress=False)
+    assert_trace_matches(res.trace, ref)
+    # a start period covers the task's first 310 s: the first counted probe is at 315, the
+    # third at 329, timed out at 331
+    sc["health"]["start_period"] = 310.0
+    assert (331.0, 1) in simulate_naive(sc, "round_robin").removed
+
+
+def test_slow_start_spares_a_new_task():
+    """least_load sends a task that just joined fewer requests during its window with slow
+    start than without (the same arrivals); after the window the weights are 1 again."""
+    sc = with_deploy(scenario(nodes=3, replicas=3, rho=0.8, requests=4000), [scale(400.0, 4)], {"startup": 0.0})
+    slow = copy.deepcopy(sc)
+    slow["balancer"]["slow_start"] = {"window": 100.0, "aggression": 1.0, "min_weight": 0.05}
+
+    def share(sc):
+        tr = simulate(sc, "least_load", trace=True, progress=False).trace
+        t = simulate_naive(sc, "least_load").t
+        during = (t >= 400.0) & (t < 450.0)
+        return float((tr["task"].to_numpy()[during] == 3).mean())
+    plain, ramped = share(sc), share(slow)
+    assert ramped < 0.5 * plain, (plain, ramped)
+    assert 0.1 < plain < 0.5
+
+
+def test_autoscaler_settles_at_the_rule():
+    """After a load step the HPA rule settles at ceil(rate x E[S] / (target x workers)) replicas
+    within its stabilization time, and stays there (deterministic demand: the utilisation over
+    a 300 s window varies by about 3%, within the 10% tolerance)."""
+    sc = dict(scenario(nodes=4, replicas=2, dist="deterministic", requests=30_000),
+              # (3 req/s is more than the 2 initial tasks serve: the autoscaler adds capacity)
+              workload={"rate": 1.0, "entry": "uniform", "allow_overload": True,
+                        "profile": [{"at": 0.0, "scale": 1.0}, {"at": 3000.0, "scale": 3.0}]},
+              autoscale=[{"service": "web", "metric": "util", "target": 0.6, "interval": 15.0, "window": 300.0,
+                          "stabilization": 300.0, "min": 1, "max": 10}])
+    ref = simulate_naive(sc, "round_robin")
+    # before the step: 1 req/s x 1 s / 0.6 -> 2 tasks (the initial 2); after it: 3 / 0.6 = 5
+    before = [n for t, _, n in ref.scales if t < 3000.0]
+    assert all(n == 2 for n in before)
+    after = [(t, n) for t, _, n in ref.scales if t >= 3000.0]
+    assert after and after[-1][1] == 5 and min(t for t, n in after if n == 5) <= 3000.0 + 300.0 + 300.0
+    assert ref.live == [5]
+    res = simulate(sc, "round_robin", trace=True, progress=False)
+    assert_trace_matches(res.trace, ref)
