@@ -48,14 +48,14 @@ from lbbench.model.cluster import build_cluster
 from lbbench.model.faults import F_NODE_DOWN, F_NODE_UP, F_SERVICE_CRASH, F_TASK_CRASH
 from lbbench.model.inputs import run_inputs
 from lbbench.model.scenario import load_scenario
-from lbbench.model.workload import Chunk, Workload
+from lbbench.model.workload import Chunk, Workload, demand_table
 from lbbench.plugins.strategy import resolve
 
 # What a strategy's `select(candidates, view, state, rng)` and `on_complete(state, task,
 # latency, now, view)` see: the strategy contract (docs/strategies.md). The engine builds its
 # own `lbbench.engine.View` with the same fields in the same order (a test checks it).
 View = namedtuple("View", ["load", "task_node", "task_speed", "entry", "now", "start", "params", "client", "service",
-                           "task_state", "load_index"])
+                           "task_state", "load_index", "demand", "work", "demand_dist"])
 View.__doc__ = """Read-only context of one decision.
 
 load        int64[T]  outstanding requests per task as the information model reports them
@@ -71,6 +71,10 @@ service     int       service index of the request
 task_state  float64[T, K] this balancer's per-task memory (`Strategy(task_state=K)`)
 load_index  the engine's load index; empty here, so `kit.least_load_indexed` scans the loads:
             the engine's answers from its index are checked against the scan's
+demand      float     the request's demand, seconds at speed 1.0 (-1.0 in on_complete)
+work        float64[T] under balancer.info = "work", each task's unfinished work at the
+            decision, seconds of demand at speed 1.0 (`work_left`); empty otherwise
+demand_dist float64[S, 4] each service's demand distribution (lbbench.model.workload.demand_table)
 """
 NO_INDEX = np.zeros(0, dtype=np.int32)
 
@@ -368,6 +372,8 @@ class _Sim:
         self.outstanding = np.zeros(T, dtype=np.int64)          # decided, not yet completed/rejected/failed
         self.local_out = np.zeros((inp.n_bal, T), dtype=np.int64)  # the same, per sending balancer
         self.snapshot = np.zeros(T, dtype=np.int64)             # stale copy of `outstanding`
+        self.work = np.zeros(T if self.info == "work" else 0)   # work: unfinished work per task (work_left)
+        self.demand_dist = demand_table(sc, wl.demands_from_trace)
         self.reported = np.zeros((inp.n_bal, T), dtype=np.int64)   # piggyback: last count each task reported to b
         self.present = np.zeros(T, dtype=np.int64)              # arrived at the task, not completed
         self.workers_free = [[0.0] * int(w) for w in cl.task_workers]   # when each worker is next free
@@ -452,13 +458,24 @@ class _Sim:
         """The outstanding requests per task as balancer `b` sees them (docs/model.md,
         "Information models"). A new model is a branch here, fed by `sent` / `left`, or by
         `completion` for a model that learns loads from responses (piggyback)."""
-        if self.info == "global":
+        if self.info in ("global", "work"):         # work: global counts, and view.work
             return self.outstanding
         if self.info == "local":
             return self.local_out[b]
         if self.info == "piggyback":
             return self.reported[b]
         return self.snapshot            # stale:P
+
+    def work_left(self, now: float) -> np.ndarray:
+        """`work`: each task's unfinished work at `now`, seconds of demand at speed 1.0: its
+        speed times the sum over its workers of the time each is still busy with the requests
+        that reached the task (docs/model.md, "Information models")."""
+        for k in range(self.T):
+            left = 0.0
+            for f in self.workers_free[k]:
+                left += max(0.0, f - now)
+            self.work[k] = self.task_speed[k] * left
+        return self.work
 
     def sent(self, b: int, k: int) -> None:
         """Balancer `b` sent a request to task `k`."""
@@ -601,8 +618,10 @@ class _Sim:
         """The strategy's choice among the service's table, checked."""
         s = req.service
         cands = np.asarray(self.tables[s], dtype=np.int32)
+        work = self.work_left(now) if self.info == "work" else self.work
         view = View(self.load_of(b), self.task_node, self.task_speed, e, now, int(self.inp.bal_start[b]),
-                    self.params, req.client, s, self.bal_task_state[b], NO_INDEX)
+                    self.params, req.client, s, self.bal_task_state[b], NO_INDEX, float(req.demand), work,
+                    self.demand_dist)
         k = int(self.select(cands, view, self.bal_state[b * self.S + s], self.bal_rng[b]))
         if k not in cands.tolist():
             raise StrategyError(f"strategy {self.spec.name!r} returned task {k} for request {req.index}, "
@@ -695,7 +714,7 @@ class _Sim:
         if self.on_complete is not None:
             s = int(self.cl.task_service[k])
             view = View(self.load_of(b), self.task_node, self.task_speed, -1, now, int(self.inp.bal_start[b]),
-                        self.params, -1, s, self.bal_task_state[b], NO_INDEX)
+                        self.params, -1, s, self.bal_task_state[b], NO_INDEX, -1.0, self.work, self.demand_dist)
             self.on_complete(self.bal_state[b * self.S + s], k, latency, now, view)
 
     # ================================================================ client retries

@@ -14,8 +14,8 @@ earliest free worker), completion = start + demand / speed. Memory is O(tasks + 
 histogram): in-flight requests live in a slot pool that grows only with concurrency.
 
 Strategy hooks are module globals of this file (`_select`, `_on_complete`), and so are the
-compile-time switches (FULL, DIRECT, HAS_COMPLETE). `specialise.specialise` makes a copy of the
-functions in `KERNEL_FUNCS` whose globals bind a plugin's functions and switches instead, with
+compile-time switches (FULL, DIRECT, HAS_COMPLETE, LOAD_INDEX, READS_WORK, CLOSED).
+`specialise.specialise` makes a copy of the functions in `KERNEL_FUNCS` whose globals bind a plugin's functions and switches instead, with
 its own cache name, so numba inlines the plugin into the loop and caches the result on disk
 per strategy (a dispatcher passed as an argument is not reusable from the cache across
 processes). Everything else the loop calls lives in the modules beside this one and is
@@ -36,7 +36,7 @@ from ..errors import NotATaskId
 from ..rng import uniform
 from .control import T_REFRESH, _reroute, control_step, refresh_step, timer_set
 from .heaps import heap_pop, heap_push
-from .info import load_of, on_response
+from .info import fill_work, load_of, on_response
 from .loadindex import touch, tree_of
 from .lowlevel import _fdiv, _view
 from .metrics import _record, window_of
@@ -49,7 +49,7 @@ from .state import (ARRIVED, COMPLETED, CROSS, ERR_CODE, ERR_REQ, ERR_VALUE, FAI
 # What a strategy sees (docs/strategies.md). Built per decision; numba keeps it in registers.
 
 View = namedtuple("View", ["load", "task_node", "task_speed", "entry", "now", "start", "params", "client", "service",
-                           "task_state", "load_index"])
+                           "task_state", "load_index", "demand", "work", "demand_dist"])
 View.__doc__ = """Read-only context of one decision.
 
 load        int64[T]  outstanding requests per task as the information model reports them
@@ -67,6 +67,13 @@ task_state  float64[T, K] this balancer's per-task memory (`Strategy(task_state=
             the start; shape (0, 0) when K = 0); see docs/strategies.md
 load_index  int32[2P] the min tree over this service's candidates' loads (`Strategy(load_index=
             True)`, read through `kit.least_load_indexed`; empty without it): loadindex.py
+demand      float     the request's demand, seconds of service at speed 1.0 (its service time
+            at task t is demand / task_speed[t]); -1.0 in on_complete
+work        float64[T] under balancer.info = "work", each candidate's unfinished work at this
+            decision, seconds of demand at speed 1.0 (`Strategy(reads_work=True)`; info.fill_work);
+            empty under the other information models
+demand_dist float64[S, 4] each service's demand distribution: row s = (code, a, b, c), see
+            lbbench/model/workload.py, `demand_descriptor` (read it as demand_dist[service])
 """
 
 
@@ -97,6 +104,7 @@ FULL = True
 DIRECT = False
 HAS_COMPLETE = True     # False: the strategy has no on_complete hook (its call is pruned)
 LOAD_INDEX = False      # True: the strategy reads the load index (its upkeep per load change)
+READS_WORK = False      # True: the strategy reads view.work (filled per decision under `work`)
 CLOSED = False
 
 
@@ -207,7 +215,7 @@ def _retire(cfg, st, met, slot, done):
         s = cfg.task_service[k]
         load = load_of(cfg, st, b)
         view = View(load, cfg.task_node, cfg.task_speed, -1, done, cfg.bal_start[b], _params(cfg.params), -1, s,
-                    st.bal_task_state[b], tree_of(cfg, st, b, np.uint64(s)))
+                    st.bal_task_state[b], tree_of(cfg, st, b, np.uint64(s)), -1.0, st.work, cfg.dem_dist)
         _on_complete(st.bal_state[b * np.uint64(cfg.n_services) + np.uint64(s)], task, latency, done, view)
     if CLOSED:
         _user_wait_over(cfg, st, slot, done + st.slot_dout[u])
@@ -495,8 +503,10 @@ def _kernel(cfg, st, met, arr, first, until):
         else:
             cands = _view(cfg.table, ts, tl)
             load = load_of(cfg, st, b)
+            if READS_WORK and st.work.shape[0] > 0:
+                fill_work(cfg, st, cands, now)
             view = View(load, cfg.task_node, cfg.task_speed, e, now, cfg.bal_start[b], _params(cfg.params), client, s,
-                        st.bal_task_state[b], tree_of(cfg, st, b, us))
+                        st.bal_task_state[b], tree_of(cfg, st, b, us), dem, st.work, cfg.dem_dist)
             k = _task_id(_select(cands, view, st.bal_state[b * np.uint64(cfg.n_services) + us], st.bal_rng[b]))
             # The contract check: never index state with an id that is not a candidate.
             # (unsigned: a negative id or position wraps to a large one and fails the bound)

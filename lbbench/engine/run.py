@@ -34,7 +34,7 @@ from ..model.limits import INT32_MAX, check_result, time_windows
 from ..model.scenario import Scenario, load_scenario, parse_override
 from .schema import SUMMARY_SCHEMA, TIMING_COLUMNS  # noqa: F401  (the runs table's columns)
 from ..plugins.strategy import Strategy, compile_failure, resolve
-from ..model.workload import Workload
+from ..model.workload import Workload, demand_table
 
 
 
@@ -100,6 +100,20 @@ def _imbalance(x: np.ndarray) -> tuple[float, float, float]:
     return cov, float(x.max() / mean), jain
 
 
+def check_demands(sc: Scenario, spec: Strategy, from_trace: bool) -> None:
+    """Refuse a run whose demands a strategy declaring `demand_dists` cannot use: a service's
+    distribution not among them, or demands given by a trace (no distribution to read)."""
+    if spec.demand_dists is None:
+        return
+    if from_trace:
+        raise UserError(f"strategy {spec.name} reads each service's demand distribution, but workload.trace gives the "
+                        "demands (its 'demand' column); drop that column or choose another strategy")
+    for s, svc in enumerate(sc.services):
+        if svc.demand.dist not in spec.demand_dists:
+            raise UserError(f"strategy {spec.name} cannot use services.{s}.demand.dist = {svc.demand.dist!r}; it works with "
+                            f"{', '.join(spec.demand_dists)}: set one of them or choose another strategy")
+
+
 class _Run:
     """Arrays of one run, built from the scenario and strategy."""
 
@@ -111,6 +125,7 @@ class _Run:
         conn = sc.balancer.unit == "connection"
         self.workload = Workload(sc, cl, seed, need_client=spec.reads_client or conn)
         self.users = self.workload.users          # a closed loop's users (workload.UserDraws), else None
+        check_demands(sc, spec, self.workload.demands_from_trace)
         n_users = self.users.n if self.users is not None else 0
         # the set-up shared with tests/naive.py (lbbench.model.inputs)
         inp = run_inputs(sc, cl, self.workload, seed)
@@ -147,6 +162,7 @@ class _Run:
             n_req=np.int64(n_req if n_req is not None else np.iinfo(np.int64).max),
             t_end=float(sc.run.duration if sc.run.duration is not None else math.inf),
             warm_time=float(inp.warm_time if inp.warm_time is not None else math.inf),
+            dem_dist=demand_table(sc, self.workload.demands_from_trace),
         )
         # the load index (loadindex.py), for a strategy that declares it
         li_off, li_p, li_len = loadindex.layout(cl.task_service, S_)
@@ -176,7 +192,8 @@ class _Run:
                  users=n_users, user_draws=rows, user_jitter=2 * rows if sc.network.jitter > 0 else 0,
                  piggy_balancers=n_bal if piggy else 0, piggy_tasks=T if piggy else 0,
                  timer_tree=len(ctl_t), slots=cap, strategy_tasks=T if spec.task_state else 0,
-                 task_state=spec.task_state, index_rows=li_rows, index_len=li_len, services=S_),
+                 task_state=spec.task_state, index_rows=li_rows, index_len=li_len, services=S_,
+                 work_tasks=T if info.kind == "work" else 0),
             bal_rng=bal_rng, conn_rng=inp.conn_rng,
             node_drained=cl.node_drained, ctl_t=ctl_t, ctl_i=ctl_i,
             li_tree=loadindex.initial(cl.table_len, li_off, li_p, li_rows, li_len),

@@ -29,6 +29,7 @@ Config = namedtuple("Config", [
     "retries", "backoff", "timeout", "retry_key",
     "li_off", "li_p",
     "users", "user_timer0", "n_req", "t_end", "warm_time",
+    "dem_dist",
 ])
 Config.__doc__ = """Static configuration of a run.
 
@@ -48,6 +49,9 @@ li_off, li_p: each service's tree offset and leaf count in a row of the load ind
 Closed loop (users > 0; docs/model.md, "Closed loop"): user u's timer is user_timer0 + u; the
 users send until n_req requests are sent or time t_end (int64 max / inf: no such bound); with
 warm_index unknown (int64 max), the first send at or after warm_time is the first measured.
+
+dem_dist: float64[S, 4], each service's demand distribution as `view.demand_dist` shows it
+(lbbench/model/workload.py, `demand_descriptor`).
 """
 
 
@@ -85,6 +89,8 @@ STATE = {
               "per balancer, each task's count as its last response reported it (piggyback)"),
         Array("li_tree", np.int32, ("index_rows", "index_len"), 0,
               "the load index's min trees per row and service (loadindex.py; 1 x 0 without it)"),
+        Array("work", np.float64, ("work_tasks",), 0.0,
+              "each candidate's unfinished work at the last decision (info.fill_work; 0 long without `work`)"),
     ),
     "slots": (              # in-flight requests, one slot each (grows with concurrency)
         Array("slot_task", np.int32, (SLOTS,), 0, "task the attempt was sent to"),
@@ -180,8 +186,9 @@ def new_state(sizes: dict, **given) -> State:
     declaration. `sizes` names the sizes: tasks, workers, nodes, balancers, balancer_services,
     state_size, strategy_tasks, task_state, connections, piggy_balancers, piggy_tasks,
     timer_tree, index_rows, index_len, services, users, user_draws, user_jitter (0 when not
-    given: no closed loop), slots; heap is slots + HEAP_PAD."""
-    sizes = dict({"users": 0, "user_draws": 0, "user_jitter": 0}, **sizes)
+    given: no closed loop), work_tasks (0 when not given: no `work` information), slots; heap
+    is slots + HEAP_PAD."""
+    sizes = dict({"users": 0, "user_draws": 0, "user_jitter": 0, "work_tasks": 0}, **sizes)
     sizes = dict(sizes, heap=sizes[SLOTS] + HEAP_PAD, n_ctr=N_CTR, n_fctr=N_FCTR)
     out = {}
     for a in STATE_ARRAYS:
