@@ -50,14 +50,15 @@ from lbbench.model.cluster import build_cluster
 from lbbench.model.faults import F_NODE_DOWN, F_NODE_SLOW, F_NODE_UP, F_SERVICE_CRASH, F_TASK_CRASH
 from lbbench.model.inputs import run_inputs
 from lbbench.model.scenario import load_scenario
-from lbbench.model.workload import Chunk, Workload
+from lbbench.model.workload import Chunk, Workload, demand_table
 from lbbench.plugins.strategy import resolve
 
 # What a strategy's `select(candidates, view, state, rng)` and `on_complete(state, task,
 # latency, now, view)` see: the strategy contract (docs/strategies.md). The engine builds its
 # own `lbbench.engine.View` with the same fields in the same order (a test checks it).
 View = namedtuple("View", ["load", "task_node", "task_speed", "entry", "now", "start", "params", "client", "service",
-                           "task_state", "load_index", "node_load", "node_cores", "weight"])
+                           "task_state", "load_index", "node_load", "node_cores", "weight", "demand", "work",
+                           "demand_dist"])
 View.__doc__ = """Read-only context of one decision.
 
 load        int64[T]  outstanding requests per task as the information model reports them
@@ -78,6 +79,10 @@ node_load   float64[N] requests in service plus background per core, per node, a
 node_cores  float64[N] each node's cores (empty without cluster.cores)
 weight      float64[T] slow start: max(min_weight, (age / window) ** (1 / aggression)) for a task
             that joined less than `window` ago, else 1; empty without balancer.slow_start
+demand      float     the request's demand, seconds at speed 1.0 (-1.0 in on_complete)
+work        float64[T] under balancer.info = "work", each task's unfinished work at the
+            decision, seconds of demand at speed 1.0 (`work_left`); empty otherwise
+demand_dist float64[S, 4] each service's demand distribution (lbbench.model.workload.demand_table)
 """
 NO_INDEX = np.zeros(0, dtype=np.int32)
 
@@ -378,6 +383,8 @@ class _Sim:
         self.outstanding = np.zeros(T, dtype=np.int64)          # decided, not yet completed/rejected/failed
         self.local_out = np.zeros((inp.n_bal, T), dtype=np.int64)  # the same, per sending balancer
         self.snapshot = np.zeros(T, dtype=np.int64)             # stale copy of `outstanding`
+        self.work = np.zeros(T if self.info == "work" else 0)   # work: unfinished work per task (work_left)
+        self.demand_dist = demand_table(sc, wl.demands_from_trace)
         self.reported = np.zeros((inp.n_bal, T), dtype=np.int64)   # piggyback: last count each task reported to b
         self.present = np.zeros(T, dtype=np.int64)              # arrived at the task, not completed
         self.workers_free = [[0.0] * int(w) for w in cl.task_workers]   # when each worker is next free
@@ -508,7 +515,7 @@ class _Sim:
         """The outstanding requests per task as balancer `b` sees them (docs/model.md,
         "Information models"). A new model is a branch here, fed by `sent` / `left`, or by
         `completion` for a model that learns loads from responses (piggyback)."""
-        if self.info == "global":
+        if self.info in ("global", "work"):         # work: global counts, and view.work
             return self.outstanding
         if self.info == "local":
             return self.local_out[b]
@@ -531,6 +538,16 @@ class _Sim:
         if self.info == "stale":
             return self.node_snapshot
         return self.node_reported[b]
+    def work_left(self, now: float) -> np.ndarray:
+        """`work`: each task's unfinished work at `now`, seconds of demand at speed 1.0: its
+        speed times the sum over its workers of the time each is still busy with the requests
+        that reached the task (docs/model.md, "Information models")."""
+        for k in range(self.T):
+            left = 0.0
+            for f in self.workers_free[k]:
+                left += max(0.0, f - now)
+            self.work[k] = self.task_speed[k] * left
+        return self.work
 
     def sent(self, b: int, k: int) -> None:
         """Balancer `b` sent a request to task `k`."""
@@ -674,9 +691,10 @@ class _Sim:
         """The strategy's choice among the service's table, checked."""
         s = req.service
         cands = np.asarray(self.tables[s], dtype=np.int32)
+        work = self.work_left(now) if self.info == "work" else self.work
         view = View(self.load_of(b), self.task_node, self.task_speed, e, now, int(self.inp.bal_start[b]),
                     self.params, req.client, s, self.bal_task_state[b], NO_INDEX, self.node_load_of(b), self.node_cores,
-                    self.weights(now))
+                    self.weights(now), float(req.demand), work, self.demand_dist)
         k = int(self.select(cands, view, self.bal_state[b * self.S + s], self.bal_rng[b]))
         if k not in cands.tolist():
             raise StrategyError(f"strategy {self.spec.name!r} returned task {k} for request {req.index}, "
@@ -832,7 +850,7 @@ class _Sim:
             s = int(self.cl.task_service[k])
             view = View(self.load_of(b), self.task_node, self.task_speed, -1, now, int(self.inp.bal_start[b]),
                         self.params, -1, s, self.bal_task_state[b], NO_INDEX, self.node_load_of(b), self.node_cores,
-                        self.weights(now))
+                        self.weights(now), -1.0, self.work, self.demand_dist)
             self.on_complete(self.bal_state[b * self.S + s], k, latency, now, view)
 
     # ================================================================ client retries

@@ -182,7 +182,7 @@ def test_check_strategy_is_public_and_passes_a_good_plugin():
 
 
 @pytest.mark.parametrize("mode,fault", [
-    (1, r"returns a non-candidate: task 99 for request 0 .*\[scenario '.+' and 3 more\]"),
+    (1, r"returns a non-candidate: task 99 for request 0 .*\[scenario '.+' and 4 more\]"),
     (5, r"returns a non-candidate: task 0 for request \d+ .*\[scenario 'per-node balancers, two services"),
     (3, r"raises IndexError: index is out of bounds"),
     (4, r"raises ValueError: boom"),

@@ -30,7 +30,7 @@ from lbbench.model.workload import Workload
 
 STRATEGIES = names()
 RESEARCH = ["weighted_round_robin", "power_of_d", "join_idle_queue", "shortest_expected_delay", "never_queue",
-            "peak_ewma", "ring_hash", "maglev", "prequal", "bounded_hash"]
+            "peak_ewma", "ring_hash", "maglev", "prequal", "bounded_hash", "sita", "least_work_left"]
 
 # Two services, per-node balancers, hops with jitter, mixed speeds, zipf clients.
 MIXED = {
@@ -240,7 +240,8 @@ def test_tables_are_rebuilt_when_the_candidates_change(mod):
     task_state = spec.task_state_array(1, T)[0]
     view = lambda client: View(np.zeros(T, np.int64), np.zeros(T, np.int32), np.ones(T), 0, 0.0, 0,
                                spec.param_tuple([p.default for p in spec.params]), client, 0, task_state,
-                               np.zeros(0, np.int32), np.zeros(0), np.zeros(0), np.zeros(0))
+                               np.zeros(0, np.int32), np.zeros(0), np.zeros(0), np.zeros(0), 1.0, np.zeros(0),
+                               np.zeros((1, 4)))
     rng = np.zeros(1, np.uint64)
     state = np.zeros(spec.state_size)
     param = float(spec.params[0].default)

@@ -10,7 +10,10 @@ snapshot's control event, control.py).
 from numba import njit
 
 INFO_GLOBAL, INFO_LOCAL, INFO_STALE, INFO_PIGGYBACK = 0, 1, 2, 3
-CODES = {"global": INFO_GLOBAL, "local": INFO_LOCAL, "stale": INFO_STALE, "piggyback": INFO_PIGGYBACK}
+# `work` reports the loads as `global` does and, besides, each candidate's unfinished work
+# (`view.work`, filled by `fill_work` for a strategy that reads it): its load code is global's.
+CODES = {"global": INFO_GLOBAL, "local": INFO_LOCAL, "stale": INFO_STALE, "piggyback": INFO_PIGGYBACK,
+         "work": INFO_GLOBAL}
 
 
 def code_of(info) -> int:
@@ -58,3 +61,17 @@ def refresh(st):
         st.snapshot[j] = st.outstanding[j]
     for n in range(st.node_snap.shape[0]):      # (cluster.cores: the nodes' loads too)
         st.node_snap[n] = st.node_load[n]
+
+
+@njit(inline="always", cache=True)
+def fill_work(cfg, st, cands, now):
+    """`work`: each candidate's unfinished work at `now` into st.work (seconds of demand at speed
+    1.0): the work its workers have left on the requests that reached it (in service or queued),
+    speed x the sum over its workers of max(0, next free time - now). Only the candidates'
+    entries are written (the others keep older values); a strategy reads its candidates'."""
+    for i in range(cands.shape[0]):
+        k = cands[i]
+        left = 0.0
+        for w in range(cfg.task_wstart[k], cfg.task_wstart[k + 1]):
+            left += max(0.0, st.worker_free[w] - now)
+        st.work[k] = cfg.task_speed[k] * left

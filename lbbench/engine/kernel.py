@@ -14,8 +14,8 @@ earliest free worker), completion = start + demand / speed. Memory is O(tasks + 
 histogram): in-flight requests live in a slot pool that grows only with concurrency.
 
 Strategy hooks are module globals of this file (`_select`, `_on_complete`), and so are the
-compile-time switches (FULL, DIRECT, HAS_COMPLETE). `specialise.specialise` makes a copy of the
-functions in `KERNEL_FUNCS` whose globals bind a plugin's functions and switches instead, with
+compile-time switches (FULL, DIRECT, HAS_COMPLETE, LOAD_INDEX, READS_WORK, CLOSED).
+`specialise.specialise` makes a copy of the functions in `KERNEL_FUNCS` whose globals bind a plugin's functions and switches instead, with
 its own cache name, so numba inlines the plugin into the loop and caches the result on disk
 per strategy (a dispatcher passed as an argument is not reusable from the cache across
 processes). Everything else the loop calls lives in the modules beside this one and is
@@ -37,7 +37,7 @@ from ..rng import uniform
 from .control import T_REFRESH, _reroute, control_step, ramp, refresh_step, timer_set
 from .cpu import ps_arrive, ps_complete
 from .heaps import heap_pop, heap_push
-from .info import load_of, node_load_of, on_response
+from .info import fill_work, load_of, node_load_of, on_response
 from .loadindex import touch, tree_of
 from .lowlevel import _fdiv, _view
 from .metrics import _record, window_of
@@ -50,7 +50,8 @@ from .state import (ARRIVED, COMPLETED, CROSS, ERR_CODE, ERR_REQ, ERR_VALUE, FAI
 # What a strategy sees (docs/strategies.md). Built per decision; numba keeps it in registers.
 
 View = namedtuple("View", ["load", "task_node", "task_speed", "entry", "now", "start", "params", "client", "service",
-                           "task_state", "load_index", "node_load", "node_cores", "weight"])
+                           "task_state", "load_index", "node_load", "node_cores", "weight", "demand", "work",
+                           "demand_dist"])
 View.__doc__ = """Read-only context of one decision.
 
 load        int64[T]  outstanding requests per task as the information model reports them
@@ -73,6 +74,13 @@ node_load   float64[N] requests in service plus background per core, per node, a
 node_cores  float64[N] each node's cores (cluster.cores; empty without it)
 weight      float64[T] each task's slow-start weight (balancer.slow_start: from min_weight to 1
             over the window after it joined; 1 otherwise); empty without slow start
+demand      float     the request's demand, seconds of service at speed 1.0 (its service time
+            at task t is demand / task_speed[t]); -1.0 in on_complete
+work        float64[T] under balancer.info = "work", each candidate's unfinished work at this
+            decision, seconds of demand at speed 1.0 (`Strategy(reads_work=True)`; info.fill_work);
+            empty under the other information models
+demand_dist float64[S, 4] each service's demand distribution: row s = (code, a, b, c), see
+            lbbench/model/workload.py, `demand_descriptor` (read it as demand_dist[service])
 """
 
 
@@ -103,6 +111,7 @@ FULL = True
 DIRECT = False
 HAS_COMPLETE = True     # False: the strategy has no on_complete hook (its call is pruned)
 LOAD_INDEX = False      # True: the strategy reads the load index (its upkeep per load change)
+READS_WORK = False      # True: the strategy reads view.work (filled per decision under `work`)
 CLOSED = False
 
 
@@ -236,7 +245,7 @@ def _retire(cfg, st, met, slot, done):
             ramp(cfg, st, done)
         view = View(load, cfg.task_node, cfg.task_speed, -1, done, cfg.bal_start[b], _params(cfg.params), -1, s,
                     st.bal_task_state[b], tree_of(cfg, st, b, np.uint64(s)), node_load_of(cfg, st, b), cfg.node_cores,
-                    _weights(st))
+                    _weights(st), -1.0, st.work, cfg.dem_dist)
         _on_complete(st.bal_state[b * np.uint64(cfg.n_services) + np.uint64(s)], task, latency, done, view)
     if CLOSED:
         _user_wait_over(cfg, st, slot, done + st.slot_dout[u])
@@ -533,9 +542,11 @@ def _kernel(cfg, st, met, arr, first, until):
             load = load_of(cfg, st, b)
             if FULL and ctr[RAMP_N] > 0:
                 ramp(cfg, st, now)
+            if READS_WORK and st.work.shape[0] > 0:
+                fill_work(cfg, st, cands, now)
             view = View(load, cfg.task_node, cfg.task_speed, e, now, cfg.bal_start[b], _params(cfg.params), client, s,
                         st.bal_task_state[b], tree_of(cfg, st, b, us), node_load_of(cfg, st, b), cfg.node_cores,
-                        _weights(st))
+                        _weights(st), dem, st.work, cfg.dem_dist)
             k = _task_id(_select(cands, view, st.bal_state[b * np.uint64(cfg.n_services) + us], st.bal_rng[b]))
             # The contract check: never index state with an id that is not a candidate.
             # (unsigned: a negative id or position wraps to a large one and fails the bound)

@@ -34,7 +34,7 @@ from ..model.limits import INT32_MAX, check_result, time_windows
 from ..model.scenario import Scenario, load_scenario, parse_override
 from .schema import SUMMARY_SCHEMA, TIMING_COLUMNS  # noqa: F401  (the runs table's columns)
 from ..plugins.strategy import Strategy, compile_failure, resolve
-from ..model.workload import Workload
+from ..model.workload import Workload, demand_table
 
 
 
@@ -100,6 +100,20 @@ def _imbalance(x: np.ndarray) -> tuple[float, float, float]:
     return cov, float(x.max() / mean), jain
 
 
+def check_demands(sc: Scenario, spec: Strategy, from_trace: bool) -> None:
+    """Refuse a run whose demands a strategy declaring `demand_dists` cannot use: a service's
+    distribution not among them, or demands given by a trace (no distribution to read)."""
+    if spec.demand_dists is None:
+        return
+    if from_trace:
+        raise UserError(f"strategy {spec.name} reads each service's demand distribution, but workload.trace gives the "
+                        "demands (its 'demand' column); drop that column or choose another strategy")
+    for s, svc in enumerate(sc.services):
+        if svc.demand.dist not in spec.demand_dists:
+            raise UserError(f"strategy {spec.name} cannot use services.{s}.demand.dist = {svc.demand.dist!r}; it works with "
+                            f"{', '.join(spec.demand_dists)}: set one of them or choose another strategy")
+
+
 class _Run:
     """Arrays of one run, built from the scenario and strategy."""
 
@@ -111,6 +125,7 @@ class _Run:
         conn = sc.balancer.unit == "connection"
         self.workload = Workload(sc, cl, seed, need_client=spec.reads_client or conn)
         self.users = self.workload.users          # a closed loop's users (workload.UserDraws), else None
+        check_demands(sc, spec, self.workload.demands_from_trace)
         n_users = self.users.n if self.users is not None else 0
         # the set-up shared with tests/naive.py (lbbench.model.inputs)
         inp = run_inputs(sc, cl, self.workload, seed)
@@ -167,6 +182,7 @@ class _Run:
             as_buckets=asc.buckets, as_tol=asc.tolerance, as_recs=asc.recs, as_lo=asc.lo, as_hi=asc.hi,
             as_workers=np.array([sc.services[s].workers for s in asc.service], dtype=np.float64),
             as_timer0=np.int64(control.user_timer(cl.n_nodes, T) + 1 + S_),
+            dem_dist=demand_table(sc, self.workload.demands_from_trace),
         )
         # the load index (loadindex.py), for a strategy that declares it
         li_off, li_p, li_len = loadindex.layout(cl.task_service, S_)
@@ -211,7 +227,8 @@ class _Run:
                  ps_snap_nodes=N if ps and info.kind == "stale" else 0,
                  ps_piggy_nodes=N if ps and info.kind in ("local", "piggyback") else 0,
                  weight_tasks=T if ss else 0, autoscalers=len(asc),
-                 as_buckets=int(asc.buckets.max()) if len(asc) else 0, as_recs=int(asc.recs.max()) if len(asc) else 0),
+                 as_buckets=int(asc.buckets.max()) if len(asc) else 0, as_recs=int(asc.recs.max()) if len(asc) else 0,
+                 work_tasks=T if info.kind == "work" else 0),
             bal_rng=bal_rng, conn_rng=inp.conn_rng,
             node_drained=cl.node_drained, ctl_t=ctl_t, ctl_i=ctl_i, ps_t=ps_t, ps_i=ps_i,
             li_tree=loadindex.initial(cl.table_len, li_off, li_p, li_rows, li_len),

@@ -45,7 +45,7 @@ def engine_hash() -> str:
 
 
 def specialise(key: str, select, on_complete=None, full: bool = True, direct: bool = False, params=None,
-               load_index: bool = False, closed: bool = False):
+               load_index: bool = False, closed: bool = False, reads_work: bool = False):
     """A `_kernel` whose strategy hooks are `select` / `on_complete` (jitted functions).
 
     `key` names the specialisation in numba's disk cache; it must change whenever the
@@ -56,14 +56,16 @@ def specialise(key: str, select, on_complete=None, full: bool = True, direct: bo
     `params`: the `_params` the hooks' View is built with (`kernel.param_maker`; the key must
     name the parameters, as the registry's source hash does). `load_index`: the kernel keeps
     the load index up to date (loadindex.py; runs of such a kernel must allocate it).
+    `reads_work`: the strategy reads view.work, filled per decision under `work` information.
     """
     g = dict(vars(kernel))
     g["FULL"] = bool(full)
     g["DIRECT"] = bool(direct)
     g["LOAD_INDEX"] = bool(load_index)
     g["CLOSED"] = bool(closed)
+    g["READS_WORK"] = bool(reads_work)
     key = (f"{key}|full{int(bool(full))}|direct{int(bool(direct))}|index{int(bool(load_index))}"
-           + ("|closed" if closed else ""))
+           + ("|closed" if closed else "") + ("|work" if reads_work else ""))
     g["_select"] = select
     if params is not None:
         g["_params"] = params
@@ -222,6 +224,6 @@ def compiled_kernel(spec, full: bool = True, direct: bool = False, closed: bool 
     if k is None:
         k = specialise(key, _jit(spec.select, spec.boundscheck), _jit(spec.on_complete, spec.boundscheck),
                        full=full, direct=direct, params=kernel.param_maker(spec.params_type),
-                       load_index=spec.load_index, closed=closed)
+                       load_index=spec.load_index, closed=closed, reads_work=spec.reads_work)
         _COMPILED[(key, full, direct, closed)] = k
     return k

@@ -35,6 +35,7 @@ Config = namedtuple("Config", [
     "ss_window", "ss_inv_aggr", "ss_min",
     "as_svc", "as_metric", "as_target", "as_interval", "as_buckets", "as_tol", "as_recs", "as_lo", "as_hi",
     "as_workers", "as_timer0",
+    "dem_dist",
 ])
 Config.__doc__ = """Static configuration of a run.
 
@@ -74,6 +75,9 @@ minimum weight of a task that joins during the run.
 Autoscalers (as_*, one per autoscaled service; docs/model.md, "Autoscaler"): their service,
 metric, target, interval, window in intervals, tolerance, stabilization in desires, min, max,
 the service's workers per task; autoscaler a's timer is as_timer0 + a.
+
+dem_dist: float64[S, 4], each service's demand distribution as `view.demand_dist` shows it
+(lbbench/model/workload.py, `demand_descriptor`).
 """
 
 
@@ -111,6 +115,8 @@ STATE = {
               "per balancer, each task's count as its last response reported it (piggyback)"),
         Array("li_tree", np.int32, ("index_rows", "index_len"), 0,
               "the load index's min trees per row and service (loadindex.py; 1 x 0 without it)"),
+        Array("work", np.float64, ("work_tasks",), 0.0,
+              "each candidate's unfinished work at the last decision (info.fill_work; 0 long without `work`)"),
     ),
     "slots": (              # in-flight requests, one slot each (grows with concurrency)
         Array("slot_task", np.int32, (SLOTS,), 0, "task the attempt was sent to"),
@@ -258,10 +264,10 @@ def new_state(sizes: dict, **given) -> State:
     timer_tree, index_rows, index_len, services, users, user_draws, user_jitter (0 when not
     given: no closed loop), ps_tasks, ps_nodes, ps_heap, ps_tree, ps_snap_nodes, ps_piggy_nodes
     (0 when not given: no processor sharing), weight_tasks (0 when not given: no slow start),
-    slots; heap is slots + HEAP_PAD."""
+    work_tasks (0 when not given: no `work` information), slots; heap is slots + HEAP_PAD."""
     sizes = dict({"users": 0, "user_draws": 0, "user_jitter": 0, "ps_tasks": 0, "ps_nodes": 0, "ps_heap": 0,
                   "ps_tree": 0, "ps_snap_nodes": 0, "ps_piggy_nodes": 0, "weight_tasks": 0, "autoscalers": 0,
-                  "as_buckets": 0, "as_recs": 0}, **sizes)
+                  "as_buckets": 0, "as_recs": 0, "work_tasks": 0}, **sizes)
     sizes = dict(sizes, heap=sizes[SLOTS] + HEAP_PAD, n_ctr=N_CTR, n_fctr=N_FCTR)
     out = {}
     for a in STATE_ARRAYS:

@@ -1,7 +1,7 @@
 """The public conformance check of a strategy plugin (`lbbench.check_strategy`, `lbbench check`).
 
 It runs the plugin on a few small scenarios that exercise what the contract covers (one and
-several balancers, one and two services, a single task, hops with jitter, the four
+several balancers, one and two services, a single task, hops with jitter, the five
 information models, several workers, a queue limit) and reports every contract fault it
 finds, in plain words:
 
@@ -55,6 +55,13 @@ SCENARIOS: dict[str, dict] = {
         "services": [{"replicas": 4, "workers": 2, "queue_limit": 1}],
         "workload": {"rho": 0.95},
         "balancer": {"mode": "central", "info": "stale:0.5"},
+        "run": {"requests": 4000},
+    },
+    "work information (unfinished work per task), heavy-tailed demand, 2 workers per task": {
+        "cluster": {"nodes": 3, "speeds": [1.0, 2.0, 0.5]},
+        "services": [{"replicas": 3, "workers": 2, "demand": {"dist": "pareto", "alpha": 1.2, "ratio": 1e4}}],
+        "workload": {"rho": 0.8},
+        "balancer": {"mode": "central", "info": "work"},
         "run": {"requests": 4000},
     },
     "a single task, piggyback information": {

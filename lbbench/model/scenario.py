@@ -302,7 +302,7 @@ class Network(_Model):
 
 class Info(NamedTuple):
     """An information model (docs/model.md, "Information models"): what a balancer knows of loads.
-    kind: global | local | stale | piggyback; period: the stale snapshot's period (inf: none)."""
+    kind: global | local | stale | piggyback | work; period: the stale snapshot's period (inf: none)."""
 
     kind: str
     period: float
@@ -319,7 +319,7 @@ class SlowStart(_Model):
 
 class Balancer(_Model):
     mode: Literal["per_node", "central"] = "per_node"
-    info: str = Field("global", description="global | local | stale:P | piggyback")
+    info: str = Field("global", description="global | local | stale:P | piggyback | work")
     rr_start: Literal["zero", "random"] = "random"
     unit: Literal["request", "connection"] = Field("request", description="L7: balance every request; L4: balance keep-alive connections")
     keepalive: float = Field(10.0, ge=1, le=1e15, allow_inf_nan=False, description="mean requests per connection (geometric), unit = connection")
@@ -328,7 +328,7 @@ class Balancer(_Model):
     @field_validator("info")
     @classmethod
     def _info(cls, v: str):
-        if v in ("global", "local", "piggyback"):
+        if v in ("global", "local", "piggyback", "work"):
             return v
         if v.startswith("stale:"):
             try:
@@ -338,7 +338,8 @@ class Balancer(_Model):
             if p > 0 and math.isfinite(p):
                 return v
             raise ValueError(f"stale:P needs a positive refresh period P in seconds, got {v!r}")
-        raise ValueError(f"info must be global, local, stale:P or piggyback, not {v!r}")
+        raise ValueError(f"info must be global, local, stale:P or piggyback (or work: global, with each task's "
+                         f"unfinished work), not {v!r}")
 
     @property
     def info_model(self) -> Info:

@@ -95,6 +95,35 @@ class DemandSampler:
         return second - m * m
 
 
+# `view.demand_dist` (docs/strategies.md): each service's demand distribution as a row
+# (code, a, b, c) of these codes, the parameters its sampler draws with (DemandSampler.draw).
+DEMAND_CODES = {"exponential": 0, "deterministic": 1, "lognormal": 2, "pareto": 3, "hyperexp": 4}
+DEMAND_FROM_TRACE = -1       # the code of a service whose demands a trace file gives
+
+
+def demand_descriptor(d: Demand) -> tuple[float, float, float, float]:
+    """A service's demand as `view.demand_dist[s]` shows it: exponential (0, mean, 0, 0),
+    deterministic (1, mean, 0, 0), lognormal (2, mu, sigma, 0) of log D, bounded Pareto
+    (3, alpha, low, high), hyperexp (4, p1, m1, m2): phase 1 with probability p1 (mean m1),
+    else phase 2 (mean m2)."""
+    c = d.constants()
+    code = float(DEMAND_CODES[d.dist])
+    if d.dist == "lognormal":
+        return code, c["mu"], c["sigma"], 0.0
+    if d.dist == "pareto":
+        return code, d.alpha, c["low"], c["low"] * d.ratio
+    if d.dist == "hyperexp":
+        return code, c["p1"], c["m1"], c["m2"]
+    return code, d.mean, 0.0, 0.0
+
+
+def demand_table(sc: Scenario, from_trace: bool) -> np.ndarray:
+    """float64[S, 4]: every service's `demand_descriptor`, or (DEMAND_FROM_TRACE, 0, 0, 0) for
+    all when a trace gives the demands (`from_trace`: `Workload.demands_from_trace`)."""
+    return np.array([(float(DEMAND_FROM_TRACE), 0.0, 0.0, 0.0) if from_trace else demand_descriptor(s.demand)
+                     for s in sc.services], dtype=np.float64).reshape(len(sc.services), 4)
+
+
 class TraceReader:
     """Arrivals read from a Parquet or CSV file in slices (memory follows the chunk size).
 
@@ -327,6 +356,11 @@ class Workload:
         self.next_index = 0
         # closed loop: the users, each at the entry node drawn for it from the ENTRY stream
         self.users = UserDraws(sc, seed, self._draw_entries(sc.workload.users)) if sc.workload.mode == "closed" else None
+
+    @property
+    def demands_from_trace(self) -> bool:
+        """Whether the demands come from a trace's `demand` column (not the services' distributions)."""
+        return self.trace is not None and "demand" in self.trace.cols
 
     def chunk(self, n: int) -> Chunk:
         """The next `n` arrivals (fewer at the end of a trace)."""

@@ -45,6 +45,8 @@ import numpy as np
 from ..errors import NotATaskId, PluginError, UserError
 
 ENTRY_POINT_GROUP = "lbbench.strategies"
+# services.N.demand.dist's values (lbbench/model/scenario.py, Demand), for Strategy.demand_dists
+DEMAND_DISTS = ("exponential", "deterministic", "lognormal", "pareto", "hyperexp")
 
 # Limits of a declaration (docs/strategies.md, "Going further").
 MAX_STATE_SIZE = 1 << 24        # float64 per balancer and service (128 MB)
@@ -109,6 +111,12 @@ class Strategy:
     # the engine keeps the load index (view.load_index, kit.least_load_indexed): the least
     # loaded candidate in O(log n), its upkeep O(log n) per load change
     load_index: bool = False
+    # the engine fills view.work (each candidate's unfinished work) at every decision under
+    # balancer.info = "work"; O(candidates x workers) per decision
+    reads_work: bool = False
+    # the demand distributions (services.N.demand.dist) the strategy can use, None: any; a run
+    # with another, or a trace giving demands, is refused before it starts
+    demand_dists: tuple[str, ...] | None = None
     ref: str = field(default="", compare=False)      # how to load it again (set by the registry)
 
     def __post_init__(self):
@@ -159,7 +167,9 @@ class Strategy:
             except (TypeError, OSError):
                 h.update(py.__code__.co_code)
         h.update(repr((self.name, self.version, self.params, self.state_size, self.task_state)
-                      + ((True,) if self.load_index else ())).encode())
+                      + ((True,) if self.load_index else ())
+                      + (("work",) if self.reads_work else ())
+                      + ((self.demand_dists,) if self.demand_dists is not None else ())).encode())
         return h.hexdigest()[:12]
 
     def summary_line(self) -> str:
@@ -204,8 +214,13 @@ def _faults(spec: Strategy) -> list[tuple[str, str]]:
                             "(at most 128), e.g. 'my_strategy'"))
     if not isinstance(spec.version, str):
         out.append(("version", f"version must be a string, not {spec.version!r}"))
-    if not isinstance(spec.load_index, bool):
-        out.append(("load_index", f"load_index must be True or False, not {spec.load_index!r}"))
+    for flag in ("load_index", "reads_work"):
+        if not isinstance(getattr(spec, flag), bool):
+            out.append((flag, f"{flag} must be True or False, not {getattr(spec, flag)!r}"))
+    dists = spec.demand_dists
+    if dists is not None and (not isinstance(dists, tuple) or not dists or not all(d in DEMAND_DISTS for d in dists)):
+        out.append(("demand_dists", f"demand_dists must be None or a tuple of demand distributions "
+                                    f"({', '.join(DEMAND_DISTS)}), not {dists!r}"))
     for name, value, high in (("state_size", spec.state_size, MAX_STATE_SIZE),
                               ("task_state", spec.task_state, MAX_TASK_STATE)):
         why = _size_fault(name, value, 0, high)
