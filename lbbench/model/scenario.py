@@ -589,6 +589,11 @@ class Scenario(_Model):
         if w.mode == "closed" and not self.run.drain and self.run.duration is None:
             raise ValueError("run.drain false in closed mode needs run.duration (the run then stops there); "
                              "give run.duration or drop run.drain")
+        if self.balancer.info == "work" and self.cluster.cores is not None:
+            # `work` sums the FIFO workers' remaining busy time; under processor sharing a
+            # request's finish moves with its node's load, so that figure would be wrong
+            raise ValueError("balancer.info work is not defined with cluster.cores (a request's remaining work under "
+                             "processor sharing changes with its node's load); use global information or drop cluster.cores")
         unbounded = any(s.queue_limit == 0 for s in self.services)
         if w.rho is not None and w.rho >= 1 and unbounded and not w.allow_overload:
             raise ValueError(f"workload.rho {w.rho} >= 1 with unbounded queues never reaches steady state; "
