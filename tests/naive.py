@@ -420,7 +420,7 @@ class _Sim:
         self.svc_factor = [1.0] * S
         self.svc_want = [0] * S               # new tasks waiting for a free slot
         self.update = [-1] * S                # each service's running update (deploy index)
-        self.waiting = [0] * S                # joins its current batch awaits
+        self.batch_waits = [0] * S               # joins its current batch awaits
         self.batch_ver = [0] * S
         self.placed = [0.0] * T               # when each slot's task was placed (health checks' probe grid)
         self.joined = [-math.inf] * T         # when each slot's task joined during the run (slow start)
@@ -1239,7 +1239,7 @@ class _Sim:
         old = [k for k in range(self.T) if self.assigned(k, s) and self.version[k] != self.svc_version[s]
                and not self.replacing(k) and not self.upd_wait[k]][:int(d.parallelism[j])]
         for k in old:
-            self.waiting[s] += 1
+            self.batch_waits[s] += 1
             if int(d.order[j]) == 1:          # start-first, in a free slot if there is one
                 new = self.free_slot(s)
                 if new >= 0:
@@ -1253,8 +1253,8 @@ class _Sim:
             self.update[s] = -1
 
     def batch_joined(self, now, s):
-        self.waiting[s] -= 1
-        if self.waiting[s] == 0 and self.update[s] >= 0:
+        self.batch_waits[s] -= 1
+        if self.batch_waits[s] == 0 and self.update[s] >= 0:
             self.batch_ver[s] += 1
             self.schedule(now + float(self.inp.deploy.delay[self.update[s]]), CONTROL, ("batch", s, self.batch_ver[s]),
                           SUB_BATCH, s)
