@@ -1,6 +1,6 @@
 """Prequal: a pool of reusable load probes and the hot-cold lexicographic (HCL) choice.
 
-Origin: Wydrowski, Kleinberg, Rumble and Zhang, "Load is not what you should balance:
+Origin: Wydrowski, Kleinberg, Rumble and Archer, "Load is not what you should balance:
 Introducing Prequal", NSDI 2024 (Google; YouTube's load balancer). A client keeps a small pool
 of recent probe responses, each a replica's requests-in-flight (RIF) and estimated latency;
 probes are sent asynchronously, a few per query to random replicas, and each response is
