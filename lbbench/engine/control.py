@@ -28,7 +28,7 @@ from ..rng import hash_uniform
 from .info import refresh
 from .heaps import _sift_down, timer_at, timer_set
 from .loadindex import build, build_all
-from .lowlevel import RunStateCompiler
+from .lowlevel import RunStateCompiler, apart
 from .cpu import ps_background, ps_crash, ps_speed
 from .requests import _give_up, fail_at_task
 from ..model.deploy import AS_UTIL, D_SCALE, ORDER_START_FIRST
@@ -91,7 +91,8 @@ def task_timer(cfg, k):
     return T_NODES + cfg.node_speed.shape[0] + k
 
 
-@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+@apart
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=RunStateCompiler)
 def _kill(cfg, st, met, k, t):
     """Task k's queued and in-service requests fail at t (taken out of the completion heap,
     which is rebuilt)."""
@@ -115,7 +116,8 @@ def _kill(cfg, st, met, k, t):
         ps_crash(cfg, st, met, k, t)
 
 
-@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+@apart
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=RunStateCompiler)
 def _crash(cfg, st, met, k, t, detect):
     """Task slot k's running (or starting) task dies at t; the orchestrator notices at
     t + detect. Its queued and in-service requests fail now; requests on their way to it fail
@@ -166,7 +168,8 @@ def _table_add(cfg, k):
     cfg.table_len[s] = n + 1
 
 
-@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+@apart
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=RunStateCompiler)
 def spread_node(cfg, st, s):
     """Swarm's spread rule over the up, non-drained nodes: fewest live or starting tasks of
     service s, then fewest overall, then the lowest id; -1 if no node is eligible. O(nodes):
@@ -208,7 +211,8 @@ def _detect_delay(cfg, st, k, t):
     return p + (j + cfg.hc_retries - 1) * cfg.hc_interval + cfg.hc_timeout - t
 
 
-@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+@apart
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=RunStateCompiler)
 def _schedule_step(cfg, st, met, t):
     """Apply the fault schedule's next event (due at t); the cursor moves on."""
     T = cfg.task_node.shape[0]
@@ -264,7 +268,8 @@ def _schedule_step(cfg, st, met, t):
         raise ValueError("a fault kind the engine has no handler for (faults.FAULT_KINDS)")
 
 
-@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+@apart
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=RunStateCompiler)
 def _task_event(cfg, st, met, k, t):
     """The orchestrator's pending event of task slot k, due at t."""
     ev = st.task_ev_kind[k]
@@ -351,7 +356,8 @@ def _start_in(cfg, st, k, t):
     timer_set(st, task_timer(cfg, k), t)
 
 
-@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+@apart
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=RunStateCompiler)
 def _after_stop(cfg, st, k, t):
     """Slot k's task has stopped at t: the slot is free (a new task waiting for one starts
     there), or a replacement follows (restart_delay after a drain, at once in an update)."""
@@ -372,7 +378,8 @@ def _after_stop(cfg, st, k, t):
         timer_set(st, i, np.inf)
 
 
-@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+@apart
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=RunStateCompiler)
 def _exit(cfg, st, met, k, t):
     """A stopping task ends at t (its grace is over, or it crashed): the requests still at it
     fail; then what its stop was for."""
@@ -383,7 +390,8 @@ def _exit(cfg, st, met, k, t):
     _after_stop(cfg, st, k, t)
 
 
-@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+@apart
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=RunStateCompiler)
 def _stop(cfg, st, met, k, t, nxt):
     """The orchestrator stops slot k's task at t, then `nxt` (STOP_*). A running task leaves
     the tables at once and goes on serving what it holds for health.grace, then ends; a
@@ -414,7 +422,8 @@ def _stop(cfg, st, met, k, t, nxt):
         _exit(cfg, st, met, k, t)
 
 
-@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+@apart
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=RunStateCompiler)
 def _upd_joined(cfg, st, s, t):
     """One of the joins service s's update awaits happened: the batch is done when none is
     left, and the next one starts `delay` later."""
@@ -423,7 +432,8 @@ def _upd_joined(cfg, st, s, t):
         timer_set(st, cfg.deploy_timer0 + 1 + s, t + cfg.d_delay[st.upd_ev[s]])
 
 
-@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+@apart
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=RunStateCompiler)
 def _joined(cfg, st, met, k, t):
     """Slot k's new task joined at t: start-first, the old task it replaces stops now; the
     update waiting for it counts it."""
@@ -439,7 +449,8 @@ def _joined(cfg, st, met, k, t):
         _upd_joined(cfg, st, s, t)
 
 
-@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+@apart
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=RunStateCompiler)
 def _scale(cfg, st, met, s, want, t):
     """Service s to `want` tasks at t. More: new tasks in its free slots, lowest first (placed
     by spread; without a free slot, one waits for the next to free). Fewer: first those still
@@ -504,7 +515,8 @@ def _scale(cfg, st, met, s, want, t):
             _upd_joined(cfg, st, s, t)
 
 
-@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+@apart
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=RunStateCompiler)
 def _batch(cfg, st, met, s, t):
     """Service s's update takes its next batch at t: up to `parallelism` tasks of an older
     version (lowest slots first), each replaced stop-first (stopped, its slot's new task placed
@@ -537,7 +549,8 @@ def _batch(cfg, st, met, s, t):
         st.upd_ev[s] = -1
 
 
-@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+@apart
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=RunStateCompiler)
 def _deploy_step(cfg, st, met, t):
     """Apply the deploy schedule's next event (due at t); the cursor moves on."""
     i = st.ctr[DEPLOY_I]
@@ -553,7 +566,8 @@ def _deploy_step(cfg, st, met, t):
         _batch(cfg, st, met, s, t)
 
 
-@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+@apart
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=RunStateCompiler)
 def _autoscale_step(cfg, st, met, a, t):
     """Autoscaler a's evaluation at t (the Kubernetes HPA rule, docs/model.md "Autoscaler"):
     the metric over the window's last intervals, per task in the tables; desire
@@ -616,7 +630,7 @@ def _ramp_start(cfg, st, k, t):
     st.ctr[RAMP_N] = n + 1
 
 
-@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=RunStateCompiler)
 def ramp(cfg, st, now):
     """The ramping tasks' weights at `now`: max(min_weight, (age / window) ** (1 / aggression)),
     1 from `window` on (and the task is no longer ramping)."""
@@ -635,7 +649,7 @@ def ramp(cfg, st, now):
     st.ctr[RAMP_N] = n
 
 
-@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=RunStateCompiler)
 def refresh_step(cfg, st, t):
     """The stale snapshot's timer: refresh, and again stale_period later."""
     refresh(st)
@@ -643,15 +657,14 @@ def refresh_step(cfg, st, t):
     timer_set(st, np.int64(T_REFRESH), t + cfg.stale_period)
 
 
-@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+@apart
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=RunStateCompiler)
 def control_step(cfg, st, met, t):
-    """Apply the control event at the root of the queue, due at t. (A kernel compiled without
-    failures and retries, FULL = False, has only the refresh and the background load's changes,
-    and calls refresh_step itself for the refresh.)"""
+    """Apply the control event at the root of the queue, due at t, other than the stale
+    refresh: the kernel calls refresh_step itself (linked, not compiled apart: a refresh can be
+    more frequent than requests, and a call apart costs about 1 us)."""
     i = st.ctl_i[1]
-    if i == T_REFRESH:
-        refresh_step(cfg, st, t)
-    elif i == T_SCHEDULE:
+    if i == T_SCHEDULE:
         _schedule_step(cfg, st, met, t)
     elif i < T_NODES + cfg.node_speed.shape[0]:
         # the heartbeat noticed the node is down: the entry policy stops sending clients there
@@ -670,7 +683,7 @@ def control_step(cfg, st, met, t):
         _autoscale_step(cfg, st, met, i - cfg.as_timer0, t)
 
 
-@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=RunStateCompiler)
 def _reroute(cfg, st, idx):
     """Entry policy once a down node is detected: its clients go to the nodes still in the
     entry policy, the request's index hashed to one of them (-1: none left)."""

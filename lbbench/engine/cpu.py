@@ -23,7 +23,7 @@ import numpy as np
 from numba import njit
 
 from .heaps import _sift_down, heap_pop, heap_push, tree_set
-from .lowlevel import RunStateCompiler
+from .lowlevel import RunStateCompiler, apart
 from .requests import fail_at_task
 from .state import BG_I
 
@@ -49,7 +49,8 @@ def _reschedule(cfg, st, n):
     tree_set(st.ps_t, st.ps_i, n, t)
 
 
-@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+@apart
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=RunStateCompiler)
 def ps_speed(cfg, st, n, t):
     """Node n's speed changed at t (a node_slow fault; Config.node_speed holds the new one):
     its clock is brought to t at the old rate, then runs at the new one."""
@@ -57,7 +58,8 @@ def ps_speed(cfg, st, n, t):
     _reschedule(cfg, st, n)
 
 
-@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+@apart
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=RunStateCompiler)
 def ps_background(cfg, st, t):
     """The next change of a node's background load (cluster.background), due at t: the node's
     clock is brought to t, then its requests share the cores with the new load."""
@@ -83,7 +85,7 @@ def _start(cfg, st, met, slot, k, t):
         met.tr_start[st.slot_idx[slot]] = t
 
 
-@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=RunStateCompiler)
 def ps_arrive(cfg, st, met, slot, k, t):
     """The request in `slot` joins task k at time t: it starts if one of k's workers is free,
     else it waits at the end of k's FIFO queue."""
@@ -99,7 +101,7 @@ def ps_arrive(cfg, st, met, slot, k, t):
     st.task_qtail[k] = slot
 
 
-@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=RunStateCompiler)
 def ps_complete(cfg, st, met, t):
     """The next completion of all nodes (the tree's root, due at t): the request leaves its
     node's heap and its task's worker, the head of the task's queue starts. Returns its slot
@@ -131,7 +133,8 @@ def ps_complete(cfg, st, met, t):
     return slot
 
 
-@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+@apart
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=RunStateCompiler)
 def ps_crash(cfg, st, met, k, t):
     """Task k dies at t: its requests in service leave its node's heap (the node's others then
     share the cores among fewer) and fail, and so do those in its queue, in its order."""

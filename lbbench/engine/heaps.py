@@ -77,7 +77,7 @@ def heap_pop(key, slot, n):
 # request path (requests.py) can set a closed loop's user timers without importing control.py.
 # timer_set's callers pass the timer's id as an int64 (np.int64 on a constant or an int32): each
 # other argument type (a literal, int32) would be one more compiled copy on a first run.
-@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=RunStateCompiler)
 def timer_set(st, i, t):
     """Set timer i to time t (inf: off) and restore the tournament above it."""
     tree_set(st.ctl_t, st.ctl_i, i, t)

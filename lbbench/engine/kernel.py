@@ -291,10 +291,10 @@ def _advance(cfg, st, met, limit, ctl_limit):
             timer_set(st, np.int64(st.ctl_i[1]), inf)     # nor autoscaler evaluations
         elif CLOSED and st.ctl_i[1] >= cfg.user_timer0:
             return 2
-        elif FULL or st.ctl_i[1] != T_REFRESH:
-            control_step(cfg, st, met, tq)      # (FULL = False: the background load's changes)
-        else:
+        elif st.ctl_i[1] == T_REFRESH:
             refresh_step(cfg, st, tq)
+        else:
+            control_step(cfg, st, met, tq)      # (FULL = False: the background load's changes)
 
 
 @njit(inline="always", cache=True)

@@ -65,7 +65,7 @@ def _set(tree, off, p, pos, value):
         i >>= 1
 
 
-@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=RunStateCompiler)
 def touch(cfg, st, b, k):
     """Task k's load as balancer b sees it changed (b: the balancer whose count changed; any
     under `global`). Nothing without an index, under `stale` (refreshes rebuild), or for a task

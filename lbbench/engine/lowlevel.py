@@ -121,3 +121,91 @@ class RunStateCompiler(CompilerBase):
         pm = DefaultPassBuilder.define_nopython_pipeline(self.state)
         pm.passes = [(_RunStateLowering if cls is NativeLowering else cls, doc) for cls, doc in pm.passes]
         return [pm]
+
+
+# --------------------------------------------------------------------------------------------
+# Functions compiled apart: called by symbol, not linked into their callers.
+#
+# numba links the machine-independent code (LLVM IR) of every function a compiled function
+# calls into that function's own module, and optimises and emits machine code for the whole:
+# a call chain kernel -> control_step -> _schedule_step -> _stop -> _kill -> ps_crash emits the
+# control code once per level of the chain, in every strategy's kernel again (after the
+# deployments and the nodes' control code joined it, 80 % of a cold least_load run's 130 s of
+# compile). `apart` gives a function's callers an external call instead: the function is
+# compiled (or loaded from numba's disk cache) on its own, once per argument types, and the
+# process's JIT resolves the call to it by a symbol named after the function and those types.
+# A caller loaded from the disk cache re-registers the symbol first (numba runs a compiled
+# function's `reload_init` before loading it). For code run per control event, not per
+# request: the call passes the run state by value (its arrays' fields, some hundreds of words).
+
+_APART: dict = {}        # "module.qualname" -> dispatcher
+
+
+def _apart_symbol(key, argtys):
+    import hashlib
+    return "lbbench_apart_" + hashlib.sha1(f"{key}|{argtys}".encode()).hexdigest()[:24]
+
+
+def _apart_register(key, argtys):
+    """Compile (or load) the function for these argument types and give the JIT its symbol."""
+    from llvmlite import binding as ll
+    disp = _APART[key]
+    disp.compile(argtys)
+    cres = disp.overloads[argtys]
+    ll.add_symbol(_apart_symbol(key, argtys), cres.library.get_pointer_to_function(cres.fndesc.llvm_func_name))
+    return cres
+
+
+def _apart_reload(module, key, argtys):
+    import importlib
+    importlib.import_module(module)         # (defines and registers the function)
+    _apart_register(key, argtys)
+
+
+def _apart_type(t):
+    # one compile per kind of argument: a constant as its type, a signed integer as int64
+    t = nbtypes.unliteral(t)
+    if isinstance(t, nbtypes.Integer) and t.signed and t.bitwidth < 64:
+        return nbtypes.int64
+    return t
+
+
+def apart(disp):
+    """`disp` (a numba dispatcher taking positional arguments) as its callers in compiled code
+    call it: compiled apart, called by symbol (see above)."""
+    import functools
+    import inspect
+
+    from numba.core import cgutils
+
+    py = disp.py_func
+    module = py.__module__
+    key = f"{module}.{py.__qualname__}"
+    _APART[key] = disp
+    n = len(inspect.signature(py).parameters)
+
+    def typer(typingctx, *args):
+        argtys = tuple(map(_apart_type, args))
+        cres = _apart_register(key, argtys)
+        sig = cres.signature.return_type(*argtys)
+        sym = _apart_symbol(key, argtys)
+        reload = functools.partial(_apart_reload, module, key, argtys)
+
+        def codegen(context, builder, signature, llargs):
+            fnty = context.call_conv.get_function_type(signature.return_type, signature.args)
+            fn = cgutils.get_or_insert_function(builder.module, fnty, sym)
+            status, res = context.call_conv.call_function(builder, fn, signature.return_type, signature.args, llargs)
+            with cgutils.if_unlikely(builder, status.is_error):
+                context.call_conv.return_status_propagate(builder, status)
+            context.active_code_library._reload_init.add(reload)
+            return res
+        return sig, codegen
+
+    names = ", ".join(f"a{i}" for i in range(n))
+    ns = {"typer": typer}
+    exec(f"def {py.__name__}(typingctx, {names}):\n    return typer(typingctx, {names})", ns)
+    fn = ns[py.__name__]
+    fn.__doc__ = py.__doc__
+    wrapped = intrinsic(fn)
+    wrapped.dispatcher = disp
+    return wrapped

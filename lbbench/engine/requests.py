@@ -47,7 +47,7 @@ def _user_wait_over(cfg, st, slot, t):
 
 
 # compile time on a first run).
-@njit(cache=True, no_cpython_wrapper=True, pipeline_class=RunStateCompiler)
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=RunStateCompiler)
 def _give_up(cfg, st, met, slot, t, status):
     """The attempt held in `slot` failed (ST_FAILED) or was rejected (ST_REJECTED) at time t.
     While the client has retries left it sends the request again after a backoff (exponential,

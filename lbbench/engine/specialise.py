@@ -84,7 +84,7 @@ def specialise(key: str, select, on_complete=None, full: bool = True, direct: bo
         # kernel's, and a plugin dividing by zero must stop with an error, not go on with inf
         # or 0 (the engine's own division per request skips the zero test through _fdiv)
         opts = ({"inline": "always"} if name != "_kernel" else
-                {"_nrt": False, "no_cpython_wrapper": True, "pipeline_class": RunStateCompiler})
+                {"_nrt": False, "no_cpython_wrapper": True, "no_cfunc_wrapper": True, "pipeline_class": RunStateCompiler})
         g[name] = njit(cache=True, **opts)(f)
     return Entry(g["_kernel"])
 
