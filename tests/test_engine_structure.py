@@ -45,7 +45,8 @@ def test_every_function_that_reads_a_hook_or_switch_is_specialised():
 
 def _sizes(slots=4):
     return dict(tasks=5, workers=7, nodes=3, balancers=2, balancer_services=4, state_size=3, strategy_tasks=5,
-                task_state=2, connections=6, piggy_balancers=0, piggy_tasks=0, timer_tree=16, index_rows=1, index_len=0,
+                task_state=2, connections=6, local_balancers=2, local_tasks=5, piggy_balancers=0, piggy_tasks=0,
+                timer_tree=16, index_rows=1, index_len=0,
                 services=2, slots=slots)
 
 

@@ -34,6 +34,15 @@ def load_of(cfg, st, b):
 
 
 @njit(inline="always", cache=True)
+def count_local(cfg, st, b, k, d):
+    """Balancer b's own count of task k's outstanding requests changes by d. Kept under
+    `local` only: the table is balancers x tasks, allocated (and written per request) only
+    when it is read."""
+    if cfg.info == INFO_LOCAL:
+        st.local_out[b, k] += d
+
+
+@njit(inline="always", cache=True)
 def node_load_of(cfg, st, b):
     """The nodes' loads per core balancer b sees (view.node_load; cluster.cores, cpu.py; empty
     without it): true under `global`, the last snapshot's under `stale:P`, and under `local` and

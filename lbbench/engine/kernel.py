@@ -35,9 +35,9 @@ from numba.extending import overload
 from ..errors import NotATaskId
 from ..rng import uniform
 from .control import T_REFRESH, _reroute, control_step, ramp, refresh_step, timer_set
-from .cpu import ps_arrive, ps_complete
+from .cpu import ps_arrive, ps_background, ps_complete
 from .heaps import heap_pop, heap_push
-from .info import fill_work, load_of, node_load_of, on_response
+from .info import count_local, fill_work, load_of, node_load_of, on_response
 from .loadindex import touch, tree_of
 from .lowlevel import _fdiv, _view
 from .metrics import _record, window_of
@@ -186,7 +186,7 @@ def _task_arrive(cfg, st, met, slot, ta):
     if FULL and cfg.faults and (st.task_state[k] != TASK_ALIVE or st.task_inc[k] != st.slot_inc[slot]):
         # sent before its task crashed: the connection is refused when it gets there
         st.outstanding[k] -= 1
-        st.local_out[st.slot_bal[slot], k] -= 1
+        count_local(cfg, st, st.slot_bal[slot], k, -1)
         if LOAD_INDEX:
             touch(cfg, st, np.int64(st.slot_bal[u]), np.int64(k))
         _give_up(cfg, st, met, slot, ta, np.int64(ST_FAILED))
@@ -194,7 +194,7 @@ def _task_arrive(cfg, st, met, slot, ta):
     q = cfg.task_qlimit[k]
     if q > 0 and st.present[k] >= cfg.task_workers[k] + q:
         st.outstanding[k] -= 1
-        st.local_out[st.slot_bal[u], k] -= 1
+        count_local(cfg, st, st.slot_bal[u], k, -1)
         if LOAD_INDEX:
             touch(cfg, st, np.int64(st.slot_bal[u]), np.int64(k))
         _give_up(cfg, st, met, slot, ta, np.int64(ST_REJECTED))
@@ -220,7 +220,7 @@ def _retire(cfg, st, met, slot, done):
     b = np.uint64(st.slot_bal[u])
     st.present[k] -= 1
     st.outstanding[k] -= 1
-    st.local_out[b, k] -= 1
+    count_local(cfg, st, b, k, -1)
     t0 = st.slot_t0[u]
     latency = done + st.slot_dout[u] - t0
     idx = st.slot_idx[u]
@@ -293,8 +293,10 @@ def _advance(cfg, st, met, limit, ctl_limit):
             return 2
         elif st.ctl_i[1] == T_REFRESH:
             refresh_step(cfg, st, tq)
+        elif FULL:
+            control_step(cfg, st, met, tq)
         else:
-            control_step(cfg, st, met, tq)      # (FULL = False: the background load's changes)
+            ps_background(cfg, st, tq)  # FULL = False: the only other timer (the control tree is not compiled)
 
 
 @njit(inline="always", cache=True)
@@ -395,7 +397,7 @@ def _send(cfg, st, met, slot, k, b, now, d_in, d_out, svc, idx):
     """The heap path: the request, in its slot, leaves for task k (over the hop, if any)."""
     uk = np.uint64(k)
     st.outstanding[uk] += 1
-    st.local_out[b, uk] += 1
+    count_local(cfg, st, b, uk, 1)
     if LOAD_INDEX:
         touch(cfg, st, np.int64(b), np.int64(uk))
     st.slot_task[slot] = k

@@ -6,6 +6,7 @@ from numba import njit
 
 from ..rng import hash_uniform
 from .heaps import heap_push, timer_set
+from .info import count_local
 from .loadindex import touch
 from .lowlevel import RunStateCompiler
 from .metrics import window_of
@@ -93,6 +94,6 @@ def fail_at_task(cfg, st, met, slot, k, t):
     died (control._crash, cpu.ps_crash)."""
     st.present[k] -= 1
     st.outstanding[k] -= 1
-    st.local_out[st.slot_bal[slot], k] -= 1
+    count_local(cfg, st, st.slot_bal[slot], k, -1)
     touch(cfg, st, np.int64(st.slot_bal[slot]), np.int64(k))
     _give_up(cfg, st, met, slot, t, np.int64(ST_FAILED))

@@ -220,6 +220,7 @@ class _Run:
                  state_size=spec.state_size, connections=clients * S_ if conn else 0,
                  users=n_users, user_draws=rows, user_jitter=2 * rows if sc.network.jitter > 0 else 0,
                  piggy_balancers=n_bal if piggy else 0, piggy_tasks=T if piggy else 0,
+                 local_balancers=n_bal if info.kind == "local" else 0, local_tasks=T if info.kind == "local" else 0,
                  timer_tree=len(ctl_t), slots=cap, strategy_tasks=T if spec.task_state else 0,
                  task_state=spec.task_state, index_rows=li_rows, index_len=li_len, services=S_,
                  ps_tasks=T if ps else 0, ps_nodes=N if ps else 0,

@@ -109,7 +109,8 @@ STATE = {
         Array("task_restarts", np.int64, ("tasks",), 0, "replacements that joined"),
     ),
     "information": (        # what balancers know of loads (info.py)
-        Array("local_out", np.int64, ("balancers", "tasks"), 0, "outstanding per sending balancer (local)"),
+        Array("local_out", np.int64, ("local_balancers", "local_tasks"), 0,
+              "outstanding per sending balancer (local; 0 x 0 under the other models: info.count_local)"),
         Array("snapshot", np.int64, ("tasks",), 0, "the last global snapshot (stale)"),
         Array("piggy", np.int64, ("piggy_balancers", "piggy_tasks"), 0,
               "per balancer, each task's count as its last response reported it (piggyback)"),
@@ -260,7 +261,7 @@ def new_state(sizes: dict, **given) -> State:
     """Every array of `STATE` at its declared shape and fill; `given` arrays replace the
     declared ones (a seeded random state, the cluster's drained nodes), checked against the
     declaration. `sizes` names the sizes: tasks, workers, nodes, balancers, balancer_services,
-    state_size, strategy_tasks, task_state, connections, piggy_balancers, piggy_tasks,
+    state_size, strategy_tasks, task_state, connections, local_balancers, local_tasks, piggy_balancers, piggy_tasks,
     timer_tree, index_rows, index_len, services, users, user_draws, user_jitter (0 when not
     given: no closed loop), ps_tasks, ps_nodes, ps_heap, ps_tree, ps_snap_nodes, ps_piggy_nodes
     (0 when not given: no processor sharing), weight_tasks (0 when not given: no slow start),
