@@ -658,6 +658,7 @@ def _result(run: _Run, spec: Strategy, pvals: dict, seed: int, wall: float, trac
         "imbalance_max_mean": maxmean,
         "jain": jain,
         "cross_node_frac": float(ctr[S.CROSS] / arrived) if arrived else math.nan,
+        **_cpu_columns(run, window, completed),
         "stable": None,
         "sim_time": float(f[S.T_LAST]),
         "wall_s": wall,
@@ -699,6 +700,27 @@ def _result(run: _Run, spec: Strategy, pvals: dict, seed: int, wall: float, trac
         })
     return Result(summary=summary, tasks=tasks, hist_counts=hist, trace=tr, scenario=sc, timeseries=timeseries,
                   faults=faults, extra={"run_hash": run_hash, **({"unstable": unstable_why} if unstable_why else {})})
+
+
+def _node_cpu(run: _Run, window: float) -> np.ndarray | None:
+    """Each node's CPU utilisation: the core-seconds its measured completed requests held, per
+    core and second of the measured window (cpu.py); None without cluster.cores."""
+    cores = run.cl.node_cores
+    if cores is None:
+        return None
+    if not (window and window > 0):
+        return np.full(run.cl.n_nodes, np.nan)
+    return run.st.node_cpu / (np.asarray(cores, dtype=np.float64) * window)
+
+
+def _cpu_columns(run: _Run, window: float, completed: int) -> dict:
+    """cpu_util_mean, cpu_util_max (over nodes) and contention_mean (per measured completion);
+    null without cluster.cores."""
+    util = _node_cpu(run, window)
+    if util is None:
+        return {"cpu_util_mean": None, "cpu_util_max": None, "contention_mean": None}
+    return {"cpu_util_mean": float(np.mean(util)), "cpu_util_max": float(np.max(util)),
+            "contention_mean": float(run.st.fctr[S.CONTENTION] / completed) if completed else math.nan}
 
 
 def _stability(run: _Run, util: np.ndarray) -> tuple[bool, str]:

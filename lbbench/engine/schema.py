@@ -14,7 +14,8 @@ SUMMARY_SCHEMA: dict[str, pl.DataType] = {
     "faults": _I, "crashes": _I, "recovery_s": _F, "latency_mean": _F, "latency_p50": _F,
     "latency_p90": _F, "latency_p99": _F, "latency_p999": _F, "latency_max": _F,
     "throughput": _F, "offered_rate_mean": _F, "util_mean": _F, "util_max": _F, "imbalance_cov": _F,
-    "imbalance_max_mean": _F, "jain": _F, "cross_node_frac": _F, "stable": pl.Boolean, "sim_time": _F,
+    "imbalance_max_mean": _F, "jain": _F, "cross_node_frac": _F, "cpu_util_mean": _F, "cpu_util_max": _F, "contention_mean": _F,
+    "stable": pl.Boolean, "sim_time": _F,
     "wall_s": _F, "req_per_s": _F, "lbbench_version": _S, "schema_version": _I,
 }
 TIMING_COLUMNS = ("wall_s", "req_per_s")

@@ -186,6 +186,11 @@ STATE = {
         Array("node_run", np.int64, ("ps_nodes",), 0, "requests in service on the node"),
         Array("node_bg", np.float64, ("ps_nodes",), 0.0, "background load (cluster.background): always-busy work"),
         Array("node_load", np.float64, ("ps_nodes",), 0.0, "(requests in service + background) per core (view.node_load)"),
+        Array("node_share", np.float64, ("ps_nodes",), 0.0, "cores held by each request in service: min(1, cores / (in service + background))"),
+        Array("node_ut", np.float64, ("ps_nodes",), 0.0, "core clock: the core-seconds each request in service has held since the start (of node_tv)"),
+        Array("node_cpu", np.float64, ("ps_nodes",), 0.0, "core-seconds held by the node's measured completed requests"),
+        Array("slot_ps_t0", np.float64, (SLOTS,), 0.0, "when the request in the slot started service (cpu.py)"),
+        Array("slot_ps_u0", np.float64, (SLOTS,), 0.0, "its node's core clock node_ut then"),
         Array("node_snap", np.float64, ("ps_snap_nodes",), 0.0, "node_load at the last stale snapshot (stale:P)"),
         Array("node_piggy", np.float64, ("balancers", "ps_piggy_nodes"), 0.0,
               "per balancer, each node's node_load as its last response reported it (local, piggyback)"),
@@ -239,7 +244,8 @@ State.__doc__ = "Mutable state, resumable across chunks: the arrays of `STATE`, 
 # request of a duration-bounded run is ctr[NEED] (set warm_index).
 K_DONE, K_NOT_A_CANDIDATE, K_USER_DRAWS, K_WARM = range(4)
 # fctr (float64) fields
-LAT_SUM, LAT_MAX, T_FIRST, T_LAST, N_FCTR = range(5)
+# (CONTENTION: the measured completions' time in service beyond the core-seconds they held; cpu.py)
+LAT_SUM, LAT_MAX, T_FIRST, T_LAST, CONTENTION, N_FCTR = range(6)
 
 # Task slot states and orchestrator events
 TASK_DEAD, TASK_ALIVE, TASK_STARTING = 0, 1, 2
