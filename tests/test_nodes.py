@@ -89,12 +89,29 @@ CASES["background"][0]["cluster"]["background"] = [
     {"nodes": [1, 2], "mean_on": 60.0, "mean_off": 120.0, "load": 1.0}]
 
 
-def assert_cpu_matches(sc, row: dict, ref) -> None:
-    """The CPU columns equal the naive simulator's core-seconds (each request in service holds
-    min(1, cores / (in service + background)) of a core) over the same measured window."""
+def assert_cpu_matches(sc, res, ref) -> None:
+    """The CPU columns and the nodes table equal the naive simulator's core-seconds (each request
+    in service holds min(1, cores / (in service + background)) of a core) over the same measured
+    window."""
     _, cl = arrivals(sc)
+    row = res.row()
     window = row["completed"] / row["throughput"]
     util = ref.node_cpu / (np.asarray(cl.node_cores, dtype=np.float64) * window)
+    np.testing.assert_allclose(res.nodes["busy_s"].to_numpy(), ref.node_cpu, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(res.nodes["cpu_util"].to_numpy(), util, rtol=1e-9, atol=1e-12)
+    assert res.nodes["cores"].to_list() == list(cl.node_cores)
+    if "faults" not in sc:      # (tasks stay on their nodes, at their speeds)
+        # the time series' node_cpu: per window, the core-seconds (demand / speed) of its
+        # completed requests, whole run; summed over windows, each node's
+        ts = res.timeseries
+        length = (ts["t_end"] - ts["t_start"]).to_numpy()
+        got = (np.array(ts["node_cpu"].to_list()) * length[:, None] * np.asarray(cl.node_cores)[None, :]).sum(axis=0)
+        arr, _ = arrivals(sc)
+        tr = res.trace
+        ok = tr["status"].to_numpy() == COMPLETED
+        task = tr["task"].to_numpy()[ok]
+        want = np.bincount(cl.task_node[task], weights=arr.demand[ok] / cl.task_speed[task], minlength=cl.n_nodes)
+        np.testing.assert_allclose(got, want, rtol=1e-9)
     assert math.isclose(row["cpu_util_mean"], float(util.mean()), rel_tol=1e-9), (row["cpu_util_mean"], util)
     assert math.isclose(row["cpu_util_max"], float(util.max()), rel_tol=1e-9)
     assert math.isclose(row["contention_mean"], ref.contention_sum / ref.completed, rel_tol=1e-9, abs_tol=1e-12)
@@ -121,7 +138,7 @@ def test_engine_matches_naive_with_cores(case, strategy):
     np.testing.assert_array_equal(res.tasks["served"].to_numpy(), ref.task_served)
     np.testing.assert_allclose(res.tasks["busy_s"].to_numpy(), ref.task_busy, rtol=1e-9)
     assert _shared(sc, res)
-    assert_cpu_matches(sc, res.row(), ref)
+    assert_cpu_matches(sc, res, ref)
     if case == "faults_retries":
         assert res.row()["failed"] + res.row()["retried"] > 0 and res.row()["crashes"] >= 2
     if case in ("two_services_shared", "per_node_cores_speeds"):

@@ -50,6 +50,7 @@ class Result:
     scenario: Scenario | None = None
     timeseries: pl.DataFrame | None = None
     faults: pl.DataFrame | None = None
+    nodes: pl.DataFrame | None = None       # per node: cores, CPU utilisation (cluster.cores only)
     extra: dict = field(default_factory=dict)
 
     def histogram(self) -> pl.DataFrame:
@@ -699,7 +700,7 @@ def _result(run: _Run, spec: Strategy, pvals: dict, seed: int, wall: float, trac
             **({"user": met.tr_user} if run.users is not None else {}),
         })
     return Result(summary=summary, tasks=tasks, hist_counts=hist, trace=tr, scenario=sc, timeseries=timeseries,
-                  faults=faults, extra={"run_hash": run_hash, **({"unstable": unstable_why} if unstable_why else {})})
+                  faults=faults, nodes=_nodes_table(run, row["run_id"], window), extra={"run_hash": run_hash, **({"unstable": unstable_why} if unstable_why else {})})
 
 
 def _node_cpu(run: _Run, window: float) -> np.ndarray | None:
@@ -721,6 +722,24 @@ def _cpu_columns(run: _Run, window: float, completed: int) -> dict:
         return {"cpu_util_mean": None, "cpu_util_max": None, "contention_mean": None}
     return {"cpu_util_mean": float(np.mean(util)), "cpu_util_max": float(np.max(util)),
             "contention_mean": float(run.st.fctr[S.CONTENTION] / completed) if completed else math.nan}
+
+
+def _nodes_table(run: _Run, run_id: str, window: float) -> pl.DataFrame | None:
+    """One row per node (cluster.cores only): its cores, speed at the end, the core-seconds its
+    measured completed requests held (busy_s) and its CPU utilisation (docs/model.md, "CPU
+    metrics")."""
+    util = _node_cpu(run, window)
+    if util is None:
+        return None
+    n = run.cl.n_nodes
+    return pl.DataFrame({
+        "run_id": [run_id] * n,
+        "node": np.arange(n, dtype=np.int32),
+        "cores": np.asarray(run.cl.node_cores, dtype=np.float64),
+        "speed": np.asarray(run.cfg_kw["node_speed"], dtype=np.float64),
+        "busy_s": run.st.node_cpu.copy(),
+        "cpu_util": util,
+    })
 
 
 def _stability(run: _Run, util: np.ndarray) -> tuple[bool, str]:
@@ -808,4 +827,8 @@ def _timeseries(run: _Run, run_id: str) -> pl.DataFrame | None:
         "latency_mean": lat_mean,
         "latency_p99": np.asarray(p99),
         "node_util": pl.Series(node_util).cast(pl.List(pl.Float64)),     # no Python list per window
+        # cluster.cores: each node's CPU, the core-seconds (demand / speed) its requests of the
+        # window held per core and second
+        **({"node_cpu": pl.Series(met.ts_node_busy[:n] / (length[:, None] * np.asarray(cl.node_cores)[None, :]))
+            .cast(pl.List(pl.Float64))} if cl.node_cores is not None else {}),
     }).with_columns(pl.col("latency_mean").fill_nan(None), pl.col("latency_p99").fill_nan(None))
