@@ -145,6 +145,8 @@ class NaiveResult:
     scales: list = field(default_factory=list)       # (time, service, replicas) of every scale (deploy, autoscaler)
     node_cpu: np.ndarray = field(default_factory=lambda: np.zeros(0))  # cores: core-seconds of measured completions
     contention_sum: float = 0.0  # cores: their time in service beyond the core-seconds they held
+    deploy_from: dict = field(default_factory=dict)  # deploy event -> replicas (scale) or version (update) before it
+    update_done: dict = field(default_factory=dict)  # update event -> its last batch's last join (when over)
 
     @property
     def in_flight(self) -> int:
@@ -422,6 +424,7 @@ class _Sim:
         self.svc_factor = [1.0] * S
         self.svc_want = [0] * S               # new tasks waiting for a free slot
         self.update = [-1] * S                # each service's running update (deploy index)
+        self.update_last = {}                    # update event -> when its latest batch's last task joined
         self.batch_waits = [0] * S               # joins its current batch awaits
         self.batch_ver = [0] * S
         self.placed = [0.0] * T               # when each slot's task was placed (health checks' probe grid)
@@ -1142,8 +1145,10 @@ class _Sim:
         d = self.inp.deploy
         s = int(d.service[j])
         if int(d.kind[j]) == 0:
+            self.res.deploy_from[j] = sum(self.counted(k, s) for k in range(self.T)) + self.svc_want[s]
             self.scale(now, s, int(d.replicas[j]))
         else:
+            self.res.deploy_from[j] = self.svc_version[s]
             self.svc_version[s], self.svc_factor[s], self.update[s] = j + 1, float(d.factor[j]), j
             self.batch(now, s)
 
@@ -1259,10 +1264,12 @@ class _Sim:
             self.stop(now, k, "update")
         if not old:
             self.update[s] = -1
+            self.res.update_done[j] = self.update_last.get(j, now)    # over: at its last batch's last join
 
     def batch_joined(self, now, s):
         self.batch_waits[s] -= 1
         if self.batch_waits[s] == 0 and self.update[s] >= 0:
+            self.update_last[self.update[s]] = now
             self.batch_ver[s] += 1
             self.schedule(now + float(self.inp.deploy.delay[self.update[s]]), CONTROL, ("batch", s, self.batch_ver[s]),
                           SUB_BATCH, s)

@@ -223,6 +223,11 @@ STATE = {
         Array("as_rdone", np.int64, ("autoscalers", "as_buckets"), 0, "and their completions"),
         Array("as_rec", np.int64, ("autoscalers", "as_recs"), 0, "its desires over the stabilization window"),
         Array("as_tick", np.int64, ("autoscalers",), 0, "its evaluations so far"),
+        Array("d_from", np.int64, ("deploy_events",), -1,
+              "each deploy event's service's replicas (a scale) or version (an update) before it"),
+        Array("d_last", np.float64, ("deploy_events",), np.nan, "an update: when its latest batch's last task joined"),
+        Array("d_done", np.float64, ("deploy_events",), np.nan,
+              "an update: when it was over, its last batch's last join (NaN: not over, or a newer one took over)"),
         Array("scr_key", np.int64, ("tasks",), 0, "scratch of a scale-down's choice (compiled code allocates nothing)"),
         Array("scr_id", np.int64, ("tasks",), 0, "the same: the slots"),
         Array("scr_copies", np.int64, ("nodes",), 0, "the same: copies of the service per node"),
@@ -273,7 +278,7 @@ def new_state(sizes: dict, **given) -> State:
     work_tasks (0 when not given: no `work` information), slots; heap is slots + HEAP_PAD."""
     sizes = dict({"users": 0, "user_draws": 0, "user_jitter": 0, "ps_tasks": 0, "ps_nodes": 0, "ps_heap": 0,
                   "ps_tree": 0, "ps_snap_nodes": 0, "ps_piggy_nodes": 0, "weight_tasks": 0, "autoscalers": 0,
-                  "as_buckets": 0, "as_recs": 0, "work_tasks": 0}, **sizes)
+                  "as_buckets": 0, "as_recs": 0, "work_tasks": 0, "deploy_events": 0}, **sizes)
     sizes = dict(sizes, heap=sizes[SLOTS] + HEAP_PAD, n_ctr=N_CTR, n_fctr=N_FCTR)
     out = {}
     for a in STATE_ARRAYS:
@@ -317,7 +322,7 @@ def grow_slots(st: State, new: int) -> State:
 Metrics = namedtuple("Metrics", [
     "hist", "task_served", "task_busy",
     "tr_task", "tr_start", "tr_done", "tr_latency", "tr_status", "tr_tries", "tr_user",
-    "ts_count", "ts_lat_sum", "ts_hist", "ts_node_busy",
+    "ts_count", "ts_lat_sum", "ts_hist", "ts_node_busy", "ts_replicas",
 ])
 Metrics.__doc__ = """Streaming metrics.
 
@@ -329,6 +334,8 @@ ts_count      int64[W, 6]: per window of (first) arrival time: arrived, complete
               failed, retried (attempts re-sent), timed_out
 ts_lat_sum    float64[W], ts_hist int64[W, TS_BUCKETS] (coarse latency histogram)
 ts_node_busy  float64[W, N]: service seconds given by each node to requests of the window
+ts_replicas   int64[W, S] with deployments (else 0 x S): each service's tasks in the tables after
+              the window's last control event (-1: none in the window; control.control_step)
 Windows cover all requests (warm-up included), indexed by arrival time // ts_window and
 clamped to the last window.
 """
