@@ -17,8 +17,8 @@ The CPU metrics (docs/model.md, "Nodes as shared machines"): node n also keeps a
 `node_ut(n)`, the core-seconds each of its requests in service has held, which advances at the
 share `min(1, cores(n) / (in_service(n) + background(n)))`. A measured request that completes
 held `node_ut` at its completion minus at its start (`slot_ps_u0`) core-seconds, which go to
-`node_cpu[n]`; its time in service beyond them (waiting for a core: its demand / speed less
-than that when the speed holds) goes to `fctr[CONTENTION]`.
+`node_cpu[n]` (its demand / speed when the speed held), and its time in service beyond them,
+the time it waited for a core, to `fctr[CONTENTION]`.
 
 A task's `workers` still bound its requests in service: the others wait in the task's FIFO
 queue (a list of slots, `task_qhead`, `task_qtail`, `slot_next`) and the head starts when one of

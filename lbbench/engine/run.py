@@ -768,8 +768,8 @@ def _events_table(run: _Run, run_id: str) -> pl.DataFrame | None:
 
 def _nodes_table(run: _Run, run_id: str, window: float) -> pl.DataFrame | None:
     """One row per node (cluster.cores only): its cores, speed at the end, the core-seconds its
-    measured completed requests held (busy_s) and its CPU utilisation (docs/model.md, "CPU
-    metrics")."""
+    measured completed requests held (busy_s) and its CPU utilisation (docs/model.md, "Nodes as
+    shared machines", its CPU metrics)."""
     util = _node_cpu(run, window)
     if util is None:
         return None
