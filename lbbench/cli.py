@@ -156,6 +156,7 @@ def run(scenario, strategy, param, sets, requests, duration, seed, out, no_write
             import polars as pl
             run_hash = res.extra["run_hash"]
             tables = {"tasks": res.tasks, "timeseries": res.timeseries, "faults": res.faults,
+                      "nodes": res.nodes, "events": res.events,
                       "runs": res.summary.with_columns(run_hash=pl.lit(run_hash))}
             write_run(out_dir, run_hash, {k: v for k, v in tables.items() if v is not None})
             click.echo(f"  written    {out_dir}/{{{','.join(k for k, v in tables.items() if v is not None)}}}/{run_hash}.parquet "

@@ -143,6 +143,10 @@ class NaiveResult:
     user: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # closed loop: who sent it
     live: list = field(default_factory=list)         # per service, the tasks running (in the tables) at the end
     scales: list = field(default_factory=list)       # (time, service, replicas) of every scale (deploy, autoscaler)
+    node_cpu: np.ndarray = field(default_factory=lambda: np.zeros(0))  # cores: core-seconds of measured completions
+    contention_sum: float = 0.0  # cores: their time in service beyond the core-seconds they held
+    deploy_from: dict = field(default_factory=dict)  # deploy event -> replicas (scale) or version (update) before it
+    update_done: dict = field(default_factory=dict)  # update event -> its last batch's last join (when over)
 
     @property
     def in_flight(self) -> int:
@@ -420,6 +424,7 @@ class _Sim:
         self.svc_factor = [1.0] * S
         self.svc_want = [0] * S               # new tasks waiting for a free slot
         self.update = [-1] * S                # each service's running update (deploy index)
+        self.update_last = {}                    # update event -> when its latest batch's last task joined
         self.batch_waits = [0] * S               # joins its current batch awaits
         self.batch_ver = [0] * S
         self.placed = [0.0] * T               # when each slot's task was placed (health checks' probe grid)
@@ -453,7 +458,7 @@ class _Sim:
             latency=np.full(n, np.nan), status=np.full(n, NEVER, dtype=np.int64),
             t=arr.t.copy(), demand=arr.demand.copy(), warm_index=warm_index, requests=n,
             task_served=np.zeros(T, dtype=np.int64), task_busy=np.zeros(T), tries=np.zeros(n, dtype=np.int64),
-            followed=np.zeros(n, dtype=bool), user=np.zeros(n, dtype=np.int64),
+            followed=np.zeros(n, dtype=bool), user=np.zeros(n, dtype=np.int64), node_cpu=np.zeros(cl.n_nodes),
         )
 
         # ---- the event list: every arrival, the first stale refresh, the fault schedule
@@ -784,8 +789,11 @@ class _Sim:
     def ps_progress(self, now) -> None:
         for n, inside in enumerate(self.ps_service):
             r = self.ps_rate(n)
+            m = len(inside) + self.background[n]
+            share = min(1.0, self.cores[n] / m) if m else 0.0     # the cores each one holds
             for entry in inside:
                 entry[0] -= r * (now - self.ps_last[n])
+                entry[2] += share * (now - self.ps_last[n])
             self.ps_last[n] = now
 
     def ps_schedule(self, now) -> None:
@@ -800,7 +808,7 @@ class _Sim:
     def ps_start(self, now, att) -> None:
         k = att.req.task
         self.running[k] += 1
-        self.ps_service[self.task_node[k]].append([att.req.demand, att])
+        self.ps_service[self.task_node[k]].append([att.req.demand, att, 0.0])   # (work left, attempt, core-seconds)
         self.res.start[att.req.index] = now
 
     def ps_done(self, now, n, ver) -> None:
@@ -809,10 +817,13 @@ class _Sim:
             return
         inside = self.ps_service[n]
         j = min(range(len(inside)), key=lambda i: inside[i][0])
-        att = inside.pop(j)[1]
+        _, att, held = inside.pop(j)
         k = att.req.task
         self.running[k] -= 1
         self.res.done[att.req.index] = now
+        if att.req.index >= self.warm_index:      # the CPU metrics (docs/model.md, "Nodes as shared machines")
+            self.res.node_cpu[n] += held
+            self.res.contention_sum += (now - self.res.start[att.req.index]) - held
         if self.waiting[k]:
             self.ps_start(now, self.waiting[k].pop(0))
         if self.node_reported.shape[1]:         # the response carries its node's load
@@ -1134,8 +1145,10 @@ class _Sim:
         d = self.inp.deploy
         s = int(d.service[j])
         if int(d.kind[j]) == 0:
+            self.res.deploy_from[j] = sum(self.counted(k, s) for k in range(self.T)) + self.svc_want[s]
             self.scale(now, s, int(d.replicas[j]))
         else:
+            self.res.deploy_from[j] = self.svc_version[s]
             self.svc_version[s], self.svc_factor[s], self.update[s] = j + 1, float(d.factor[j]), j
             self.batch(now, s)
 
@@ -1251,10 +1264,12 @@ class _Sim:
             self.stop(now, k, "update")
         if not old:
             self.update[s] = -1
+            self.res.update_done[j] = self.update_last.get(j, now)    # over: at its last batch's last join
 
     def batch_joined(self, now, s):
         self.batch_waits[s] -= 1
         if self.batch_waits[s] == 0 and self.update[s] >= 0:
+            self.update_last[self.update[s]] = now
             self.batch_ver[s] += 1
             self.schedule(now + float(self.inp.deploy.delay[self.update[s]]), CONTROL, ("batch", s, self.batch_ver[s]),
                           SUB_BATCH, s)

@@ -109,6 +109,7 @@ def test_engine_matches_naive_with_deployments(case, strategy):
     row = res.row()
     assert row["crashes"] == ref.crashes
     assert row["arrived"] == row["completed"] + row["rejected"] + row["failed"] + row["in_flight"]
+    assert_deploy_outputs(sc, res, ref)
     # no request is sent to a task after it left the tables (until it joins again)
     routed = sorted(ref.routed)
     startup = sc.get("health", {}).get("startup", 0.0)
@@ -117,6 +118,45 @@ def test_engine_matches_naive_with_deployments(case, strategy):
         joins = [tt + startup for tt, kk, *_ in ref.placements if kk == k and tt >= t]
         if later:
             assert joins and min(joins) <= min(later), (case, k, t)
+
+
+def assert_deploy_outputs(sc, res, ref) -> None:
+    """The events table and update_s agree with naive.py: each deploy event's replicas or
+    version before it, each update's end at its last batch's last join."""
+    events = sc.get("deploy", {}).get("events", [])
+    ev, row = res.events, res.row()
+    if not events:
+        assert ev is None and row["update_s"] is None
+        return
+    assert ev["kind"].to_list() == [e["kind"] for e in events]
+    assert ev["before"].to_list() == [ref.deploy_from[j] for j in range(len(events))]
+    want = [ref.update_done.get(j, math.nan) if e["kind"] == "update" else math.nan for j, e in enumerate(events)]
+    np.testing.assert_array_equal(ev["done"].to_numpy(), np.array(want))
+    took = [w - e["at"] for w, e in zip(want, events) if e["kind"] == "update"]
+    if not took:
+        assert row["update_s"] is None
+    elif any(math.isnan(x) for x in took):
+        assert math.isnan(row["update_s"])
+    else:
+        assert row["update_s"] == max(took) and row["update_s"] > 0
+
+
+def test_deploy_timeline_in_the_time_series():
+    """replicas per window follows the scales once their tasks joined (startup 3 s): 3, then
+    6 after t = 200 s, 2 after 700 s, 5 after 1100 s; the events table has the targets, and a
+    run with updates only has update_s, the longest update."""
+    res = simulate(CASES["scale_up_down"], "round_robin", progress=False)
+    ts = res.timeseries
+    assert ts["t_end"].max() > 1200
+    at = lambda t: ts.filter((pl.col("t_start") <= t) & (pl.col("t_end") > t))["replicas"].item().to_list()  # noqa: E731
+    assert [at(t) for t in (100.0, 400.0, 900.0, ts["t_start"].max())] == [[3], [6], [2], [5]]
+    assert res.events["after"].to_list() == [6, 2, 5] and res.row()["update_s"] is None
+    assert res.events["before"].to_list() == [3, 6, 2]
+    upd = simulate(CASES["update_stop_first"], "round_robin", progress=False)
+    assert upd.events["kind"].to_list() == ["update"] and upd.events["after"].to_list() == [1]
+    # four tasks two at a time, 10 s apart, each batch stop-first with a startup of 3 s: at least 13 s
+    assert upd.row()["update_s"] == upd.events["duration_s"].item() >= 13.0
+    assert (np.array(upd.timeseries["replicas"].to_list()) <= 4).all()
 
 
 def test_scale_settles_at_its_replicas():

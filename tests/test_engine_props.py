@@ -449,7 +449,8 @@ def test_run_state_types_are_kept_by_structure_not_by_object():
                 tr_task=np.zeros(0, np.int32), tr_start=np.zeros(0), tr_done=np.zeros(0), tr_latency=np.zeros(0),
                 tr_status=np.zeros(0, np.int8), tr_tries=np.zeros(0, np.int16), tr_user=np.zeros(0, np.int32),
                 ts_count=np.zeros((1, 2), np.int64),
-                ts_lat_sum=np.zeros(1), ts_hist=np.zeros((1, 3), np.int64), ts_node_busy=np.zeros((1, 2)))
+                ts_lat_sum=np.zeros(1), ts_hist=np.zeros((1, 3), np.int64), ts_node_busy=np.zeros((1, 2)),
+                ts_replicas=np.zeros((0, 1), np.int64))
     a = Metrics(**base)
     b = Metrics(**{k: v.copy() for k, v in base.items()})
     assert _tuple_type(a) is _tuple_type(b) and _tuple_type(a) == typeof(a)

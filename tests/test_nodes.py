@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -88,6 +89,35 @@ CASES["background"][0]["cluster"]["background"] = [
     {"nodes": [1, 2], "mean_on": 60.0, "mean_off": 120.0, "load": 1.0}]
 
 
+def assert_cpu_matches(sc, res, ref) -> None:
+    """The CPU columns and the nodes table equal the naive simulator's core-seconds (each request
+    in service holds min(1, cores / (in service + background)) of a core) over the same measured
+    window."""
+    _, cl = arrivals(sc)
+    row = res.row()
+    window = row["completed"] / row["throughput"]
+    util = ref.node_cpu / (np.asarray(cl.node_cores, dtype=np.float64) * window)
+    np.testing.assert_allclose(res.nodes["busy_s"].to_numpy(), ref.node_cpu, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(res.nodes["cpu_util"].to_numpy(), util, rtol=1e-9, atol=1e-12)
+    assert res.nodes["cores"].to_list() == list(cl.node_cores)
+    if "faults" not in sc:      # (tasks stay on their nodes, at their speeds)
+        # the time series' node_cpu: per window, the core-seconds (demand / speed) of its
+        # completed requests, whole run; summed over windows, each node's
+        ts = res.timeseries
+        length = (ts["t_end"] - ts["t_start"]).to_numpy()
+        got = (np.array(ts["node_cpu"].to_list()) * length[:, None] * np.asarray(cl.node_cores)[None, :]).sum(axis=0)
+        arr, _ = arrivals(sc)
+        tr = res.trace
+        ok = tr["status"].to_numpy() == COMPLETED
+        task = tr["task"].to_numpy()[ok]
+        want = np.bincount(cl.task_node[task], weights=arr.demand[ok] / cl.task_speed[task], minlength=cl.n_nodes)
+        np.testing.assert_allclose(got, want, rtol=1e-9)
+    assert math.isclose(row["cpu_util_mean"], float(util.mean()), rel_tol=1e-9), (row["cpu_util_mean"], util)
+    assert math.isclose(row["cpu_util_max"], float(util.max()), rel_tol=1e-9)
+    assert math.isclose(row["contention_mean"], ref.contention_sum / ref.completed, rel_tol=1e-9, abs_tol=1e-12)
+    assert row["contention_mean"] > 0       # (the cases share cores: _shared)
+
+
 def _shared(sc, res) -> bool:
     """Some completed request was in service longer than its demand / speed: it shared cores."""
     tr = res.trace
@@ -108,6 +138,7 @@ def test_engine_matches_naive_with_cores(case, strategy):
     np.testing.assert_array_equal(res.tasks["served"].to_numpy(), ref.task_served)
     np.testing.assert_allclose(res.tasks["busy_s"].to_numpy(), ref.task_busy, rtol=1e-9)
     assert _shared(sc, res)
+    assert_cpu_matches(sc, res, ref)
     if case == "faults_retries":
         assert res.row()["failed"] + res.row()["retried"] > 0 and res.row()["crashes"] >= 2
     if case in ("two_services_shared", "per_node_cores_speeds"):
@@ -125,7 +156,13 @@ def test_enough_cores_is_the_fifo_engine():
         np.testing.assert_allclose(ps[col].to_numpy(), fifo[col].to_numpy(), rtol=1e-9)
     # and one core fewer than the workers there makes them share: latencies grow
     fewer = simulate(with_cores(base, [2.0, 2.0, 1.0]), "least_load", progress=False).row()
-    assert fewer["latency_mean"] > simulate(base, "least_load", progress=False).row()["latency_mean"]
+    fifo_row = simulate(base, "least_load", progress=False).row()
+    assert fewer["latency_mean"] > fifo_row["latency_mean"]
+    # the CPU columns: null without cores; no contention with a core for every worker
+    assert fifo_row["cpu_util_mean"] is None and fifo_row["contention_mean"] is None
+    enough = simulate(with_cores(base, 4.0), "least_load", progress=False).row()
+    assert abs(enough["contention_mean"]) < 1e-9 < fewer["contention_mean"]
+    assert 0 < enough["cpu_util_mean"] <= enough["cpu_util_max"] <= 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -147,6 +184,17 @@ def test_processor_sharing_matches_theory(ps_rows, key):
     assert row["seeds"] == CFG.seeds
     assert row["ci"] / row["analytic"] < 0.05, row
     assert row["passed"], row
+
+
+@pytest.mark.parametrize("stem", ["ps_mm1", "ps_mg1", "ps_mmc", "ps_mgc"])
+def test_cpu_metrics_match_theory(ps_rows, stem):
+    """The same runs: the node's CPU utilisation is rho, the mean contention the mean sojourn
+    less E[S] (|mean - theory| <= CI + 1%)."""
+    for key in (f"{stem}_cpu_util", f"{stem}_contention"):
+        row = ps_rows[key]
+        assert row["seeds"] == CFG.seeds
+        assert row["ci"] / row["analytic"] < 0.1, row
+        assert row["passed"], row
 
 
 def test_processor_sharing_rejects_the_fifo_answers(ps_rows):

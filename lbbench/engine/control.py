@@ -29,6 +29,7 @@ from .info import refresh
 from .heaps import _sift_down, timer_at, timer_set
 from .loadindex import build, build_all
 from .lowlevel import RunStateCompiler, apart
+from .metrics import window_of
 from .cpu import ps_background, ps_crash, ps_speed
 from .requests import _give_up, fail_at_task
 from ..model.deploy import AS_UTIL, D_SCALE, ORDER_START_FIRST
@@ -429,6 +430,7 @@ def _upd_joined(cfg, st, s, t):
     left, and the next one starts `delay` later."""
     st.upd_wait[s] -= 1
     if st.upd_wait[s] == 0 and st.upd_ev[s] >= 0:
+        st.d_last[st.upd_ev[s]] = t
         timer_set(st, cfg.deploy_timer0 + 1 + s, t + cfg.d_delay[st.upd_ev[s]])
 
 
@@ -547,6 +549,8 @@ def _batch(cfg, st, met, s, t):
         _stop(cfg, st, met, k, t, STOP_UPDATE)
     if taken == 0:
         st.upd_ev[s] = -1
+        # over: at its last batch's last join (at its start when it had nothing to replace)
+        st.d_done[i] = t if np.isnan(st.d_last[i]) else st.d_last[i]
 
 
 @apart
@@ -558,8 +562,10 @@ def _deploy_step(cfg, st, met, t):
     timer_set(st, cfg.deploy_timer0, cfg.d_time[i + 1] if i + 1 < cfg.d_time.shape[0] else np.inf)
     s = cfg.d_svc[i]
     if cfg.d_kind[i] == D_SCALE:
+        st.d_from[i] = _n_counted(cfg, st, s) + st.svc_want[s]
         _scale(cfg, st, met, s, cfg.d_replicas[i], t)
     else:           # an update (a newer one takes over a running one)
+        st.d_from[i] = st.svc_version[s]
         st.svc_version[s] = i + 1
         st.svc_factor[s] = cfg.d_factor[i]
         st.upd_ev[s] = i
@@ -681,6 +687,10 @@ def control_step(cfg, st, met, t):
         _batch(cfg, st, met, i - cfg.deploy_timer0 - 1, t)
     else:
         _autoscale_step(cfg, st, met, i - cfg.as_timer0, t)
+    if met.ts_replicas.shape[0] > 0:      # deployments: each service's tasks in the tables now
+        w = window_of(cfg.ts_inv, cfg.ts_n, t)
+        for s in range(met.ts_replicas.shape[1]):
+            met.ts_replicas[w, s] = cfg.table_len[s]
 
 
 @njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=RunStateCompiler)

@@ -13,6 +13,13 @@ completion in real time, `tv + (min finish - V) / rate`, is a leaf of a tourname
 the nodes (`State.ps_t`), whose root `_advance` reads as the completions' next time. Every
 event is O(log n): a start or a completion changes one heap and one leaf.
 
+The CPU metrics (docs/model.md, "Nodes as shared machines"): node n also keeps a core clock
+`node_ut(n)`, the core-seconds each of its requests in service has held, which advances at the
+share `min(1, cores(n) / (in_service(n) + background(n)))`. A measured request that completes
+held `node_ut` at its completion minus at its start (`slot_ps_u0`) core-seconds, which go to
+`node_cpu[n]` (its demand / speed when the speed held), and its time in service beyond them,
+the time it waited for a core, to `fctr[CONTENTION]`.
+
 A task's `workers` still bound its requests in service: the others wait in the task's FIFO
 queue (a list of slots, `task_qhead`, `task_qtail`, `slot_next`) and the head starts when one of
 its requests completes.
@@ -25,13 +32,16 @@ from numba import njit
 from .heaps import _sift_down, heap_pop, heap_push, tree_set
 from .lowlevel import RunStateCompiler, apart
 from .requests import fail_at_task
-from .state import BG_I
+from .state import BG_I, CONTENTION
 
 
 @njit(inline="always", cache=True)
 def _sync(st, n, t):
-    """Bring node n's virtual clock to time t (its rate has held since node_tv)."""
-    st.node_vt[n] += st.node_rate[n] * (t - st.node_tv[n])
+    """Bring node n's virtual clock and core clock to time t (its rate and share have held since
+    node_tv)."""
+    dt = t - st.node_tv[n]
+    st.node_vt[n] += st.node_rate[n] * dt
+    st.node_ut[n] += st.node_share[n] * dt
     st.node_tv[n] = t
 
 
@@ -40,8 +50,10 @@ def _reschedule(cfg, st, n):
     """Node n's rate from its requests in service, and its next completion in the tree."""
     m = st.node_run[n] + st.node_bg[n]
     c = cfg.node_cores[n]
-    r = cfg.node_speed[n] * (c / m if m > c else 1.0)
+    share = c / m if m > c else 1.0
+    r = cfg.node_speed[n] * share
     st.node_rate[n] = r
+    st.node_share[n] = share
     st.node_load[n] = m / c
     t = np.inf
     if st.ps_n[n] > 0:
@@ -81,6 +93,8 @@ def _start(cfg, st, met, slot, k, t):
     st.node_run[n] += 1
     st.ps_n[n] = heap_push(st.ps_key[n], st.ps_slot[n], st.ps_n[n], st.node_vt[n] + st.slot_dem[slot], slot)
     _reschedule(cfg, st, n)
+    st.slot_ps_t0[slot] = t
+    st.slot_ps_u0[slot] = st.node_ut[n]
     if cfg.trace:
         met.tr_start[st.slot_idx[slot]] = t
 
@@ -116,6 +130,11 @@ def ps_complete(cfg, st, met, t):
     k = np.int64(st.slot_task[slot])
     st.task_run[k] -= 1
     st.node_run[n] -= 1
+    if st.slot_idx[slot] >= cfg.warm_index:
+        # the core-seconds it held, and the time in service beyond them: waiting for a core
+        held = st.node_ut[n] - st.slot_ps_u0[slot]
+        st.node_cpu[n] += held
+        st.fctr[CONTENTION] += (t - st.slot_ps_t0[slot]) - held
     if cfg.trace:
         met.tr_done[st.slot_idx[slot]] = t
     head = st.task_qhead[k]

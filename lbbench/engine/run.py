@@ -27,6 +27,7 @@ from .info import code_of as info_code
 from .specialise import compiled_kernel
 from ..model.cluster import ClusterState, build_cluster
 from ..errors import StrategyError, UserError
+from ..model.deploy import D_UPDATE
 from ..model.faults import REPAIR_KINDS, recovery
 from .identity import run_identity
 from ..model.inputs import run_inputs
@@ -50,6 +51,8 @@ class Result:
     scenario: Scenario | None = None
     timeseries: pl.DataFrame | None = None
     faults: pl.DataFrame | None = None
+    events: pl.DataFrame | None = None      # per deploy event: time, service, kind, before/after, done
+    nodes: pl.DataFrame | None = None       # per node: cores, CPU utilisation (cluster.cores only)
     extra: dict = field(default_factory=dict)
 
     def histogram(self) -> pl.DataFrame:
@@ -139,7 +142,7 @@ class _Run:
         self.horizon = horizon = inp.horizon
         self.schedule = inp.schedule
         fkey = (inp.entry_key, inp.retry_key)
-        dep = inp.deploy
+        dep = self.deploy = inp.deploy
         ss = sc.balancer.slow_start
         asc = inp.autoscale
         n_deploy = control.deploy_timers(len(dep), S_, len(asc))
@@ -229,7 +232,7 @@ class _Run:
                  ps_piggy_nodes=N if ps and info.kind in ("local", "piggyback") else 0,
                  weight_tasks=T if ss else 0, autoscalers=len(asc),
                  as_buckets=int(asc.buckets.max()) if len(asc) else 0, as_recs=int(asc.recs.max()) if len(asc) else 0,
-                 work_tasks=T if info.kind == "work" else 0),
+                 work_tasks=T if info.kind == "work" else 0, deploy_events=len(dep.time)),
             bal_rng=bal_rng, conn_rng=inp.conn_rng,
             node_drained=cl.node_drained, ctl_t=ctl_t, ctl_i=ctl_i, ps_t=ps_t, ps_i=ps_i,
             li_tree=loadindex.initial(cl.table_len, li_off, li_p, li_rows, li_len),
@@ -253,6 +256,7 @@ class _Run:
             ts_count=np.zeros((self.ts_n, S.TS_N), dtype=np.int64), ts_lat_sum=np.zeros(self.ts_n),
             ts_hist=np.zeros((self.ts_n, M.TS_BUCKETS), dtype=np.int64),
             ts_node_busy=np.zeros((self.ts_n, cl.n_nodes)),
+            ts_replicas=np.full((self.ts_n if len(dep.time) or len(asc) else 0, S_), -1, dtype=np.int64),
         )
 
         if self.users is not None:
@@ -648,6 +652,7 @@ def _result(run: _Run, spec: Strategy, pvals: dict, seed: int, wall: float, trac
         "faults": len(run.schedule),
         "crashes": int(ctr[S.CRASHES]),
         "recovery_s": math.nan,
+        "update_s": _update_s(run),
         "latency_mean": float(f[S.LAT_SUM] / completed) if completed else math.nan,
         "latency_p50": p50, "latency_p90": p90, "latency_p99": p99, "latency_p999": p999,
         "latency_max": float(f[S.LAT_MAX]) if completed else math.nan,
@@ -659,6 +664,7 @@ def _result(run: _Run, spec: Strategy, pvals: dict, seed: int, wall: float, trac
         "imbalance_max_mean": maxmean,
         "jain": jain,
         "cross_node_frac": float(ctr[S.CROSS] / arrived) if arrived else math.nan,
+        **_cpu_columns(run, window, completed),
         "stable": None,
         "sim_time": float(f[S.T_LAST]),
         "wall_s": wall,
@@ -699,7 +705,84 @@ def _result(run: _Run, spec: Strategy, pvals: dict, seed: int, wall: float, trac
             **({"user": met.tr_user} if run.users is not None else {}),
         })
     return Result(summary=summary, tasks=tasks, hist_counts=hist, trace=tr, scenario=sc, timeseries=timeseries,
-                  faults=faults, extra={"run_hash": run_hash, **({"unstable": unstable_why} if unstable_why else {})})
+                  faults=faults, nodes=_nodes_table(run, row["run_id"], window),
+                  events=_events_table(run, row["run_id"]), extra={"run_hash": run_hash, **({"unstable": unstable_why} if unstable_why else {})})
+
+
+def _node_cpu(run: _Run, window: float) -> np.ndarray | None:
+    """Each node's CPU utilisation: the core-seconds its measured completed requests held, per
+    core and second of the measured window (cpu.py); None without cluster.cores."""
+    cores = run.cl.node_cores
+    if cores is None:
+        return None
+    if not (window and window > 0):
+        return np.full(run.cl.n_nodes, np.nan)
+    return run.st.node_cpu / (np.asarray(cores, dtype=np.float64) * window)
+
+
+def _cpu_columns(run: _Run, window: float, completed: int) -> dict:
+    """cpu_util_mean, cpu_util_max (over nodes) and contention_mean (per measured completion);
+    null without cluster.cores."""
+    util = _node_cpu(run, window)
+    if util is None:
+        return {"cpu_util_mean": None, "cpu_util_max": None, "contention_mean": None}
+    return {"cpu_util_mean": float(np.mean(util)), "cpu_util_max": float(np.max(util)),
+            "contention_mean": float(run.st.fctr[S.CONTENTION] / completed) if completed else math.nan}
+
+
+def _update_s(run: _Run) -> float | None:
+    """The longest, over the run's updates, time from an update's start to its last batch's last
+    join (NaN if one never finished: a newer one took over, or the run ended first); None
+    without updates."""
+    dep = run.deploy
+    upd = dep.kind == D_UPDATE
+    if not upd.any():
+        return None
+    took = run.st.d_done[upd] - dep.time[upd]
+    return math.nan if np.isnan(took).any() else float(took.max())
+
+
+def _events_table(run: _Run, run_id: str) -> pl.DataFrame | None:
+    """One row per deploy event (deploy.events): its time, service and kind; `before` and
+    `after`, the service's replicas (a scale: its count before and its target) or version (an
+    update: the one it replaces and its own, the event's index + 1); an update's `done` (its last
+    batch's last join) and `duration_s` (NaN: not over)."""
+    dep = run.deploy
+    n = len(dep.time)
+    if n == 0:
+        return None
+    names = [s.name for s in run.sc.services]
+    upd = dep.kind == D_UPDATE
+    done = np.where(upd, run.st.d_done, np.nan)
+    return pl.DataFrame({
+        "run_id": [run_id] * n,
+        "event": np.arange(n, dtype=np.int32),
+        "time": dep.time.astype(np.float64),
+        "service": [names[s] for s in dep.service],
+        "kind": ["update" if u else "scale" for u in upd],
+        "before": run.st.d_from.copy(),
+        "after": np.where(upd, np.arange(1, n + 1), dep.replicas).astype(np.int64),
+        "done": done,
+        "duration_s": done - dep.time,
+    })
+
+
+def _nodes_table(run: _Run, run_id: str, window: float) -> pl.DataFrame | None:
+    """One row per node (cluster.cores only): its cores, speed at the end, the core-seconds its
+    measured completed requests held (busy_s) and its CPU utilisation (docs/model.md, "Nodes as
+    shared machines", its CPU metrics)."""
+    util = _node_cpu(run, window)
+    if util is None:
+        return None
+    n = run.cl.n_nodes
+    return pl.DataFrame({
+        "run_id": [run_id] * n,
+        "node": np.arange(n, dtype=np.int32),
+        "cores": np.asarray(run.cl.node_cores, dtype=np.float64),
+        "speed": np.asarray(run.cfg_kw["node_speed"], dtype=np.float64),
+        "busy_s": run.st.node_cpu.copy(),
+        "cpu_util": util,
+    })
 
 
 def _stability(run: _Run, util: np.ndarray) -> tuple[bool, str]:
@@ -751,6 +834,22 @@ def _faults_table(run: _Run, run_id: str) -> pl.DataFrame | None:
                                       "target": pl.String, "pre_p99": pl.Float64, "recovery_s": pl.Float64})
 
 
+def _replicas_column(run: _Run, n: int) -> dict:
+    """With deployments, `replicas`: per window, each service's tasks in the tables at its end
+    (control.control_step samples them after each control event; a window without one keeps the
+    last)."""
+    rep = run.met.ts_replicas
+    if rep.shape[0] == 0:
+        return {}
+    cl = run.cl
+    cur = np.bincount(cl.task_service[cl.initial], minlength=cl.n_services).astype(np.int64)
+    out = np.empty((n, cl.n_services), dtype=np.int64)
+    for w in range(n):
+        cur = np.where(rep[w] >= 0, rep[w], cur)
+        out[w] = cur
+    return {"replicas": pl.Series(out).cast(pl.List(pl.Int64))}
+
+
 def _timeseries(run: _Run, run_id: str) -> pl.DataFrame | None:
     """Per window of arrival time: counts, throughput, latency mean/p99, node utilisation."""
     met, cl = run.met, run.cl
@@ -787,4 +886,9 @@ def _timeseries(run: _Run, run_id: str) -> pl.DataFrame | None:
         "latency_mean": lat_mean,
         "latency_p99": np.asarray(p99),
         "node_util": pl.Series(node_util).cast(pl.List(pl.Float64)),     # no Python list per window
+        # cluster.cores: each node's CPU, the core-seconds (demand / speed) its requests of the
+        # window held per core and second
+        **_replicas_column(run, n),
+        **({"node_cpu": pl.Series(met.ts_node_busy[:n] / (length[:, None] * np.asarray(cl.node_cores)[None, :]))
+            .cast(pl.List(pl.Float64))} if cl.node_cores is not None else {}),
     }).with_columns(pl.col("latency_mean").fill_nan(None), pl.col("latency_p99").fill_nan(None))

@@ -187,6 +187,11 @@ STATE = {
         Array("node_run", np.int64, ("ps_nodes",), 0, "requests in service on the node"),
         Array("node_bg", np.float64, ("ps_nodes",), 0.0, "background load (cluster.background): always-busy work"),
         Array("node_load", np.float64, ("ps_nodes",), 0.0, "(requests in service + background) per core (view.node_load)"),
+        Array("node_share", np.float64, ("ps_nodes",), 0.0, "cores held by each request in service: min(1, cores / (in service + background))"),
+        Array("node_ut", np.float64, ("ps_nodes",), 0.0, "core clock: the core-seconds each request in service has held since the start (of node_tv)"),
+        Array("node_cpu", np.float64, ("ps_nodes",), 0.0, "core-seconds held by the node's measured completed requests"),
+        Array("slot_ps_t0", np.float64, (SLOTS,), 0.0, "when the request in the slot started service (cpu.py)"),
+        Array("slot_ps_u0", np.float64, (SLOTS,), 0.0, "its node's core clock node_ut then"),
         Array("node_snap", np.float64, ("ps_snap_nodes",), 0.0, "node_load at the last stale snapshot (stale:P)"),
         Array("node_piggy", np.float64, ("balancers", "ps_piggy_nodes"), 0.0,
               "per balancer, each node's node_load as its last response reported it (local, piggyback)"),
@@ -219,6 +224,11 @@ STATE = {
         Array("as_rdone", np.int64, ("autoscalers", "as_buckets"), 0, "and their completions"),
         Array("as_rec", np.int64, ("autoscalers", "as_recs"), 0, "its desires over the stabilization window"),
         Array("as_tick", np.int64, ("autoscalers",), 0, "its evaluations so far"),
+        Array("d_from", np.int64, ("deploy_events",), -1,
+              "each deploy event's service's replicas (a scale) or version (an update) before it"),
+        Array("d_last", np.float64, ("deploy_events",), np.nan, "an update: when its latest batch's last task joined"),
+        Array("d_done", np.float64, ("deploy_events",), np.nan,
+              "an update: when it was over, its last batch's last join (NaN: not over, or a newer one took over)"),
         Array("scr_key", np.int64, ("tasks",), 0, "scratch of a scale-down's choice (compiled code allocates nothing)"),
         Array("scr_id", np.int64, ("tasks",), 0, "the same: the slots"),
         Array("scr_copies", np.int64, ("nodes",), 0, "the same: copies of the service per node"),
@@ -240,7 +250,8 @@ State.__doc__ = "Mutable state, resumable across chunks: the arrays of `STATE`, 
 # request of a duration-bounded run is ctr[NEED] (set warm_index).
 K_DONE, K_NOT_A_CANDIDATE, K_USER_DRAWS, K_WARM = range(4)
 # fctr (float64) fields
-LAT_SUM, LAT_MAX, T_FIRST, T_LAST, N_FCTR = range(5)
+# (CONTENTION: the measured completions' time in service beyond the core-seconds they held; cpu.py)
+LAT_SUM, LAT_MAX, T_FIRST, T_LAST, CONTENTION, N_FCTR = range(6)
 
 # Task slot states and orchestrator events
 TASK_DEAD, TASK_ALIVE, TASK_STARTING = 0, 1, 2
@@ -268,7 +279,7 @@ def new_state(sizes: dict, **given) -> State:
     work_tasks (0 when not given: no `work` information), slots; heap is slots + HEAP_PAD."""
     sizes = dict({"users": 0, "user_draws": 0, "user_jitter": 0, "ps_tasks": 0, "ps_nodes": 0, "ps_heap": 0,
                   "ps_tree": 0, "ps_snap_nodes": 0, "ps_piggy_nodes": 0, "weight_tasks": 0, "autoscalers": 0,
-                  "as_buckets": 0, "as_recs": 0, "work_tasks": 0}, **sizes)
+                  "as_buckets": 0, "as_recs": 0, "work_tasks": 0, "deploy_events": 0}, **sizes)
     sizes = dict(sizes, heap=sizes[SLOTS] + HEAP_PAD, n_ctr=N_CTR, n_fctr=N_FCTR)
     out = {}
     for a in STATE_ARRAYS:
@@ -312,7 +323,7 @@ def grow_slots(st: State, new: int) -> State:
 Metrics = namedtuple("Metrics", [
     "hist", "task_served", "task_busy",
     "tr_task", "tr_start", "tr_done", "tr_latency", "tr_status", "tr_tries", "tr_user",
-    "ts_count", "ts_lat_sum", "ts_hist", "ts_node_busy",
+    "ts_count", "ts_lat_sum", "ts_hist", "ts_node_busy", "ts_replicas",
 ])
 Metrics.__doc__ = """Streaming metrics.
 
@@ -324,6 +335,8 @@ ts_count      int64[W, 6]: per window of (first) arrival time: arrived, complete
               failed, retried (attempts re-sent), timed_out
 ts_lat_sum    float64[W], ts_hist int64[W, TS_BUCKETS] (coarse latency histogram)
 ts_node_busy  float64[W, N]: service seconds given by each node to requests of the window
+ts_replicas   int64[W, S] with deployments (else 0 x S): each service's tasks in the tables after
+              the window's last control event (-1: none in the window; control.control_step)
 Windows cover all requests (warm-up included), indexed by arrival time // ts_window and
 clamped to the last window.
 """

@@ -280,6 +280,10 @@ def _simulate(run: RunSpec) -> tuple[dict | None, dict]:
         tables["timeseries"] = res.timeseries.with_columns(run_hash=pl.lit(run.run_hash))
     if res.faults is not None:
         tables["faults"] = res.faults.with_columns(run_hash=pl.lit(run.run_hash))
+    if res.events is not None:
+        tables["events"] = res.events.with_columns(run_hash=pl.lit(run.run_hash))
+    if res.nodes is not None:
+        tables["nodes"] = res.nodes.with_columns(run_hash=pl.lit(run.run_hash))
     return tables, {"run_hash": run.run_hash, "ok": True}
 
 

@@ -22,7 +22,7 @@ from ..errors import UserError
 if TYPE_CHECKING:
     import polars as pl
 
-TABLES = ("runs", "tasks", "timeseries", "histograms", "faults")
+TABLES = ("runs", "tasks", "timeseries", "histograms", "faults", "nodes", "events")
 LOCK_NAME = ".lbbench.lock"
 SUPERSEDED = "superseded"
 _NAME_BYTES = 96

@@ -224,6 +224,10 @@ def ps_cases(cfg: "Config", seeds: int | None = None, progress: Callable[[str], 
     queue (a symmetric queue: the c cores shared equally) is insensitive too, so again for
     both distributions. The lognormal groups run cfg.heavy x the requests (their means
     converge more slowly); tolerance TOL_MEAN as for the other means.
+
+    The same runs check the CPU metrics (docs/model.md, "Nodes as shared machines"): the node's
+    utilisation (busy core-seconds / cores / time) is rho, and the mean contention (time in
+    service beyond the demand, E[S] = 1 here) is the mean sojourn less E[S].
     """
     rho, n_req = cfg.rho, cfg.requests
     first = len(theory_groups(cfg)) + 1        # seed blocks after theory_groups' and power_of_d's
@@ -243,8 +247,13 @@ def ps_cases(cfg: "Config", seeds: int | None = None, progress: Callable[[str], 
             w, case = 1.0 / (1.0 - rho), f"1 core = M/G/1-PS sojourn, {label}"
         else:
             w, case = mmc_sojourn(cores, cores * rho, 1.0), f"{cores} cores = M/M/{cores} sojourn, {label}"
-        rows.append(compare(key, case, "=", w, [r["latency_mean"] for r in runs], TOL_MEAN,
-                            f"one task, {PS_WORKERS} workers, rho={rho:g}; insensitive to the demand's distribution"))
+        note = f"one task, {PS_WORKERS} workers, rho={rho:g}; insensitive to the demand's distribution"
+        rows.append(compare(key, case, "=", w, [r["latency_mean"] for r in runs], TOL_MEAN, note))
+        stem = key.removesuffix("_mean")
+        rows.append(compare(f"{stem}_cpu_util", f"{case}: utilisation = rho", "=", rho,
+                            [r["cpu_util_mean"] for r in runs], TOL_MEAN, note))
+        rows.append(compare(f"{stem}_contention", f"{case}: contention = sojourn - E[S]", "=", w - 1.0,
+                            [r["contention_mean"] for r in runs], TOL_MEAN, note))
     return rows
 
 
