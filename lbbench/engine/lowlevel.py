@@ -1,8 +1,15 @@
 """Three numba intrinsics the dispatch loop uses where numba's own lowering adds work the loop
 does not need, and `RunStateCompiler`, the numba pipeline of every compiled function that takes
-the run state (docs/architecture.md, "The engine's modules")."""
+the run state (docs/architecture.md, "The engine's modules"); `apart`, for the functions
+compiled apart, and `call_native`, the call both it and the kernel's entry make."""
+import functools
+import hashlib
+import importlib
+import inspect
+
+from llvmlite import binding as ll
 from numba import types as nbtypes
-from numba.core import ir, lowering
+from numba.core import cgutils, ir, lowering
 from numba.core.analysis import compute_cfg_from_blocks, compute_use_defs, must_use_alloca
 from numba.core.compiler import CompilerBase, DefaultPassBuilder
 from numba.core.compiler_machinery import register_pass
@@ -141,23 +148,31 @@ class RunStateCompiler(CompilerBase):
 _APART: dict = {}        # "module.qualname" -> dispatcher
 
 
+def call_native(context, builder, fn, restype, argtys, args):
+    """Call compiled function `fn` (an LLVM function or function pointer) with numba's calling
+    convention; an exception it raised propagates to the caller."""
+    status, res = context.call_conv.call_function(builder, fn, restype, argtys, args)
+    with cgutils.if_unlikely(builder, status.is_error):
+        context.call_conv.return_status_propagate(builder, status)
+    return res
+
+
 def _apart_symbol(key, argtys):
-    import hashlib
     return "lbbench_apart_" + hashlib.sha1(f"{key}|{argtys}".encode()).hexdigest()[:24]
 
 
 def _apart_register(key, argtys):
-    """Compile (or load) the function for these argument types and give the JIT its symbol."""
-    from llvmlite import binding as ll
+    """Compile (or load) the function for these argument types and give the JIT its symbol:
+    (compile result, symbol)."""
     disp = _APART[key]
     disp.compile(argtys)
     cres = disp.overloads[argtys]
-    ll.add_symbol(_apart_symbol(key, argtys), cres.library.get_pointer_to_function(cres.fndesc.llvm_func_name))
-    return cres
+    sym = _apart_symbol(key, argtys)
+    ll.add_symbol(sym, cres.library.get_pointer_to_function(cres.fndesc.llvm_func_name))
+    return cres, sym
 
 
 def _apart_reload(module, key, argtys):
-    import importlib
     importlib.import_module(module)         # (defines and registers the function)
     _apart_register(key, argtys)
 
@@ -173,11 +188,6 @@ def _apart_type(t):
 def apart(disp):
     """`disp` (a numba dispatcher taking positional arguments) as its callers in compiled code
     call it: compiled apart, called by symbol (see above)."""
-    import functools
-    import inspect
-
-    from numba.core import cgutils
-
     py = disp.py_func
     module = py.__module__
     key = f"{module}.{py.__qualname__}"
@@ -186,19 +196,15 @@ def apart(disp):
 
     def typer(typingctx, *args):
         argtys = tuple(map(_apart_type, args))
-        cres = _apart_register(key, argtys)
+        cres, sym = _apart_register(key, argtys)
         sig = cres.signature.return_type(*argtys)
-        sym = _apart_symbol(key, argtys)
         reload = functools.partial(_apart_reload, module, key, argtys)
 
         def codegen(context, builder, signature, llargs):
             fnty = context.call_conv.get_function_type(signature.return_type, signature.args)
             fn = cgutils.get_or_insert_function(builder.module, fnty, sym)
-            status, res = context.call_conv.call_function(builder, fn, signature.return_type, signature.args, llargs)
-            with cgutils.if_unlikely(builder, status.is_error):
-                context.call_conv.return_status_propagate(builder, status)
             context.active_code_library._reload_init.add(reload)
-            return res
+            return call_native(context, builder, fn, signature.return_type, signature.args, llargs)
         return sig, codegen
 
     names = ", ".join(f"a{i}" for i in range(n))

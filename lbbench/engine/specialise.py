@@ -14,7 +14,7 @@ from numba import types as nbtypes
 from numba.extending import intrinsic
 
 from . import kernel
-from .lowlevel import RunStateCompiler
+from .lowlevel import RunStateCompiler, call_native
 
 _ENGINE_HASH = None
 
@@ -96,14 +96,10 @@ def _call_at(typingctx, addr, cfg, st, met, arr, first, until):
     sig = nbtypes.int64(addr, cfg, st, met, arr, first, until)
 
     def codegen(context, builder, signature, args):
-        from numba.core import cgutils
         argtys = signature.args[1:]
         fnty = context.call_conv.get_function_type(nbtypes.int64, argtys)
         fnptr = builder.inttoptr(args[0], fnty.as_pointer())
-        status, res = context.call_conv.call_function(builder, fnptr, nbtypes.int64, argtys, args[1:])
-        with cgutils.if_unlikely(builder, status.is_error):
-            context.call_conv.return_status_propagate(builder, status)
-        return res
+        return call_native(context, builder, fnptr, nbtypes.int64, argtys, args[1:])
     return sig, codegen
 
 
