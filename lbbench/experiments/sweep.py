@@ -394,15 +394,16 @@ def _sort_out(out: Path, sweep: Sweep) -> dict[str, str]:
     to DIR/superseded/ (never deleted), so that the sweep, its manifest, its report and a plain
     scan of DIR/runs/*.parquet see this sweep's runs only; the damaged ones run again. A batch's
     part (`execute_batch`) is kept or set aside whole: with a row that is no point of the grid,
-    its other runs run again; a run recorded in two parts has both set aside. (Every part is read:
-    about 1 ms each.)"""
+    its other runs run again; a run recorded in two parts has both set aside; a batch with a
+    failed run is set aside and runs again whole (a failed run runs again, and its new row must
+    not join the old one in a scan). (Every part is read: about 1 ms each.)"""
     from ..engine.run import SUMMARY_SCHEMA
     from ..results.store import TABLES, part_names, set_aside
     rows, damaged = _read_parts(out, TABLES)
     grid = {r.run_hash: r for r in sweep.runs}
     columns = set(SUMMARY_SCHEMA) | {"sweep", "run_hash", "status", "error"}
     parts = part_names(out)
-    foreign, unfinished = set(), set()
+    foreign, unfinished, retried = set(), set(), set()
     owners: dict[str, int] = {}
     for part in rows.values():
         for row in part:
@@ -422,16 +423,23 @@ def _sort_out(out: Path, sweep: Sweep) -> dict[str, str]:
             ok = all(row.get("run_hash") in grid and _belongs(row, grid[row["run_hash"]], columns) for row in part)
         if not ok or any(owners[row.get("run_hash")] > 1 for row in part):   # a run in two parts: neither is kept
             foreign.add(stem)
+        elif len(part) > 1 and any(row.get("status") == "failed" for row in part):
+            # a failed run runs again and writes a part of its own (or joins another batch), so
+            # its batch's part would hold a second row for it: the batch runs again whole
+            retried.add(stem)
     damaged -= foreign
-    status = {row["run_hash"]: row["status"] for stem, part in rows.items() if stem not in foreign | damaged
+    retried -= foreign | damaged
+    status = {row["run_hash"]: row["status"] for stem, part in rows.items() if stem not in foreign | damaged | retried
               for row in part}
-    files = [f for stem in sorted(foreign | damaged | unfinished) for f in parts[stem]]
+    files = [f for stem in sorted(foreign | damaged | unfinished | retried) for f in parts[stem]]
     if files:
         where = set_aside(out, files)
         n_foreign = sum(len(rows.get(stem) or [None]) for stem in foreign)
         said = [f"{n_foreign} belong to no point of this sweep"] if foreign else []
         said += [f"{len(damaged)} have a part that cannot be read and run again"] if damaged else []
         said += [f"{len(unfinished)} runs or batches of runs were stopped while their parts were written"] if unfinished else []
+        n_retried = sum(len(rows[stem]) for stem in retried)
+        said += [f"{n_retried} were written in one part with a failed run and run again"] if retried else []
         print(f"lbbench: of the runs under {out}, {' and '.join(said)}; their {len(files)} part files are set aside "
               f"in {where}/", file=sys.stderr)
     return status
