@@ -9,6 +9,11 @@ import numpy as np
 from lbbench.engine.run import TIMING_COLUMNS
 
 STRATEGIES = ["round_robin", "least_load", "random"]
+# The engine's paths of faults, deployments and closed loops do not depend on the strategy, and
+# every strategy with them is one more kernel to compile (about 10 s on an empty cache): the
+# tests of those paths run these two (a direct-path and a load-reading strategy); random's own
+# code is checked against the reference simulator in test_reference_sim.
+ORCHESTRATED = ["round_robin", "least_load"]
 WALL_COLUMNS = set(TIMING_COLUMNS)   # wall_s, req_per_s: the only columns allowed to vary
 
 

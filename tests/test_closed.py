@@ -15,7 +15,7 @@ from lbbench.errors import UserError
 from lbbench.model.scenario import load_scenario
 
 from naive import COMPLETED, FAILED, REJECTED, simulate_naive
-from simcheck import STRATEGIES, assert_counters_match, assert_trace_matches, rows_equal, scenario
+from simcheck import ORCHESTRATED as STRATEGIES, assert_counters_match, assert_trace_matches, rows_equal, scenario
 
 
 def closed(users=8, think=None, **kw) -> dict:

@@ -22,7 +22,7 @@ from lbbench.engine.run import simulate
 from lbbench.model.scenario import load_scenario
 
 from naive import FAILED, simulate_naive
-from simcheck import STRATEGIES, assert_counters_match, assert_trace_matches, scenario
+from simcheck import ORCHESTRATED as STRATEGIES, assert_counters_match, assert_trace_matches, scenario
 
 HEALTH = {"task_detect": 20.0, "node_detect": 30.0, "restart_delay": 5.0, "startup": 3.0}
 

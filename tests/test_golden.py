@@ -4,10 +4,12 @@ The record (tests/golden/summaries.json, written by tests/golden/record.py) is t
 output before a change; a change that alters any recorded column for an unchanged scenario
 fails here and has to be named where it is made, with the record re-written.
 
-Each case compiles its strategy's kernel (with faults for `failover`), which the rest of the
-suite does for round_robin, least_load and random only; compiling the others' would add
-about 10 s each to a run on an empty cache. So the suite checks those three on every preset,
-and LBBENCH_GOLDEN=all checks every recorded case (every preset x strategy).
+Each case compiles its strategy's kernel (with faults for `failover`, a closed loop for
+`closed-loop`), which the rest of the suite does for round_robin and least_load on every
+switch set and for random without faults or a closed loop only; compiling another would add
+about 10 s to a run on an empty cache. So the suite checks round_robin and least_load on every
+preset and random on the presets of its kernels, and LBBENCH_GOLDEN=all checks every recorded
+case (every preset x strategy).
 """
 from __future__ import annotations
 
@@ -21,10 +23,21 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "golden"))
 from record import summary  # noqa: E402
-from simcheck import STRATEGIES as WITH_FAULTS  # noqa: E402
+from simcheck import ORCHESTRATED, STRATEGIES  # noqa: E402
 
 RECORD = json.loads((Path(__file__).parent / "golden" / "summaries.json").read_text())
-CASES = sorted(k for k in RECORD if os.environ.get("LBBENCH_GOLDEN") == "all" or k.split("/", 1)[1] in WITH_FAULTS)
+
+
+def _in_suite(case: str) -> bool:
+    from lbbench.model.scenario import load_scenario
+    preset, strategy = case.split("/", 1)
+    if strategy in ORCHESTRATED:
+        return True
+    sc = load_scenario(preset)
+    return strategy in STRATEGIES and not (sc.orchestrated or sc.clients.active or sc.workload.mode == "closed")
+
+
+CASES = sorted(k for k in RECORD if os.environ.get("LBBENCH_GOLDEN") == "all" or _in_suite(k))
 
 
 def _same(a, b) -> bool:
