@@ -670,6 +670,136 @@ def _section_utilisation(r: _Runs) -> Section:
     return md, pngs
 
 
+# --------------------------------------------------------------------------------------------
+# Per-node CPU: a store with a nodes/ table (cluster.cores; docs/model.md, "Nodes as shared machines")
+
+CPU_METRICS = (("cpu_util_mean", "mean over nodes"), ("cpu_util_max", "busiest node"))
+_MAX_NODE_COLUMNS = 12       # more nodes: a row per strategy and node instead of a column per node
+
+
+def _pm(mean, ci, spec: str = ".3f", scale: float = 1.0) -> str:
+    """`mean ± ci` (ci: the half-width of the 95% CI, none with one run)."""
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "-"
+    return _num(mean * scale, spec) + ("" if ci is None else f" ± {_num(ci * scale, '.2g')}")
+
+
+def _node_labels(nd: pl.DataFrame) -> list[str]:
+    """"node: cores, speed" per node (a range where the runs differ)."""
+    def rng(lo, hi) -> str:
+        return f"{lo:g}" if lo == hi else f"{lo:g}-{hi:g}"
+    g = nd.group_by("node").agg(pl.col("cores").min().alias("c0"), pl.col("cores").max().alias("c1"),
+                                pl.col("speed").min().alias("s0"), pl.col("speed").max().alias("s1")).sort("node")
+    return [f"{x['node']}: {rng(x['c0'], x['c1'])} cores, speed {rng(x['s0'], x['s1'])}" for x in g.iter_rows(named=True)]
+
+
+def _fig_node_cpu(pn: pl.DataFrame, facet: str, colors: dict, unstable: dict, path: Path) -> Path | None:
+    """Each node's CPU utilisation per strategy (mean over seeds, 95% CI), a panel per load;
+    hatched: a point with unstable runs."""
+    rhos = _pick(sorted(pn["rho"].unique().drop_nulls().to_list()), _MAX_UTIL_PANELS)
+    nodes = sorted(pn["node"].unique().to_list())
+    if not rhos or not nodes:
+        return None
+    arms = [a for a in colors if a in set(pn["_arm"].to_list())]
+    width = 0.8 / len(arms)
+    fig = Figure(figsize=(min(20.0, max(6.0, (0.25 * len(arms) * len(nodes) + 1.5) * len(rhos))), 4.5),
+                 layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(rhos), sharey=True, squeeze=False)[0])
+    for ax, rho in zip(axes, rhos):
+        s = pn.filter(pl.col("rho") == rho)
+        for j, arm in enumerate(arms):
+            sa = s.filter(pl.col("_arm") == arm).sort("node")
+            x = np.searchsorted(nodes, sa["node"].to_numpy()) + (j - (len(arms) - 1) / 2) * width
+            steady = (facet, arm, rho) not in unstable
+            ax.bar(x, sa["cpu_util_mean"].to_numpy(), width, yerr=sa["cpu_util_ci95"].fill_null(0.0).to_numpy(),
+                   color=colors[arm], alpha=0.8, capsize=2, hatch=None if steady else "//",
+                   label=f"{arm}{'' if steady else ' (unstable)'}" if ax is axes[0] else None)
+        ax.set_xticks(np.arange(len(nodes)), [str(n) for n in nodes])
+        ax.set_xlabel("node")
+        ax.set_title(f"ρ = {rho:g}")
+        ax.grid(True, axis="y", alpha=0.3)
+    axes[0].set_ylabel("CPU utilisation (core-seconds per core-second)")
+    fig.legend(title="strategy", fontsize="small", loc="outside lower center", ncols=min(len(arms), 3))
+    fig.suptitle(f"Per-node CPU utilisation, mean ± 95% CI over seeds{_suffix(facet)}")
+    return _save(fig, path)
+
+
+def _cpu_tables(r: _Runs, pn: pl.DataFrame, summ: pl.DataFrame, facet: str) -> list[str]:
+    """A row per strategy and load: each node's utilisation (a column per node, up to
+    _MAX_NODE_COLUMNS; more nodes get a table of their own, a row per strategy and node), the
+    summary's cpu_util_mean, cpu_util_max and contention_mean."""
+    nodes = sorted(pn["node"].unique().to_list())
+    wide = len(nodes) <= _MAX_NODE_COLUMNS
+    scale, unit = _latency_unit(summ["contention_mean_mean"].to_list())
+    util = {(x["_arm"], x["rho"], x["node"]): x for x in pn.iter_rows(named=True)}
+    header = (["strategy", "ρ", "runs"] + ([f"node {n}" for n in nodes] if wide else [])
+              + [h for _, h in CPU_METRICS] + [f"contention ({unit})"])
+    rows = []
+    for x in r.in_arm_order(summ).iter_rows(named=True):
+        arm, rho = x["_arm"], x["rho"]
+        label = arm
+        if not r.steady(arm, facet, rho):
+            k, n = r.unstable[(facet, arm, rho)]
+            label += f" (unstable {k}/{n})"
+        row = [label, f"{rho:g}", str(x["cpu_util_mean_n"])]
+        if wide:
+            row += ["-" if (u := util.get((arm, rho, node))) is None else _pm(u["cpu_util_mean"], u["cpu_util_ci95"])
+                    for node in nodes]
+        row += [_pm(x[f"{m}_mean"], x[f"{m}_ci95"]) for m, _ in CPU_METRICS]
+        row.append(_pm(x["contention_mean_mean"], x["contention_mean_ci95"], ".4g", scale))
+        rows.append(row)
+    md = [_table(header, rows), ""]
+    if not wide:
+        per_node = r.in_arm_order(pn).sort(["rho", "_o", "node"])
+        md += [_table(["strategy", "ρ", "node", "runs", "CPU utilisation"],
+                      [[x["_arm"], f"{x['rho']:g}", str(x["node"]), str(x["cpu_util_n"]),
+                        _pm(x["cpu_util_mean"], x["cpu_util_ci95"])] for x in per_node.iter_rows(named=True)]), ""]
+    return md
+
+
+def _section_node_cpu(r: _Runs) -> Section:
+    """Only for a store with a nodes/ table (a sweep with cluster.cores)."""
+    nodes = _try_load(r.d, "nodes")
+    cols = nodes.collect_schema().names() if nodes is not None else []
+    key = _join_key(cols, r.ok.columns)
+    need = ["node", "cores", "speed", "cpu_util"] + [m for m, _ in CPU_METRICS] + ["contention_mean"]
+    if key is None or not set(need) <= set(cols) | set(r.ok.columns):
+        return [], []
+    nd = (nodes.select(key, "node", "cores", "speed", "cpu_util")
+          .join(r.ok_lf.select(key, "_facet", "_arm", "rho"), on=key, how="inner").collect())
+    if not nd.height:
+        return [], []
+    pn = A.summarize(nd.lazy(), GROUP + ["node"], ["cpu_util"]).collect()
+    with_cores = r.ok_lf.filter(pl.col(key).is_in(nd[key].unique().implode()))
+    summ = A.summarize(with_cores, GROUP, [m for m, _ in CPU_METRICS] + ["contention_mean"]).collect()
+    md = ["## Per-node CPU", "",
+          "With `cluster.cores`, each node's CPU utilisation (the `nodes/` table's `cpu_util`): the "
+          "core-seconds its measured completed requests held, per core and second of the measured window; "
+          "the background load's are not counted (docs/model.md, \"Nodes as shared machines\"). Per strategy "
+          "and node, the mean over seeds with the half-width of the 95% Student-t CI; *mean over nodes* and "
+          "*busiest node* are the summary's `cpu_util_mean` and `cpu_util_max` (per run, the mean and the "
+          "maximum over the nodes), *contention* its `contention_mean` (per run, the mean time a measured "
+          "request waited for a core), each a mean over seeds ± CI. A strategy marked *unstable* (hatched "
+          "in the figure) has runs that never reached a steady state: their figures depend on the run's "
+          "length, and a saturated node's utilisation can exceed 1 (the backlog it completes after the last "
+          "arrival counts).", ""]
+    pngs = []
+    for i, facet in enumerate(r.facets):
+        p_f, s_f = pn.filter(pl.col("_facet") == facet), summ.filter(pl.col("_facet") == facet)
+        if not p_f.height:
+            continue
+        if facet:
+            md += [f"### {facet}", ""]
+        md += ["Nodes (cores, speed at the end of the run): "
+               + "; ".join(_node_labels(nd.filter(pl.col("_facet") == facet))) + ".", ""]
+        md += _cpu_tables(r, p_f, s_f, facet)
+        p = _fig_node_cpu(p_f, facet, r.colors, r.unstable, r.fig_path("node_cpu", i, facet))
+        if p is not None:
+            pngs.append(p)
+            md += [_img(f"Per-node CPU utilisation per strategy{_suffix(facet)}", p, r.d), ""]
+    return md, pngs
+
+
 def _timeseries_runs(r: _Runs, cand: pl.DataFrame, key: str) -> dict:
     """arm -> (key, seed): one run per arm, with the smallest seed every arm has, so the runs saw
     the same arrivals."""
@@ -749,7 +879,7 @@ def write_report(dir: str | Path) -> tuple[Path, list[Path]]:
         sections = [_section_header(r), _section_failed_runs(r)]
         if r.ok.height:
             sections += [_section_latency(r), _section_failures(r), _section_comparison(r),
-                         _section_utilisation(r), _section_timeseries(r)]
+                         _section_utilisation(r), _section_node_cpu(r), _section_timeseries(r)]
         else:
             sections.append((["No successful runs: nothing to summarise.", ""], []))
     except pl.exceptions.PolarsError:
