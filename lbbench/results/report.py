@@ -845,6 +845,208 @@ def _section_timeseries(r: _Runs) -> Section:
     return md, pngs
 
 
+# --------------------------------------------------------------------------------------------
+# Deployments: a store with an events/ table (deploy.events; docs/model.md, "Deployments")
+
+DEPLOY_METRICS = (("update_s", "update_s (s)"), ("upd_failed", "failed during the update"),
+                  ("upd_latency_mean", "mean latency during the update"),
+                  ("upd_p99_max", "worst window p99 during the update"))
+
+
+def _update_windows(ev: pl.DataFrame, ts: pl.DataFrame, key: str) -> pl.DataFrame:
+    """Per run with an update: the failed requests, the mean latency and the largest window p99
+    of the time-series windows that overlap an update, [its time, its `done`] (to the end of the
+    last window when it was not over; the window holding its time when it took no time); a
+    window overlapping several updates counts once."""
+    upd = ev.filter(pl.col("kind") == "update").select(key, pl.col("time").alias("_a"), pl.col("done").alias("_b"))
+    ends = ts.group_by(key).agg(pl.col("t_end").max().alias("_end"))
+    upd = upd.join(ends, on=key, how="left").with_columns(
+        pl.when(pl.col("_b").is_null() | pl.col("_b").is_nan()).then(pl.col("_end")).otherwise(pl.col("_b")).alias("_b"))
+    during = ((pl.col("t_end") > pl.col("_a")) & (pl.col("t_start") < pl.col("_b"))) | (
+        (pl.col("t_start") <= pl.col("_a")) & (pl.col("_a") < pl.col("t_end")))
+    win = ts.join(upd.select(key, "_a", "_b"), on=key, how="inner").filter(during).unique([key, "window"])
+    lat = pl.col("latency_mean").cast(pl.Float64).fill_nan(None)
+    got = win.group_by(key).agg(
+        pl.col("failed").sum().cast(pl.Float64).alias("upd_failed"),
+        ((lat * pl.col("completed")).sum() / pl.col("completed").filter(lat.is_not_null()).sum()).alias("upd_latency_mean"),
+        pl.col("latency_p99").cast(pl.Float64).fill_nan(None).max().alias("upd_p99_max"))
+    # an update with no window (after the last arrival): nothing failed in one
+    return upd.select(key).unique().join(got, on=key, how="left").with_columns(pl.col("upd_failed").fill_null(0.0))
+
+
+def _event_rows(ev: pl.DataFrame) -> list[list[str]]:
+    """The deploy events of one configuration, a row each: what every run saw (before and after
+    as a range where the runs differ) and an update's duration (its mean over the runs, their
+    range, and how many were not over)."""
+    def rng(s: pl.Series, fmt) -> str:
+        lo, hi = s.min(), s.max()
+        return fmt(lo) if lo == hi else f"{fmt(lo)}-{fmt(hi)}"
+    rows = []
+    for (_, t, kind, service), g in ev.group_by(["event", "time", "kind", "service"], maintain_order=True):
+        ver = (lambda v: f"v{v}") if kind == "update" else str
+        dur = "-"
+        if kind == "update":
+            d = g["duration_s"].cast(pl.Float64).fill_nan(None)
+            done = d.drop_nulls()
+            dur = ("not over" if not done.len() else
+                   (f"{done.mean():.4g}" if done.min() == done.max() else f"{done.mean():.4g} ({done.min():.4g}-{done.max():.4g})"))
+            if done.len() and done.len() < d.len():
+                dur += f"; not over in {d.len() - done.len()}/{d.len()} runs"
+        rows.append([f"{t:g}", kind, service, f"{rng(g['before'], ver)} -> {rng(g['after'], ver)}", dur])
+    return sorted(rows, key=lambda row: float(row[0]))
+
+
+def _service_names(tasks: pl.LazyFrame | None, key: str, keys: list, n: int) -> list[str]:
+    """The services in scenario order (the order of their first task slots), or "service k"."""
+    if tasks is not None and {"task", "service"} <= set(tasks.collect_schema().names()):
+        t = tasks.filter(pl.col(key) == keys[0]).select("task", "service").collect().sort("task")
+        names = list(dict.fromkeys(t["service"].to_list()))
+        if len(names) == n:
+            return names
+    return [f"service {k}" for k in range(n)]
+
+
+def _fig_deploy(ts: pl.DataFrame, ev: pl.DataFrame, services: list[str], colors: dict, facet: str, rho: float,
+                path: Path) -> Path | None:
+    """Three panels over time, a line per strategy (the mean over its seeds of each window):
+    p99 latency, failed requests, each service's tasks in the tables; a vertical line at each
+    deployment and a band over each update, from its time to its end (the mean over the runs)."""
+    arms = [a for a in colors if a in set(ts["_arm"].to_list())]
+    if not arms:
+        return None
+    has_rep = "replicas" in ts.columns and ts["replicas"].null_count() < ts.height
+    agg = [pl.col("t_start").mean(), pl.col("t_end").mean(),
+           pl.col("latency_p99").cast(pl.Float64).fill_nan(None).mean(), pl.col("failed").cast(pl.Float64).mean()]
+    if has_rep:
+        agg += [pl.col("replicas").list.get(k, null_on_oob=True).cast(pl.Float64).mean().alias(f"_rep{k}")
+                for k in range(len(services))]
+    per = ts.group_by("_arm", "window").agg(agg).sort("window")
+    scale, unit = _latency_unit(per["latency_p99"].to_list())
+    fig = Figure(figsize=(10, 9 if has_rep else 6.5), layout="constrained")
+    axes = list(fig.subplots(3 if has_rep else 2, 1, sharex=True))
+    styles = ["-", "--", ":", "-."]
+    p99_all = []
+    for j, arm in enumerate(arms):
+        s = per.filter(pl.col("_arm") == arm)
+        x = ((s["t_start"] + s["t_end"]) / 2).to_numpy()
+        y = s["latency_p99"].to_numpy() * scale
+        p99_all += [v for v in y if np.isfinite(v) and v > 0]
+        lw = 1.0 + 1.2 * (len(arms) - 1 - j) / max(len(arms) - 1, 1)   # identical lines stay visible
+        axes[0].plot(x, y, color=colors[arm], lw=1.2, label=arm)
+        axes[1].plot(x, s["failed"].to_numpy(), color=colors[arm], lw=lw, drawstyle="steps-mid", label=arm)
+        if has_rep:
+            for k, name in enumerate(services):
+                axes[2].plot(x, s[f"_rep{k}"].to_numpy(), color=colors[arm], lw=lw, ls=styles[k % len(styles)],
+                             drawstyle="steps-mid", label=f"{arm}: {name}" if len(services) > 1 else arm)
+    if p99_all and max(p99_all) / min(p99_all) > 50:
+        axes[0].set_yscale("log")
+    marks = ev.group_by("event", "time", "kind", "service").agg(pl.col("done").fill_nan(None).mean()).sort("time")
+    for m in marks.iter_rows(named=True):
+        for ax in axes:
+            ax.axvline(m["time"], color="purple" if m["kind"] == "update" else "teal", lw=1.0, ls="--", alpha=0.8)
+            if m["kind"] == "update" and m["done"] is not None and m["done"] > m["time"]:
+                ax.axvspan(m["time"], m["done"], color="purple", alpha=0.07, lw=0)
+    axes[0].set_ylabel(f"p99 latency per window ({unit})")
+    axes[1].set_ylabel("failed requests per window")
+    axes[1].set_ylim(bottom=0)
+    if not (per["failed"].fill_null(0.0) > 0).any():
+        axes[1].text(0.5, 0.5, "no failed request in any window", transform=axes[1].transAxes, ha="center",
+                     va="center", color="gray")
+    if has_rep:
+        from matplotlib.ticker import MaxNLocator
+        axes[2].yaxis.set_major_locator(MaxNLocator(integer=True))
+        axes[2].set_ylabel("tasks in the tables")
+        axes[2].legend(title="strategy" + (": service" if len(services) > 1 else ""), fontsize="small")
+    axes[0].legend(title="strategy", fontsize="small")
+    axes[-1].set_xlabel("simulated time (s, window midpoint; dashed: deployments, shaded: updates)")
+    for ax in axes:
+        ax.grid(True, alpha=0.3)
+    fig.suptitle(f"Deployments over time, mean over seeds per window, ρ = {rho:g}{_suffix(facet)}")
+    return _save(fig, path)
+
+
+def _deploy_table(r: _Runs, summ: pl.DataFrame) -> str:
+    scale, unit = _latency_unit(summ["upd_latency_mean_mean"].to_list() + summ["upd_p99_max_mean"].to_list())
+    rows = []
+    for x in r.in_arm_order(summ).iter_rows(named=True):
+        row = [x["_arm"], f"{x['rho']:g}", str(x["upd_failed_n"]), _pm(x["update_s_mean"], x["update_s_ci95"], ".4g")]
+        if x["update_s_n"] < x["upd_failed_n"]:
+            row[-1] += f" (not over in {x['upd_failed_n'] - x['update_s_n']} runs)"
+        row += [_pm(x["upd_failed_mean"], x["upd_failed_ci95"], ".4g"),
+                _pm(x["upd_latency_mean_mean"], x["upd_latency_mean_ci95"], ".4g", scale),
+                _pm(x["upd_p99_max_mean"], x["upd_p99_max_ci95"], ".4g", scale),
+                _pm(x["failed_mean"], x["failed_ci95"], ".4g")]
+        rows.append(row)
+    return _table(["strategy", "ρ", "runs", "update_s (s)", "failed during the update",
+                   f"mean latency during the update ({unit})", f"worst window p99 during the update ({unit})",
+                   "failed in the run (measured)"], rows)
+
+
+def _section_deploy(r: _Runs) -> Section:
+    """Only for a store with an events/ table (a sweep with deploy.events)."""
+    ev_lf, ts_lf = _try_load(r.d, "events"), _try_load(r.d, "timeseries")
+    key = _join_key(ev_lf.collect_schema().names(), r.ok.columns) if ev_lf is not None else None
+    if key is None:
+        return [], []
+    ev = ev_lf.join(r.ok_lf.select(key, "_facet", "_arm", "rho"), on=key, how="inner").collect()
+    if not ev.height:
+        return [], []
+    md = ["## Deployments", "",
+          "The deployments (`deploy.events`; the `events/` table, docs/model.md, \"Deployments\") of each "
+          "configuration: when, what (*before -> after*: a scale's replicas, an update's versions) and an "
+          "update's duration, from its time to its last new task's join (mean over the runs, with their "
+          "range when they differ). Per strategy, mean over seeds ± the half-width of the 95% Student-t CI: "
+          "`update_s` (the summary's: a run's longest update), and from the time series the requests of the "
+          "windows that overlap an update (from its time to its end, or to the run's last window if it was not "
+          "over): those that failed (counted by arrival window, warm-up included), their mean latency (the "
+          "windows' mean latencies weighted by their completions) and the largest window p99; the last column "
+          "is the summary's `failed` over the whole measured run, for scale.", ""]
+    ts = None
+    upd = pl.DataFrame()
+    if ts_lf is not None and key in ts_lf.collect_schema().names():
+        keys = ev[key].unique().implode()
+        cols = [c for c in ("window", "t_start", "t_end", "failed", "completed", "latency_mean", "latency_p99", "replicas")
+                if c in ts_lf.collect_schema().names()]
+        ts = ts_lf.filter(pl.col(key).is_in(keys)).select(key, *cols).collect()
+        if ts.height and (ev["kind"] == "update").any():
+            upd = _update_windows(ev, ts, key)
+    tasks = _try_load(r.d, "tasks")
+    pngs = []
+    for i, facet in enumerate(r.facets):
+        e_f = ev.filter(pl.col("_facet") == facet)
+        if not e_f.height:
+            continue
+        if facet:
+            md += [f"### {facet}", ""]
+        md += [_table(["time (s)", "kind", "service", "before -> after", "update duration (s)"], _event_rows(e_f)), ""]
+        runs_f = r.ok.filter(pl.col(key).is_in(e_f[key].unique().implode()))
+        if upd.height and runs_f.join(upd, on=key, how="semi").height:
+            with_upd = runs_f.join(upd, on=key, how="inner")
+            summ = A.summarize(with_upd.lazy().with_columns(pl.col("failed").cast(pl.Float64)), GROUP,
+                               [m for m, _ in DEPLOY_METRICS] + ["failed"]).collect()
+            md += [_deploy_table(r, summ), ""]
+        if ts is None:
+            continue
+        rho = max(runs_f["rho"].drop_nulls().to_list())
+        at = runs_f.filter(pl.col("rho") == rho).select(key, "_arm")
+        ts_f = ts.join(at, on=key, how="inner")
+        if not ts_f.height:
+            continue
+        n_svc = max((len(v) for v in ts_f["replicas"].drop_nulls().to_list()), default=0) if "replicas" in ts_f.columns else 0
+        services = _service_names(tasks, key, at[key].to_list(), n_svc) if n_svc else []
+        p = _fig_deploy(ts_f, e_f.filter(pl.col("rho") == rho), services, r.colors, facet, rho,
+                        r.fig_path("deploy", i, facet))
+        if p is not None:
+            pngs.append(p)
+            md += [_img(f"Latency, failures and replicas over time{_suffix(facet)}", p, r.d), ""]
+    if ts is not None:
+        md += ["Figures: at each configuration's highest load, per strategy and window of arrival time, the "
+               "mean over seeds of the window's p99 latency, of its failed requests and of each service's tasks "
+               "in the tables at its end (the time series' `replicas`); dashed lines at the deployments, shaded "
+               "from an update's time to its end (mean over the runs).", ""]
+    return md, pngs
+
+
 def _section_sweep_file(d: Path) -> Section:
     sweep = d / "sweep.toml"
     if not sweep.is_file():
@@ -879,7 +1081,8 @@ def write_report(dir: str | Path) -> tuple[Path, list[Path]]:
         sections = [_section_header(r), _section_failed_runs(r)]
         if r.ok.height:
             sections += [_section_latency(r), _section_failures(r), _section_comparison(r),
-                         _section_utilisation(r), _section_node_cpu(r), _section_timeseries(r)]
+                         _section_utilisation(r), _section_node_cpu(r), _section_timeseries(r),
+                         _section_deploy(r)]
         else:
             sections.append((["No successful runs: nothing to summarise.", ""], []))
     except pl.exceptions.PolarsError:
