@@ -854,22 +854,30 @@ DEPLOY_METRICS = (("update_s", "update_s (s)"), ("upd_failed", "failed during th
 
 
 def _update_windows(ev: pl.DataFrame, ts: pl.DataFrame, key: str) -> pl.DataFrame:
-    """Per run with an update: the failed requests, the mean latency and the largest window p99
-    of the time-series windows that overlap an update, [its time, its `done`] (to the end of the
-    last window when it was not over; the window holding its time when it took no time); a
-    window overlapping several updates counts once."""
+    """Per run with an update, from the time-series windows (of arrival time) that overlap an
+    update, [its time, its `done`] (to the end of the last window when it was not over; the
+    window holding its time when it took no time): the mean latency and the largest window p99;
+    and the failed requests of those windows and of the window before (a request the update
+    fails may have arrived before it began, queued at the first task it stops). A window
+    overlapping several updates counts once."""
     upd = ev.filter(pl.col("kind") == "update").select(key, pl.col("time").alias("_a"), pl.col("done").alias("_b"))
     ends = ts.group_by(key).agg(pl.col("t_end").max().alias("_end"))
     upd = upd.join(ends, on=key, how="left").with_columns(
         pl.when(pl.col("_b").is_null() | pl.col("_b").is_nan()).then(pl.col("_end")).otherwise(pl.col("_b")).alias("_b"))
     during = ((pl.col("t_end") > pl.col("_a")) & (pl.col("t_start") < pl.col("_b"))) | (
         (pl.col("t_start") <= pl.col("_a")) & (pl.col("_a") < pl.col("t_end")))
-    win = ts.join(upd.select(key, "_a", "_b"), on=key, how="inner").filter(during).unique([key, "window"])
-    lat = pl.col("latency_mean").cast(pl.Float64).fill_nan(None)
+    lead_in = (pl.col("t_end") > pl.col("_a") - (pl.col("t_end") - pl.col("t_start"))) & (pl.col("t_start") < pl.col("_b"))
+    win = (ts.join(upd.select(key, "_a", "_b"), on=key, how="inner")
+           .with_columns(during.alias("_in"), (during | lead_in).alias("_fail"))
+           .group_by(key, "window").agg(pl.col("failed", "completed", "latency_mean", "latency_p99").first(),
+                                        pl.col("_in").any(), pl.col("_fail").any()))
+    lat = pl.col("latency_mean").cast(pl.Float64).fill_nan(None).filter(pl.col("_in"))
     got = win.group_by(key).agg(
-        pl.col("failed").sum().cast(pl.Float64).alias("upd_failed"),
-        ((lat * pl.col("completed")).sum() / pl.col("completed").filter(lat.is_not_null()).sum()).alias("upd_latency_mean"),
-        pl.col("latency_p99").cast(pl.Float64).fill_nan(None).max().alias("upd_p99_max"))
+        pl.col("failed").filter(pl.col("_fail")).sum().cast(pl.Float64).alias("upd_failed"),
+        ((lat * pl.col("completed").filter(pl.col("_in"))).sum()
+         / pl.col("completed").filter(pl.col("_in") & pl.col("latency_mean").cast(pl.Float64).fill_nan(None).is_not_null()).sum()
+         ).alias("upd_latency_mean"),
+        pl.col("latency_p99").cast(pl.Float64).fill_nan(None).filter(pl.col("_in")).max().alias("upd_p99_max"))
     # an update with no window (after the last arrival): nothing failed in one
     return upd.select(key).unique().join(got, on=key, how="left").with_columns(pl.col("upd_failed").fill_null(0.0))
 
@@ -971,7 +979,7 @@ def _deploy_table(r: _Runs, summ: pl.DataFrame) -> str:
     for x in r.in_arm_order(summ).iter_rows(named=True):
         row = [x["_arm"], f"{x['rho']:g}", str(x["upd_failed_n"]), _pm(x["update_s_mean"], x["update_s_ci95"], ".4g")]
         if x["update_s_n"] < x["upd_failed_n"]:
-            row[-1] += f" (not over in {x['upd_failed_n'] - x['update_s_n']} runs)"
+            row[-1] += f" (not over in {x['upd_failed_n'] - x['update_s_n']}/{x['upd_failed_n']} runs)"
         row += [_pm(x["upd_failed_mean"], x["upd_failed_ci95"], ".4g"),
                 _pm(x["upd_latency_mean_mean"], x["upd_latency_mean_ci95"], ".4g", scale),
                 _pm(x["upd_p99_max_mean"], x["upd_p99_max_ci95"], ".4g", scale),
@@ -997,10 +1005,12 @@ def _section_deploy(r: _Runs) -> Section:
           "update's duration, from its time to its last new task's join (mean over the runs, with their "
           "range when they differ). Per strategy, mean over seeds ± the half-width of the 95% Student-t CI: "
           "`update_s` (the summary's: a run's longest update), and from the time series the requests of the "
-          "windows that overlap an update (from its time to its end, or to the run's last window if it was not "
-          "over): those that failed (counted by arrival window, warm-up included), their mean latency (the "
-          "windows' mean latencies weighted by their completions) and the largest window p99; the last column "
-          "is the summary's `failed` over the whole measured run, for scale.", ""]
+          "windows (of arrival time, warm-up included) that overlap an update, from its time to its end (or to "
+          "the run's last window if it was not over): their mean latency (the windows' mean latencies weighted "
+          "by their completions) and their largest window p99; and the requests that failed in those windows "
+          "and in the window before (a request the update fails may have arrived before it began, queued at the "
+          "first task it stops). The last column is the summary's `failed` over the whole measured run, for "
+          "scale.", ""]
     ts = None
     upd = pl.DataFrame()
     if ts_lf is not None and key in ts_lf.collect_schema().names():
