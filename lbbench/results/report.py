@@ -1,7 +1,7 @@
 """`lbbench report DIR`: a Markdown report with figures for one sweep output folder.
 
 `write_report(DIR)` reads the store under DIR (runs/, and when present tasks/, histograms/,
-timeseries/, manifest.json, sweep.toml) and writes `DIR/report.md` and PNGs under
+timeseries/, nodes/, events/, manifest.json, sweep.toml) and writes `DIR/report.md` and PNGs under
 `DIR/figures/`. Figures are drawn with matplotlib's Agg canvas through the object API (no
 pyplot, no global backend switch), so it is safe to call from a library or a worker.
 
@@ -1035,9 +1035,10 @@ def _section_deploy(r: _Runs) -> Section:
             summ = A.summarize(with_upd.lazy().with_columns(pl.col("failed").cast(pl.Float64)), GROUP,
                                [m for m, _ in DEPLOY_METRICS] + ["failed"]).collect()
             md += [_deploy_table(r, summ), ""]
-        if ts is None:
+        rhos = runs_f["rho"].drop_nulls().to_list()
+        if ts is None or not rhos:
             continue
-        rho = max(runs_f["rho"].drop_nulls().to_list())
+        rho = max(rhos)
         at = runs_f.filter(pl.col("rho") == rho).select(key, "_arm")
         ts_f = ts.join(at, on=key, how="inner")
         if not ts_f.height:
@@ -1079,8 +1080,8 @@ def _section_figures(d: Path, pngs: list[Path]) -> list[str]:
 def write_report(dir: str | Path) -> tuple[Path, list[Path]]:
     """Write `DIR/report.md` and its figures `DIR/figures/*.png`; return (report path, PNG paths).
 
-    Needs `DIR/runs/*.parquet` (else `UserError`); tasks/, histograms/, timeseries/,
-    manifest.json and sweep.toml are used when present. Every PNG returned is linked from
+    Needs `DIR/runs/*.parquet` (else `UserError`); tasks/, histograms/, timeseries/, nodes/,
+    events/, manifest.json and sweep.toml are used when present. Every PNG returned is linked from
     report.md (relative path `figures/<name>.png`). A part file that cannot be read, or that
     lbbench did not write, refuses the report (`UserError` naming it): a report that skipped it
     would present a partial grid as the whole.
