@@ -1,7 +1,7 @@
 """`lbbench report DIR`: a Markdown report with figures for one sweep output folder.
 
 `write_report(DIR)` reads the store under DIR (runs/, and when present tasks/, histograms/,
-timeseries/, manifest.json, sweep.toml) and writes `DIR/report.md` and PNGs under
+timeseries/, nodes/, events/, manifest.json, sweep.toml) and writes `DIR/report.md` and PNGs under
 `DIR/figures/`. Figures are drawn with matplotlib's Agg canvas through the object API (no
 pyplot, no global backend switch), so it is safe to call from a library or a worker.
 
@@ -670,6 +670,136 @@ def _section_utilisation(r: _Runs) -> Section:
     return md, pngs
 
 
+# --------------------------------------------------------------------------------------------
+# Per-node CPU: a store with a nodes/ table (cluster.cores; docs/model.md, "Nodes as shared machines")
+
+CPU_METRICS = (("cpu_util_mean", "mean over nodes"), ("cpu_util_max", "busiest node"))
+_MAX_NODE_COLUMNS = 12       # more nodes: a row per strategy and node instead of a column per node
+
+
+def _pm(mean, ci, spec: str = ".3f", scale: float = 1.0) -> str:
+    """`mean ± ci` (ci: the half-width of the 95% CI, none with one run)."""
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "-"
+    return _num(mean * scale, spec) + ("" if ci is None else f" ± {_num(ci * scale, '.2g')}")
+
+
+def _node_labels(nd: pl.DataFrame) -> list[str]:
+    """"node: cores, speed" per node (a range where the runs differ)."""
+    def rng(lo, hi) -> str:
+        return f"{lo:g}" if lo == hi else f"{lo:g}-{hi:g}"
+    g = nd.group_by("node").agg(pl.col("cores").min().alias("c0"), pl.col("cores").max().alias("c1"),
+                                pl.col("speed").min().alias("s0"), pl.col("speed").max().alias("s1")).sort("node")
+    return [f"{x['node']}: {rng(x['c0'], x['c1'])} cores, speed {rng(x['s0'], x['s1'])}" for x in g.iter_rows(named=True)]
+
+
+def _fig_node_cpu(pn: pl.DataFrame, facet: str, colors: dict, unstable: dict, path: Path) -> Path | None:
+    """Each node's CPU utilisation per strategy (mean over seeds, 95% CI), a panel per load;
+    hatched: a point with unstable runs."""
+    rhos = _pick(sorted(pn["rho"].unique().drop_nulls().to_list()), _MAX_UTIL_PANELS)
+    nodes = sorted(pn["node"].unique().to_list())
+    if not rhos or not nodes:
+        return None
+    arms = [a for a in colors if a in set(pn["_arm"].to_list())]
+    width = 0.8 / len(arms)
+    fig = Figure(figsize=(min(20.0, max(6.0, (0.25 * len(arms) * len(nodes) + 1.5) * len(rhos))), 4.5),
+                 layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(rhos), sharey=True, squeeze=False)[0])
+    for ax, rho in zip(axes, rhos):
+        s = pn.filter(pl.col("rho") == rho)
+        for j, arm in enumerate(arms):
+            sa = s.filter(pl.col("_arm") == arm).sort("node")
+            x = np.searchsorted(nodes, sa["node"].to_numpy()) + (j - (len(arms) - 1) / 2) * width
+            steady = (facet, arm, rho) not in unstable
+            ax.bar(x, sa["cpu_util_mean"].to_numpy(), width, yerr=sa["cpu_util_ci95"].fill_null(0.0).to_numpy(),
+                   color=colors[arm], alpha=0.8, capsize=2, hatch=None if steady else "//",
+                   label=f"{arm}{'' if steady else ' (unstable)'}" if ax is axes[0] else None)
+        ax.set_xticks(np.arange(len(nodes)), [str(n) for n in nodes])
+        ax.set_xlabel("node")
+        ax.set_title(f"ρ = {rho:g}")
+        ax.grid(True, axis="y", alpha=0.3)
+    axes[0].set_ylabel("CPU utilisation (core-seconds per core-second)")
+    fig.legend(title="strategy", fontsize="small", loc="outside lower center", ncols=min(len(arms), 3))
+    fig.suptitle(f"Per-node CPU utilisation, mean ± 95% CI over seeds{_suffix(facet)}")
+    return _save(fig, path)
+
+
+def _cpu_tables(r: _Runs, pn: pl.DataFrame, summ: pl.DataFrame, facet: str) -> list[str]:
+    """A row per strategy and load: each node's utilisation (a column per node, up to
+    _MAX_NODE_COLUMNS; more nodes get a table of their own, a row per strategy and node), the
+    summary's cpu_util_mean, cpu_util_max and contention_mean."""
+    nodes = sorted(pn["node"].unique().to_list())
+    wide = len(nodes) <= _MAX_NODE_COLUMNS
+    scale, unit = _latency_unit(summ["contention_mean_mean"].to_list())
+    util = {(x["_arm"], x["rho"], x["node"]): x for x in pn.iter_rows(named=True)}
+    header = (["strategy", "ρ", "runs"] + ([f"node {n}" for n in nodes] if wide else [])
+              + [h for _, h in CPU_METRICS] + [f"contention ({unit})"])
+    rows = []
+    for x in r.in_arm_order(summ).iter_rows(named=True):
+        arm, rho = x["_arm"], x["rho"]
+        label = arm
+        if not r.steady(arm, facet, rho):
+            k, n = r.unstable[(facet, arm, rho)]
+            label += f" (unstable {k}/{n})"
+        row = [label, f"{rho:g}", str(x["cpu_util_mean_n"])]
+        if wide:
+            row += ["-" if (u := util.get((arm, rho, node))) is None else _pm(u["cpu_util_mean"], u["cpu_util_ci95"])
+                    for node in nodes]
+        row += [_pm(x[f"{m}_mean"], x[f"{m}_ci95"]) for m, _ in CPU_METRICS]
+        row.append(_pm(x["contention_mean_mean"], x["contention_mean_ci95"], ".4g", scale))
+        rows.append(row)
+    md = [_table(header, rows), ""]
+    if not wide:
+        per_node = r.in_arm_order(pn).sort(["rho", "_o", "node"])
+        md += [_table(["strategy", "ρ", "node", "runs", "CPU utilisation"],
+                      [[x["_arm"], f"{x['rho']:g}", str(x["node"]), str(x["cpu_util_n"]),
+                        _pm(x["cpu_util_mean"], x["cpu_util_ci95"])] for x in per_node.iter_rows(named=True)]), ""]
+    return md
+
+
+def _section_node_cpu(r: _Runs) -> Section:
+    """Only for a store with a nodes/ table (a sweep with cluster.cores)."""
+    nodes = _try_load(r.d, "nodes")
+    cols = nodes.collect_schema().names() if nodes is not None else []
+    key = _join_key(cols, r.ok.columns)
+    need = ["node", "cores", "speed", "cpu_util"] + [m for m, _ in CPU_METRICS] + ["contention_mean"]
+    if key is None or not set(need) <= set(cols) | set(r.ok.columns):
+        return [], []
+    nd = (nodes.select(key, "node", "cores", "speed", "cpu_util")
+          .join(r.ok_lf.select(key, "_facet", "_arm", "rho"), on=key, how="inner").collect())
+    if not nd.height:
+        return [], []
+    pn = A.summarize(nd.lazy(), GROUP + ["node"], ["cpu_util"]).collect()
+    with_cores = r.ok_lf.filter(pl.col(key).is_in(nd[key].unique().implode()))
+    summ = A.summarize(with_cores, GROUP, [m for m, _ in CPU_METRICS] + ["contention_mean"]).collect()
+    md = ["## Per-node CPU", "",
+          "With `cluster.cores`, each node's CPU utilisation (the `nodes/` table's `cpu_util`): the "
+          "core-seconds its measured completed requests held, per core and second of the measured window; "
+          "the background load's are not counted (docs/model.md, \"Nodes as shared machines\"). Per strategy "
+          "and node, the mean over seeds with the half-width of the 95% Student-t CI; *mean over nodes* and "
+          "*busiest node* are the summary's `cpu_util_mean` and `cpu_util_max` (per run, the mean and the "
+          "maximum over the nodes), *contention* its `contention_mean` (per run, the mean time a measured "
+          "request waited for a core), each a mean over seeds ± CI. A strategy marked *unstable* (hatched "
+          "in the figure) has runs that never reached a steady state: their figures depend on the run's "
+          "length, and a saturated node's utilisation can exceed 1 (the backlog it completes after the last "
+          "arrival counts).", ""]
+    pngs = []
+    for i, facet in enumerate(r.facets):
+        p_f, s_f = pn.filter(pl.col("_facet") == facet), summ.filter(pl.col("_facet") == facet)
+        if not p_f.height:
+            continue
+        if facet:
+            md += [f"### {facet}", ""]
+        md += ["Nodes (cores, speed at the end of the run): "
+               + "; ".join(_node_labels(nd.filter(pl.col("_facet") == facet))) + ".", ""]
+        md += _cpu_tables(r, p_f, s_f, facet)
+        p = _fig_node_cpu(p_f, facet, r.colors, r.unstable, r.fig_path("node_cpu", i, facet))
+        if p is not None:
+            pngs.append(p)
+            md += [_img(f"Per-node CPU utilisation per strategy{_suffix(facet)}", p, r.d), ""]
+    return md, pngs
+
+
 def _timeseries_runs(r: _Runs, cand: pl.DataFrame, key: str) -> dict:
     """arm -> (key, seed): one run per arm, with the smallest seed every arm has, so the runs saw
     the same arrivals."""
@@ -715,6 +845,219 @@ def _section_timeseries(r: _Runs) -> Section:
     return md, pngs
 
 
+# --------------------------------------------------------------------------------------------
+# Deployments: a store with an events/ table (deploy.events; docs/model.md, "Deployments")
+
+DEPLOY_METRICS = (("update_s", "update_s (s)"), ("upd_failed", "failed during the update"),
+                  ("upd_latency_mean", "mean latency during the update"),
+                  ("upd_p99_max", "worst window p99 during the update"))
+
+
+def _update_windows(ev: pl.DataFrame, ts: pl.DataFrame, key: str) -> pl.DataFrame:
+    """Per run with an update, from the time-series windows (of arrival time) that overlap an
+    update, [its time, its `done`] (to the end of the last window when it was not over; the
+    window holding its time when it took no time): the mean latency and the largest window p99;
+    and the failed requests of those windows and of the window before (a request the update
+    fails may have arrived before it began, queued at the first task it stops). A window
+    overlapping several updates counts once."""
+    upd = ev.filter(pl.col("kind") == "update").select(key, pl.col("time").alias("_a"), pl.col("done").alias("_b"))
+    ends = ts.group_by(key).agg(pl.col("t_end").max().alias("_end"))
+    upd = upd.join(ends, on=key, how="left").with_columns(
+        pl.when(pl.col("_b").is_null() | pl.col("_b").is_nan()).then(pl.col("_end")).otherwise(pl.col("_b")).alias("_b"))
+    during = ((pl.col("t_end") > pl.col("_a")) & (pl.col("t_start") < pl.col("_b"))) | (
+        (pl.col("t_start") <= pl.col("_a")) & (pl.col("_a") < pl.col("t_end")))
+    lead_in = (pl.col("t_end") > pl.col("_a") - (pl.col("t_end") - pl.col("t_start"))) & (pl.col("t_start") < pl.col("_b"))
+    win = (ts.join(upd.select(key, "_a", "_b"), on=key, how="inner")
+           .with_columns(during.alias("_in"), (during | lead_in).alias("_fail"))
+           .group_by(key, "window").agg(pl.col("failed", "completed", "latency_mean", "latency_p99").first(),
+                                        pl.col("_in").any(), pl.col("_fail").any()))
+    lat = pl.col("latency_mean").cast(pl.Float64).fill_nan(None).filter(pl.col("_in"))
+    got = win.group_by(key).agg(
+        pl.col("failed").filter(pl.col("_fail")).sum().cast(pl.Float64).alias("upd_failed"),
+        ((lat * pl.col("completed").filter(pl.col("_in"))).sum()
+         / pl.col("completed").filter(pl.col("_in") & pl.col("latency_mean").cast(pl.Float64).fill_nan(None).is_not_null()).sum()
+         ).alias("upd_latency_mean"),
+        pl.col("latency_p99").cast(pl.Float64).fill_nan(None).filter(pl.col("_in")).max().alias("upd_p99_max"))
+    # an update with no window (after the last arrival): nothing failed in one
+    return upd.select(key).unique().join(got, on=key, how="left").with_columns(pl.col("upd_failed").fill_null(0.0))
+
+
+def _event_rows(ev: pl.DataFrame) -> list[list[str]]:
+    """The deploy events of one configuration, a row each: what every run saw (before and after
+    as a range where the runs differ) and an update's duration (its mean over the runs, their
+    range, and how many were not over)."""
+    def rng(s: pl.Series, fmt) -> str:
+        lo, hi = s.min(), s.max()
+        return fmt(lo) if lo == hi else f"{fmt(lo)}-{fmt(hi)}"
+    rows = []
+    for (_, t, kind, service), g in ev.group_by(["event", "time", "kind", "service"], maintain_order=True):
+        ver = (lambda v: f"v{v}") if kind == "update" else str
+        dur = "-"
+        if kind == "update":
+            d = g["duration_s"].cast(pl.Float64).fill_nan(None)
+            done = d.drop_nulls()
+            dur = ("not over" if not done.len() else
+                   (f"{done.mean():.4g}" if done.min() == done.max() else f"{done.mean():.4g} ({done.min():.4g}-{done.max():.4g})"))
+            if done.len() and done.len() < d.len():
+                dur += f"; not over in {d.len() - done.len()}/{d.len()} runs"
+        rows.append([f"{t:g}", kind, service, f"{rng(g['before'], ver)} -> {rng(g['after'], ver)}", dur])
+    return sorted(rows, key=lambda row: float(row[0]))
+
+
+def _service_names(tasks: pl.LazyFrame | None, key: str, keys: list, n: int) -> list[str]:
+    """The services in scenario order (the order of their first task slots), or "service k"."""
+    if tasks is not None and {"task", "service"} <= set(tasks.collect_schema().names()):
+        t = tasks.filter(pl.col(key) == keys[0]).select("task", "service").collect().sort("task")
+        names = list(dict.fromkeys(t["service"].to_list()))
+        if len(names) == n:
+            return names
+    return [f"service {k}" for k in range(n)]
+
+
+def _fig_deploy(ts: pl.DataFrame, ev: pl.DataFrame, services: list[str], colors: dict, facet: str, rho: float,
+                path: Path) -> Path | None:
+    """Three panels over time, a line per strategy (the mean over its seeds of each window):
+    p99 latency, failed requests, each service's tasks in the tables; a vertical line at each
+    deployment and a band over each update, from its time to its end (the mean over the runs)."""
+    arms = [a for a in colors if a in set(ts["_arm"].to_list())]
+    if not arms:
+        return None
+    has_rep = "replicas" in ts.columns and ts["replicas"].null_count() < ts.height
+    agg = [pl.col("t_start").mean(), pl.col("t_end").mean(),
+           pl.col("latency_p99").cast(pl.Float64).fill_nan(None).mean(), pl.col("failed").cast(pl.Float64).mean()]
+    if has_rep:
+        agg += [pl.col("replicas").list.get(k, null_on_oob=True).cast(pl.Float64).mean().alias(f"_rep{k}")
+                for k in range(len(services))]
+    per = ts.group_by("_arm", "window").agg(agg).sort("window")
+    scale, unit = _latency_unit(per["latency_p99"].to_list())
+    fig = Figure(figsize=(10, 9 if has_rep else 6.5), layout="constrained")
+    axes = list(fig.subplots(3 if has_rep else 2, 1, sharex=True))
+    styles = ["-", "--", ":", "-."]
+    p99_all = []
+    for j, arm in enumerate(arms):
+        s = per.filter(pl.col("_arm") == arm)
+        x = ((s["t_start"] + s["t_end"]) / 2).to_numpy()
+        y = s["latency_p99"].to_numpy() * scale
+        p99_all += [v for v in y if np.isfinite(v) and v > 0]
+        lw = 1.0 + 1.2 * (len(arms) - 1 - j) / max(len(arms) - 1, 1)   # identical lines stay visible
+        axes[0].plot(x, y, color=colors[arm], lw=1.2, label=arm)
+        axes[1].plot(x, s["failed"].to_numpy(), color=colors[arm], lw=lw, drawstyle="steps-mid", label=arm)
+        if has_rep:
+            for k, name in enumerate(services):
+                axes[2].plot(x, s[f"_rep{k}"].to_numpy(), color=colors[arm], lw=lw, ls=styles[k % len(styles)],
+                             drawstyle="steps-mid", label=f"{arm}: {name}" if len(services) > 1 else arm)
+    if p99_all and max(p99_all) / min(p99_all) > 50:
+        axes[0].set_yscale("log")
+    marks = ev.group_by("event", "time", "kind", "service").agg(pl.col("done").fill_nan(None).mean()).sort("time")
+    for m in marks.iter_rows(named=True):
+        for ax in axes:
+            ax.axvline(m["time"], color="purple" if m["kind"] == "update" else "teal", lw=1.0, ls="--", alpha=0.8)
+            if m["kind"] == "update" and m["done"] is not None and m["done"] > m["time"]:
+                ax.axvspan(m["time"], m["done"], color="purple", alpha=0.07, lw=0)
+    axes[0].set_ylabel(f"p99 latency per window ({unit})")
+    axes[1].set_ylabel("failed requests per window")
+    axes[1].set_ylim(bottom=0)
+    if not (per["failed"].fill_null(0.0) > 0).any():
+        axes[1].text(0.5, 0.5, "no failed request in any window", transform=axes[1].transAxes, ha="center",
+                     va="center", color="gray")
+    if has_rep:
+        from matplotlib.ticker import MaxNLocator
+        axes[2].yaxis.set_major_locator(MaxNLocator(integer=True))
+        axes[2].set_ylabel("tasks in the tables")
+        axes[2].legend(title="strategy" + (": service" if len(services) > 1 else ""), fontsize="small")
+    axes[0].legend(title="strategy", fontsize="small")
+    axes[-1].set_xlabel("simulated time (s, window midpoint; dashed: deployments, shaded: updates)")
+    for ax in axes:
+        ax.grid(True, alpha=0.3)
+    fig.suptitle(f"Deployments over time, mean over seeds per window, ρ = {rho:g}{_suffix(facet)}")
+    return _save(fig, path)
+
+
+def _deploy_table(r: _Runs, summ: pl.DataFrame) -> str:
+    scale, unit = _latency_unit(summ["upd_latency_mean_mean"].to_list() + summ["upd_p99_max_mean"].to_list())
+    rows = []
+    for x in r.in_arm_order(summ).iter_rows(named=True):
+        row = [x["_arm"], f"{x['rho']:g}", str(x["upd_failed_n"]), _pm(x["update_s_mean"], x["update_s_ci95"], ".4g")]
+        if x["update_s_n"] < x["upd_failed_n"]:
+            row[-1] += f" (not over in {x['upd_failed_n'] - x['update_s_n']}/{x['upd_failed_n']} runs)"
+        row += [_pm(x["upd_failed_mean"], x["upd_failed_ci95"], ".4g"),
+                _pm(x["upd_latency_mean_mean"], x["upd_latency_mean_ci95"], ".4g", scale),
+                _pm(x["upd_p99_max_mean"], x["upd_p99_max_ci95"], ".4g", scale),
+                _pm(x["failed_mean"], x["failed_ci95"], ".4g")]
+        rows.append(row)
+    return _table(["strategy", "ρ", "runs", "update_s (s)", "failed during the update",
+                   f"mean latency during the update ({unit})", f"worst window p99 during the update ({unit})",
+                   "failed in the run (measured)"], rows)
+
+
+def _section_deploy(r: _Runs) -> Section:
+    """Only for a store with an events/ table (a sweep with deploy.events)."""
+    ev_lf, ts_lf = _try_load(r.d, "events"), _try_load(r.d, "timeseries")
+    key = _join_key(ev_lf.collect_schema().names(), r.ok.columns) if ev_lf is not None else None
+    if key is None:
+        return [], []
+    ev = ev_lf.join(r.ok_lf.select(key, "_facet", "_arm", "rho"), on=key, how="inner").collect()
+    if not ev.height:
+        return [], []
+    md = ["## Deployments", "",
+          "The deployments (`deploy.events`; the `events/` table, docs/model.md, \"Deployments\") of each "
+          "configuration: when, what (*before -> after*: a scale's replicas, an update's versions) and an "
+          "update's duration, from its time to its last new task's join (mean over the runs, with their "
+          "range when they differ). Per strategy, mean over seeds ± the half-width of the 95% Student-t CI: "
+          "`update_s` (the summary's: a run's longest update), and from the time series the requests of the "
+          "windows (of arrival time, warm-up included) that overlap an update, from its time to its end (or to "
+          "the run's last window if it was not over): their mean latency (the windows' mean latencies weighted "
+          "by their completions) and their largest window p99; and the requests that failed in those windows "
+          "and in the window before (a request the update fails may have arrived before it began, queued at the "
+          "first task it stops). The last column is the summary's `failed` over the whole measured run, for "
+          "scale.", ""]
+    ts = None
+    upd = pl.DataFrame()
+    if ts_lf is not None and key in ts_lf.collect_schema().names():
+        keys = ev[key].unique().implode()
+        cols = [c for c in ("window", "t_start", "t_end", "failed", "completed", "latency_mean", "latency_p99", "replicas")
+                if c in ts_lf.collect_schema().names()]
+        ts = ts_lf.filter(pl.col(key).is_in(keys)).select(key, *cols).collect()
+        if ts.height and (ev["kind"] == "update").any():
+            upd = _update_windows(ev, ts, key)
+    tasks = _try_load(r.d, "tasks")
+    pngs = []
+    for i, facet in enumerate(r.facets):
+        e_f = ev.filter(pl.col("_facet") == facet)
+        if not e_f.height:
+            continue
+        if facet:
+            md += [f"### {facet}", ""]
+        md += [_table(["time (s)", "kind", "service", "before -> after", "update duration (s)"], _event_rows(e_f)), ""]
+        runs_f = r.ok.filter(pl.col(key).is_in(e_f[key].unique().implode()))
+        if upd.height and runs_f.join(upd, on=key, how="semi").height:
+            with_upd = runs_f.join(upd, on=key, how="inner")
+            summ = A.summarize(with_upd.lazy().with_columns(pl.col("failed").cast(pl.Float64)), GROUP,
+                               [m for m, _ in DEPLOY_METRICS] + ["failed"]).collect()
+            md += [_deploy_table(r, summ), ""]
+        rhos = runs_f["rho"].drop_nulls().to_list()
+        if ts is None or not rhos:
+            continue
+        rho = max(rhos)
+        at = runs_f.filter(pl.col("rho") == rho).select(key, "_arm")
+        ts_f = ts.join(at, on=key, how="inner")
+        if not ts_f.height:
+            continue
+        n_svc = max((len(v) for v in ts_f["replicas"].drop_nulls().to_list()), default=0) if "replicas" in ts_f.columns else 0
+        services = _service_names(tasks, key, at[key].to_list(), n_svc) if n_svc else []
+        p = _fig_deploy(ts_f, e_f.filter(pl.col("rho") == rho), services, r.colors, facet, rho,
+                        r.fig_path("deploy", i, facet))
+        if p is not None:
+            pngs.append(p)
+            md += [_img(f"Latency, failures and replicas over time{_suffix(facet)}", p, r.d), ""]
+    if ts is not None:
+        md += ["Figures: at each configuration's highest load, per strategy and window of arrival time, the "
+               "mean over seeds of the window's p99 latency, of its failed requests and of each service's tasks "
+               "in the tables at its end (the time series' `replicas`); dashed lines at the deployments, shaded "
+               "from an update's time to its end (mean over the runs).", ""]
+    return md, pngs
+
+
 def _section_sweep_file(d: Path) -> Section:
     sweep = d / "sweep.toml"
     if not sweep.is_file():
@@ -737,8 +1080,8 @@ def _section_figures(d: Path, pngs: list[Path]) -> list[str]:
 def write_report(dir: str | Path) -> tuple[Path, list[Path]]:
     """Write `DIR/report.md` and its figures `DIR/figures/*.png`; return (report path, PNG paths).
 
-    Needs `DIR/runs/*.parquet` (else `UserError`); tasks/, histograms/, timeseries/,
-    manifest.json and sweep.toml are used when present. Every PNG returned is linked from
+    Needs `DIR/runs/*.parquet` (else `UserError`); tasks/, histograms/, timeseries/, nodes/,
+    events/, manifest.json and sweep.toml are used when present. Every PNG returned is linked from
     report.md (relative path `figures/<name>.png`). A part file that cannot be read, or that
     lbbench did not write, refuses the report (`UserError` naming it): a report that skipped it
     would present a partial grid as the whole.
@@ -749,7 +1092,8 @@ def write_report(dir: str | Path) -> tuple[Path, list[Path]]:
         sections = [_section_header(r), _section_failed_runs(r)]
         if r.ok.height:
             sections += [_section_latency(r), _section_failures(r), _section_comparison(r),
-                         _section_utilisation(r), _section_timeseries(r)]
+                         _section_utilisation(r), _section_node_cpu(r), _section_timeseries(r),
+                         _section_deploy(r)]
         else:
             sections.append((["No successful runs: nothing to summarise.", ""], []))
     except pl.exceptions.PolarsError:
