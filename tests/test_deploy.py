@@ -121,17 +121,28 @@ def test_engine_matches_naive_with_deployments(case, strategy):
 
 
 def assert_deploy_outputs(sc, res, ref) -> None:
-    """The events table and update_s agree with naive.py: each deploy event's replicas or
-    version before it, each update's end at its last batch's last join."""
+    """The events table and update_s agree with naive.py: every orchestrator action, row by row
+    (time, kind, service, task, node, before and after, detail, an autoscaler's metric value);
+    each deploy event's replicas or version before it, each update's end at its last batch's
+    last join."""
     events = sc.get("deploy", {}).get("events", [])
     ev, row = res.events, res.row()
-    if not events:
+    if not events and not sc.get("autoscale"):
         assert ev is None and row["update_s"] is None
         return
-    assert ev["kind"].to_list() == [e["kind"] for e in events]
-    assert ev["before"].to_list() == [ref.deploy_from[j] for j in range(len(events))]
+    names = [s.name for s in load_scenario(sc).services]
+    got = list(zip(*(ev[c].to_list() for c in ("time", "kind", "service", "task", "node", "before", "after",
+                                                "detail", "value"))))
+    want = [(t, kind, names[s], *rest) for t, kind, s, *rest in ref.log]
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert g[:8] == w[:8] and (g[8] == w[8] or (math.isnan(g[8]) and math.isnan(w[8]))), (g, w)
+    assert {"start", "stop"} <= set(ev["kind"].to_list()) or not events
+    dep = ev.filter(pl.col("event").is_not_null()).sort("event")
+    assert dep["kind"].to_list() == [e["kind"] for e in events]
+    assert dep["before"].to_list() == [ref.deploy_from[j] for j in range(len(events))]
     want = [ref.update_done.get(j, math.nan) if e["kind"] == "update" else math.nan for j, e in enumerate(events)]
-    np.testing.assert_array_equal(ev["done"].to_numpy(), np.array(want))
+    np.testing.assert_array_equal(dep["done"].to_numpy(), np.array(want))
     took = [w - e["at"] for w, e in zip(want, events) if e["kind"] == "update"]
     if not took:
         assert row["update_s"] is None
@@ -150,12 +161,22 @@ def test_deploy_timeline_in_the_time_series():
     assert ts["t_end"].max() > 1200
     at = lambda t: ts.filter((pl.col("t_start") <= t) & (pl.col("t_end") > t))["replicas"].item().to_list()  # noqa: E731
     assert [at(t) for t in (100.0, 400.0, 900.0, ts["t_start"].max())] == [[3], [6], [2], [5]]
-    assert res.events["after"].to_list() == [6, 2, 5] and res.row()["update_s"] is None
-    assert res.events["before"].to_list() == [3, 6, 2]
+    scales = res.events.filter(pl.col("kind") == "scale")
+    assert scales["after"].to_list() == [6, 2, 5] and res.row()["update_s"] is None
+    assert scales["before"].to_list() == [3, 6, 2]
+    # each scale's tasks started or stopped at its time, one row each: 3 up, 4 down, 3 up
+    for t, kind, n in ((200.0, "start", 3), (700.0, "stop", 4), (1100.0, "start", 3)):
+        rows = res.events.filter((pl.col("time") == t) & (pl.col("kind") == kind))
+        assert rows.height == n and rows["detail"].to_list() == ["scale"] * n and rows["node"].min() >= 0
     upd = simulate(CASES["update_stop_first"], "round_robin", progress=False)
-    assert upd.events["kind"].to_list() == ["update"] and upd.events["after"].to_list() == [1]
+    head = upd.events.filter(pl.col("event").is_not_null())
+    assert head["kind"].to_list() == ["update"] and head["after"].to_list() == [1]
     # four tasks two at a time, 10 s apart, each batch stop-first with a startup of 3 s: at least 13 s
-    assert upd.row()["update_s"] == upd.events["duration_s"].item() >= 13.0
+    assert upd.row()["update_s"] == head["duration_s"].item() >= 13.0
+    # each of the four tasks stopped once and its new version started once, for the update
+    for kind in ("stop", "start"):
+        rows = upd.events.filter(pl.col("kind") == kind)
+        assert sorted(rows["task"].to_list()) == [0, 1, 2, 3] and set(rows["detail"]) == {"update"}
     assert (np.array(upd.timeseries["replicas"].to_list()) <= 4).all()
 
 
