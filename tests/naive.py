@@ -107,6 +107,22 @@ def spread(counts_service: np.ndarray, counts_total: np.ndarray, eligible: np.nd
     return best
 
 
+def window_p99(lats) -> float:
+    """latency_p99 (docs/model.md, "Autoscaler"): the latencies binned on the time series'
+    histogram edges (8 per power of two), the midpoint of the first bin whose running count
+    reaches 0.99 x their number; NaN for none."""
+    if not lats:
+        return math.nan
+    # lower edges (0.5 + m / 16) 2^e, m = 0..7, e = -40..39, and the top 2^40: as lbbench's
+    # time-series histogram (docs/architecture.md, "Metrics")
+    edges = np.append((np.array([0.5 + m / 16 for m in range(8)])[None, :]
+                       * np.exp2(np.arange(-40, 40, dtype=np.float64))[:, None]).ravel(), 2.0 ** 40)
+    b = np.clip(np.searchsorted(edges, np.asarray(lats), side="right") - 1, 0, len(edges) - 2)
+    cum = np.cumsum(np.bincount(b, minlength=len(edges) - 1))
+    j = int(np.searchsorted(cum, 0.99 * len(lats), side="left"))
+    return float(0.5 * (edges[j] + edges[j + 1]))
+
+
 @dataclass
 class NaiveResult:
     """Per-request records (arrays indexed by request number) and the measured counters."""
@@ -485,6 +501,7 @@ class _Sim:
         # autoscalers: work and completions per service since the last evaluation, the window's
         # intervals and the desires of the stabilization window, each a ring by evaluation number
         self.as_busy, self.as_done = [0.0] * S, [0] * S
+        self.as_lat = [[] for _ in range(S)]       # latency_p99: the latencies completed since then
         self.as_ring = [[] for _ in range(len(inp.autoscale))]
         self.as_recs = [[] for _ in range(len(inp.autoscale))]
         for a in range(len(inp.autoscale)):
@@ -851,6 +868,7 @@ class _Sim:
         s = int(self.cl.task_service[k])
         self.as_busy[s] += req.demand / self.task_speed[k]
         self.as_done[s] += 1
+        self.as_lat[s].append(latency)
         res.status[i] = COMPLETED
         res.latency[i] = latency
         if i >= self.warm_index:
@@ -1232,13 +1250,14 @@ class _Sim:
         ring = self.as_ring[a]
         if len(ring) < nb:
             ring.append(None)
-        ring[n % nb] = (self.as_busy[s], self.as_done[s])
-        self.as_busy[s], self.as_done[s] = 0.0, 0
+        ring[n % nb] = (self.as_busy[s], self.as_done[s], self.as_lat[s])
+        self.as_busy[s], self.as_done[s], self.as_lat[s] = 0.0, 0, []
         self.schedule(now + float(asc.interval[a]), CONTROL, ("autoscale", a), SUB_AUTOSCALE, a)
-        busy, done = 0.0, 0
-        for b, d in ring:
+        busy, done, lats = 0.0, 0, []
+        for b, d, x in ring:
             busy += b
             done += d
+            lats += x
         span = len(ring) * float(asc.interval[a])
         cur = sum(1 for k in range(self.T) if self.counted(k, s)) + self.svc_want[s]
         live = len(self.tables[s])
@@ -1247,6 +1266,8 @@ class _Sim:
         if live > 0:
             if int(asc.metric[a]) == 0:
                 metric = busy / (span * live * float(self.sc.services[s].workers))
+            elif int(asc.metric[a]) == 2:
+                metric = window_p99(lats)
             else:
                 metric = done / (span * live)
             ratio = metric / float(asc.target[a])
@@ -1258,7 +1279,7 @@ class _Sim:
         want = rec if rec > cur else min(cur, max(window))
         want = min(max(want, int(asc.lo[a])), int(asc.hi[a]))
         if want != cur:
-            self.log(now, "autoscale", s, before=cur, after=want, detail=("util", "rps")[int(asc.metric[a])],
+            self.log(now, "autoscale", s, before=cur, after=want, detail=("util", "rps", "latency_p99")[int(asc.metric[a])],
                      value=metric)
             self.scale(now, s, want)
 

@@ -91,6 +91,13 @@ CASES = {
     "autoscale_rps": dict(scenario(nodes=2, replicas=3, rho=0.4, requests=2500),
                           autoscale=[{"service": 0, "metric": "rps", "target": 0.3, "interval": 7.0, "window": 21.0,
                                       "stabilization": 0.0, "tolerance": 0.2, "min": 2, "max": 6}]),
+    # an autoscaler on the p99 latency (seconds) over a load step and back, with hops
+    "autoscale_p99": dict(scenario(nodes=3, replicas=2, rho=0.5, hop=0.004, requests=2500),
+                          workload={"rate": 0.8, "entry": "uniform",
+                                    "profile": [{"at": 0.0, "scale": 1.0}, {"at": 500.0, "scale": 2.0},
+                                                {"at": 1100.0, "scale": 0.5}]},
+                          autoscale=[{"service": "web", "metric": "latency_p99", "target": 6.0, "interval": 10.0,
+                                      "window": 50.0, "stabilization": 60.0, "min": 1, "max": 6}]),
     # a scale to 0 fails every request meanwhile; with a long grace the stopping tasks hold
     # every slot, and new tasks wait for one to free
     "scale_to_zero": with_deploy(scenario(nodes=2, replicas=2, rho=0.5, requests=2000),
@@ -272,3 +279,4 @@ def test_autoscaler_settles_at_the_rule():
     assert ref.live == [5]
     res = simulate(sc, "round_robin", trace=True, progress=False)
     assert_trace_matches(res.trace, ref)
+

@@ -29,10 +29,10 @@ from .info import refresh
 from .heaps import _sift_down, timer_at, timer_set
 from .loadindex import build, build_all
 from .lowlevel import RunStateCompiler, apart
-from .metrics import window_of
+from .metrics import EMIN, TS_BUCKETS, TS_SUB, window_of
 from .cpu import ps_background, ps_crash, ps_speed
 from .requests import _give_up, fail_at_task
-from ..model.deploy import AS_UTIL, D_SCALE, ORDER_START_FIRST
+from ..model.deploy import AS_P99, AS_UTIL, D_SCALE, ORDER_START_FIRST
 from .state import (CRASHES, DEPLOY_I, RAMP_N, EV_DETECT, EV_JOIN, EV_NONE, EV_PLACE, EV_STOP, FAULT_I, HEAP_N, ST_FAILED,
                     STOP_FREE, STOP_REPLACE, STOP_UPDATE, TASK_ALIVE, TASK_DEAD, TASK_STARTING,
                     LOG_N, LOG_AUTOSCALE, LOG_REPLACE, LOG_SCALE, LOG_START, LOG_STOP, LOG_UPDATE,
@@ -611,6 +611,28 @@ def _deploy_step(cfg, st, met, t):
         _batch(cfg, st, met, s, t)
 
 
+@njit(inline="always", cache=True)
+def _window_p99(st, a, filled):
+    """The p99 of the latencies in autoscaler a's window (its first `filled` intervals): the
+    midpoint of the first bucket of the time series' layout (metrics.py) whose running count
+    reaches 0.99 x the total, as run.py's percentiles; NaN if none completed."""
+    total = 0
+    for i in range(filled):
+        for j in range(TS_BUCKETS):
+            total += st.as_rhist[a, i, j]
+    if total == 0:
+        return np.nan
+    goal = 0.99 * total
+    c = 0
+    for j in range(TS_BUCKETS):
+        for i in range(filled):
+            c += st.as_rhist[a, i, j]
+        if c >= goal:
+            e = EMIN + j // TS_SUB
+            return (0.5 + ((j % TS_SUB) + 0.5) / (2 * TS_SUB)) * 2.0 ** e
+    return np.nan
+
+
 @apart
 @njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=RunStateCompiler)
 def _autoscale_step(cfg, st, met, a, t):
@@ -625,6 +647,12 @@ def _autoscale_step(cfg, st, met, a, t):
     st.as_rdone[a, n % nb] = st.as_done[s]
     st.as_busy[s] = 0.0
     st.as_done[s] = 0
+    p99 = cfg.as_metric[a] == AS_P99
+    if p99:             # (element by element: the run-state functions have no NRT for slices)
+        r = n % nb
+        for j in range(TS_BUCKETS):
+            st.as_rhist[a, r, j] = st.as_hist[s, j]
+            st.as_hist[s, j] = 0
     st.as_tick[a] = n + 1
     timer_set(st, cfg.as_timer0 + a, t + cfg.as_interval[a])
     filled = min(n + 1, nb)
@@ -641,10 +669,12 @@ def _autoscale_step(cfg, st, met, a, t):
     if live > 0:
         if cfg.as_metric[a] == AS_UTIL:
             metric = busy / (span * live * cfg.as_workers[a])
+        elif p99:
+            metric = _window_p99(st, a, filled)
         else:
             metric = done / (span * live)
         ratio = metric / cfg.as_target[a]
-        if abs(ratio - 1.0) > cfg.as_tol[a]:
+        if abs(ratio - 1.0) > cfg.as_tol[a]:       # (False for NaN: no completion in the window)
             rec = np.int64(math.ceil(cur * ratio))
     nr = cfg.as_recs[a]
     st.as_rec[a, n % nr] = rec

@@ -27,7 +27,7 @@ from .info import code_of as info_code
 from .specialise import compiled_kernel
 from ..model.cluster import ClusterState, build_cluster
 from ..errors import StrategyError, UserError
-from ..model.deploy import AS_METRICS, D_UPDATE
+from ..model.deploy import AS_METRICS, AS_P99, D_UPDATE
 from ..model.faults import REPAIR_KINDS, recovery
 from .identity import run_identity
 from ..model.inputs import run_inputs
@@ -232,6 +232,7 @@ class _Run:
                  ps_piggy_nodes=N if ps and info.kind in ("local", "piggyback") else 0,
                  weight_tasks=T if ss else 0, autoscalers=len(asc),
                  as_buckets=int(asc.buckets.max()) if len(asc) else 0, as_recs=int(asc.recs.max()) if len(asc) else 0,
+                 as_hbuckets=M.TS_BUCKETS if (asc.metric == AS_P99).any() else 0,
                  work_tasks=T if info.kind == "work" else 0, deploy_events=len(dep.time),
                  log_cap=self.log_room(T, horizon)),
             bal_rng=bal_rng, conn_rng=inp.conn_rng,

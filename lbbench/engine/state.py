@@ -223,6 +223,10 @@ STATE = {
         Array("as_rbusy", np.float64, ("autoscalers", "as_buckets"), 0.0, "per autoscaler, the window's intervals' seconds"),
         Array("as_rdone", np.int64, ("autoscalers", "as_buckets"), 0, "and their completions"),
         Array("as_rec", np.int64, ("autoscalers", "as_recs"), 0, "its desires over the stabilization window"),
+        Array("as_hist", np.int64, ("services", "as_hbuckets"), 0,
+              "latency_p99: latencies completed since the last evaluation, per service (TS_BUCKETS wide; 0 without)"),
+        Array("as_rhist", np.int64, ("autoscalers", "as_buckets", "as_hbuckets"), 0,
+              "and per autoscaler those of the window's intervals"),
         Array("as_tick", np.int64, ("autoscalers",), 0, "its evaluations so far"),
         Array("d_from", np.int64, ("deploy_events",), -1,
               "each deploy event's service's replicas (a scale) or version (an update) before it"),
@@ -293,7 +297,7 @@ def new_state(sizes: dict, **given) -> State:
     work_tasks (0 when not given: no `work` information), slots; heap is slots + HEAP_PAD."""
     sizes = dict({"users": 0, "user_draws": 0, "user_jitter": 0, "ps_tasks": 0, "ps_nodes": 0, "ps_heap": 0,
                   "ps_tree": 0, "ps_snap_nodes": 0, "ps_piggy_nodes": 0, "weight_tasks": 0, "autoscalers": 0,
-                  "as_buckets": 0, "as_recs": 0, "work_tasks": 0, "deploy_events": 0, "log_cap": 0}, **sizes)
+                  "as_buckets": 0, "as_recs": 0, "as_hbuckets": 0, "work_tasks": 0, "deploy_events": 0, "log_cap": 0}, **sizes)
     sizes = dict(sizes, heap=sizes[SLOTS] + HEAP_PAD, n_ctr=N_CTR, n_fctr=N_FCTR, log_fields=LOG_FIELDS)
     out = {}
     for a in STATE_ARRAYS:

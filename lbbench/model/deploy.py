@@ -91,8 +91,8 @@ def build_deploy(sc: "Scenario") -> DeploySchedule:
 
 
 
-AS_UTIL, AS_RPS = 0, 1          # Autoscale.metric
-AS_METRICS = ("util", "rps")    # their names, by code
+AS_UTIL, AS_RPS, AS_P99 = 0, 1, 2      # Autoscale.metric
+AS_METRICS = ("util", "rps", "latency_p99")    # their names, by code
 
 
 @dataclass
@@ -100,7 +100,7 @@ class Autoscale:
     """The autoscalers as arrays (one per service named; docs/model.md, "Autoscaler")."""
 
     service: np.ndarray     # int64[A]
-    metric: np.ndarray      # int64[A]: AS_UTIL or AS_RPS
+    metric: np.ndarray      # int64[A]: AS_UTIL, AS_RPS or AS_P99
     target: np.ndarray      # float64[A]
     interval: np.ndarray    # float64[A]
     buckets: np.ndarray     # int64[A]: intervals per window, ceil(window / interval)
