@@ -280,3 +280,47 @@ def test_autoscaler_settles_at_the_rule():
     res = simulate(sc, "round_robin", trace=True, progress=False)
     assert_trace_matches(res.trace, ref)
 
+
+def test_autoscaler_settles_after_a_step_up_and_down():
+    """Issue 22's must-hold under noisy demand: after a step up and a step down the HPA rule
+    settles at ceil(rate x E[S] / (target x workers)) within the window (up: at once) or the
+    window plus the stabilization (down), and stays there, for every seed. The rates are chosen
+    so that the settled desire is 4.5 tasks' worth: leaving 5 takes a measured utilisation 11%
+    off its mean, which the window's estimate (relative standard error sqrt((1 + cv^2) /
+    (rate x window)), asserted below) misses by more than 4 standard errors."""
+    rate0, rate1, target, window, stab, interval, startup = 1.0, 2.7, 0.6, 900.0, 300.0, 15.0, 3.0
+    up_at, down_at, end = 2000.0, 5000.0, 8000.0
+    cv = 0.5
+    sigma = math.sqrt((1 + cv ** 2) / (rate1 * window))
+    assert math.isclose(rate1 / target, 4.5)
+    margin = min(5 / 4.5 - 1, 1 - 4 / 4.5)       # 11%
+    assert margin / sigma > 4.5
+    want = {p: math.ceil(r * 1.0 / (target * 1)) for p, r in (("low", rate0), ("high", rate1))}
+    assert want == {"low": 2, "high": 5}
+    svc = {"name": "web", "port": 80, "replicas": 2, "workers": 1,
+           "demand": {"dist": "lognormal", "mean": 1.0, "cv": cv}}
+    for seed in (1, 2, 3):
+        sc = dict(scenario(nodes=4, services=[svc], duration=end, seed=seed),
+                  workload={"rate": rate0, "entry": "uniform", "allow_overload": True,
+                            "profile": [{"at": 0.0, "scale": 1.0}, {"at": up_at, "scale": rate1 / rate0},
+                                        {"at": down_at, "scale": 1.0}]},
+                  health=dict(HEALTH, startup=startup),
+                  autoscale=[{"service": "web", "metric": "util", "target": target, "interval": interval,
+                              "window": window, "stabilization": stab, "min": 1, "max": 10}])
+        res = simulate(sc, "round_robin", progress=False)
+        dec = res.events.filter(pl.col("kind") == "autoscale")
+        times, after = dec["time"].to_list(), dec["after"].to_list()
+
+        def replicas(t):     # the autoscaler's decision in force at t (2 before any)
+            return ([2] + [a for tt, a in zip(times, after) if tt <= t])[-1]
+        # settled at the rule's replicas within the window after the step up (no stabilization
+        # going up), within window + stabilization after the step down, and no decision after
+        for lo, hi, n in ((up_at + window + interval, down_at, want["high"]),
+                          (down_at + window + stab + interval, end, want["low"])):
+            assert replicas(lo) == n, (seed, lo, times, after)
+            assert not [t for t in times if lo < t < hi], (seed, lo, times, after)
+        # (the first windows are short and noisy: settled once a full window and a stabilization passed)
+        assert all(replicas(t) == want["low"] for t in np.arange(window + stab + interval, up_at, interval)), seed
+        # the live tasks follow the decisions after the startup
+        ts = res.timeseries.filter((pl.col("t_start") > up_at + window + interval + startup) & (pl.col("t_end") < down_at))
+        assert {r[0] for r in ts["replicas"].to_list()} == {want["high"]}
