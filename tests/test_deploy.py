@@ -324,3 +324,21 @@ def test_autoscaler_settles_after_a_step_up_and_down():
         # the live tasks follow the decisions after the startup
         ts = res.timeseries.filter((pl.col("t_start") > up_at + window + interval + startup) & (pl.col("t_end") < down_at))
         assert {r[0] for r in ts["replicas"].to_list()} == {want["high"]}
+
+
+def test_event_log_grows_between_calls(monkeypatch):
+    """The event log's room doubles between calls of the kernel when it is half full, so a run
+    whose first room is tiny, fed in small chunks, lists the same actions; a call that takes
+    more actions than the room fails with one line naming run.chunk."""
+    from polars.testing import assert_frame_equal
+
+    from lbbench.engine import run as engine_run
+    sc = CASES["autoscale_rps"]
+    full = simulate(sc, "round_robin", progress=False).events
+    assert full.height > 8
+    monkeypatch.setattr(engine_run._Run, "log_room", lambda self, n_tasks, horizon: 8)
+    small = copy.deepcopy(sc)
+    small["run"]["chunk"] = 5
+    assert_frame_equal(simulate(small, "round_robin", progress=False).events.drop("run_id"), full.drop("run_id"))
+    with pytest.raises(UserError, match="run.chunk"):
+        simulate(sc, "round_robin", progress=False)

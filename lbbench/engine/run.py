@@ -325,9 +325,13 @@ class _Run:
 
     def ensure_log(self) -> None:
         """Double the event log's room when it is more than half full (before a call of the
-        kernel: the rows a call adds are bounded by the orchestrator's actions within it)."""
+        kernel: the rows a call adds are bounded by the orchestrator's actions within it); a
+        call that took more than the room (rows lost) fails the run."""
         st = self.st
         cap, n = len(st.log_t), int(st.ctr[S.LOG_N])
+        if n > cap:
+            raise UserError(f"the orchestrator took {n:,} actions, more than the {cap:,} its event log had room "
+                            "for within one call of the engine; lower run.chunk")
         if cap and 2 * n > cap:
             self.st = S.grow_log(st, 2 * cap)
 
@@ -775,13 +779,11 @@ def _events_table(run: _Run, run_id: str) -> pl.DataFrame | None:
     started (`start`), stopped (`stop`) or replacing a crashed or drained one (`replace`), with
     its `task`, `node` and cause (`detail`: scale, update, crash, drain). A deploy event the
     run never reached comes last, `before` -1."""
-    dep, st = run.deploy, run.st
-    if not len(dep.time) and not len(run.inp_autoscale):
+    if not len(run.deploy.time) and not len(run.inp_autoscale):
         return None
+    run.ensure_log()        # (no row lost in the last call)
+    dep, st = run.deploy, run.st
     n = int(st.ctr[S.LOG_N])
-    if n > len(st.log_t):
-        raise UserError(f"the orchestrator took {n:,} actions, more than the {len(st.log_t):,} its event log had room "
-                        "for within one call of the engine; lower run.chunk")
     names = [x.name for x in run.sc.services]
     metrics = [AS_METRICS[m] for m in run.inp_autoscale.metric]
     li = st.log_i[:n]
