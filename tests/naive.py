@@ -114,7 +114,7 @@ def window_p99(lats) -> float:
     if not lats:
         return math.nan
     # lower edges (0.5 + m / 16) 2^e, m = 0..7, e = -40..39, and the top 2^40: as lbbench's
-    # time-series histogram (docs/architecture.md, "Metrics")
+    # time-series histogram (docs/model.md, "Autoscaler")
     edges = np.append((np.array([0.5 + m / 16 for m in range(8)])[None, :]
                        * np.exp2(np.arange(-40, 40, dtype=np.float64))[:, None]).ravel(), 2.0 ** 40)
     b = np.clip(np.searchsorted(edges, np.asarray(lats), side="right") - 1, 0, len(edges) - 2)
