@@ -107,6 +107,22 @@ def spread(counts_service: np.ndarray, counts_total: np.ndarray, eligible: np.nd
     return best
 
 
+def window_p99(lats) -> float:
+    """latency_p99 (docs/model.md, "Autoscaler"): the latencies binned on the time series'
+    histogram edges (8 per power of two), the midpoint of the first bin whose running count
+    reaches 0.99 x their number; NaN for none."""
+    if not lats:
+        return math.nan
+    # lower edges (0.5 + m / 16) 2^e, m = 0..7, e = -40..39, and the top 2^40: as lbbench's
+    # time-series histogram (docs/model.md, "Autoscaler")
+    edges = np.append((np.array([0.5 + m / 16 for m in range(8)])[None, :]
+                       * np.exp2(np.arange(-40, 40, dtype=np.float64))[:, None]).ravel(), 2.0 ** 40)
+    b = np.clip(np.searchsorted(edges, np.asarray(lats), side="right") - 1, 0, len(edges) - 2)
+    cum = np.cumsum(np.bincount(b, minlength=len(edges) - 1))
+    j = int(np.searchsorted(cum, 0.99 * len(lats), side="left"))
+    return float(0.5 * (edges[j] + edges[j + 1]))
+
+
 @dataclass
 class NaiveResult:
     """Per-request records (arrays indexed by request number) and the measured counters."""
@@ -147,6 +163,9 @@ class NaiveResult:
     contention_sum: float = 0.0  # cores: their time in service beyond the core-seconds they held
     deploy_from: dict = field(default_factory=dict)  # deploy event -> replicas (scale) or version (update) before it
     update_done: dict = field(default_factory=dict)  # update event -> its last batch's last join (when over)
+    # every orchestrator action of a run with deployments or autoscalers, in order (docs/model.md,
+    # "Deployments", its outputs): (time, kind, service, task, node, before, after, detail, value)
+    log: list = field(default_factory=list)
 
     @property
     def in_flight(self) -> int:
@@ -428,6 +447,8 @@ class _Sim:
         self.batch_waits = [0] * S               # joins its current batch awaits
         self.batch_ver = [0] * S
         self.placed = [0.0] * T               # when each slot's task was placed (health checks' probe grid)
+        self.why = [""] * T                   # why the slot's next placement happens (scale, update, crash, drain)
+        self.logging = bool(len(inp.deploy) or len(inp.autoscale))
         self.joined = [-math.inf] * T         # when each slot's task joined during the run (slow start)
 
         # ---- nodes as shared machines (cluster.cores): processor sharing per node
@@ -480,6 +501,7 @@ class _Sim:
         # autoscalers: work and completions per service since the last evaluation, the window's
         # intervals and the desires of the stabilization window, each a ring by evaluation number
         self.as_busy, self.as_done = [0.0] * S, [0] * S
+        self.as_lat = [[] for _ in range(S)]       # latency_p99: the latencies completed since then
         self.as_ring = [[] for _ in range(len(inp.autoscale))]
         self.as_recs = [[] for _ in range(len(inp.autoscale))]
         for a in range(len(inp.autoscale)):
@@ -846,6 +868,7 @@ class _Sim:
         s = int(self.cl.task_service[k])
         self.as_busy[s] += req.demand / self.task_speed[k]
         self.as_done[s] += 1
+        self.as_lat[s].append(latency)
         res.status[i] = COMPLETED
         res.latency[i] = latency
         if i >= self.warm_index:
@@ -958,6 +981,11 @@ class _Sim:
         """The running or starting tasks on node `x`."""
         return [k for k in range(self.T) if self.task_node[k] == x and self.state[k] != DEAD]
 
+    def log(self, now, kind, s, task=None, node=None, before=None, after=None, detail="", value=math.nan):
+        """An orchestrator action, in a run with deployments or autoscalers."""
+        if self.logging:
+            self.res.log.append((now, kind, int(s), task, node, before, after, detail, value))
+
     def fault(self, now, j):
         sched, h = self.inp.schedule, self.sc.health
         kind, x = int(sched.kind[j]), int(sched.target[j])
@@ -995,7 +1023,7 @@ class _Sim:
             for k in self.tasks_on(x):
                 if h.grace > 0 and self.state[k] == ALIVE:      # gracefully, replaced when the stop is over
                     if not self.stopping[k]:
-                        self.stop(now, k, "replace")
+                        self.stop(now, k, "replace", "drain")
                 else:
                     self.crash(k, now, 0.0)
 
@@ -1016,6 +1044,7 @@ class _Sim:
         if k in table:
             table.remove(k)
             self.res.removed.append((now, k))
+        self.why[k] = "crash"
         self.task_event(k, now + self.sc.health.restart_delay, "place")
 
     def place(self, now, k):
@@ -1034,6 +1063,7 @@ class _Sim:
             self.task_event(k, math.inf, "place")
             return
         self.res.placements.append((now, k, node, cs, ct, eligible))
+        self.log(now, "replace" if self.why[k] in ("crash", "drain") else "start", s, k, node, detail=self.why[k])
         self.task_node[k] = node
         self.task_speed[k] = self.node_speed[node] * self.svc_factor[s]     # the service's current version
         self.version[k] = self.svc_version[s]
@@ -1070,7 +1100,7 @@ class _Sim:
         if old >= 0:                          # start-first: the old task stops now
             self.upd_old[k] = -1
             if self.assigned(old, s):
-                self.stop(now, old, "free")
+                self.stop(now, old, "free", "update")
         if self.upd_wait[k]:
             self.upd_wait[k] = False
             self.batch_joined(now, s)
@@ -1100,9 +1130,12 @@ class _Sim:
         free = [k for k in range(self.T) if self.cl.task_service[k] == s and self.is_free(k)]
         return free[0] if free else -1
 
-    def stop(self, now, k, then):
-        """The orchestrator stops slot k's task; `then` follows the stop."""
+    def stop(self, now, k, then, why):
+        """The orchestrator stops slot k's task (for `why`: scale, update, drain); `then` follows
+        the stop. A slot whose task is not placed yet logs no stop."""
         self.stop_next[k] = then
+        if self.state[k] != DEAD or (self.task_ev[k] is not None and self.task_ev[k][1] == "detect"):
+            self.log(now, "stop", self.cl.task_service[k], k, int(self.task_node[k]), detail=why)
         if self.state[k] == DEAD:             # a crashed task not yet replaced: out of the tables now
             table = self.tables[int(self.cl.task_service[k])]
             if k in table:
@@ -1132,10 +1165,12 @@ class _Sim:
         then, s = self.stop_next[k], int(self.cl.task_service[k])
         self.stop_next[k] = "free"
         if then == "replace":
+            self.why[k] = "drain"
             self.task_event(k, now + self.sc.health.restart_delay, "place")
         elif then == "update" or self.svc_want[s] > 0:
             if then != "update":
                 self.svc_want[s] -= 1
+            self.why[k] = "update" if then == "update" else "scale"
             self.task_event(k, now, "place")
         else:
             self.task_ev[k] = None
@@ -1146,9 +1181,11 @@ class _Sim:
         s = int(d.service[j])
         if int(d.kind[j]) == 0:
             self.res.deploy_from[j] = sum(self.counted(k, s) for k in range(self.T)) + self.svc_want[s]
+            self.log(now, "scale", s, before=self.res.deploy_from[j], after=int(d.replicas[j]))
             self.scale(now, s, int(d.replicas[j]))
         else:
             self.res.deploy_from[j] = self.svc_version[s]
+            self.log(now, "update", s, before=self.svc_version[s], after=j + 1)
             self.svc_version[s], self.svc_factor[s], self.update[s] = j + 1, float(d.factor[j]), j
             self.batch(now, s)
 
@@ -1167,6 +1204,7 @@ class _Sim:
                 if k < 0:
                     self.svc_want[s] += 1
                 else:
+                    self.why[k] = "scale"
                     self.task_event(k, now, "place")
             return
         cut = have - want
@@ -1193,7 +1231,7 @@ class _Sim:
             if self.stopping[k]:
                 self.stop_next[k] = "free"
             else:
-                self.stop(now, k, "free")
+                self.stop(now, k, "free", "scale")
             if self.upd_wait[k]:
                 self.upd_wait[k] = False
                 self.batch_joined(now, s)
@@ -1212,20 +1250,24 @@ class _Sim:
         ring = self.as_ring[a]
         if len(ring) < nb:
             ring.append(None)
-        ring[n % nb] = (self.as_busy[s], self.as_done[s])
-        self.as_busy[s], self.as_done[s] = 0.0, 0
+        ring[n % nb] = (self.as_busy[s], self.as_done[s], self.as_lat[s])
+        self.as_busy[s], self.as_done[s], self.as_lat[s] = 0.0, 0, []
         self.schedule(now + float(asc.interval[a]), CONTROL, ("autoscale", a), SUB_AUTOSCALE, a)
-        busy, done = 0.0, 0
-        for b, d in ring:
+        busy, done, lats = 0.0, 0, []
+        for b, d, x in ring:
             busy += b
             done += d
+            lats += x
         span = len(ring) * float(asc.interval[a])
         cur = sum(1 for k in range(self.T) if self.counted(k, s)) + self.svc_want[s]
         live = len(self.tables[s])
         rec = cur
+        metric = math.nan
         if live > 0:
             if int(asc.metric[a]) == 0:
                 metric = busy / (span * live * float(self.sc.services[s].workers))
+            elif int(asc.metric[a]) == 2:
+                metric = window_p99(lats)
             else:
                 metric = done / (span * live)
             ratio = metric / float(asc.target[a])
@@ -1237,6 +1279,8 @@ class _Sim:
         want = rec if rec > cur else min(cur, max(window))
         want = min(max(want, int(asc.lo[a])), int(asc.hi[a]))
         if want != cur:
+            self.log(now, "autoscale", s, before=cur, after=want, detail=("util", "rps", "latency_p99")[int(asc.metric[a])],
+                     value=metric)
             self.scale(now, s, want)
 
     def replacing(self, k) -> bool:
@@ -1258,10 +1302,11 @@ class _Sim:
                 if new >= 0:
                     self.upd_old[new] = k
                     self.upd_wait[new] = True
+                    self.why[new] = "update"
                     self.task_event(new, now, "place")
                     continue
             self.upd_wait[k] = True
-            self.stop(now, k, "update")
+            self.stop(now, k, "update", "update")
         if not old:
             self.update[s] = -1
             self.res.update_done[j] = self.update_last.get(j, now)    # over: at its last batch's last join

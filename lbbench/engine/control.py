@@ -29,12 +29,15 @@ from .info import refresh
 from .heaps import _sift_down, timer_at, timer_set
 from .loadindex import build, build_all
 from .lowlevel import RunStateCompiler, apart
-from .metrics import window_of
+from .metrics import EMIN, TS_BUCKETS, TS_SUB, window_of
 from .cpu import ps_background, ps_crash, ps_speed
 from .requests import _give_up, fail_at_task
-from ..model.deploy import AS_UTIL, D_SCALE, ORDER_START_FIRST
+from ..model.deploy import AS_P99, AS_UTIL, D_SCALE, ORDER_START_FIRST
 from .state import (CRASHES, DEPLOY_I, RAMP_N, EV_DETECT, EV_JOIN, EV_NONE, EV_PLACE, EV_STOP, FAULT_I, HEAP_N, ST_FAILED,
-                    STOP_FREE, STOP_REPLACE, STOP_UPDATE, TASK_ALIVE, TASK_DEAD, TASK_STARTING)
+                    STOP_FREE, STOP_REPLACE, STOP_UPDATE, TASK_ALIVE, TASK_DEAD, TASK_STARTING,
+                    LOG_N, LOG_AUTOSCALE, LOG_REPLACE, LOG_SCALE, LOG_START, LOG_STOP, LOG_UPDATE,
+                    LOG_F_AFTER, LOG_F_BEFORE, LOG_F_KIND, LOG_F_NODE, LOG_F_SVC, LOG_F_TASK, LOG_F_WHY,
+                    WHY_CRASH, WHY_DRAIN, WHY_SCALE, WHY_UPDATE)
 
 T_REFRESH, T_SCHEDULE, T_NODES = 0, 1, 2       # timer ids; node n is T_NODES + n, task k after the nodes,
                                                 # a closed loop's user u after the tasks (user_timer)
@@ -212,6 +215,30 @@ def _detect_delay(cfg, st, k, t):
     return p + (j + cfg.hc_retries - 1) * cfg.hc_interval + cfg.hc_timeout - t
 
 
+@njit(inline="always", cache=True)
+def _log(st, t, kind, s, k, node, before, after, why, value):
+    """One row of the orchestrator's event log (docs/model.md, "Deployments", its outputs); no
+    log (0 rows: a run without deployments or autoscalers), nothing. Rows past its room are
+    counted, not written (the run then fails: run.py, _Run.ensure_log)."""
+    cap = st.log_t.shape[0]
+    if cap == 0:
+        return
+    n = st.ctr[LOG_N]
+    st.ctr[LOG_N] = n + 1
+    if n >= cap:
+        return
+    st.log_t[n] = t
+    st.log_v[n] = value
+    row = st.log_i[n]
+    row[LOG_F_KIND] = kind
+    row[LOG_F_SVC] = s
+    row[LOG_F_TASK] = k
+    row[LOG_F_NODE] = node
+    row[LOG_F_BEFORE] = before
+    row[LOG_F_AFTER] = after
+    row[LOG_F_WHY] = why
+
+
 @apart
 @njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=RunStateCompiler)
 def _schedule_step(cfg, st, met, t):
@@ -254,7 +281,7 @@ def _schedule_step(cfg, st, met, t):
             if cfg.task_node[k] == x and st.task_state[k] != TASK_DEAD:
                 if cfg.grace > 0.0 and st.task_state[k] == TASK_ALIVE:
                     if st.task_ev_kind[k] != EV_STOP:     # a graceful stop, replaced once it is over
-                        _stop(cfg, st, met, k, t, STOP_REPLACE)
+                        _stop(cfg, st, met, k, t, STOP_REPLACE, WHY_DRAIN)
                 else:
                     _crash(cfg, st, met, k, t, 0.0)
     elif kind == F_NODE_SLOW:       # a gray failure: the node runs on at another speed, unnoticed
@@ -279,6 +306,7 @@ def _task_event(cfg, st, met, k, t):
         _table_remove(cfg, k)
         build(cfg, st, cfg.task_service[k])
         st.task_ev_kind[k] = EV_PLACE
+        st.task_why[k] = WHY_CRASH
         timer_set(st, i, t + cfg.restart_delay)
     elif ev == EV_PLACE:
         n = spread_node(cfg, st, cfg.task_service[k])
@@ -295,6 +323,9 @@ def _task_event(cfg, st, met, k, t):
             st.task_ev_kind[k] = EV_JOIN
             st.task_placed[k] = t
             timer_set(st, i, t + _join_delay(cfg))
+            why = st.task_why[k]
+            _log(st, t, LOG_REPLACE if why == WHY_CRASH or why == WHY_DRAIN else LOG_START, s, k, n, -1, -1, why,
+                 np.nan)
     elif ev == EV_STOP:
         _exit(cfg, st, met, k, t)
     else:   # EV_JOIN: healthy, into the tables, with idle workers
@@ -351,9 +382,11 @@ def _free_slot_of(cfg, st, s):
 
 
 @njit(inline="always", cache=True)
-def _start_in(cfg, st, k, t):
-    """A new task of the slot's service (its current version) is placed in slot k at t."""
+def _start_in(cfg, st, k, t, why):
+    """A new task of the slot's service (its current version) is placed in slot k at t (for a
+    scale or an update: `why`)."""
     st.task_ev_kind[k] = EV_PLACE
+    st.task_why[k] = why
     timer_set(st, task_timer(cfg, k), t)
 
 
@@ -368,12 +401,13 @@ def _after_stop(cfg, st, k, t):
     s = cfg.task_service[k]
     if nxt == STOP_REPLACE:
         st.task_ev_kind[k] = EV_PLACE
+        st.task_why[k] = WHY_DRAIN
         timer_set(st, i, t + cfg.restart_delay)
     elif nxt == STOP_UPDATE:
-        _start_in(cfg, st, k, t)
+        _start_in(cfg, st, k, t, WHY_UPDATE)
     elif st.svc_want[s] > 0:
         st.svc_want[s] -= 1
-        _start_in(cfg, st, k, t)
+        _start_in(cfg, st, k, t, WHY_SCALE)
     else:
         st.task_ev_kind[k] = EV_NONE
         timer_set(st, i, np.inf)
@@ -393,13 +427,16 @@ def _exit(cfg, st, met, k, t):
 
 @apart
 @njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=RunStateCompiler)
-def _stop(cfg, st, met, k, t, nxt):
-    """The orchestrator stops slot k's task at t, then `nxt` (STOP_*). A running task leaves
-    the tables at once and goes on serving what it holds for health.grace, then ends; a
-    starting one stops at once; a crashed one not yet replaced leaves the tables now."""
+def _stop(cfg, st, met, k, t, nxt, why):
+    """The orchestrator stops slot k's task at t (for a scale, an update or a drain: `why`),
+    then `nxt` (STOP_*). A running task leaves the tables at once and goes on serving what it
+    holds for health.grace, then ends; a starting one stops at once; a crashed one not yet
+    replaced leaves the tables now (a slot whose task is not placed yet logs no stop)."""
     s = cfg.task_service[k]
     state = st.task_state[k]
     st.task_stop_next[k] = nxt
+    if state != TASK_DEAD or st.task_ev_kind[k] == EV_DETECT:
+        _log(st, t, LOG_STOP, s, k, cfg.task_node[k], -1, -1, why, np.nan)
     if state == TASK_DEAD:
         if st.task_ev_kind[k] == EV_DETECT:
             _table_remove(cfg, k)
@@ -445,7 +482,7 @@ def _joined(cfg, st, met, k, t):
         st.task_upd_old[k] = -1
         st.task_replaced[old] = 0
         if _assigned(cfg, st, old, s):
-            _stop(cfg, st, met, old, t, STOP_FREE)
+            _stop(cfg, st, met, old, t, STOP_FREE, WHY_UPDATE)
     if st.task_upd_wait[k] != 0:
         st.task_upd_wait[k] = 0
         _upd_joined(cfg, st, s, t)
@@ -468,7 +505,7 @@ def _scale(cfg, st, met, s, want, t):
             if k < 0:
                 st.svc_want[s] += 1
             else:
-                _start_in(cfg, st, k, t)
+                _start_in(cfg, st, k, t, WHY_SCALE)
         return
     cut = have - want
     w = min(cut, st.svc_want[s])
@@ -511,7 +548,7 @@ def _scale(cfg, st, met, s, want, t):
         if st.task_ev_kind[k] == EV_STOP:
             st.task_stop_next[k] = STOP_FREE        # stopping already: no task follows it
         else:
-            _stop(cfg, st, met, k, t, STOP_FREE)
+            _stop(cfg, st, met, k, t, STOP_FREE, WHY_SCALE)
         if st.task_upd_wait[k] != 0:
             st.task_upd_wait[k] = 0
             _upd_joined(cfg, st, s, t)
@@ -543,10 +580,10 @@ def _batch(cfg, st, met, s, t):
                 st.task_upd_old[j] = k
                 st.task_replaced[k] = 1
                 st.task_upd_wait[j] = 1
-                _start_in(cfg, st, j, t)
+                _start_in(cfg, st, j, t, WHY_UPDATE)
                 continue
         st.task_upd_wait[k] = 1
-        _stop(cfg, st, met, k, t, STOP_UPDATE)
+        _stop(cfg, st, met, k, t, STOP_UPDATE, WHY_UPDATE)
     if taken == 0:
         st.upd_ev[s] = -1
         # over: at its last batch's last join (at its start when it had nothing to replace)
@@ -563,13 +600,37 @@ def _deploy_step(cfg, st, met, t):
     s = cfg.d_svc[i]
     if cfg.d_kind[i] == D_SCALE:
         st.d_from[i] = _n_counted(cfg, st, s) + st.svc_want[s]
+        _log(st, t, LOG_SCALE, s, -1, -1, st.d_from[i], cfg.d_replicas[i], i, np.nan)
         _scale(cfg, st, met, s, cfg.d_replicas[i], t)
     else:           # an update (a newer one takes over a running one)
         st.d_from[i] = st.svc_version[s]
+        _log(st, t, LOG_UPDATE, s, -1, -1, st.d_from[i], i + 1, i, np.nan)
         st.svc_version[s] = i + 1
         st.svc_factor[s] = cfg.d_factor[i]
         st.upd_ev[s] = i
         _batch(cfg, st, met, s, t)
+
+
+@njit(inline="always", cache=True)
+def _window_p99(st, a, filled):
+    """The p99 of the latencies in autoscaler a's window (its first `filled` intervals): the
+    midpoint of the first bucket of the time series' layout (metrics.py) whose running count
+    reaches 0.99 x the total, as run.py's percentiles; NaN if none completed."""
+    total = 0
+    for i in range(filled):
+        for j in range(TS_BUCKETS):
+            total += st.as_rhist[a, i, j]
+    if total == 0:
+        return np.nan
+    goal = 0.99 * total
+    c = 0
+    for j in range(TS_BUCKETS):
+        for i in range(filled):
+            c += st.as_rhist[a, i, j]
+        if c >= goal:
+            e = EMIN + j // TS_SUB
+            return (0.5 + ((j % TS_SUB) + 0.5) / (2 * TS_SUB)) * 2.0 ** e
+    return np.nan
 
 
 @apart
@@ -586,6 +647,12 @@ def _autoscale_step(cfg, st, met, a, t):
     st.as_rdone[a, n % nb] = st.as_done[s]
     st.as_busy[s] = 0.0
     st.as_done[s] = 0
+    p99 = cfg.as_metric[a] == AS_P99
+    if p99:             # (element by element: the run-state functions have no NRT for slices)
+        r = n % nb
+        for j in range(TS_BUCKETS):
+            st.as_rhist[a, r, j] = st.as_hist[s, j]
+            st.as_hist[s, j] = 0
     st.as_tick[a] = n + 1
     timer_set(st, cfg.as_timer0 + a, t + cfg.as_interval[a])
     filled = min(n + 1, nb)
@@ -598,13 +665,16 @@ def _autoscale_step(cfg, st, met, a, t):
     cur = _n_counted(cfg, st, s) + st.svc_want[s]
     live = cfg.table_len[s]
     rec = cur
+    metric = np.nan
     if live > 0:
         if cfg.as_metric[a] == AS_UTIL:
             metric = busy / (span * live * cfg.as_workers[a])
+        elif p99:
+            metric = _window_p99(st, a, filled)
         else:
             metric = done / (span * live)
         ratio = metric / cfg.as_target[a]
-        if abs(ratio - 1.0) > cfg.as_tol[a]:
+        if abs(ratio - 1.0) > cfg.as_tol[a]:       # (False for NaN: no completion in the window)
             rec = np.int64(math.ceil(cur * ratio))
     nr = cfg.as_recs[a]
     st.as_rec[a, n % nr] = rec
@@ -616,6 +686,7 @@ def _autoscale_step(cfg, st, met, a, t):
         want = min(cur, down)
     want = min(max(want, cfg.as_lo[a]), cfg.as_hi[a])
     if want != cur:
+        _log(st, t, LOG_AUTOSCALE, s, -1, -1, cur, want, a, metric)
         _scale(cfg, st, met, s, want, t)
 
 

@@ -40,7 +40,7 @@ from .heaps import heap_pop, heap_push
 from .info import count_local, fill_work, load_of, node_load_of, on_response
 from .loadindex import touch, tree_of
 from .lowlevel import _fdiv, _view
-from .metrics import _record, window_of
+from .metrics import _record, ts_bucket_of, window_of
 from .requests import _free_slot, _give_up, _place, _user_wait_over
 from .state import (ARRIVED, COMPLETED, CROSS, ERR_CODE, ERR_REQ, ERR_VALUE, FAILED, FREE_N, HEAP_N, K_USER_DRAWS, K_WARM,
                     LAT_MAX, LAT_SUM, NEED, RAMP_N, REQUESTS, RT_N, ST_COMPLETED, ST_FAILED, ST_IN_FLIGHT, ST_REJECTED, T_FIRST,
@@ -236,6 +236,8 @@ def _retire(cfg, st, met, slot, done):
     if FULL and cfg.as_svc.shape[0] > 0:      # what the autoscalers measure
         st.as_busy[cfg.task_service[k]] += st.slot_svc[u]
         st.as_done[cfg.task_service[k]] += 1
+        if st.as_hist.shape[1] > 0:           # latency_p99
+            st.as_hist[cfg.task_service[k], ts_bucket_of(latency)] += 1
     if LOAD_INDEX:
         touch(cfg, st, np.int64(b), np.int64(k))
     if HAS_COMPLETE:

@@ -27,7 +27,7 @@ from .info import code_of as info_code
 from .specialise import compiled_kernel
 from ..model.cluster import ClusterState, build_cluster
 from ..errors import StrategyError, UserError
-from ..model.deploy import D_UPDATE
+from ..model.deploy import AS_METRICS, AS_P99, D_UPDATE
 from ..model.faults import REPAIR_KINDS, recovery
 from .identity import run_identity
 from ..model.inputs import run_inputs
@@ -144,7 +144,7 @@ class _Run:
         fkey = (inp.entry_key, inp.retry_key)
         dep = self.deploy = inp.deploy
         ss = sc.balancer.slow_start
-        asc = inp.autoscale
+        asc = self.inp_autoscale = inp.autoscale
         n_deploy = control.deploy_timers(len(dep), S_, len(asc))
         h, cli = sc.health, sc.clients
         self.direct = self.direct_ok(force_heap)
@@ -232,7 +232,9 @@ class _Run:
                  ps_piggy_nodes=N if ps and info.kind in ("local", "piggyback") else 0,
                  weight_tasks=T if ss else 0, autoscalers=len(asc),
                  as_buckets=int(asc.buckets.max()) if len(asc) else 0, as_recs=int(asc.recs.max()) if len(asc) else 0,
-                 work_tasks=T if info.kind == "work" else 0, deploy_events=len(dep.time)),
+                 as_hbuckets=M.TS_BUCKETS if (asc.metric == AS_P99).any() else 0,
+                 work_tasks=T if info.kind == "work" else 0, deploy_events=len(dep.time),
+                 log_cap=self.log_room(T, horizon)),
             bal_rng=bal_rng, conn_rng=inp.conn_rng,
             node_drained=cl.node_drained, ctl_t=ctl_t, ctl_i=ctl_i, ps_t=ps_t, ps_i=ps_i,
             li_tree=loadindex.initial(cl.table_len, li_off, li_p, li_rows, li_len),
@@ -309,6 +311,29 @@ class _Run:
         w = self.warm_index if self.warm_index >= 0 else np.iinfo(np.int64).max
         self.cfg_kw["warm_index"] = np.int64(w)
         return S.Config(**self.cfg_kw)
+
+    def log_room(self, n_tasks: int, horizon: float) -> int:
+        """The orchestrator's event log's first room (rows; 0: no log, a run without deployments
+        or autoscalers): every task stopped and started at each deploy event and fault, and 4
+        rows per autoscaler evaluation up to the horizon; `ensure_log` doubles it between calls
+        of the kernel when it is half full."""
+        asc, dep = self.inp_autoscale, self.deploy
+        if not len(dep) and not len(asc):
+            return 0
+        evals = sum(4 * (math.ceil(horizon / float(i)) + 1) for i in asc.interval) if math.isfinite(horizon) else 0
+        return 64 + (len(dep) + len(self.schedule)) * (2 * n_tasks + 1) + min(evals, 1 << 20)
+
+    def ensure_log(self) -> None:
+        """Double the event log's room when it is more than half full (before a call of the
+        kernel: the rows a call adds are bounded by the orchestrator's actions within it); a
+        call that took more than the room (rows lost) fails the run."""
+        st = self.st
+        cap, n = len(st.log_t), int(st.ctr[S.LOG_N])
+        if n > cap:
+            raise UserError(f"the orchestrator took {n:,} actions, more than the {cap:,} its event log had room "
+                            "for within one call of the engine; lower run.chunk")
+        if cap and 2 * n > cap:
+            self.st = S.grow_log(st, 2 * cap)
 
     def ensure_capacity(self, extra: int) -> None:
         """Grow the in-flight slot pool so that `extra` more requests fit."""
@@ -442,6 +467,7 @@ def _run_chunks(run: _Run, spec: Strategy, pvals: dict, seed: int, trace: bool, 
                         pool = ThreadPoolExecutor(1, thread_name_prefix="lbbench-arrivals")
                     pending = (nxt, pool.submit(draw, nxt))
             run.ensure_capacity(len(arr))
+            run.ensure_log()
             until = float(arr.t[-1]) if len(arr) else float(run.st.fctr[S.T_LAST])
             a = S.Arrivals(arr.t, arr.service, arr.demand, arr.entry, arr.client, arr.jitter)
             try:
@@ -460,6 +486,7 @@ def _run_chunks(run: _Run, spec: Strategy, pvals: dict, seed: int, trace: bool, 
                 return None
         else:
             end = math.inf if sc.run.drain else (duration if duration is not None else float(run.st.fctr[S.T_LAST]))
+            run.ensure_log()
             kernel(cfg, run.st, run.met, empty, np.int64(done), end)
     finally:
         if pool is not None:
@@ -480,6 +507,7 @@ def _run_users(run: _Run, spec: Strategy, cfg, kernel, empty, stop, bar) -> bool
         if stop is not None and stop.is_set():
             return False
         sent = int(run.st.ctr[S.REQUESTS])
+        run.ensure_log()
         try:
             status = kernel(cfg, run.st, run.met, empty, np.int64(0), until)
         except Exception as exc:
@@ -743,28 +771,51 @@ def _update_s(run: _Run) -> float | None:
 
 
 def _events_table(run: _Run, run_id: str) -> pl.DataFrame | None:
-    """One row per deploy event (deploy.events): its time, service and kind; `before` and
-    `after`, the service's replicas (a scale: its count before and its target) or version (an
-    update: the one it replaces and its own, the event's index + 1); an update's `done` (its last
-    batch's last join) and `duration_s` (NaN: not over)."""
-    dep = run.deploy
-    n = len(dep.time)
-    if n == 0:
+    """Every orchestrator action of a run with deployments or autoscalers, in the order taken
+    (docs/model.md, "Deployments", its outputs): each deploy event (kind `scale` or `update`:
+    `event`, its index in deploy.events; `before` and `after`, the service's replicas or
+    version; an update's `done` and `duration_s`), each autoscaler decision that changes the
+    replicas (`autoscale`: before, after, the metric's `value`, `detail` the metric), each task
+    started (`start`), stopped (`stop`) or replacing a crashed or drained one (`replace`), with
+    its `task`, `node` and cause (`detail`: scale, update, crash, drain). A deploy event the
+    run never reached comes last, `before` -1."""
+    if not len(run.deploy.time) and not len(run.inp_autoscale):
         return None
-    names = [s.name for s in run.sc.services]
-    upd = dep.kind == D_UPDATE
-    done = np.where(upd, run.st.d_done, np.nan)
+    run.ensure_log()        # (no row lost in the last call)
+    dep, st = run.deploy, run.st
+    n = int(st.ctr[S.LOG_N])
+    names = [x.name for x in run.sc.services]
+    metrics = [AS_METRICS[m] for m in run.inp_autoscale.metric]
+    li = st.log_i[:n]
+    kind, why = li[:, S.LOG_F_KIND], li[:, S.LOG_F_WHY]
+    deploy = (kind == S.LOG_SCALE) | (kind == S.LOG_UPDATE)
+    task_row = kind >= S.LOG_START
+    unseen = np.flatnonzero(st.d_from < 0)        # deploy events past the run's end
+    event = np.concatenate([np.where(deploy, why, -1), unseen])
+    upd = np.concatenate([kind == S.LOG_UPDATE, dep.kind[unseen] == D_UPDATE])
+    t = np.concatenate([st.log_t[:n], dep.time[unseen]])
+    done = np.where(upd, st.d_done[np.maximum(event, 0)] if len(dep.time) else np.nan, np.nan)
+    detail = [S.WHYS[w] if tr else (metrics[w] if k == S.LOG_AUTOSCALE else "")
+              for k, w, tr in zip(kind, why, task_row)]
+
+    def opt(col, keep):      # null where the column means nothing for the row's kind
+        return [int(v) if k else None for v, k in zip(col, keep)]
     return pl.DataFrame({
-        "run_id": [run_id] * n,
-        "event": np.arange(n, dtype=np.int32),
-        "time": dep.time.astype(np.float64),
-        "service": [names[s] for s in dep.service],
-        "kind": ["update" if u else "scale" for u in upd],
-        "before": run.st.d_from.copy(),
-        "after": np.where(upd, np.arange(1, n + 1), dep.replicas).astype(np.int64),
+        "run_id": [run_id] * len(t),
+        "event": opt(event, event >= 0),
+        "time": t,
+        "service": [names[x] for x in np.concatenate([li[:, S.LOG_F_SVC], dep.service[unseen]])],
+        "kind": [S.LOG_KINDS[k] for k in kind] + ["update" if u else "scale" for u in dep.kind[unseen] == D_UPDATE],
+        "task": opt(li[:, S.LOG_F_TASK], task_row) + [None] * len(unseen),
+        "node": opt(li[:, S.LOG_F_NODE], task_row) + [None] * len(unseen),
+        "before": opt(li[:, S.LOG_F_BEFORE], ~task_row) + [-1] * len(unseen),
+        "after": opt(li[:, S.LOG_F_AFTER], ~task_row) + [int(x) for x in np.where(
+            dep.kind[unseen] == D_UPDATE, unseen + 1, dep.replicas[unseen])],
+        "value": np.concatenate([st.log_v[:n], np.full(len(unseen), np.nan)]),
         "done": done,
-        "duration_s": done - dep.time,
-    })
+        "duration_s": done - t,
+        "detail": detail + [""] * len(unseen),
+    }, schema_overrides={"event": pl.Int32, "task": pl.Int32, "node": pl.Int32, "before": pl.Int64, "after": pl.Int64})
 
 
 def _nodes_table(run: _Run, run_id: str, window: float) -> pl.DataFrame | None:

@@ -223,12 +223,20 @@ STATE = {
         Array("as_rbusy", np.float64, ("autoscalers", "as_buckets"), 0.0, "per autoscaler, the window's intervals' seconds"),
         Array("as_rdone", np.int64, ("autoscalers", "as_buckets"), 0, "and their completions"),
         Array("as_rec", np.int64, ("autoscalers", "as_recs"), 0, "its desires over the stabilization window"),
+        Array("as_hist", np.int64, ("services", "as_hbuckets"), 0,
+              "latency_p99: latencies completed since the last evaluation, per service (TS_BUCKETS wide; 0 without)"),
+        Array("as_rhist", np.int64, ("autoscalers", "as_buckets", "as_hbuckets"), 0,
+              "and per autoscaler those of the window's intervals"),
         Array("as_tick", np.int64, ("autoscalers",), 0, "its evaluations so far"),
         Array("d_from", np.int64, ("deploy_events",), -1,
               "each deploy event's service's replicas (a scale) or version (an update) before it"),
         Array("d_last", np.float64, ("deploy_events",), np.nan, "an update: when its latest batch's last task joined"),
         Array("d_done", np.float64, ("deploy_events",), np.nan,
               "an update: when it was over, its last batch's last join (NaN: not over, or a newer one took over)"),
+        Array("task_why", np.int8, ("tasks",), 0, "why the slot's pending placement happens (WHY_*: the event log's detail)"),
+        Array("log_t", np.float64, ("log_cap",), np.nan, "the orchestrator's event log (ctr[LOG_N] rows; 0 long without deployments): time"),
+        Array("log_v", np.float64, ("log_cap",), np.nan, "an autoscaler's metric value (NaN on other rows)"),
+        Array("log_i", np.int64, ("log_cap", "log_fields"), -1, "kind (LOG_*), service, task, node, before, after, why (LOG_F_*)"),
         Array("scr_key", np.int64, ("tasks",), 0, "scratch of a scale-down's choice (compiled code allocates nothing)"),
         Array("scr_id", np.int64, ("tasks",), 0, "the same: the slots"),
         Array("scr_copies", np.int64, ("nodes",), 0, "the same: copies of the service per node"),
@@ -244,7 +252,7 @@ State.__doc__ = "Mutable state, resumable across chunks: the arrays of `STATE`, 
 
 # ctr (int64) fields
 (ARRIVED, COMPLETED, REJECTED, FAILED, CROSS, HEAP_N, TRANSIT_N, FREE_N, ERR_CODE, ERR_REQ, ERR_VALUE, REQUESTS,
- IN_FLIGHT_M, RETRIED, TIMED_OUT, RT_N, FAULT_I, CRASHES, NEED, BG_I, DEPLOY_I, RAMP_N, N_CTR) = range(23)
+ IN_FLIGHT_M, RETRIED, TIMED_OUT, RT_N, FAULT_I, CRASHES, NEED, BG_I, DEPLOY_I, RAMP_N, LOG_N, N_CTR) = range(24)
 # The kernel's return codes: done, a strategy's answer not a candidate (ERR_*), and a closed
 # loop's stops for Python: user ctr[NEED] has used its draws (refill them), the first measured
 # request of a duration-bounded run is ctr[NEED] (set warm_index).
@@ -259,6 +267,15 @@ EV_NONE, EV_DETECT, EV_PLACE, EV_JOIN, EV_STOP = 0, 1, 2, 3, 4
 # What follows a stop (task_stop_next): the slot is free (scale-down, start-first update), a
 # replacement after restart_delay (drain), the new version at once (stop-first update)
 STOP_FREE, STOP_REPLACE, STOP_UPDATE = 0, 1, 2
+
+# The orchestrator's event log (log_t, log_v, log_i; docs/model.md, "Deployments", its outputs):
+# the kinds of row, the fields of log_i, and why a task starts or stops (LOG_F_WHY; a deploy
+# event's row holds its index there, an autoscaler's row its autoscaler)
+LOG_SCALE, LOG_UPDATE, LOG_AUTOSCALE, LOG_START, LOG_STOP, LOG_REPLACE = range(6)
+LOG_KINDS = ("scale", "update", "autoscale", "start", "stop", "replace")
+LOG_F_KIND, LOG_F_SVC, LOG_F_TASK, LOG_F_NODE, LOG_F_BEFORE, LOG_F_AFTER, LOG_F_WHY, LOG_FIELDS = range(8)
+WHY_SCALE, WHY_UPDATE, WHY_CRASH, WHY_DRAIN = range(4)
+WHYS = ("scale", "update", "crash", "drain")
 
 # Trace status codes
 ST_COMPLETED, ST_REJECTED, ST_FAILED, ST_IN_FLIGHT = 0, 1, 2, 3
@@ -276,11 +293,12 @@ def new_state(sizes: dict, **given) -> State:
     timer_tree, index_rows, index_len, services, users, user_draws, user_jitter (0 when not
     given: no closed loop), ps_tasks, ps_nodes, ps_heap, ps_tree, ps_snap_nodes, ps_piggy_nodes
     (0 when not given: no processor sharing), weight_tasks (0 when not given: no slow start),
+    log_cap (0 when not given: no event log),
     work_tasks (0 when not given: no `work` information), slots; heap is slots + HEAP_PAD."""
     sizes = dict({"users": 0, "user_draws": 0, "user_jitter": 0, "ps_tasks": 0, "ps_nodes": 0, "ps_heap": 0,
                   "ps_tree": 0, "ps_snap_nodes": 0, "ps_piggy_nodes": 0, "weight_tasks": 0, "autoscalers": 0,
-                  "as_buckets": 0, "as_recs": 0, "work_tasks": 0, "deploy_events": 0}, **sizes)
-    sizes = dict(sizes, heap=sizes[SLOTS] + HEAP_PAD, n_ctr=N_CTR, n_fctr=N_FCTR)
+                  "as_buckets": 0, "as_recs": 0, "as_hbuckets": 0, "work_tasks": 0, "deploy_events": 0, "log_cap": 0}, **sizes)
+    sizes = dict(sizes, heap=sizes[SLOTS] + HEAP_PAD, n_ctr=N_CTR, n_fctr=N_FCTR, log_fields=LOG_FIELDS)
     out = {}
     for a in STATE_ARRAYS:
         shape = _shape(a, sizes)
@@ -316,6 +334,18 @@ def grow_slots(st: State, new: int) -> State:
     free[:nf] = st.free_slots[:nf]
     free[nf:nf + new - cap] = np.arange(new - 1, cap - 1, -1, dtype=np.int32)
     st.ctr[FREE_N] = nf + new - cap
+    return st._replace(**grown)
+
+
+def grow_log(st: State, new: int) -> State:
+    """The state with its event log (every array sized by `log_cap`) grown to `new` rows."""
+    grown = {}
+    for a in STATE_ARRAYS:
+        if "log_cap" in a.shape:
+            old = getattr(st, a.name)
+            b = np.full((new,) + old.shape[1:], a.fill, dtype=a.dtype)
+            b[:len(old)] = old
+            grown[a.name] = b
     return st._replace(**grown)
 
 

@@ -91,7 +91,8 @@ def build_deploy(sc: "Scenario") -> DeploySchedule:
 
 
 
-AS_UTIL, AS_RPS = 0, 1          # Autoscale.metric
+AS_UTIL, AS_RPS, AS_P99 = 0, 1, 2      # Autoscale.metric
+AS_METRICS = ("util", "rps", "latency_p99")    # their names, by code
 
 
 @dataclass
@@ -99,7 +100,7 @@ class Autoscale:
     """The autoscalers as arrays (one per service named; docs/model.md, "Autoscaler")."""
 
     service: np.ndarray     # int64[A]
-    metric: np.ndarray      # int64[A]: AS_UTIL or AS_RPS
+    metric: np.ndarray      # int64[A]: AS_UTIL, AS_RPS or AS_P99
     target: np.ndarray      # float64[A]
     interval: np.ndarray    # float64[A]
     buckets: np.ndarray     # int64[A]: intervals per window, ceil(window / interval)
@@ -118,7 +119,7 @@ def build_autoscale(sc: "Scenario") -> Autoscale:
     f64 = lambda xs: np.asarray(xs, dtype=np.float64)    # noqa: E731
     return Autoscale(
         service=i64([service_index(sc, x.service) for x in a]),
-        metric=i64([AS_UTIL if x.metric == "util" else AS_RPS for x in a]),
+        metric=i64([AS_METRICS.index(x.metric) for x in a]),
         target=f64([x.target for x in a]), interval=f64([x.interval for x in a]),
         buckets=i64([max(1, math.ceil(x.window / x.interval)) for x in a]),
         tolerance=f64([x.tolerance for x in a]),

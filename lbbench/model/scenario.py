@@ -489,8 +489,8 @@ class Autoscaler(_Model):
     seconds for a scale-down, within [min, max]."""
 
     service: str | int
-    metric: Literal["util", "rps"] = "util"
-    target: float = Field(gt=0, allow_inf_nan=False, le=1e12, description="util: busy fraction per worker; rps: completions per second per task")
+    metric: Literal["util", "rps", "latency_p99"] = "util"
+    target: float = Field(gt=0, allow_inf_nan=False, le=1e12, description="util: busy fraction per worker; rps: completions per second per task; latency_p99: seconds")
     interval: float = Field(15.0, gt=0, **_SECONDS, description="seconds between evaluations")
     window: float = Field(60.0, gt=0, **_SECONDS, description="seconds the metric is averaged over")
     tolerance: float = Field(0.1, ge=0, lt=1, description="no change while |metric / target - 1| <= tolerance")
