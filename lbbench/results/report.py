@@ -990,14 +990,35 @@ def _deploy_table(r: _Runs, summ: pl.DataFrame) -> str:
                    "failed in the run (measured)"], rows)
 
 
+def _autoscale_table(r: _Runs, runs: pl.DataFrame, acts: pl.DataFrame, key: str) -> str:
+    """Per strategy, load and service: the autoscalers' decisions per run, the first one's time
+    and the replicas after the last (means over the runs)."""
+    per_run = (acts.sort("time").group_by(key, "service")
+               .agg(pl.len().alias("n"), pl.col("time").first().alias("first"), pl.col("after").last().alias("last")))
+    rows = []
+    for x in r.in_arm_order(runs.select(key, "_arm", "rho")).group_by("_arm", "rho", maintain_order=True).agg(
+            pl.col(key)).iter_rows(named=True):
+        mine = per_run.filter(pl.col(key).is_in(x[key]))
+        for service in sorted(mine["service"].unique().to_list()):
+            m = mine.filter(pl.col("service") == service)
+            rows.append([x["_arm"], f"{x['rho']:g}", service, str(len(x[key])), f"{m['n'].sum() / len(x[key]):.3g}",
+                         f"{m['first'].mean():.4g}", f"{m['last'].cast(pl.Float64).mean():.3g}"])
+    return _table(["strategy", "ρ", "service", "runs", "decisions per run", "first decision (s)",
+                   "replicas after the last"], rows)
+
+
 def _section_deploy(r: _Runs) -> Section:
-    """Only for a store with an events/ table (a sweep with deploy.events)."""
+    """Only for a store with an events/ table (a sweep with deploy.events or autoscale)."""
     ev_lf, ts_lf = _try_load(r.d, "events"), _try_load(r.d, "timeseries")
     key = _join_key(ev_lf.collect_schema().names(), r.ok.columns) if ev_lf is not None else None
     if key is None:
         return [], []
     ev = ev_lf.join(r.ok_lf.select(key, "_facet", "_arm", "rho"), on=key, how="inner").collect()
-    if not ev.height:
+    # the deployments (a row per deploy.events entry) and the autoscalers' decisions; the
+    # tasks started, stopped and replaced for them are the table's other rows, not shown here
+    acts = ev.filter(pl.col("kind") == "autoscale") if "kind" in ev.columns else ev.clear()
+    ev = ev.filter(pl.col("kind").is_in(["scale", "update"])) if "kind" in ev.columns else ev.clear()
+    if not ev.height and not acts.height:
         return [], []
     md = ["## Deployments", "",
           "The deployments (`deploy.events`; the `events/` table, docs/model.md, \"Deployments\") of each "
@@ -1010,11 +1031,13 @@ def _section_deploy(r: _Runs) -> Section:
           "by their completions) and their largest window p99; and the requests that failed in those windows "
           "and in the window before (a request the update fails may have arrived before it began, queued at the "
           "first task it stops). The last column is the summary's `failed` over the whole measured run, for "
-          "scale.", ""]
+          "scale. With autoscalers, per strategy and service: their decisions that changed the replicas "
+          "(`autoscale` rows of `events/`), per run (mean over the runs), the time of the first and the "
+          "replicas after the last (mean over the runs that made one).", ""]
     ts = None
     upd = pl.DataFrame()
     if ts_lf is not None and key in ts_lf.collect_schema().names():
-        keys = ev[key].unique().implode()
+        keys = pl.concat([ev[key], acts[key]]).unique().implode()
         cols = [c for c in ("window", "t_start", "t_end", "failed", "completed", "latency_mean", "latency_p99", "replicas")
                 if c in ts_lf.collect_schema().names()]
         ts = ts_lf.filter(pl.col(key).is_in(keys)).select(key, *cols).collect()
@@ -1024,12 +1047,16 @@ def _section_deploy(r: _Runs) -> Section:
     pngs = []
     for i, facet in enumerate(r.facets):
         e_f = ev.filter(pl.col("_facet") == facet)
-        if not e_f.height:
+        a_f = acts.filter(pl.col("_facet") == facet)
+        if not e_f.height and not a_f.height:
             continue
         if facet:
             md += [f"### {facet}", ""]
-        md += [_table(["time (s)", "kind", "service", "before -> after", "update duration (s)"], _event_rows(e_f)), ""]
-        runs_f = r.ok.filter(pl.col(key).is_in(e_f[key].unique().implode()))
+        if e_f.height:
+            md += [_table(["time (s)", "kind", "service", "before -> after", "update duration (s)"], _event_rows(e_f)), ""]
+        runs_f = r.ok.filter(pl.col(key).is_in(pl.concat([e_f[key], a_f[key]]).unique().implode()))
+        if a_f.height:
+            md += [_autoscale_table(r, runs_f, a_f, key), ""]
         if upd.height and runs_f.join(upd, on=key, how="semi").height:
             with_upd = runs_f.join(upd, on=key, how="inner")
             summ = A.summarize(with_upd.lazy().with_columns(pl.col("failed").cast(pl.Float64)), GROUP,
