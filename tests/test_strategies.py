@@ -219,7 +219,7 @@ CLIENTS = range(20_000)
 
 def assignments(mod, cands, param):
     spec = mod.STRATEGY
-    state = np.zeros(spec.state_size)
+    state = np.zeros(spec.state_size_for(spec.resolve_params({spec.params[0].name: param})))
     # (maglev's build keeps a cursor per candidate position in the balancer's task_state)
     mod.build(cands, state, *((spec.task_state_array(1, int(cands.max()) + 1)[0],) if spec.task_state else ()),
               float(param))
@@ -255,11 +255,12 @@ def test_tables_are_rebuilt_when_the_candidates_change(mod):
                                np.zeros(0, np.int32), np.zeros(0), np.zeros(0), np.zeros(0), 1.0, np.zeros(0),
                                np.zeros((1, 4)))
     rng = np.zeros(1, np.uint64)
-    state = np.zeros(spec.state_size)
+    size = spec.state_size_for(spec.resolve_params({}))
+    state = np.zeros(size)
     param = float(spec.params[0].default)
     for cands in (np.arange(0, 30, dtype=np.int32), np.arange(1, 30, dtype=np.int32),
                   np.array([*range(1, 29), 35], dtype=np.int32), np.arange(0, 40, dtype=np.int32)):
-        fresh = np.zeros(spec.state_size)
+        fresh = np.zeros(size)
         # (maglev's build keeps a cursor per candidate position in the balancer's task_state)
         mod.build(cands, fresh, *((spec.task_state_array(1, T)[0],) if spec.task_state else ()), param)
         for c in range(0, 3000, 7):

@@ -332,14 +332,17 @@ def hash_owners(name: str, cands, clients, **params):
     """The task `ring_hash` or `maglev` gives each client id with candidate list `cands`, from
     the strategy's own table build and lookup."""
     import numpy as np
+
+    from ..plugins.strategy import resolve
     mod = strategy_module(name)
+    spec = resolve(name)
+    values = spec.resolve_params(params)
     cands = np.asarray(cands, dtype=np.int32)
+    state = np.zeros(spec.state_size_for(values))     # as the engine sizes it for these parameters
     if name == "ring_hash":
-        state = np.zeros(mod.RING + mod.MAX_RING)
-        mod.build(cands, state, float(params.get("points", 160)))
+        mod.build(cands, state, values["points"])
     else:
-        state = np.zeros(mod.TABLE + mod.MAX_M)
-        mod.build(cands, state, np.zeros((int(cands.max()) + 1, 1)), float(params.get("M", mod.MAX_M)))
+        mod.build(cands, state, np.zeros((int(cands.max()) + 1, 1)), values["M"])
     return np.array([mod.lookup(state, int(c)) for c in clients], dtype=np.int64)
 
 
