@@ -28,6 +28,10 @@ def select(cands, view, state, rng):
     return cands[0]
 
 
+def _exit(code):
+    raise SystemExit(code)
+
+
 def sized(state_size, default=1) -> Strategy:
     return Strategy(name="sized", select=select, reads_load=False, state_size=state_size,
                     params=(Param("k", default, 0, 10 ** 9, integer=True),))
@@ -102,7 +106,8 @@ def test_too_large_a_size_names_the_parameter():
     (lambda p: 3 - int(p["k"]), "state_size(k=5) gave -2, outside [0, 16,777,216]"),
     (lambda p: 1 if p["k"] < 3 else 2.0, "state_size(k=5) must give a whole number (an int), gave 2.0"),
     (lambda p: 1 if p["k"] < 3 else True, "must give a whole number (an int), gave True"),
-], ids=["raises", "negative", "float", "bool"])
+    (lambda p: 1 if p["k"] < 3 else _exit(3), "state_size(k=5) raised SystemExit: 3"),
+], ids=["raises", "negative", "float", "bool", "exits"])
 def test_a_failing_function_names_the_plugin(fn, said):
     spec = sized(fn)                        # fine at the default k = 1
     with pytest.raises(PluginError) as exc:

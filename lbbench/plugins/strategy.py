@@ -254,7 +254,7 @@ def _state_size_at(fn, values: Mapping[str, float]) -> tuple[int | None, str | N
     at = ", ".join(f"{k}={v:g}" for k, v in values.items())
     try:
         size = fn(dict(values))
-    except Exception as exc:      # a plugin's function: any failure is its fault, named
+    except (Exception, SystemExit) as exc:     # a plugin's function: any failure is its fault, named
         return None, f"state_size({at}) raised {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", False
     if not isinstance(size, (int, np.integer)) or isinstance(size, bool):
         return None, f"state_size({at}) must give a whole number (an int), gave {size!r}", False
