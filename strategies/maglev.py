@@ -14,8 +14,9 @@ every decision). M is a parameter, a prime (checked before the run), default 655
 paper (and Envoy), at most MAX_M = 16,777,213 (the largest prime with the state, 3 + M
 float64, within a strategy's limit of 2**24). Disruption grows as M / n shrinks: when one of n
 tasks leaves, the fraction of clients that move is about 1.0/n at n = 10, 1.1/n at n = 20,
-1.5/n at n = 100 with M = 65537, but 3/n at n = 100 with M = 4093; at n = 500, about 5/n with
-M = 65537, 2/n with M = 655373 and 1.5/n with M = 6553621 (results/papers/host-loss/report.md).
+1.5/n at n = 100 with M = 65537, but 3/n at n = 100 with M = 4093; at n = 500, about 5.4/n with
+M = 65537, 2.1/n with M = 655373, 1.7/n with M = 1048573 and 1.2-1.3/n from M = 5000011
+(results/papers/host-loss/report.md).
 The state is sized by M (`state_size` a function of the parameters, docs/strategies.md): the
 table costs 8 M bytes per balancer and service, 512 KB by default (100 per-node balancers:
 51 MB), 52 MB at M = 6553621 and 128 MB at MAX_M (100 per-node balancers: 12.8 GB); a smaller
