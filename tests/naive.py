@@ -397,7 +397,7 @@ class _Sim:
 
         # ---- balancers: one per node (per_node) or a single one (central)
         self.central = sc.balancer.mode == "central"
-        self.bal_state = np.zeros((inp.n_bal * S, max(spec.state_size, 1)))  # per (balancer, service)
+        self.bal_state = np.zeros((inp.n_bal * S, max(spec.state_size_for(pvals), 1)))  # per (balancer, service)
         self.bal_rng = inp.bal_rng.copy()
         self.bal_task_state = spec.task_state_array(inp.n_bal, T)                # per (balancer, task)
 

@@ -5,8 +5,8 @@ into a temporary folder, and every headline row of its report must come out as t
 expects: the direction and size of each effect, judged on 95% confidence intervals over the
 seeds by the case's builder (lbbench/experiments/papers.py). A row the case marks
 `expect=False` is a published claim lbbench is known not to reproduce, for a reason its report
-gives (maglev's disruption at 500 tasks); it must keep not holding, or the report would be
-wrong.
+gives (maglev's disruption at 500 tasks with its default table of 65,537 slots); it must keep
+not holding, or the report would be wrong.
 """
 from __future__ import annotations
 
@@ -87,6 +87,23 @@ def test_ring_hash_moves_at_most_twice_the_optimum_for_one_lost_task():
     # maglev refills its table: more than the lost task's clients move (its report says how many)
     after = hash_owners("maglev", full[:-1], clients)
     assert (hash_owners("maglev", full, clients) != after).mean() > 2 / 500
+
+
+def test_host_loss_maglev_meets_the_bound_with_a_large_table(outcomes):
+    # the must-hold row by row: ring_hash and maglev with M = 1,048,573 within 2x of the optimum
+    # at the upper end of the 95% CI, maglev with Envoy's default M = 65,537 above it at the lower end
+    out, md, outcome = outcomes["host-loss"]
+    rows = {r.label.split(":")[0]: r for r in outcome.rows}
+    assert list(rows) == ["ring_hash", "maglev, M = 65,537 (Envoy's default)", "maglev, M = 1,048,573"]
+    assert rows["ring_hash"].ok and rows["maglev, M = 1,048,573"].ok
+    assert rows["maglev, M = 1,048,573"].verdict == "holds"
+    assert rows["maglev, M = 65,537 (Envoy's default)"].verdict.startswith("does not hold")
+    detail = {(r[0], r[1]): r for r in outcome.tables[0][2]}
+    lo, hi = (float(x.rstrip("x")) for x in detail[("maglev, M = 1,048,573", "1")][5].split(" to "))
+    assert 1.0 <= lo < hi <= 2.0
+    lo, hi = (float(x.rstrip("x")) for x in detail[("maglev, M = 65,537 (Envoy's default)", "1")][5].split(" to "))
+    assert 2.0 < lo < hi
+    assert "| maglev, M = 1,048,573: one of 500 tasks lost |" in md.read_text()
 
 
 def test_bad_reproduce_input_is_one_line(capsys, tmp_path):

@@ -224,7 +224,7 @@ CLIENTS = range(20_000)
 
 def assignments(mod, cands, param):
     spec = mod.STRATEGY
-    state = np.zeros(spec.state_size)
+    state = np.zeros(spec.state_size_for(spec.resolve_params({spec.params[0].name: param})))
     # (maglev's build keeps a cursor per candidate position in the balancer's task_state)
     mod.build(cands, state, *((spec.task_state_array(1, int(cands.max()) + 1)[0],) if spec.task_state else ()),
               float(param))
@@ -260,11 +260,12 @@ def test_tables_are_rebuilt_when_the_candidates_change(mod):
                                np.zeros(0, np.int32), np.zeros(0), np.zeros(0), np.zeros(0), 1.0, np.zeros(0),
                                np.zeros((1, 4)))
     rng = np.zeros(1, np.uint64)
-    state = np.zeros(spec.state_size)
+    size = spec.state_size_for(spec.resolve_params({}))
+    state = np.zeros(size)
     param = float(spec.params[0].default)
     for cands in (np.arange(0, 30, dtype=np.int32), np.arange(1, 30, dtype=np.int32),
                   np.array([*range(1, 29), 35], dtype=np.int32), np.arange(0, 40, dtype=np.int32)):
-        fresh = np.zeros(spec.state_size)
+        fresh = np.zeros(size)
         # (maglev's build keeps a cursor per candidate position in the balancer's task_state)
         mod.build(cands, fresh, *((spec.task_state_array(1, T)[0],) if spec.task_state else ()), param)
         for c in range(0, 3000, 7):
@@ -287,6 +288,29 @@ def test_hashing_keeps_a_client_on_its_task():
         pairs = {}
         for c, s, t in zip(arr.client, arr.service, tasks):
             assert pairs.setdefault((c, s), t) == t, name
+
+
+def test_maglev_runs_with_a_table_sized_by_M_above_the_old_cap():
+    """M = 655373, ten times the 65537 maglev's state was once capped at (its state is sized by
+    M, docs/strategies.md): the kernel of the test above sends every request to the task its
+    client's slot holds in a table of that size built apart for its service."""
+    sc = {**MIXED, "balancer": {**MIXED["balancer"], "info": "global"}}
+    m = 655373
+    tasks = simulate(sc, "maglev", {"M": m}, seed=2, trace=True, progress=False).trace["task"].to_numpy()
+    scn = load_scenario(sc)
+    cl = build_cluster(scn)
+    arr = Workload(scn, cl, 2, need_client=True).chunk(scn.n_requests)
+    spec = maglev.STRATEGY
+    tables = []
+    for s in range(cl.n_services):
+        state = np.zeros(spec.state_size_for({"M": float(m)}))
+        cands = cl.table[cl.table_start[s]:cl.table_start[s] + cl.table_len[s]].astype(np.int32)
+        maglev.build(cands, state, spec.task_state_array(1, cl.n_tasks)[0], float(m))
+        tables.append(state)
+    want = np.array([maglev.lookup(tables[s], int(c)) for c, s in zip(arr.client, arr.service)])
+    assert len(want) == len(tasks) == 6000 and (tasks == want).all()
+    default = simulate(sc, "maglev", seed=2, trace=True, progress=False).trace["task"].to_numpy()
+    assert (default != tasks).any()         # the table's size decides some clients' tasks
 
 
 # --------------------------------------------------------------------------------------------

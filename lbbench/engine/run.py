@@ -220,7 +220,7 @@ class _Run:
         clients = n_users if self.users is not None else sc.workload.clients
         self.st = S.new_state(
             dict(tasks=T, workers=int(cl.task_wstart[-1]), nodes=N, balancers=n_bal, balancer_services=n_bal * S_,
-                 state_size=spec.state_size, connections=clients * S_ if conn else 0,
+                 state_size=spec.state_size_for(params), connections=clients * S_ if conn else 0,
                  users=n_users, user_draws=rows, user_jitter=2 * rows if sc.network.jitter > 0 else 0,
                  piggy_balancers=n_bal if piggy else 0, piggy_tasks=T if piggy else 0,
                  local_balancers=n_bal if info.kind == "local" else 0, local_tasks=T if info.kind == "local" else 0,

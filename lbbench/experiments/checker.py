@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import StrategyError, UserError
+from ..errors import PluginError, StrategyError, UserError
 from ..plugins.strategy import Strategy, resolve, spec_faults
 
 SEED = 7
@@ -178,7 +178,8 @@ def check_strategy(strategy: str | Strategy, params: dict | None = None) -> Chec
     contract on small scenarios; returns a `CheckReport` (`.ok`, `.findings`, `print(report)`).
 
     `params` are the strategy's parameters to check with (defaults otherwise). A reference
-    that cannot be loaded, or parameter values outside their declaration, raise `UserError`.
+    that cannot be loaded, parameter values outside their declaration, or values giving a state
+    above the limit, raise `UserError`; a `state_size` function failing at the values is a finding.
     """
     t0 = time.perf_counter()
     spec = resolve(strategy, faulty=True)
@@ -186,7 +187,13 @@ def check_strategy(strategy: str | Strategy, params: dict | None = None) -> Chec
     if not _check_spec(spec, rep):
         rep.seconds = time.perf_counter() - t0
         return rep
-    pvals = spec.resolve_params(params)
+    try:
+        pvals = spec.resolve_params(params)
+    except PluginError as exc:      # a state_size function failing at these values: a finding
+        for _, text in exc.faults:
+            rep.add(text)
+        rep.seconds = time.perf_counter() - t0
+        return rep
     try:
         _check_runs(spec, pvals, rep)
     except _Stop:

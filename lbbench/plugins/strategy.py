@@ -6,7 +6,9 @@ and inlined into the dispatch loop:
 - `cands`  int32 array: the tasks of the request's service in this balancer's table;
 - `view`   a `View` (see `lbbench.engine.View`): loads per the information model, task nodes
            and speeds, entry node, time, start offset, parameters, client id, service;
-- `state`  float64[state_size]: this balancer's own state for this service, zero at start;
+- `state`  float64[state_size]: this balancer's own state for this service, zero at start
+           (`state_size` a whole number, or a function of the parameter values resolved
+           before the run: `Strategy.state_size_for`);
 - `rng`    uint64[1]: this balancer's random stream (draw with `lbbench.rng.uniform/integers`).
 
 `view.params` holds the declared parameters by name (`view.params.d`; `view.params[0]` too),
@@ -56,6 +58,11 @@ NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}")
 RESERVED_PARAM_NAMES = frozenset(n for n in dir(tuple) if not n.startswith("_"))
 
 
+def _bound(x: float) -> str:
+    """A parameter's bound in an error: a whole number in full (16777213, not 1.67772e+07)."""
+    return str(int(x)) if abs(x) < 1e15 and x == int(x) else f"{x:g}"
+
+
 @dataclass(frozen=True)
 class Param:
     """A declared strategy parameter: a number with a default and an allowed range."""
@@ -77,7 +84,7 @@ class Param:
         except OverflowError:
             v = math.inf if value > 0 else -math.inf
         if math.isnan(v) or not self.low <= v <= self.high:
-            return f"parameter {self.name} = {value!r} is outside [{self.low:g}, {self.high:g}]"
+            return f"parameter {self.name} = {value!r} is outside [{_bound(self.low)}, {_bound(self.high)}]"
         if self.integer and v != int(v):
             return f"parameter {self.name} must be a whole number, got {value!r}"
         return None
@@ -98,7 +105,9 @@ class Strategy:
     description: str = ""
     version: str = "1"
     params: tuple[Param, ...] = ()
-    state_size: int = 1
+    # float64 of `state` per balancer and service: a whole number, or a function of the
+    # parameter values ({name: float}) giving one, resolved before a run (state_size_for)
+    state_size: int | Callable[[Mapping[str, float]], int] = 1
     reads_load: bool = True
     reads_client: bool = False
     on_complete: Callable | None = None
@@ -152,7 +161,28 @@ class Strategy:
             if k not in known:
                 names = ", ".join(known) or "none"
                 raise UserError(f"strategy {self.name}: unknown parameter {k!r} (its parameters: {names})")
-        return {p.name: p.check(given.get(p.name, p.default), self.name) for p in self.params}
+        values = {p.name: p.check(given.get(p.name, p.default), self.name) for p in self.params}
+        self.state_size_for(values)             # a size these values make too large: refused here
+        return values
+
+    def state_size_for(self, values: Mapping[str, float]) -> int:
+        """The float64 of `state` per balancer and service for these (resolved) parameter
+        values: `state_size`, or its value at them when it is a function. A function that
+        raises or gives no whole number in [0, MAX_STATE_SIZE] is a `PluginError` naming the
+        plugin; a size too large for values other than the defaults is a `UserError` naming
+        those parameters (the fix is to lower them)."""
+        if not callable(self.state_size):
+            return self.state_size
+        size, why, too_large = _state_size_at(self.state_size, values)
+        if why is None:
+            return size
+        changed = [p for p in self.params if values.get(p.name) != float(p.default)]
+        if too_large and changed:
+            given = ", ".join(f"{p.name} = {values[p.name]:g}" for p in changed)
+            raise UserError(f"strategy {self.name}: {given} gives a state of {size:,} float64 per balancer and "
+                            f"service, above the limit {MAX_STATE_SIZE:,}: choose a smaller "
+                            f"{' or '.join(p.name for p in changed)}")
+        raise PluginError(self.name, [("state_size", why)])
 
     @property
     def source_hash(self) -> str:
@@ -166,7 +196,7 @@ class Strategy:
                 h.update(Path(inspect.getsourcefile(py)).read_bytes())
             except (TypeError, OSError):
                 h.update(py.__code__.co_code)
-        h.update(repr((self.name, self.version, self.params, self.state_size, self.task_state)
+        h.update(repr((self.name, self.version, self.params, _size_key(self.state_size), self.task_state)
                       + ((True,) if self.load_index else ())
                       + (("work",) if self.reads_work else ())
                       + ((self.demand_dists,) if self.demand_dists is not None else ())).encode())
@@ -204,6 +234,36 @@ def _size_fault(name: str, value, low: int, high: int) -> str | None:
     return None
 
 
+def _size_key(size):
+    """`state_size` as the source hash sees it: the number itself, or a function by its source
+    (its code where the source cannot be read), never by its address."""
+    if not callable(size):
+        return size
+    try:
+        text = inspect.getsource(size).encode()
+    except (TypeError, OSError):
+        code = getattr(size, "__code__", None)
+        text = code.co_code + repr(code.co_consts).encode() if code is not None else repr(type(size)).encode()
+    return "fn:" + hashlib.sha1(text).hexdigest()[:12]
+
+
+def _state_size_at(fn, values: Mapping[str, float]) -> tuple[int | None, str | None, bool]:
+    """(size, None, False) when a `state_size` function gives a whole number in [0,
+    MAX_STATE_SIZE] at these parameter values, else (size or None, why in words, whether the
+    only fault is a size above the limit)."""
+    at = ", ".join(f"{k}={v:g}" for k, v in values.items())
+    try:
+        size = fn(dict(values))
+    except (Exception, SystemExit) as exc:     # a plugin's function: any failure is its fault, named
+        return None, f"state_size({at}) raised {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", False
+    if not isinstance(size, (int, np.integer)) or isinstance(size, bool):
+        return None, f"state_size({at}) must give a whole number (an int), gave {size!r}", False
+    if not 0 <= size <= MAX_STATE_SIZE:
+        return int(size), (f"state_size({at}) gave {size:,}, outside [0, {MAX_STATE_SIZE:,}] float64 per "
+                           "balancer and service"), size > MAX_STATE_SIZE
+    return int(size), None, False
+
+
 def _faults(spec: Strategy) -> list[tuple[str, str]]:
     """(field, sentence) for each fault of a spec's declaration and its hooks' signatures."""
     out = []
@@ -221,8 +281,14 @@ def _faults(spec: Strategy) -> list[tuple[str, str]]:
     if dists is not None and (not isinstance(dists, tuple) or not dists or not all(d in DEMAND_DISTS for d in dists)):
         out.append(("demand_dists", f"demand_dists must be None or a tuple of demand distributions "
                                     f"({', '.join(DEMAND_DISTS)}), not {dists!r}"))
-    for name, value, high in (("state_size", spec.state_size, MAX_STATE_SIZE),
-                              ("task_state", spec.task_state, MAX_TASK_STATE)):
+    sizes = (("task_state", spec.task_state, MAX_TASK_STATE),)
+    if callable(spec.state_size):
+        if _n_params(spec.state_size) != 1:
+            out.append(("state_size", "state_size must be a whole number or a function of one argument (the "
+                                      "parameter values by name, e.g. lambda p: 3 + int(p['M']))"))
+    else:
+        sizes = (("state_size", spec.state_size, MAX_STATE_SIZE),) + sizes
+    for name, value, high in sizes:
         why = _size_fault(name, value, 0, high)
         if why is not None:
             out.append((name, why))
@@ -247,6 +313,11 @@ def _faults(spec: Strategy) -> list[tuple[str, str]]:
         why = p.fault(p.default)
         if why is not None:
             out.append(("params", f"the default of parameter {p.name} is not allowed by its own declaration: {why}"))
+    if (callable(spec.state_size) and _n_params(spec.state_size) == 1
+            and not any(f == "params" or f == "state_size" for f, _ in out)):
+        why = _state_size_at(spec.state_size, {p.name: float(p.default) for p in params})[1]
+        if why is not None:         # at the defaults: the declaration's own fault
+            out.append(("state_size", why))
     for hook, want, args in _HOOKS:
         fn = getattr(spec, hook)
         if fn is None:
@@ -265,7 +336,8 @@ def _faults(spec: Strategy) -> list[tuple[str, str]]:
 
 def spec_faults(spec: Strategy) -> list[str]:
     """What is wrong with a spec's declaration and its hooks' signatures, in plain words (empty
-    when nothing): a valid name, whole `state_size` and `task_state` within their limits,
+    when nothing): a valid name, whole `state_size` and `task_state` within their limits (a
+    `state_size` function of one argument, giving such a number at the defaults),
     `Param`s with distinct identifier names whose defaults their own declarations allow,
     `select(cands, view, state, rng)` and `on_complete(state, task, latency, now, view)`.
     Building a `Strategy` with any raises `PluginError`; registering or resolving one checks
