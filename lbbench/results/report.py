@@ -1031,9 +1031,9 @@ def _section_deploy(r: _Runs) -> Section:
           "by their completions) and their largest window p99; and the requests that failed in those windows "
           "and in the window before (a request the update fails may have arrived before it began, queued at the "
           "first task it stops). The last column is the summary's `failed` over the whole measured run, for "
-          "scale. With autoscalers, per strategy and service: their decisions that changed the replicas "
-          "(`autoscale` rows of `events/`), per run (mean over the runs), the time of the first and the "
-          "replicas after the last (mean over the runs that made one).", ""]
+          "scale." + (" With autoscalers, per strategy and service: their decisions that changed the replicas "
+                      "(`autoscale` rows of `events/`), per run (mean over the runs), the time of the first and "
+                      "the replicas after the last (mean over the runs that made one)." if acts.height else ""), ""]
     ts = None
     upd = pl.DataFrame()
     if ts_lf is not None and key in ts_lf.collect_schema().names():
