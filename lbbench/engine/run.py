@@ -28,7 +28,7 @@ from .specialise import compiled_kernel
 from ..model.cluster import ClusterState, build_cluster
 from ..errors import StrategyError, UserError
 from ..model.deploy import AS_METRICS, AS_P99, D_UPDATE
-from ..model.faults import REPAIR_KINDS, recovery
+from ..model.faults import F_NODE_SLOW, F_SERVICE_CRASH, F_TASK_CRASH, REPAIR_KINDS, recovery
 from .identity import run_identity
 from ..model.inputs import run_inputs
 from ..model.limits import INT32_MAX, check_result, time_windows
@@ -314,14 +314,19 @@ class _Run:
 
     def log_room(self, n_tasks: int, horizon: float) -> int:
         """The orchestrator's event log's first room (rows; 0: no log, a run without deployments
-        or autoscalers): every task stopped and started at each deploy event and fault, and 4
-        rows per autoscaler evaluation up to the horizon; `ensure_log` doubles it between calls
-        of the kernel when it is half full."""
-        asc, dep = self.inp_autoscale, self.deploy
+        or autoscalers): every task stopped and started at each deploy event and node fault, a
+        replacement per task a crash takes (task_crash, service_crash: no stop is logged for a
+        crash; node_slow: nothing), and 4 rows per autoscaler evaluation up to the horizon;
+        `ensure_log` doubles it between calls of the kernel when it is half full. (Random task
+        faults on a large cluster are many: a room of 2 x tasks rows each would be gigabytes.)"""
+        asc, dep, sched = self.inp_autoscale, self.deploy, self.schedule
         if not len(dep) and not len(asc):
             return 0
         evals = sum(4 * (math.ceil(horizon / float(i)) + 1) for i in asc.interval) if math.isfinite(horizon) else 0
-        return 64 + (len(dep) + len(self.schedule)) * (2 * n_tasks + 1) + min(evals, 1 << 20)
+        crash = (sched.kind == F_TASK_CRASH) | (sched.kind == F_SERVICE_CRASH)
+        node = ~crash & (sched.kind != F_NODE_SLOW)
+        faults = int(sched.count[crash].sum()) + int(node.sum()) * (2 * n_tasks + 1)
+        return 64 + len(dep) * (2 * n_tasks + 1) + faults + min(evals, 1 << 20)
 
     def ensure_log(self) -> None:
         """Double the event log's room when it is more than half full (before a call of the
