@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from . import jitcache
+
+jitcache.install()      # before the first cached function (lbbench/jitcache.py)
 
 # Purpose keys: fixed forever (changing one changes every result for that purpose).
 GAPS, SERVICE, ENTRY, CLIENT, JITTER, STRATEGY, PLACEMENT, FAULTS, DEMAND, CONNECTION = range(10)

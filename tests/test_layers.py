@@ -3,7 +3,7 @@
 Every module under lbbench/ is parsed with `ast`; its imports (at module level, inside
 functions and under TYPE_CHECKING alike) must point down the layers:
 
-    errors, rng  <  model  <  plugins  <  engine  <  results  <  experiments  <  cli
+    errors, jitcache, rng  <  model  <  plugins  <  engine  <  results  <  experiments  <  cli
 
 A layer imports from itself and the layers below it. The public facade (`lbbench/__init__.py`
 and the aliases `lbbench/strategy.py`, `lbbench/analysis.py`) is exempt and may not be imported
@@ -24,10 +24,11 @@ import lbbench
 PKG = Path(lbbench.__file__).parent
 FACADE = {"lbbench", "lbbench.strategy", "lbbench.analysis"}
 ROOT_CONSTANTS = {"__version__", "SCHEMA_VERSION"}
-BASE = {"errors", "rng"}
+BASE = {"errors", "jitcache", "rng"}
 ALLOWED = {
     "errors": set(),
-    "rng": {"errors"},
+    "jitcache": set(),
+    "rng": {"errors", "jitcache"},
     "model": BASE | {"model"},
     "plugins": BASE | {"model", "plugins"},
     "engine": BASE | {"model", "plugins", "engine"},
@@ -208,3 +209,34 @@ def test_facade_refuses_unknown_names():
     for mod in (lbbench, lbbench.engine):
         with pytest.raises(AttributeError, match="no_such_name"):
             getattr(mod, "no_such_name")
+
+
+def test_every_cached_function_is_stamped_with_the_packages_source(tmp_path):
+    """Every lbbench module that caches a compiled function installs the stamped cache locator
+    first (lbbench/jitcache.py), so each of its cached dispatchers carries the package's hash;
+    and the hash changes when any one file changes (a copy of the package, one file edited)."""
+    import importlib
+    import shutil
+
+    from numba.core.registry import CPUDispatcher
+
+    from lbbench import jitcache
+    cached = [mod for mod, path in all_modules().items() if "cache=True" in path.read_text()]
+    assert "lbbench.engine.requests" in cached and "lbbench.engine.control" in cached
+    seen = 0
+    for mod in cached:
+        m = importlib.import_module(mod)
+        for obj in vars(m).values():
+            disp = getattr(obj, "dispatcher", obj)      # a function compiled apart wraps its dispatcher
+            if isinstance(disp, CPUDispatcher) and disp._cache is not None and getattr(disp._cache, "_impl", None):
+                loc = disp._cache._impl.locator
+                assert isinstance(loc, jitcache.Stamped), (mod, obj)
+                assert loc.get_source_stamp()[1] == jitcache.SOURCE_HASH
+                seen += 1
+    assert seen > 20
+    copy = tmp_path / "lbbench"
+    shutil.copytree(PKG, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert jitcache.package_hash(copy) == jitcache.SOURCE_HASH
+    f = copy / "engine" / "requests.py"
+    f.write_text(f.read_text() + "\n# edited\n")
+    assert jitcache.package_hash(copy) != jitcache.SOURCE_HASH

@@ -15,6 +15,9 @@ from numba.extending import intrinsic
 
 from . import kernel
 from .lowlevel import RunStateCompiler, call_native
+from .. import jitcache
+
+jitcache.install()      # before the first cached function (lbbench/jitcache.py)
 
 _ENGINE_HASH = None
 
