@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
-from . import jitcache
-
-jitcache.install()      # before the first cached function (lbbench/jitcache.py)
+from . import jitcache  # noqa: F401  (stamps the functions cached below: lbbench/jitcache.py)
 
 # Purpose keys: fixed forever (changing one changes every result for that purpose).
 GAPS, SERVICE, ENTRY, CLIENT, JITTER, STRATEGY, PLACEMENT, FAULTS, DEMAND, CONNECTION = range(10)

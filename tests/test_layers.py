@@ -213,8 +213,9 @@ def test_facade_refuses_unknown_names():
 
 def test_every_cached_function_is_stamped_with_the_packages_source(tmp_path):
     """Every lbbench module that caches a compiled function installs the stamped cache locator
-    first (lbbench/jitcache.py), so each of its cached dispatchers carries the package's hash;
-    and the hash changes when any one file changes (a copy of the package, one file edited)."""
+    first (lbbench/jitcache.py), so each of its cached dispatchers carries the hash of what
+    compiled code is made of; and the hash changes when one of those files changes (a copy of
+    the package, one file edited)."""
     import importlib
     import shutil
 
@@ -236,7 +237,7 @@ def test_every_cached_function_is_stamped_with_the_packages_source(tmp_path):
     assert seen > 20
     copy = tmp_path / "lbbench"
     shutil.copytree(PKG, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    assert jitcache.package_hash(copy) == jitcache.SOURCE_HASH
+    assert jitcache.source_hash(copy) == jitcache.SOURCE_HASH
     f = copy / "engine" / "requests.py"
     f.write_text(f.read_text() + "\n# edited\n")
-    assert jitcache.package_hash(copy) != jitcache.SOURCE_HASH
+    assert jitcache.source_hash(copy) != jitcache.SOURCE_HASH

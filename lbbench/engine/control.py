@@ -38,9 +38,7 @@ from .state import (CRASHES, DEPLOY_I, RAMP_N, EV_DETECT, EV_JOIN, EV_NONE, EV_P
                     LOG_N, LOG_AUTOSCALE, LOG_REPLACE, LOG_SCALE, LOG_START, LOG_STOP, LOG_UPDATE,
                     LOG_F_AFTER, LOG_F_BEFORE, LOG_F_KIND, LOG_F_NODE, LOG_F_SVC, LOG_F_TASK, LOG_F_WHY,
                     WHY_CRASH, WHY_DRAIN, WHY_SCALE, WHY_UPDATE)
-from .. import jitcache
-
-jitcache.install()      # before the first cached function (lbbench/jitcache.py)
+from .. import jitcache  # noqa: F401  (stamps the functions cached below: lbbench/jitcache.py)
 
 T_REFRESH, T_SCHEDULE, T_NODES = 0, 1, 2       # timer ids; node n is T_NODES + n, task k after the nodes,
                                                 # a closed loop's user u after the tasks (user_timer)

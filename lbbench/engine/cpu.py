@@ -33,9 +33,7 @@ from .heaps import _sift_down, heap_pop, heap_push, tree_set
 from .lowlevel import RunStateCompiler, apart
 from .requests import fail_at_task
 from .state import BG_I, CONTENTION
-from .. import jitcache
-
-jitcache.install()      # before the first cached function (lbbench/jitcache.py)
+from .. import jitcache  # noqa: F401  (stamps the functions cached below: lbbench/jitcache.py)
 
 
 @njit(inline="always", cache=True)

@@ -3,9 +3,7 @@ import numpy as np
 from numba import njit
 
 from .lowlevel import RunStateCompiler
-from .. import jitcache
-
-jitcache.install()      # before the first cached function (lbbench/jitcache.py)
+from .. import jitcache  # noqa: F401  (stamps the functions cached below: lbbench/jitcache.py)
 
 
 # 4-ary min-heaps on (key, slot) pairs, sift with a hole. Fewer levels than a binary heap and

@@ -8,9 +8,7 @@ current is beside it: `on_response` (called at every completion) and `refresh` (
 snapshot's control event, control.py).
 """
 from numba import njit
-from .. import jitcache
-
-jitcache.install()      # before the first cached function (lbbench/jitcache.py)
+from .. import jitcache  # noqa: F401  (stamps the functions cached below: lbbench/jitcache.py)
 
 INFO_GLOBAL, INFO_LOCAL, INFO_STALE, INFO_PIGGYBACK = 0, 1, 2, 3
 # `work` reports the loads as `global` does and, besides, each candidate's unfinished work

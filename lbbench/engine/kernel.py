@@ -45,9 +45,7 @@ from .requests import _free_slot, _give_up, _place, _user_wait_over
 from .state import (ARRIVED, COMPLETED, CROSS, ERR_CODE, ERR_REQ, ERR_VALUE, FAILED, FREE_N, HEAP_N, K_USER_DRAWS, K_WARM,
                     LAT_MAX, LAT_SUM, NEED, RAMP_N, REQUESTS, RT_N, ST_COMPLETED, ST_FAILED, ST_IN_FLIGHT, ST_REJECTED, T_FIRST,
                     T_LAST, TASK_ALIVE, TRANSIT_N, TS_ARRIVED, TS_FAILED)
-from .. import jitcache
-
-jitcache.install()      # before the first cached function (lbbench/jitcache.py)
+from .. import jitcache  # noqa: F401  (stamps the functions cached below: lbbench/jitcache.py)
 
 # --------------------------------------------------------------------------------------------
 # What a strategy sees (docs/strategies.md). Built per decision; numba keeps it in registers.

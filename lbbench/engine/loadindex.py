@@ -22,9 +22,7 @@ from numba import njit
 
 from .info import INFO_GLOBAL, INFO_LOCAL, INFO_PIGGYBACK, INFO_STALE, load_of
 from .lowlevel import RunStateCompiler
-from .. import jitcache
-
-jitcache.install()      # before the first cached function (lbbench/jitcache.py)
+from .. import jitcache  # noqa: F401  (stamps the functions cached below: lbbench/jitcache.py)
 
 INF = np.iinfo(np.int32).max      # the trees are int32: in-flight requests are counted in int32 slots
 

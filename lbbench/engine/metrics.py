@@ -6,9 +6,7 @@ from numba import njit
 
 from .lowlevel import _f64_bits
 from .state import TIMED_OUT, TS_COMPLETED, TS_TIMED_OUT
-from .. import jitcache
-
-jitcache.install()      # before the first cached function (lbbench/jitcache.py)
+from .. import jitcache  # noqa: F401  (stamps the functions cached below: lbbench/jitcache.py)
 
 # Latency histogram: 64 linear sub-buckets per power of two (midpoint error < 0.8%).
 SUB_BITS = 6

@@ -12,9 +12,7 @@ from .lowlevel import RunStateCompiler
 from .metrics import window_of
 from .state import (FAILED, FREE_N, REJECTED, RETRIED, RT_N, ST_FAILED, ST_IN_FLIGHT, ST_REJECTED, TS_FAILED,
                     TS_REJECTED, TS_RETRIED)
-from .. import jitcache
-
-jitcache.install()      # before the first cached function (lbbench/jitcache.py)
+from .. import jitcache  # noqa: F401  (stamps the functions cached below: lbbench/jitcache.py)
 
 @njit(inline="always", cache=True)
 def _free_slot(free_slots, ctr, slot):

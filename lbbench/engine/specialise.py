@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import types
-from pathlib import Path
 
 import numpy as np
 from numba import njit
@@ -15,11 +14,8 @@ from numba.extending import intrinsic
 
 from . import kernel
 from .lowlevel import RunStateCompiler, call_native
-from .. import jitcache
+from .. import jitcache  # noqa: F401  (stamps the functions cached below: lbbench/jitcache.py)
 
-jitcache.install()      # before the first cached function (lbbench/jitcache.py)
-
-_ENGINE_HASH = None
 
 
 @njit(cache=True)
@@ -35,16 +31,8 @@ def warm_up() -> None:
 
 def engine_hash() -> str:
     """Hash of the engine's source and of what plugins compile into it (the random streams, the
-    kit of docs/strategies.md): part of every specialised kernel's cache name."""
-    global _ENGINE_HASH
-    if _ENGINE_HASH is None:
-        h = hashlib.sha1()
-        here = Path(__file__).parent
-        for path in sorted(here.glob("*.py")) + [here.parent / "rng.py", here.parent / "model" / "faults.py",
-                                                 here.parent / "model" / "deploy.py", here.parent / "plugins" / "kit.py"]:
-            h.update(path.name.encode() + b"\0" + path.read_bytes())
-        _ENGINE_HASH = h.hexdigest()[:10]
-    return _ENGINE_HASH
+    kit of docs/strategies.md): part of every specialised kernel's cache name (jitcache.COMPILED)."""
+    return jitcache.SOURCE_HASH[:10]
 
 
 def specialise(key: str, select, on_complete=None, full: bool = True, direct: bool = False, params=None,

@@ -30,9 +30,7 @@ from numba import njit
 from .. import rng as rngmod
 from ..errors import UserError
 from .limits import MAX_SECONDS
-from .. import jitcache
-
-jitcache.install()      # before the first cached function (lbbench/jitcache.py)
+from .. import jitcache  # noqa: F401  (stamps the functions cached below: lbbench/jitcache.py)
 
 _BLOCK = 256        # burst periods drawn per extension of the segments
 
