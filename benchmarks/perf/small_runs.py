@@ -7,7 +7,9 @@ REQUESTS`, strategy = round_robin, least_load, random and as many seeds as make 
 runs it once with 2 workers (every kernel in numba's disk cache, the workers' first runs
 included), then times `lbbench sweep FILE --workers 1` and `--workers 2` (whole commands, each
 into a fresh output folder; ROUNDS times, alternating which goes first) and prints runs/s for
-each. With --profile N, it also runs `execute_batch` in this process over batches of 20 of the
+each, with the CPU time the command and its workers used per run (user + system: a figure that
+a busy machine changes less than the wall time; on an idle one, 2 workers reach about
+2 / that many runs per second, less the start-up). With --profile N, it also runs `execute_batch` in this process over batches of 20 of the
 grid's first N runs under cProfile and prints ms per run and the functions that take the time.
 """
 from __future__ import annotations
@@ -16,6 +18,7 @@ import argparse
 import cProfile
 import os
 import pstats
+import resource
 import shutil
 import statistics
 import sys
@@ -79,9 +82,15 @@ def main() -> None:
         file.write_text(sweep_text(args.runs, args.requests))
         n = len(STRATEGIES) * -(-args.runs // len(STRATEGIES))
 
+        cpu: list[float] = []
+
         def run(workers: int, out: str) -> float:
-            return wall([lbbench, "sweep", str(file), "--workers", str(workers), "--out", out, "--yes"],
-                        dict(os.environ), os.getcwd())
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t = wall([lbbench, "sweep", str(file), "--workers", str(workers), "--out", out, "--yes"],
+                     dict(os.environ), os.getcwd())
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+            return t
         t = run(2, f"{work}/warm")
         print(f"warm-up (2 workers): {n} runs in {t:.2f} s", flush=True)
         rates: dict[int, list[float]] = {1: [], 2: []}
@@ -90,7 +99,8 @@ def main() -> None:
                 out = f"{work}/p{p}w{w}"
                 t = run(w, out)
                 rates[w].append(n / t)
-                print(f"round {p + 1}: {w} worker{'s' * (w > 1)}: {n} runs in {t:.2f} s, {n / t:.0f} runs/s", flush=True)
+                print(f"round {p + 1}: {w} worker{'s' * (w > 1)}: {n} runs in {t:.2f} s, {n / t:.0f} runs/s, "
+                      f"CPU {1000 * cpu[-1] / n:.2f} ms per run", flush=True)
                 shutil.rmtree(out, ignore_errors=True)
         for w, r in rates.items():
             print(f"{w} worker{'s' * (w > 1)}: median {statistics.median(r):.0f} runs/s over {len(r)} round(s)")
