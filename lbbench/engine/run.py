@@ -183,7 +183,7 @@ def check_demands(sc: Scenario, spec: Strategy, from_trace: bool) -> None:
 
 
 _CLUSTERS: dict = {}    # ids of a scenario's parts build_cluster reads -> (those parts, the cluster)
-_CLUSTERS_MAX = 64
+_CLUSTERS_MAX = 8       # (a sweep's worker runs the runs of one shape one after the other)
 
 
 def _cluster(sc: Scenario) -> ClusterState:
@@ -204,7 +204,8 @@ def _cluster(sc: Scenario) -> ClusterState:
 
 
 _STATES: dict = {}      # a run state's sizes and given arrays' shapes -> a state a finished run left
-_STATE_BYTES = 16 << 20     # larger states are not kept
+_STATE_BYTES = 16 << 20     # larger states are not kept, and at most _STATES_MAX of them
+_STATES_MAX = 4
 
 
 def _state_key(sizes: dict, given: dict) -> tuple:
@@ -226,7 +227,7 @@ def _release_state(run: "_Run") -> None:
     object) or is large; its results no longer refer to it (`_result` copies what it takes)."""
     st = run.st
     if st is run.st0 and sum(a.nbytes for a in st) <= _STATE_BYTES:
-        if len(_STATES) >= 16:
+        if len(_STATES) >= _STATES_MAX:
             _STATES.clear()
         _STATES[run.state_key] = st
 
