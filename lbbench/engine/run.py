@@ -6,6 +6,7 @@ concurrency needs it, so memory follows in-flight requests, never the request co
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -29,7 +30,7 @@ from ..model.cluster import ClusterState, build_cluster
 from ..errors import StrategyError, UserError
 from ..model.deploy import AS_METRICS, AS_P99, D_UPDATE
 from ..model.faults import F_NODE_SLOW, F_SERVICE_CRASH, F_TASK_CRASH, REPAIR_KINDS, recovery
-from .identity import run_identity
+from .identity import _strategy_identity, run_identity
 from ..model.inputs import run_inputs
 from ..model.limits import INT32_MAX, check_result, time_windows
 from ..model.scenario import Scenario, load_scenario, parse_override
@@ -57,13 +58,78 @@ class Result:
 
     def histogram(self) -> pl.DataFrame:
         """The latency histogram's nonzero buckets: bucket_lo, bucket_hi (seconds), count."""
-        edges = M.bucket_edges()
-        nz = np.flatnonzero(self.hist_counts)
-        return pl.DataFrame({"run_id": [self.row()["run_id"]] * len(nz), "bucket_lo": edges[nz],
-                             "bucket_hi": edges[nz + 1], "count": self.hist_counts[nz]})
+        return pl.DataFrame(histogram_columns(self.row()["run_id"], self.hist_counts))
 
     def row(self) -> dict:
         return self.summary.row(0, named=True)
+
+
+_EDGES = M.bucket_edges()
+_TS_EDGES = M.bucket_edges(M.TS_SUB)
+
+
+def histogram_columns(run_id: str, hist_counts: np.ndarray) -> dict:
+    """The histograms table's columns of a run: its nonzero buckets."""
+    nz = np.flatnonzero(hist_counts)
+    return {"run_id": [run_id] * len(nz), "bucket_lo": _EDGES[nz], "bucket_hi": _EDGES[nz + 1],
+            "count": hist_counts[nz]}
+
+
+@dataclass
+class Parts:
+    """A run's results before any polars frame is made of them: the summary row, the tasks' and
+    the time series' columns (numpy arrays, lists, polars Series) and the rarer tables' frames.
+    `simulate` makes a `Result` of them (`Parts.result`); a sweep's worker running short runs in
+    a batch concatenates the columns of its runs and makes one frame per table and batch
+    (lbbench.experiments.batch), which is what costs a short run most otherwise."""
+
+    row: dict
+    tasks: dict
+    hist_counts: np.ndarray
+    timeseries: dict | None
+    faults: pl.DataFrame | None
+    events: pl.DataFrame | None
+    nodes: pl.DataFrame | None
+    trace: pl.DataFrame | None
+    scenario: Scenario
+    extra: dict
+
+    def result(self) -> Result:
+        return Result(summary=summary_frame([self.row]), tasks=pl.DataFrame(self.tasks), hist_counts=self.hist_counts,
+                      trace=self.trace, scenario=self.scenario, timeseries=timeseries_frame(self.timeseries),
+                      faults=self.faults, nodes=self.nodes, events=self.events, extra=self.extra)
+
+
+def summary_frame(rows: list[dict]) -> pl.DataFrame:
+    """The runs table's rows (`Parts.row`) as a frame."""
+    return pl.DataFrame(rows, schema=SUMMARY_SCHEMA)
+
+
+def timeseries_frame(columns: dict | None) -> pl.DataFrame | None:
+    """The time series' columns (`Parts.timeseries`, or those of several runs concatenated) as a
+    frame: a column of rows of values per window (node_util, node_cpu, replicas; a 2-d array)
+    becomes a list column (no Python list per window), and a window without a completion has a
+    null mean and p99."""
+    if columns is None:
+        return None
+    cols = {}
+    for k, v in columns.items():
+        if isinstance(v, np.ndarray) and v.ndim == 2:
+            v = pl.Series(v)
+            v = v.cast(pl.List(v.dtype.inner))
+        cols[k] = v
+    return pl.DataFrame(cols).with_columns(pl.col("latency_mean").fill_nan(None), pl.col("latency_p99").fill_nan(None))
+
+
+_KERNELS: dict = {}     # (spec, flags) -> compiled_kernel's answer: the spec's source read once
+
+
+def _kernel(spec: Strategy, full: bool, direct: bool, closed: bool):
+    key = (spec, full, direct, closed)
+    k = _KERNELS.get(key)
+    if k is None:
+        k = _KERNELS[key] = compiled_kernel(spec, full=full, direct=direct, closed=closed)
+    return k
 
 
 def _percentile(counts: np.ndarray, edges: np.ndarray, q: float, maximum: float) -> float:
@@ -90,8 +156,7 @@ def _row_percentiles(counts: np.ndarray, edges: np.ndarray, q: float) -> np.ndar
 
 def percentiles(counts: np.ndarray, qs, maximum: float = math.inf) -> list[float]:
     """Percentiles from log-bucketed counts (bucket midpoints, < 0.8% relative error)."""
-    edges = M.bucket_edges()
-    return [_percentile(counts, edges, q, maximum) for q in qs]
+    return [_percentile(counts, _EDGES, q, maximum) for q in qs]
 
 
 def _imbalance(x: np.ndarray) -> tuple[float, float, float]:
@@ -117,12 +182,62 @@ def check_demands(sc: Scenario, spec: Strategy, from_trace: bool) -> None:
                             f"{', '.join(spec.demand_dists)}: set one of them or choose another strategy")
 
 
+_CLUSTERS: dict = {}    # ids of a scenario's parts build_cluster reads -> (those parts, the cluster)
+_CLUSTERS_MAX = 8       # (a sweep's worker runs the runs of one shape one after the other)
+
+
+def _cluster(sc: Scenario) -> ClusterState:
+    """build_cluster(sc), kept for the runs of a sweep that share the parts of the scenario it
+    reads (cluster, services, deploy, autoscale: a frozen scenario's copy with another seed shares
+    them, lbbench.experiments.sweep); each run gets arrays of its own, as the kernel changes the
+    tables when tasks fail or move."""
+    parts = (sc.cluster, sc.services, sc.deploy, sc.autoscale)
+    key = tuple(map(id, parts))
+    hit = _CLUSTERS.get(key)
+    if hit is None:
+        if len(_CLUSTERS) >= _CLUSTERS_MAX:
+            _CLUSTERS.clear()
+        hit = _CLUSTERS[key] = (parts, build_cluster(sc))      # (the parts held: their ids stay theirs)
+    cl = hit[1]
+    return dataclasses.replace(cl, **{f.name: getattr(cl, f.name).copy() for f in dataclasses.fields(cl)
+                                      if isinstance(getattr(cl, f.name), np.ndarray)})
+
+
+_STATES: dict = {}      # a run state's sizes and given arrays' shapes -> a state a finished run left
+_STATE_BYTES = 16 << 20     # larger states are not kept, and at most _STATES_MAX of them
+_STATES_MAX = 4
+
+
+def _state_key(sizes: dict, given: dict) -> tuple:
+    return tuple(sorted(sizes.items())), tuple(sorted((k, np.shape(v), np.asarray(v).dtype.str) for k, v in given.items()))
+
+
+def _state(sizes: dict, **given) -> tuple[S.State, tuple]:
+    """A new run state (`state.new_state`), or the one a finished run of the same sizes left,
+    reset to exactly what new_state makes (`state.reset_state`): a sweep's short runs spend
+    less on allocating it, and the kernel's entry finds the state's numba type by the
+    object (specialise.Entry). Taken out of `_STATES` while a run uses it."""
+    key = _state_key(sizes, given)
+    st = _STATES.pop(key, None)
+    return (S.new_state(sizes, **given) if st is None else S.reset_state(st, sizes, **given)), key
+
+
+def _release_state(run: "_Run") -> None:
+    """Keep a finished run's state for the next run of its sizes, unless it was grown (a new
+    object) or is large; its results no longer refer to it (`_result` copies what it takes)."""
+    st = run.st
+    if st is run.st0 and sum(a.nbytes for a in st) <= _STATE_BYTES:
+        if len(_STATES) >= _STATES_MAX:
+            _STATES.clear()
+        _STATES[run.state_key] = st
+
+
 class _Run:
     """Arrays of one run, built from the scenario and strategy."""
 
     def __init__(self, sc: Scenario, spec: Strategy, params: dict, seed: int, trace: bool, force_heap: bool = False):
         self.sc, self.spec, self.seed = sc, spec, seed
-        cl: ClusterState = build_cluster(sc)
+        cl: ClusterState = _cluster(sc)
         self.cl = cl
         T, S_ = cl.n_tasks, cl.n_services
         conn = sc.balancer.unit == "connection"
@@ -218,7 +333,7 @@ class _Run:
         ps = cl.node_cores is not None
         ps_t, ps_i = control.new_tree(N, {}) if ps else (np.zeros(0), np.zeros(0, dtype=np.int32))
         clients = n_users if self.users is not None else sc.workload.clients
-        self.st = S.new_state(
+        self.st, self.state_key = _state(
             dict(tasks=T, workers=int(cl.task_wstart[-1]), nodes=N, balancers=n_bal, balancer_services=n_bal * S_,
                  state_size=spec.state_size_for(params), connections=clients * S_ if conn else 0,
                  users=n_users, user_draws=rows, user_jitter=2 * rows if sc.network.jitter > 0 else 0,
@@ -243,6 +358,7 @@ class _Run:
                                        minlength=N * S_).reshape(N, S_),
             task_state=np.where(cl.initial, S.TASK_ALIVE, S.TASK_DEAD),     # the deployments' spare slots: free
         )
+        self.st0 = self.st
         n_trace = n_req if (trace and n_req is not None) else 0
         self.ts_window, self.ts_n = time_windows(sc, horizon)
         self.cfg_kw.update(ts_window=self.ts_window, ts_inv=1.0 / self.ts_window, ts_n=np.int64(self.ts_n))
@@ -402,6 +518,14 @@ def simulate(scenario, strategy: str | Strategy = "round_robin", params: dict | 
                when the process may use more than one CPU. A sweep's workers run without it
                (their parallelism is the workers).
     """
+    return run_parts(scenario, strategy, params, seed, overrides=overrides, trace=trace, chunk=chunk,
+                     progress=progress, force_heap=force_heap, prefetch=prefetch).result()
+
+
+def run_parts(scenario, strategy: str | Strategy = "round_robin", params: dict | None = None,
+              seed: int | None = None, *, overrides=None, trace: bool = False, chunk: int | None = None,
+              progress: bool = True, force_heap: bool = False, prefetch: bool | None = None) -> Parts:
+    """`simulate`, its results left as `Parts` (no polars frame made yet)."""
     sc = load_scenario(scenario, _overrides(overrides, {"run.seed": seed, "run.chunk": chunk}))
     spec = resolve(strategy)
     pvals = spec.resolve_params(params)
@@ -415,8 +539,7 @@ def simulate(scenario, strategy: str | Strategy = "round_robin", params: dict | 
     cfg = run.config()
     empty = S.Arrivals(np.empty(0), np.empty(0, np.int32), np.empty(0), np.empty(0, np.int32), np.empty(0, np.int64), np.empty(0))
     t_compile = time.perf_counter()
-    kernel = compiled_kernel(spec, full=sc.orchestrated or sc.clients.active, direct=run.direct,
-                             closed=run.users is not None)
+    kernel = _kernel(spec, sc.orchestrated or sc.clients.active, run.direct, run.users is not None)
     # A call that does nothing (no arrivals, no event due by -inf) compiles the kernel or loads
     # it from the cache now, so that wall_s and req_per_s measure the simulation only.
     try:
@@ -429,7 +552,7 @@ def simulate(scenario, strategy: str | Strategy = "round_robin", params: dict | 
 
 
 def _run_chunks(run: _Run, spec: Strategy, pvals: dict, seed: int, trace: bool, chunk: int, progress: bool,
-                prefetch: bool | None, cfg, kernel, empty, wall0: float, stop) -> Result | None:
+                prefetch: bool | None, cfg, kernel, empty, wall0: float, stop) -> Parts | None:
     """The chunks of a run through the kernel (until `stop` is set, if given), then its result."""
     sc = run.sc
     n_req = run.n_req
@@ -499,7 +622,9 @@ def _run_chunks(run: _Run, spec: Strategy, pvals: dict, seed: int, trace: bool, 
         if bar is not None:
             bar.close()
     wall = time.perf_counter() - wall0
-    return _result(run, spec, pvals, seed, wall, trace)
+    parts = _result(run, spec, pvals, seed, wall, trace)
+    _release_state(run)
+    return parts
 
 
 def _run_users(run: _Run, spec: Strategy, cfg, kernel, empty, stop, bar) -> bool:
@@ -625,7 +750,7 @@ def _slice(arr, n):
                  arr.jitter[:2 * n] if len(arr.jitter) else arr.jitter)
 
 
-def _result(run: _Run, spec: Strategy, pvals: dict, seed: int, wall: float, trace: bool) -> Result:
+def _result(run: _Run, spec: Strategy, pvals: dict, seed: int, wall: float, trace: bool) -> Parts:
     sc, cl, st, met = run.sc, run.cl, run.st, run.met
     ctr, f = st.ctr, st.fctr
     arrived, completed = int(ctr[S.ARRIVED]), int(ctr[S.COMPLETED])
@@ -661,7 +786,7 @@ def _result(run: _Run, spec: Strategy, pvals: dict, seed: int, wall: float, trac
         "scenario": sc.name,
         "strategy": spec.name,
         "strategy_version": spec.version,
-        "strategy_hash": spec.source_hash,
+        "strategy_hash": _strategy_identity(spec)[2],      # (the source read once per spec)
         "params": json.dumps(pvals, sort_keys=True),
         "seed": seed,
         "nodes": cl.n_nodes,
@@ -707,28 +832,26 @@ def _result(run: _Run, spec: Strategy, pvals: dict, seed: int, wall: float, trac
     }
     row["stable"], unstable_why = _stability(run, util)
     check_result(row, hist, window)
-    summary = pl.DataFrame([row], schema=SUMMARY_SCHEMA)
-    tasks = pl.DataFrame({
+    tasks = {
         "run_id": [row["run_id"]] * cl.n_tasks,
         "task": np.arange(cl.n_tasks, dtype=np.int32),
         "service": [sc.services[s].name for s in cl.task_service],
         "node": np.where(cl.initial | (st.task_restarts > 0), cl.task_node, -1).astype(np.int32),
         "first_node": run.first_node,
-        "restarts": st.task_restarts,
+        "restarts": st.task_restarts.copy(),       # (the state goes to the next run: _release_state)
         "speed": cl.task_speed,
         "workers": cl.task_workers,
         "served": met.task_served,
         "busy_s": met.task_busy,
         "utilisation": util,
-    })
+    }
     timeseries = _timeseries(run, row["run_id"])
     faults = _faults_table(run, row["run_id"])
     if faults is not None and faults.height:
         rec = faults.filter(~pl.col("kind").is_in(list(REPAIR_KINDS)))["recovery_s"]
         # the run's recovery: the longest of its faults' (NaN if one never recovered)
-        summary = summary.with_columns(recovery_s=pl.lit(float(rec.fill_nan(math.inf).max()) if rec.len() else math.nan))
-        summary = summary.with_columns(pl.when(pl.col("recovery_s").is_infinite()).then(float("nan"))
-                                       .otherwise(pl.col("recovery_s")).alias("recovery_s"))
+        longest = float(rec.fill_nan(math.inf).max()) if rec.len() else math.nan
+        row["recovery_s"] = math.nan if math.isinf(longest) else longest
     tr = None
     if trace:
         tr = pl.DataFrame({
@@ -737,9 +860,9 @@ def _result(run: _Run, spec: Strategy, pvals: dict, seed: int, wall: float, trac
             "latency": met.tr_latency, "status": met.tr_status, "retries": met.tr_tries,
             **({"user": met.tr_user} if run.users is not None else {}),
         })
-    return Result(summary=summary, tasks=tasks, hist_counts=hist, trace=tr, scenario=sc, timeseries=timeseries,
-                  faults=faults, nodes=_nodes_table(run, row["run_id"], window),
-                  events=_events_table(run, row["run_id"]), extra={"run_hash": run_hash, **({"unstable": unstable_why} if unstable_why else {})})
+    return Parts(row=row, tasks=tasks, hist_counts=hist, timeseries=timeseries, faults=faults,
+                 nodes=_nodes_table(run, row["run_id"], window), events=_events_table(run, row["run_id"]), trace=tr,
+                 scenario=sc, extra={"run_hash": run_hash, **({"unstable": unstable_why} if unstable_why else {})})
 
 
 def _node_cpu(run: _Run, window: float) -> np.ndarray | None:
@@ -903,11 +1026,12 @@ def _replicas_column(run: _Run, n: int) -> dict:
     for w in range(n):
         cur = np.where(rep[w] >= 0, rep[w], cur)
         out[w] = cur
-    return {"replicas": pl.Series(out).cast(pl.List(pl.Int64))}
+    return {"replicas": out}
 
 
-def _timeseries(run: _Run, run_id: str) -> pl.DataFrame | None:
-    """Per window of arrival time: counts, throughput, latency mean/p99, node utilisation."""
+def _timeseries(run: _Run, run_id: str) -> dict | None:
+    """Per window of arrival time: counts, throughput, latency mean/p99, node utilisation (the
+    columns; `timeseries_frame` makes the frame)."""
     met, cl = run.met, run.cl
     if run.ts_n == 0:
         return None
@@ -915,7 +1039,7 @@ def _timeseries(run: _Run, run_id: str) -> pl.DataFrame | None:
     n = min(run.ts_n, int(last // run.ts_window) + 1)
     w = run.ts_window
     counts = met.ts_count[:n]
-    p99 = _row_percentiles(met.ts_hist[:n], M.bucket_edges(M.TS_SUB), 0.99)
+    p99 = _row_percentiles(met.ts_hist[:n], _TS_EDGES, 0.99)
     live = cl.initial | (run.st.task_restarts > 0)      # (a deployment's spare slots once used)
     node_workers = np.bincount(cl.task_node[live], weights=cl.task_workers[live], minlength=cl.n_nodes)
     length = np.full(n, w)
@@ -924,7 +1048,7 @@ def _timeseries(run: _Run, run_id: str) -> pl.DataFrame | None:
         node_util = met.ts_node_busy[:n] / (length[:, None] * node_workers[None, :])
         lat_mean = met.ts_lat_sum[:n] / counts[:, S.TS_COMPLETED]
     node_util[:, node_workers == 0] = np.nan
-    return pl.DataFrame({
+    return {
         "run_id": [run_id] * n,
         "window": np.arange(n, dtype=np.int32),
         "t_start": np.arange(n) * w,
@@ -941,10 +1065,10 @@ def _timeseries(run: _Run, run_id: str) -> pl.DataFrame | None:
         "offered_rate": counts[:, S.TS_ARRIVED] / length,
         "latency_mean": lat_mean,
         "latency_p99": np.asarray(p99),
-        "node_util": pl.Series(node_util).cast(pl.List(pl.Float64)),     # no Python list per window
+        "node_util": node_util,
         # cluster.cores: each node's CPU, the core-seconds (demand / speed) its requests of the
         # window held per core and second
         **_replicas_column(run, n),
-        **({"node_cpu": pl.Series(met.ts_node_busy[:n] / (length[:, None] * np.asarray(cl.node_cores)[None, :]))
-            .cast(pl.List(pl.Float64))} if cl.node_cores is not None else {}),
-    }).with_columns(pl.col("latency_mean").fill_nan(None), pl.col("latency_p99").fill_nan(None))
+        **({"node_cpu": met.ts_node_busy[:n] / (length[:, None] * np.asarray(cl.node_cores)[None, :])}
+           if cl.node_cores is not None else {}),
+    }

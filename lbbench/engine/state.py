@@ -295,6 +295,18 @@ def new_state(sizes: dict, **given) -> State:
     (0 when not given: no processor sharing), weight_tasks (0 when not given: no slow start),
     log_cap (0 when not given: no event log),
     work_tasks (0 when not given: no `work` information), slots; heap is slots + HEAP_PAD."""
+    return _fill(None, sizes, given)
+
+
+def reset_state(st: State, sizes: dict, **given) -> State:
+    """`new_state(sizes, **given)` in the arrays of `st`, a state made by `new_state` with the
+    same sizes and given arrays of the same shapes (and never grown): every array as a new
+    state has it, the given ones copied in. A run of a sweep's many short ones takes the
+    state its predecessor of the same shape left (lbbench.engine.run)."""
+    return _fill(st, sizes, given)
+
+
+def _fill(st: State | None, sizes: dict, given: dict) -> State:
     sizes = dict({"users": 0, "user_draws": 0, "user_jitter": 0, "ps_tasks": 0, "ps_nodes": 0, "ps_heap": 0,
                   "ps_tree": 0, "ps_snap_nodes": 0, "ps_piggy_nodes": 0, "weight_tasks": 0, "autoscalers": 0,
                   "as_buckets": 0, "as_recs": 0, "as_hbuckets": 0, "work_tasks": 0, "deploy_events": 0, "log_cap": 0}, **sizes)
@@ -302,19 +314,29 @@ def new_state(sizes: dict, **given) -> State:
     out = {}
     for a in STATE_ARRAYS:
         shape = _shape(a, sizes)
+        old = None if st is None else getattr(st, a.name)
+        if old is not None and old.shape != shape:
+            raise ValueError(f"state array {a.name}: shape {old.shape} to reset, declared {shape}")
         if a.name in given:
             v = np.ascontiguousarray(given.pop(a.name), dtype=a.dtype)
             if v.shape != shape:
                 raise ValueError(f"state array {a.name}: shape {v.shape}, declared {shape}")
-            out[a.name] = v
-        else:
+            if old is None:
+                out[a.name] = v
+            else:
+                old[...] = v
+        elif old is None:
             out[a.name] = np.full(shape, a.fill, dtype=a.dtype)
+        else:
+            old.fill(a.fill)
     if given:
         raise ValueError(f"not state arrays: {sorted(given)}")
+    if st is None:
+        st = State(**out)
     cap = sizes[SLOTS]
-    out["free_slots"][:] = np.arange(cap - 1, -1, -1, dtype=np.int32)
-    out["ctr"][FREE_N] = cap
-    return State(**out)
+    st.free_slots[:] = np.arange(cap - 1, -1, -1, dtype=np.int32)
+    st.ctr[FREE_N] = cap
+    return st
 
 
 def grow_slots(st: State, new: int) -> State:

@@ -256,69 +256,78 @@ def load_sweep(source: str | Path | dict, *, name: str | None = None, max_runs: 
 # --------------------------------------------------------------------------------------------
 # Executing one run (in a worker process)
 
+_SCENARIOS: dict = {}      # a run's scenario without its seed (canonical JSON) -> the validated Scenario
+_SCENARIOS_MAX = 64
+
+
+def _scenario(run: RunSpec):
+    """The run's validated scenario. Runs that differ only by their seed share one validation:
+    the first one's `Scenario`, copied with the run's seed (frozen models: the copy shares every
+    other part, and so the cluster built from them, lbbench.engine.run). The run's hash, checked
+    after the run, covers the scenario it ran."""
+    from ..model.scenario import load_scenario
+    data = run.scenario
+    rest = {k: v for k, v in data.get("run", {}).items() if k != "seed"}
+    key = json.dumps({**data, "run": rest}, sort_keys=True)
+    base = _SCENARIOS.get(key)
+    if base is None:
+        if len(_SCENARIOS) >= _SCENARIOS_MAX:
+            _SCENARIOS.clear()
+        _SCENARIOS[key] = load_scenario(data)
+        return _SCENARIOS[key]
+    return base.model_copy(update={"run": base.run.model_copy(update={"seed": run.seed})})
+
+
 def _simulate(run: RunSpec) -> tuple[dict | None, dict]:
-    """One run: (its tables, its result), or (None, the failure) if it raised."""
+    """One run: (its tables' pieces (lbbench.experiments.batch), its result), or (None, the
+    failure) if it raised."""
     import polars as pl
 
-    from ..engine.run import simulate
+    from ..engine.run import run_parts
+    from .batch import lit_dtype, run_pieces
     try:
-        res = simulate(run.scenario, run.strategy, run.params, seed=run.seed, progress=False, prefetch=False)
-        if res.extra["run_hash"] != run.run_hash:
+        parts = run_parts(_scenario(run), run.strategy, run.params, progress=False, prefetch=False)
+        if parts.extra["run_hash"] != run.run_hash:
             raise UserError("the strategy's source or lbbench changed after the sweep was read; run it again with --resume")
     except Exception as exc:  # a failing run is recorded, never stops the sweep
         msg = f"{exc.__class__.__name__}: {exc}".splitlines()[0]
         return None, {"run_hash": run.run_hash, "ok": False, "error": msg, "detail": traceback.format_exc(limit=3)}
-    extra = {"sweep": run.sweep, "run_hash": run.run_hash, "status": "ok", "error": None}
-    tables = {
-        # `error` is typed String even when null: parts must agree on the schema for polars to scan them
-        "runs": res.summary.with_columns(**{k: pl.lit(v, dtype=pl.String) for k, v in extra.items()},
-                                         **{k: pl.lit(v) for k, v in run.axes.items()}),
-        "tasks": res.tasks.with_columns(run_hash=pl.lit(run.run_hash)),
-        "histograms": res.histogram().with_columns(run_hash=pl.lit(run.run_hash)),
-    }
-    if res.timeseries is not None:
-        tables["timeseries"] = res.timeseries.with_columns(run_hash=pl.lit(run.run_hash))
-    if res.faults is not None:
-        tables["faults"] = res.faults.with_columns(run_hash=pl.lit(run.run_hash))
-    if res.events is not None:
-        tables["events"] = res.events.with_columns(run_hash=pl.lit(run.run_hash))
-    if res.nodes is not None:
-        tables["nodes"] = res.nodes.with_columns(run_hash=pl.lit(run.run_hash))
-    return tables, {"run_hash": run.run_hash, "ok": True}
+    # `error` is typed String even when null: parts must agree on the schema for polars to scan them
+    added = {k: (v, pl.String) for k, v in
+             {"sweep": run.sweep, "run_hash": run.run_hash, "status": "ok", "error": None}.items()}
+    added.update({k: (v, lit_dtype(v)) for k, v in run.axes.items()})
+    return run_pieces(parts, run.run_hash, added), {"run_hash": run.run_hash, "ok": True}
 
 
 def execute(run: RunSpec, out: str | None = None) -> dict:
     """Simulate one run. With `out` (a local worker, same filesystem) the run's parts are
     written here and the result is small; otherwise it carries the tables, for the caller to
     write (a Dask worker may be on another machine). A failure returns the error."""
-    tables, result = _simulate(run)
-    if tables is None:
+    from .batch import tables
+    pieces, result = _simulate(run)
+    if pieces is None:
         return result
     if out is not None:
-        write_run(Path(out), run.run_hash, tables)
+        write_run(Path(out), run.run_hash, tables([pieces]))
         return result
-    return {**result, "tables": tables}
+    return {**result, "tables": tables([pieces])}
 
 
 def execute_batch(runs: list[RunSpec], out: str) -> list[dict]:
     """Simulate short runs one after the other in this worker and write their parts together,
     one part per table named by `batch_part` (the runs/ part last; a failed run's row
-    included): a sweep of many short runs is otherwise bound by writing four files per run.
-    Returns each run's result, marked `written`."""
-    import polars as pl
-
+    included): a sweep of many short runs is otherwise bound by writing four files per run,
+    and by making frames run by run (lbbench.experiments.batch). Returns each run's result,
+    marked `written`."""
     from ..results.store import batch_part
-    frames: dict[str, list] = {}
+    from .batch import tables
+    pieces = []
     results = []
     for run in runs:
-        tables, result = _simulate(run)
-        if tables is None:
-            tables = {"runs": failed_row(run, result["error"])}
-        for name, df in tables.items():
-            frames.setdefault(name, []).append(df)
+        p, result = _simulate(run)
+        pieces.append(p if p is not None else {"runs": failed_row(run, result["error"])})
         results.append({**result, "written": True})
-    write_run(Path(out), batch_part([r.run_hash for r in runs]),
-              {name: pl.concat(dfs, how="diagonal_relaxed") for name, dfs in frames.items()})
+    write_run(Path(out), batch_part([r.run_hash for r in runs]), tables(pieces))
     return results
 
 
