@@ -250,25 +250,44 @@ def _segment(r, m, n, i):
 
 
 @njit(cache=True)
-def _invert_plain(tau, out, s, m, a, b, c, n, i):
-    """_invert without the cycle: on a segment of constant rate q = c a, u = (tau - m) / q (by
-    the reciprocal, computed once per segment); with a slope, the quadratic's stable root."""
-    seg, inv = -1, 0.0
-    for j in range(len(tau)):
-        r = tau[j]
-        i = _segment(r, m, n, i)
-        if r >= m[i + 1]:       # beyond the end: a rate 0 for ever
-            out[j] = math.inf
-            continue
-        if b[i] == 0.0:
-            if seg != i:
-                seg, inv = i, 1.0 / (c[i] * a[i])
-            out[j] = s[i] + min((r - m[i]) * inv, s[i + 1] - s[i])
-        else:
-            q, p, x = c[i] * a[i], c[i] * b[i], r - m[i]
+def _run_end(tau, j, end):
+    """The first index >= j of sorted tau with tau >= end (len(tau) if none)."""
+    return j + np.searchsorted(tau[j:], end)
+
+
+@njit(cache=True, error_model="numpy")
+def _plain_segment(t, s0, length, m0, a, b, c):
+    """t = s0 + u in place for the tau of one segment without the cycle (all in [m0, m0 + its
+    mass)): at a constant rate q = c a, u = (tau - m0) / q (by the reciprocal); with a slope,
+    the quadratic's stable root; u at most the segment's length. One array read and written in
+    place and no branches, so the compiler vectorises the loop; the same operations per arrival
+    as one by one, so the same bits."""
+    if b == 0.0:
+        inv = 1.0 / (c * a)
+        for j in range(len(t)):
+            t[j] = s0 + min((t[j] - m0) * inv, length)
+    else:
+        q, p = c * a, c * b
+        for j in range(len(t)):
+            x = t[j] - m0
             disc = q * q + 2.0 * p * x
-            u = 2.0 * x / (q + math.sqrt(disc if disc > 0.0 else 0.0)) if x > 0.0 else 0.0
-            out[j] = s[i] + min(u, s[i + 1] - s[i])
+            u = 2.0 * x / (q + math.sqrt(disc if disc > 0.0 else 0.0))
+            t[j] = s0 + min(u if x > 0.0 else 0.0, length)
+
+
+@njit(cache=True)
+def _invert_plain(t, s, m, a, b, c, n, i):
+    """_invert without the cycle, segment by segment: the arrivals of a segment are a run of
+    the sorted tau, found by bisection, and mapped by _plain_segment."""
+    j, nt = 0, len(t)
+    while j < nt:
+        i = _segment(t[j], m, n, i)
+        if t[j] >= m[i + 1]:        # beyond the end: a rate 0 for ever
+            t[j:] = math.inf
+            break
+        j1 = _run_end(t, j, m[i + 1])
+        _plain_segment(t[j:j1], s[i], s[i + 1] - s[i], m[i], a[i], b[i], c[i])
+        j = j1
     return i
 
 
@@ -280,7 +299,7 @@ def _invert(tau, out, s, m, a, b, c, n, amp, w, ph, i, last):
     chunk: Newton starts from it, the same start whatever the chunks, so the same result to the
     bit."""
     if amp == 0.0:
-        return _invert_plain(tau, out, s, m, a, b, c, n, i)
+        return _invert_plain(tau, s, m, a, b, c, n, i)
     seg, cos0, sin0 = -1, 1.0, 0.0
     for j in range(len(tau)):
         r = tau[j]
