@@ -192,6 +192,19 @@ def _integral(u, s, a, b, c, amp, w, ph):
 
 
 @njit(cache=True)
+def _masses(st, ends, a, b, c, amp, w, ph):
+    """The integral of the multiplier over each segment [st, ends) (inf over an endless one of
+    positive rate, 0 over one of rate 0)."""
+    out = np.empty(len(st))
+    for k in range(len(st)):
+        if ends[k] < math.inf:
+            out[k] = _integral(ends[k] - st[k], st[k], a[k], b[k], c[k], amp, w, ph)
+        else:
+            out[k] = math.inf if c[k] * a[k] > 0 else 0.0
+    return out
+
+
+@njit(cache=True)
 def _solve(r, s, length, a, b, c, amp, w, ph, guess, cos0, sin0, last):
     """The u in [0, length] with _integral(u) = r (0 <= r < the segment's integral), amp > 0:
     `guess` (>= 0, else none) a nearby solution to start from, `cos0`, `sin0` the cosine and
@@ -279,11 +292,11 @@ def _plain_segment(t, s0, length, m0, a, b, c):
 
 
 @njit(cache=True)
-def _invert_runs(t, s, m, a, b, c, n, amp, w, ph, h, i):
+def _invert_runs(t, s, m, a, b, c, n, amp, w, ph, h, i, out):
     """M^-1 in place, segment by segment: the arrivals of a segment are a run of the sorted tau,
     found by bisection, mapped by _plain_segment without the cycle (amp = 0), else by knots
-    every h (_cycle_segment). Returns the last segment used, as _invert."""
-    out = np.empty(len(t) if amp > 0.0 else 0)
+    every h (_cycle_segment, `out` a scratch array at least as long as t). Returns the last
+    segment used, as _invert."""
     scratch = np.zeros(3)
     j, nt = 0, len(t)
     while j < nt:
@@ -308,7 +321,7 @@ def _invert(tau, out, s, m, a, b, c, n, amp, w, ph, i, last):
     chunk: Newton starts from it, the same start whatever the chunks, so the same result to the
     bit."""
     if amp == 0.0:
-        return _invert_runs(tau, s, m, a, b, c, n, 0.0, w, ph, 0.0, i)
+        return _invert_runs(tau, s, m, a, b, c, n, 0.0, w, ph, 0.0, i, tau[:0])
     seg, cos0, sin0 = -1, 1.0, 0.0
     for j in range(len(tau)):
         r = tau[j]
@@ -449,6 +462,7 @@ class TimeChange:
         self.ph = float(d.phase) if d is not None else 0.0
         self.h = float(d.period) / _KNOTS if d is not None else 0.0
         self.knots = self.amp > 0.0 and rate * self.h >= _KNOT_RUN
+        self.out = np.empty(0)
         self.bursts = w.bursts if bursts else None
         self.i = 0
         self.last = np.array([-1.0, 0.0, 0.0])     # the previous arrival's time, tau and sine (_invert)
@@ -482,9 +496,7 @@ class TimeChange:
         ends = np.concatenate((cuts, [end]))
         if not end < math.inf:              # the last piece, for ever
             b[-1] = 0.0
-        mass = np.array([_integral(e - s0, s0, a0, b0, c0, self.amp, self.w, self.ph) if e < math.inf
-                         else (math.inf if c0 * a0 > 0 else 0.0)
-                         for s0, e, a0, b0, c0 in zip(st, ends, a, b, c)])
+        mass = _masses(st, ends, a, b, c, self.amp, self.w, self.ph)
         m = self.m[-1] + np.cumsum(mass)
         keep = self.i                    # drop the segments behind the arrivals
         self.s = np.concatenate((self.s[keep:-1], st, [end]))
@@ -519,8 +531,10 @@ class TimeChange:
         while not self.final and self.m[-1] <= tau[-1]:
             self._extend_bursts()
         if self.knots:
+            if len(self.out) < len(tau):
+                self.out = np.empty(len(tau))       # the knot path's scratch, as long as a chunk
             self.i = _invert_runs(tau, self.s, self.m, self.a, self.b, self.c, len(self.a), self.amp, self.w, self.ph,
-                                  self.h, self.i)
+                                  self.h, self.i, self.out)
             return tau
         self.i = _invert(tau, tau, self.s, self.m, self.a, self.b, self.c, len(self.a), self.amp, self.w, self.ph, self.i,
                          self.last)
