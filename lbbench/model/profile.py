@@ -292,11 +292,10 @@ def _plain_segment(t, s0, length, m0, a, b, c):
 
 
 @njit(cache=True)
-def _invert_runs(t, s, m, a, b, c, n, amp, w, ph, h, i, out):
+def _invert_runs(t, s, m, a, b, c, n, amp, w, ph, h, i):
     """M^-1 in place, segment by segment: the arrivals of a segment are a run of the sorted tau,
     found by bisection, mapped by _plain_segment without the cycle (amp = 0), else by knots
-    every h (_cycle_segment, `out` a scratch array at least as long as t). Returns the last
-    segment used, as _invert."""
+    every h (_cycle_segment). Returns the last segment used, as _invert."""
     scratch = np.zeros(3)
     j, nt = 0, len(t)
     while j < nt:
@@ -306,7 +305,7 @@ def _invert_runs(t, s, m, a, b, c, n, amp, w, ph, h, i, out):
             break
         j1 = _run_end(t, j, m[i + 1])
         if amp > 0.0:
-            _cycle_segment(t[j:j1], out[j:j1], s[i], s[i + 1] - s[i], m[i], a[i], b[i], c[i], amp, w, ph, h, scratch)
+            _cycle_segment(t[j:j1], s[i], s[i + 1] - s[i], m[i], a[i], b[i], c[i], amp, w, ph, h, scratch)
         else:
             _plain_segment(t[j:j1], s[i], s[i + 1] - s[i], m[i], a[i], b[i], c[i])
         j = j1
@@ -321,7 +320,7 @@ def _invert(tau, out, s, m, a, b, c, n, amp, w, ph, i, last):
     chunk: Newton starts from it, the same start whatever the chunks, so the same result to the
     bit."""
     if amp == 0.0:
-        return _invert_runs(tau, s, m, a, b, c, n, 0.0, w, ph, 0.0, i, tau[:0])
+        return _invert_runs(tau, s, m, a, b, c, n, 0.0, w, ph, 0.0, i)
     seg, cos0, sin0 = -1, 1.0, 0.0
     for j in range(len(tau)):
         r = tau[j]
@@ -372,13 +371,15 @@ def _sin_omc(x):
 
 
 @njit(cache=True, error_model="numpy")
-def _knot_run(t, out, mk, s0, u0, hk, al, b, c, amp, w, cs0, sn0):
-    """For the tau of one knot (all in [mk, M at the next knot)): out = s0 + u0 + v, v in
+def _knot_run(t, mk, s0, u0, hk, al, b, c, amp, w, cs0, sn0):
+    """In place, for the tau of one knot (all in [mk, M at the next knot)): t = s0 + u0 + v, v in
     [0, hk] the root of mk + I(v) = tau, I the integral of the rate from the knot (u0 from the
     segment start s0; there the profile is al + b v, the cycle's cosine and sine cs0, sn0),
     with the small angle's polynomials. From the third-order inverse Taylor step at the knot,
-    one Newton step; NaN where that step does not meet _solve's criterion (its error, about
-    |f'' / 2 f'| step**2, below round-off), for _solve to do. Returns the number of those."""
+    one Newton step; -tau where that step does not meet _solve's criterion (its error, about
+    |f'' / 2 f'| step**2, below round-off), for _solve to do (a time found is >= +0, a tau > 0;
+    the negation is exact, and a store of a new value keeps the loop vectorised). Returns the
+    number of those."""
     iw = 1.0 / w
     iw2 = iw * iw
     q0 = c * al * (1.0 + amp * sn0)                                  # the rate at the knot,
@@ -404,13 +405,13 @@ def _knot_run(t, out, mk, s0, u0, hk, al, b, c, amp, w, cs0, sn0):
         d2 = c * (b * (1.0 + amp * sn) + (al + b * v) * amp * w * cs)
         r = base + min(max(v, 0.0), hk)
         good = (abs(d2) * step * step <= 2e-16 * d * (r + 1.0)) & (abs(step) <= 1e-6 * (r + 1.0))
-        out[j] = r if good else math.nan
+        t[j] = r if good else -t[j]
         bad += 0 if good else 1
     return bad
 
 
 @njit(cache=True)
-def _cycle_segment(t, out, s0, length, m0, a, b, c, amp, w, ph, h, scratch):
+def _cycle_segment(t, s0, length, m0, a, b, c, amp, w, ph, h, scratch):
     """In place, M^-1 of the tau of one segment with the cycle (all in [m0, m0 + its mass)),
     by knots at u = k h from its start: tau between M at knot k and at knot k + 1 goes to
     _knot_run from knot k (so the knot, and the result, depend on tau alone, not on the
@@ -436,11 +437,10 @@ def _cycle_segment(t, out, s0, length, m0, a, b, c, amp, w, ph, h, scratch):
         j1 = _run_end(t, j, m1)
         if j1 > j:
             th = th0 + w * u0
-            if _knot_run(t[j:j1], out[j:j1], mk, s0, u0, u1 - u0, a + b * u0, b, c, amp, w, math.cos(th), math.sin(th)):
+            if _knot_run(t[j:j1], mk, s0, u0, u1 - u0, a + b * u0, b, c, amp, w, math.cos(th), math.sin(th)):
                 for q in range(j, j1):
-                    if out[q] != out[q]:
-                        out[q] = s0 + _solve(t[q] - m0, s0, length, a, b, c, amp, w, ph, -1.0, cos0, sin0, scratch)
-            t[j:j1] = out[j:j1]
+                    if math.copysign(1.0, t[q]) < 0.0:
+                        t[q] = s0 + _solve(-t[q] - m0, s0, length, a, b, c, amp, w, ph, -1.0, cos0, sin0, scratch)
         j = j1
         k += 1
         mk = m1
@@ -462,7 +462,6 @@ class TimeChange:
         self.ph = float(d.phase) if d is not None else 0.0
         self.h = float(d.period) / _KNOTS if d is not None else 0.0
         self.knots = self.amp > 0.0 and rate * self.h >= _KNOT_RUN
-        self.out = np.empty(0)
         self.bursts = w.bursts if bursts else None
         self.i = 0
         self.last = np.array([-1.0, 0.0, 0.0])     # the previous arrival's time, tau and sine (_invert)
@@ -531,10 +530,8 @@ class TimeChange:
         while not self.final and self.m[-1] <= tau[-1]:
             self._extend_bursts()
         if self.knots:
-            if len(self.out) < len(tau):
-                self.out = np.empty(len(tau))       # the knot path's scratch, as long as a chunk
             self.i = _invert_runs(tau, self.s, self.m, self.a, self.b, self.c, len(self.a), self.amp, self.w, self.ph,
-                                  self.h, self.i, self.out)
+                                  self.h, self.i)
             return tau
         self.i = _invert(tau, tau, self.s, self.m, self.a, self.b, self.c, len(self.a), self.amp, self.w, self.ph, self.i,
                          self.last)
