@@ -13,7 +13,9 @@ run's own thread, so that their whole cost is in the figure; `--cpu` times the p
 seconds instead of the wall clock (with `--one-thread`, the run's own cost, whatever else runs on
 the machine). `--arrivals` times the drawing of the arrivals alone (`Workload.chunk` in chunks of
 `run.chunk`, CPU seconds, the best of the rounds): ns per arrival of each mode next to Poisson,
-and the difference, which is what the mode adds to every run whatever its strategy.
+and the difference, which is what the mode adds to every run whatever its strategy. Run it with
+`MALLOC_MMAP_THRESHOLD_=67108864 MALLOC_TRIM_THRESHOLD_=134217728` in the environment: otherwise
+glibc maps each chunk's arrays afresh, and their page faults move the figures by several ns.
 """
 from __future__ import annotations
 
