@@ -18,7 +18,7 @@ from lbbench.model.cluster import build_cluster
 from lbbench.model.scenario import load_scenario
 from lbbench.model.workload import Workload
 
-from naive import simulate_naive
+from naive import _Rate, simulate_naive
 from simcheck import assert_counters_match, assert_trace_matches, scenario
 
 BASE = scenario(hop=0.02, nodes=3, replicas=4, rho=0.6)
@@ -30,6 +30,10 @@ DIURNAL = {"diurnal": {"period": 300.0, "amplitude": 0.8, "phase": 30.0}}
 BURSTS = {"bursts": {"on": 20.0, "off": 60.0, "scale": 2.5}}
 ALL = {**BURSTS, "diurnal": {"period": 300.0, "amplitude": 0.5}, "profile_shape": "linear",
        "profile": [{"at": 0.0, "scale": 0.5}, {"at": 300.0, "scale": 1.2}]}
+# A longer period: the base rate gives enough arrivals per knot for the cycle's knot path
+# (lbbench/model/profile.py, _invert_runs); the cases above take the arrival-by-arrival one.
+DIURNAL_KNOTS = {"diurnal": {"period": 3000.0, "amplitude": 0.8, "phase": 30.0}}
+ALL_KNOTS = {**ALL, "diurnal": {"period": 2000.0, "amplitude": 0.9, "phase": 100.0}}
 
 
 def _with(workload: dict, base=BASE, run=None) -> dict:
@@ -45,7 +49,7 @@ def _workload(d: dict, seed: int = 1, need_client: bool = True) -> Workload:
 
 
 CASES = {"step": _with(STEP), "linear": _with(LINEAR), "diurnal": _with(DIURNAL), "bursts": _with(BURSTS),
-         "all": _with(ALL),
+         "all": _with(ALL), "diurnal_knots": _with(DIURNAL_KNOTS), "all_knots": _with(ALL_KNOTS),
          # a duration-bounded run whose rate ends at 0 for ever: it ends by its duration
          "silent_end": _with({"profile": [{"at": 0.0, "scale": 1.0}, {"at": 600.0, "scale": 0.0}], **BURSTS},
                              run={"duration": 900.0})}
@@ -79,7 +83,8 @@ def test_csv_profile_agrees_with_naive(tmp_path):
         assert res.row()["rate"] == pytest.approx(want, rel=1e-12)
 
 
-@pytest.mark.parametrize("extra", [STEP, LINEAR, DIURNAL, BURSTS, ALL], ids=["step", "linear", "diurnal", "bursts", "all"])
+@pytest.mark.parametrize("extra", [STEP, LINEAR, DIURNAL, BURSTS, ALL, DIURNAL_KNOTS, ALL_KNOTS],
+                         ids=["step", "linear", "diurnal", "bursts", "all", "diurnal_knots", "all_knots"])
 def test_common_random_numbers_and_chunk_independence(extra):
     n = 5000
     plain = _workload(BASE).chunk(n)
@@ -137,6 +142,61 @@ def test_linear_profile_arrivals_match_the_integral_of_the_rate():
         y = np.interp(grid, xs, ys)
         return rate * float(np.sum(np.diff(grid) * (y[1:] + y[:-1]) / 2))
     _counts_vs_integral(LINEAR, np.arange(0.0, 801.0, 25.0), integral)
+
+
+def test_diurnal_arrivals_match_the_integral_of_the_rate():
+    """The cycle by knots (20 requests per second, 23 per knot): 1 + A sin(w (t - phase))."""
+    period, amp, phase, rate = 300.0, 0.8, 30.0, 20.0
+    extra = {"diurnal": {"period": period, "amplitude": amp, "phase": phase}}
+    assert _workload(_with(extra, base={**BASE, "workload": {"rate": rate}})).timechange.knots
+    w = 2 * math.pi / period
+
+    def integral(t):
+        return rate * (t + amp * (math.cos(-w * phase) - math.cos(w * (t - phase))) / w)
+    _counts_vs_integral(extra, np.arange(0.0, 801.0, 25.0), integral)
+
+
+# Rates that touch 0 (amplitude 1, a profile from 0 or through 0), where the knot path's Newton
+# step does not converge and the safeguarded solve takes over; with the bursts' segments.
+HOSTILE = {
+    "touching_zero": {"diurnal": {"period": 300.0, "amplitude": 1.0, "phase": 30.0}},
+    "from_zero": {"profile": [{"at": 0.0, "scale": 0.0}, {"at": 100.0, "scale": 2.0}], "profile_shape": "linear",
+                  "diurnal": {"period": 70.0, "amplitude": 0.95}},
+    "silent_stretch": {**STEP, "diurnal": {"period": 150.0, "amplitude": 0.5, "phase": 10.0}},
+    "linear": {**LINEAR, "diurnal": {"period": 300.0, "amplitude": 0.9}},
+    "all": ALL,
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_knot_path_agrees_with_the_arrival_by_arrival_inversion(name):
+    """The cycle's two inversions (lbbench/model/profile.py) agree on the same base-rate
+    times, given in uneven chunks to the knot path: to 1e-13 of max(t, 1), or, where the rate
+    m(t) is near 0 and t is ill-conditioned (both solve M(t) = tau to round-off in M), to
+    1e-13 of max(tau, 1) in M (|dt| m(t); m from tests/naive.py)."""
+    from lbbench.model.profile import TimeChange
+    sc = load_scenario(_with(HOSTILE[name]))
+    w = sc.workload
+    tau = np.cumsum(np.random.default_rng(7).standard_exponential(60000)) / 40.0
+    knots = TimeChange(w, 5, rate=1e9)
+    assert knots.knots
+    one = TimeChange(w, 5)
+    assert not one.knots
+    want = one.invert(tau.copy())
+    cuts = [0, 1, 2, 500, 20001, 30000, len(tau)]
+    got = np.concatenate([knots.invert(tau[a:b].copy()) for a, b in zip(cuts[:-1], cuts[1:])])
+    assert np.array_equal(np.isinf(got), np.isinf(want))
+    fin = np.isfinite(want)
+    assert fin.sum() > 1000
+    dt = np.abs(got[fin] - want[fin])
+    far = np.flatnonzero(dt > 1e-13 * np.maximum(want[fin], 1.0))
+    rate = _Rate(sc, 5, 1.0)
+    for j in far:
+        t = want[fin][j]
+        alpha, beta, _ = rate.profile_piece(t)
+        m = rate.burst(t)[0] * (alpha + beta * t) * (1.0 + rate.A * math.sin(rate.w * (t - rate.ph)))
+        assert dt[j] * m <= 1e-13 * max(tau[fin][j], 1.0), (j, t, dt[j], m)
+    assert np.all(np.diff(got[fin]) >= 0)
 
 
 def test_silent_stretch_has_no_arrivals():

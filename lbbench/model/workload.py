@@ -325,7 +325,7 @@ class Workload:
         # a time-varying rate maps the base-rate arrival times through M^-1 (lbbench/model/profile.py)
         self.varying = varying(sc.workload)
         self.seed = seed
-        self.timechange = TimeChange(sc.workload, seed, self.base_csv) if self.varying else None
+        self.timechange = TimeChange(sc.workload, seed, self.base_csv, rate=self.rate) if self.varying else None
         self.service_rng = rngmod.stream(seed, rngmod.SERVICE)
         self.entry_rng = rngmod.stream(seed, rngmod.ENTRY)
         self.client_rng = rngmod.stream(seed, rngmod.CLIENT)
