@@ -46,7 +46,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lbbench import rng as rngmod
-from lbbench.engine.run import SESSION_SLOTS     # (sessions: the user slots' first pool; only ties depend on it)
 from lbbench.errors import StrategyError
 from lbbench.model.cluster import build_cluster
 from lbbench.model.faults import F_NODE_DOWN, F_NODE_SLOW, F_NODE_UP, F_SERVICE_CRASH, F_TASK_CRASH
@@ -665,8 +664,8 @@ class _Sim:
         """Sessions mode (docs/model.md, "Sessions"): the first session's arrival; the user
         slots free (a stack, lowest on top, as the engine keeps them)."""
         self.blocks = []
-        self.free = list(range(SESSION_SLOTS - 1, -1, -1))
-        self.n_slots = SESSION_SLOTS
+        self.free = list(range(self.sessions.SLOTS - 1, -1, -1))
+        self.n_slots = self.sessions.SLOTS
         self.slot_session = {}      # user slot -> (session, its next request)
         self.req_slot = {}          # request index -> its session's user slot
         self.schedule(float(self.session(0)[0].t[0]), CONTROL, ("session", 0), SUB_SESSION)

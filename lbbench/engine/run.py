@@ -35,7 +35,7 @@ from ..model.limits import INT32_MAX, check_result, time_windows
 from ..model.scenario import Scenario, load_scenario, parse_override
 from .schema import SUMMARY_SCHEMA, TIMING_COLUMNS  # noqa: F401  (the runs table's columns)
 from ..plugins.strategy import Strategy, compile_failure, resolve
-from ..model.workload import Workload, demand_table
+from ..model.workload import SessionDraws, Workload, demand_table
 
 
 
@@ -103,9 +103,9 @@ def _imbalance(x: np.ndarray) -> tuple[float, float, float]:
     return cov, float(x.max() / mean), jain
 
 
-# Sessions mode's first pool of user slots and rows per slot (their number changes no result:
-# the pool doubles when no slot is free, a slot's rows grow to a longer session's requests)
-SESSION_SLOTS, SESSION_ROWS = 64, 16
+# Sessions mode's first pool of user slots (workload.SessionDraws.SLOTS) and rows per slot (the
+# rows change no result: a slot's rows grow to a longer session's requests)
+SESSION_SLOTS, SESSION_ROWS = SessionDraws.SLOTS, 16
 
 
 def check_demands(sc: Scenario, spec: Strategy, from_trace: bool) -> None:

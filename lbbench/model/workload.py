@@ -308,6 +308,9 @@ class SessionDraws:
     sets when a session's requests go), nor on run.chunk."""
 
     BLOCK = 256
+    # the engine's first pool of user slots, one per session in progress (it doubles when none
+    # is free; only the order of events at equal times depends on which slot a session takes)
+    SLOTS = 64
 
     def __init__(self, sc: Scenario, seed: int, entries):
         wl = sc.workload
