@@ -89,7 +89,8 @@ def _fmt_s(x: float) -> str:
 def print_summary(row: dict, unstable: str = "") -> None:
     click.echo(f"{row['scenario']} / {row['strategy']}  seed {row['seed']}  "
                f"({row['nodes']} nodes, {row['tasks']} tasks, mode {row['mode']}, info {row['info']}, rho {row['rho']:.3g}"
-               + (f", {row['users']:,} users (closed loop)" if row.get("users") else "") + ")")
+               + (f", {row['users']:,} users (closed loop)" if row.get("users") else "")
+               + (f", {row['sessions']:,} sessions" if row.get("sessions") else "") + ")")
     click.echo(f"  requests   {row['requests']:,} simulated, {row['arrived']:,} measured after warm-up")
     click.echo(f"  outcome    completed {row['completed']:,}  rejected {row['rejected']:,}  failed {row['failed']:,}  in flight {row['in_flight']:,}")
     if row["faults"] or row["retried"] or row["timed_out"]:

@@ -2,7 +2,7 @@
 
 Python side: every purpose (arrival gaps, demand, entry nodes, clients, jitter, strategy,
 placement, faults, connections, bursts' on/off periods, background batch work; a closed loop's users, each with its
-own streams) has its own `numpy.random.Generator`, derived from the run's seed and a
+own streams; sessions) has its own `numpy.random.Generator`, derived from the run's seed and a
 fixed purpose key, so changing the strategy never changes the arrivals (common random numbers).
 
 Compiled side: strategies get a per-balancer `rng` state (a uint64 array of length 1) and draw
@@ -21,6 +21,7 @@ GAPS, SERVICE, ENTRY, CLIENT, JITTER, STRATEGY, PLACEMENT, FAULTS, DEMAND, CONNE
 USER, THINK = 10, 11
 BURSTS = 12     # the on/off periods of workload.bursts
 BACKGROUND = 13     # the on/off periods of cluster.background's random batch work
+SESSION = 14    # sessions mode: the sessions' streams are keyed (SESSION, purpose, ...); (SESSION, SESSION) their request counts
 
 
 def stream(seed: int, purpose: int, *sub: int) -> np.random.Generator:

@@ -25,7 +25,8 @@ then the fault schedule in its order (sub 1, key = index), then node detections 
 node), then the orchestrator's task events (sub 3, key = task slot), then the nodes' background
 load changes (sub 4, key = their order), then the deployments (sub 5, key = index), then the
 services' update batches (sub 6, key = service), then the autoscalers (sub 7, key = autoscaler),
-then a closed loop's users' sends (sub 8, key = user). A task slot or a node has
+then a closed loop's users' sends (sub 8, key = user; sessions mode: key = the session's user
+slot), then sessions mode's next session arrival (sub 9). A task slot or a node has
 at most one pending event: a newer one supersedes it (lazy deletion by version).
 
 The simulation (`_Sim`) is grouped by concern, in the order of a request's life: the event
@@ -89,7 +90,7 @@ NO_INDEX = np.zeros(0, dtype=np.int32)
 # Event kinds, in their order at equal times.
 COMPLETION, TASK_ARRIVAL, CONTROL, RETRY, NEW_ARRIVAL = 0, 1, 2, 3, 4
 # Control events' sub-order at equal times.
-SUB_REFRESH, SUB_FAULT, SUB_NODE, SUB_TASK, SUB_BACKGROUND, SUB_DEPLOY, SUB_BATCH, SUB_AUTOSCALE, SUB_USER = range(9)
+SUB_REFRESH, SUB_FAULT, SUB_NODE, SUB_TASK, SUB_BACKGROUND, SUB_DEPLOY, SUB_BATCH, SUB_AUTOSCALE, SUB_USER, SUB_SESSION = range(10)
 # Task slot states
 DEAD, ALIVE, STARTING = 0, 1, 2
 
@@ -156,7 +157,8 @@ class NaiveResult:
     removed: list = field(default_factory=list)      # (time, task) of every table removal
     followed: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))  # followed its open connection
     orphaned: int = 0         # requests whose open connection's task had left the table (balanced anew)
-    user: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # closed loop: who sent it
+    user: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # closed loop: who sent it (sessions: which session)
+    sessions: int = 0         # sessions mode: sessions whose first request is measured
     live: list = field(default_factory=list)         # per service, the tasks running (in the tables) at the end
     scales: list = field(default_factory=list)       # (time, service, replicas) of every scale (deploy, autoscaler)
     node_cpu: np.ndarray = field(default_factory=lambda: np.zeros(0))  # cores: core-seconds of measured completions
@@ -387,7 +389,9 @@ class _Sim:
         wl = Workload(sc, cl, seed, need_client=spec.reads_client or self.conn)
         self.inp = inp = run_inputs(sc, cl, wl, seed)
         self.users = wl.users          # a closed loop's users (docs/model.md, "Closed loop"), else None
-        if self.users is None:
+        self.sessions = wl.sessions    # sessions mode's draws (docs/model.md, "Sessions"), else None
+        self.looped = self.users is not None or self.sessions is not None     # requests sent as users send
+        if not self.looped:
             self.arr = arr = (_varying_arrivals(sc, cl, wl, seed, inp.n_req) if _varying(sc)
                               else _arrivals(sc, wl, inp.n_req))
         else:                          # filled as the users send
@@ -469,7 +473,7 @@ class _Sim:
         # ---- measurement
         if inp.warm_time is None:
             warm_index = inp.warm_index
-        elif self.users is not None:
+        elif self.looped:
             warm_index = math.inf      # the first send at or after warm_time (user_send)
         else:
             warm_index = int(np.searchsorted(arr.t, inp.warm_time, side="left"))
@@ -488,7 +492,7 @@ class _Sim:
         for i in range(n):
             self.schedule(float(arr.t[i]), NEW_ARRIVAL, i)
         self.t_last = float(arr.t[-1]) if n else 0.0
-        if self.users is not None:
+        if self.looped:
             self.start_users()
         if math.isfinite(self.period) and self.period <= self.t_last:
             self.schedule(self.period, CONTROL, ("refresh", 1))         # refreshes at P, 2P, 3P, ...
@@ -528,7 +532,7 @@ class _Sim:
             handlers[kind](time, payload)
             if self.cores is not None:
                 self.ps_schedule(time)
-        if self.users is not None:
+        if self.looped:
             self.end_users()
         self.res.task_node = self.task_node
         self.res.restarts = self.restarts
@@ -589,7 +593,7 @@ class _Sim:
     def refresh(self, now: float, kk: int) -> None:
         """The stale snapshot at kk * P; the next one while it can inform a decision. (A closed
         loop: while the users send, up to run.duration; none after the run's last send.)"""
-        if self.users is not None and not (self.n_sent < self.n_send and now <= self.t_end):
+        if self.looped and not (self.n_sent < self.n_send and now <= self.t_end):
             return
         self.snapshot[:] = self.outstanding
         self.node_snapshot = self.node_load()
@@ -616,6 +620,9 @@ class _Sim:
         self.t_end = sc.run.duration if sc.run.duration is not None else math.inf
         self.n_sent = 0
         self.t_last = math.inf if self.period <= self.t_end else 0.0     # refreshes: see `refresh`
+        if self.sessions is not None:
+            self.start_sessions()
+            return
         self.next_draw = [users.draw(u, 1) for u in range(users.n)]     # (think, service, demand, jitter)
         for u in range(users.n):
             self.schedule(float(self.next_draw[u][0][0]), CONTROL, ("user", u), SUB_USER, u)
@@ -628,20 +635,72 @@ class _Sim:
         self.n_sent += 1
         if self.warm_index == math.inf and now >= self.inp.warm_time:
             self.warm_index = self.res.warm_index = i
-        _, service, demand, jitter = self.next_draw[u]
-        self.next_draw[u] = self.users.draw(u, 1)
+        if self.sessions is not None:
+            # slot u's session sends its k-th request
+            j, k = self.slot_session[u]
+            b, r = self.session(j)
+            q = int(b.off[r]) + k
+            service, demand, jitter = b.service[q:q + 1], b.demand[q:q + 1], b.jitter[2 * q:2 * q + 2]
+            entry, client = int(b.entry[r]), j
+            self.res.sessions += k == 0 and i >= self.warm_index
+            self.slot_session[u] = (j, k + 1)
+            self.req_slot[i] = u
+        else:
+            _, service, demand, jitter = self.next_draw[u]
+            self.next_draw[u] = self.users.draw(u, 1)
+            entry, client = self.users.entry[u], u
         self._room(i + 1)
         arr, res = self.arr, self.res
         arr.t[i], arr.service[i], arr.demand[i] = now, service[0], demand[0]
-        arr.entry[i], arr.client[i] = self.users.entry[u], u
+        arr.entry[i], arr.client[i] = entry, client
         if len(jitter):
             arr.jitter[2 * i:2 * i + 2] = jitter
-        res.t[i], res.demand[i], res.user[i] = now, demand[0], u
+        res.t[i], res.demand[i], res.user[i] = now, demand[0], client
         self.new_arrival(now, i)
+
+    # ---- sessions: each arrives, takes a user slot, sends its requests as a user does, leaves
+
+    def start_sessions(self) -> None:
+        """Sessions mode (docs/model.md, "Sessions"): the first session's arrival; the user
+        slots free (a stack, lowest on top, as the engine keeps them)."""
+        self.blocks = []
+        self.free = list(range(self.sessions.SLOTS - 1, -1, -1))
+        self.n_slots = self.sessions.SLOTS
+        self.slot_session = {}      # user slot -> (session, its next request)
+        self.req_slot = {}          # request index -> its session's user slot
+        self.schedule(float(self.session(0)[0].t[0]), CONTROL, ("session", 0), SUB_SESSION)
+
+    def session(self, j):
+        """Session j's block (workload.SessionDraws) and its row there."""
+        while len(self.blocks) * self.sessions.BLOCK <= j:
+            self.blocks.append(self.sessions.block())
+        return self.blocks[j // self.sessions.BLOCK], j % self.sessions.BLOCK
+
+    def session_arrives(self, now, j) -> None:
+        """Session j arrives: it takes a free user slot (the pool doubles when none is) and
+        sends its first request now; the next session's arrival is scheduled."""
+        if self.n_sent >= self.n_send or now >= self.t_end:
+            return                                  # the run sends no more sessions
+        if not self.free:
+            self.free.extend(range(2 * self.n_slots - 1, self.n_slots - 1, -1))
+            self.n_slots *= 2
+        u = self.free.pop()
+        self.slot_session[u] = (j, 0)
+        self.schedule(now, CONTROL, ("user", u), SUB_USER, u)
+        b, r = self.session(j + 1)
+        self.schedule(float(b.t[r]), CONTROL, ("session", j + 1), SUB_SESSION)
 
     def user_wait_over(self, req, t) -> None:
         """The request's outcome reached its user at t: it thinks, then sends again."""
-        if self.users is not None:
+        if self.sessions is not None:
+            u = self.req_slot.pop(req.index)
+            j, k = self.slot_session[u]
+            b, r = self.session(j)
+            if k < b.count[r]:
+                self.schedule(t + float(b.think[b.off[r] + k]), CONTROL, ("user", u), SUB_USER, u)
+            else:
+                self.free.append(u)                 # the session is over: its slot is free
+        elif self.users is not None:
             u = req.client
             self.schedule(t + float(self.next_draw[u][0][0]), CONTROL, ("user", u), SUB_USER, u)
 
@@ -924,6 +983,8 @@ class _Sim:
             self.fault(now, payload[1])
         elif what == "user":
             self.user_send(now, payload[1])
+        elif what == "session":
+            self.session_arrives(now, payload[1])
         elif what == "background":                          # a node's background load changes
             j = payload[1]
             self.background[int(self.inp.background.node[j])] = float(self.inp.background.level[j])
@@ -1239,7 +1300,7 @@ class _Sim:
     def autoscale(self, now, a):
         """The HPA rule (docs/model.md, "Autoscaler"), while requests arrive (as the stale
         refreshes: none after the last arrival; a closed loop's, while its users send)."""
-        if self.users is None:
+        if not self.looped:
             last = self.t_last
         else:
             last = self.t_end if self.n_sent < self.n_send else (float(self.res.t[self.n_sent - 1]) if self.n_sent else 0.0)

@@ -1,7 +1,11 @@
 """Closed loop (workload.mode = "closed"; docs/model.md, "Closed loop"): the engine agrees with
 the reference simulator request by request, common random numbers hold per user, results do
 not depend on the chunk size, the counters add up, and one FIFO task with N exponential users
-gives the finite-source (machine-repairman, M/M/1//N) queue's throughput and response time."""
+gives the finite-source (machine-repairman, M/M/1//N) queue's throughput and response time.
+
+Sessions (workload.mode = "sessions"; docs/model.md, "Sessions") run on the closed loop's
+kernels, so they are checked here with the same cases: against the reference simulator,
+common random numbers per session, the chunk size, and the request rate at low load."""
 from __future__ import annotations
 
 import math
@@ -10,7 +14,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from lbbench.engine.run import simulate
+from lbbench.engine.run import SESSION_ROWS, SESSION_SLOTS, simulate
 from lbbench.errors import UserError
 from lbbench.model.scenario import load_scenario
 
@@ -23,6 +27,14 @@ def closed(users=8, think=None, **kw) -> dict:
     d = scenario(**kw)
     d["workload"] = {"mode": "closed", "users": users, "think": think or {"dist": "exponential", "mean": 2.0},
                      "entry": d["workload"]["entry"]}
+    return d
+
+
+def sessions(rate=0.5, requests_per=4.0, think=None, **kw) -> dict:
+    """A small sessions scenario: `scenario(...)` with sessions instead of a rate."""
+    d = scenario(**kw)
+    d["workload"] = {"mode": "sessions", "session_rate": rate, "session_requests": requests_per,
+                     "think": think or {"dist": "exponential", "mean": 2.0}, "entry": d["workload"]["entry"]}
     return d
 
 
@@ -55,6 +67,19 @@ CASES = {
                              clients={"retries": 2, "backoff": 0.2}), {"reject", "fail", "retried", "cross"}),
     "connections": (_with(closed(8, hop=0.03), balancer={"mode": "per_node", "info": "global", "rr_start": "random",
                                                        "unit": "connection", "keepalive": 4.0}), {"cross"}),
+    # about 95 sessions at once, 10 requests each on average: the pool of user slots grows past
+    # its first 64 and their rows past their first 16 (engine/run.py, more_sessions)
+    "sessions_pool_grows": (sessions(0.35, 10.0, {"dist": "lognormal", "mean": 25.0, "cv": 1.5}, hop=0.05, jitter=0.02,
+                                     info="local", mean=0.5, requests=2000), {"cross", "sessions", "pool"}),
+    "sessions_stale_central_two_services": (sessions(0.4, 3.0, services=TWO_SERVICES, info="stale:0.5", mode="central",
+                                                     hop=0.01), {"cross", "services", "sessions"}),
+    "sessions_duration_no_drain": (sessions(1.0, 1.0, duration=300.0, drain=False, warmup=0.3, hop=0.05, seed=1),
+                                   {"in_flight", "cross", "sessions"}),
+    "sessions_faults_retries": (_with(sessions(1.3, 3.0, queue_limit=1, hop=0.02, replicas=4, nodes=3, requests=2500),
+                                      faults={"events": [{"at": 200.0, "kind": "node_down", "node": 1},
+                                                         {"at": 400.0, "kind": "node_up", "node": 1}]},
+                                      health={"task_detect": 3.0, "node_detect": 4.0, "restart_delay": 1.0, "startup": 0.5},
+                                      clients={"retries": 2, "backoff": 0.2}), {"reject", "fail", "retried", "cross", "sessions"}),
 }
 
 
@@ -73,13 +98,29 @@ def _check_features(res, features):
         assert row["in_flight"] > 0
     else:
         assert row["in_flight"] == 0
+    if "sessions" in features:
+        assert row["sessions"] > 0 and row["users"] == 0
+    if "pool" in features:      # more sessions at once than the first pool of user slots
+        ses = tr["session"].to_numpy()
+        first = np.unique(ses, return_index=True)[1]
+        last = len(ses) - 1 - np.unique(ses[::-1], return_index=True)[1]
+        t1 = tr["done"].to_numpy()
+        t0 = t1 - tr["latency"].to_numpy()         # (every request completes in that case)
+        ev = np.concatenate([np.ones(len(first)), -np.ones(len(last))])
+        order = np.argsort(np.concatenate([t0[first], t1[last]]), kind="stable")
+        assert np.cumsum(ev[order]).max() > SESSION_SLOTS
+        assert np.bincount(ses).max() + 1 > SESSION_ROWS
     if "services" in features:
         assert len(np.unique(res.tasks.filter(res.tasks["served"] > 0)["service"].to_numpy())) == 2
 
 
 # the failure case under least_load only: each strategy's kernel with failures is one more
 # compile (about 10 s on an empty cache), and what it checks is the engine's, not the strategy's
-PAIRS = [(case, s) for case in CASES for s in STRATEGIES if case != "faults_retries" or s == "least_load"]
+# the sessions cases under one strategy each: the closed cases already run both strategies on
+# these kernels, and what the sessions cases check is the engine's
+ONE = {"faults_retries": "least_load", "sessions_pool_grows": "least_load", "sessions_faults_retries": "least_load",
+       "sessions_stale_central_two_services": "round_robin", "sessions_duration_no_drain": "round_robin"}
+PAIRS = [(case, s) for case in CASES for s in STRATEGIES if ONE.get(case, s) == s]
 
 
 @pytest.mark.parametrize("case, strategy", PAIRS)
@@ -88,16 +129,18 @@ def test_engine_matches_naive(case, strategy):
     ref = simulate_naive(sc, strategy)
     duration = sc["run"].get("duration") is not None
     res = simulate(sc, strategy, trace=not duration, progress=False, chunk=64)
+    mode = sc["workload"]["mode"]
     if not duration:          # (a trace needs run.requests)
         assert_trace_matches(res.trace, ref)
-        np.testing.assert_array_equal(res.trace["user"].to_numpy(), ref.user)
+        np.testing.assert_array_equal(res.trace["user" if mode == "closed" else "session"].to_numpy(), ref.user)
     assert_counters_match(res.row(), ref)
     assert res.row()["requests"] == ref.requests
     np.testing.assert_array_equal(res.tasks["served"].to_numpy(), ref.task_served)
     np.testing.assert_allclose(res.tasks["busy_s"].to_numpy(), ref.task_busy, rtol=1e-9)
     row = res.row()
     assert row["arrived"] == row["completed"] + row["rejected"] + row["failed"] + row["in_flight"]
-    assert row["users"] == sc["workload"]["users"]
+    assert row["users"] == sc["workload"].get("users", 0)
+    assert row["sessions"] == ref.sessions
     _check_features(res, features)
 
 
@@ -161,6 +204,58 @@ def test_machine_repairman():
         assert half < 0.02 * want          # the interval is narrow enough to mean something
 
 
+def test_common_random_numbers_per_session():
+    # Session j's arrival and its k-th request's demand are the same under every strategy and
+    # chunk size, although the strategies interleave the sessions' requests differently.
+    sc = sessions(0.5, 4.0, {"dist": "exponential", "mean": 1.0}, nodes=2, replicas=3, requests=2000,
+                  dist="hyperexp")
+    sc["services"][0]["demand"]["cv"] = 3.0
+    runs = [simulate(sc, s, trace=True, progress=False, chunk=c) for s, c in (("round_robin", 64), ("least_load", 64),
+                                                                             ("least_load", 1 << 20))]
+    trs = [r.trace for r in runs]
+    assert trs[1].equals(trs[2])                        # the chunk size changes nothing
+    assert not np.array_equal((trs[0]["done"] - trs[0]["start"]).to_numpy(), (trs[1]["done"] - trs[1]["start"]).to_numpy())
+    seen = [_per_session(tr) for tr in trs[:2]]
+    n = 0
+    for j in seen[0]:
+        if j not in seen[1]:
+            continue
+        (a0, d0), (a1, d1) = seen[0][j], seen[1][j]
+        assert a0 == pytest.approx(a1, abs=1e-9)     # its arrival (its first request's)
+        k = min(len(d0), len(d1))
+        np.testing.assert_allclose(d0[:k], d1[:k], rtol=0, atol=1e-9)
+        n += k
+    assert n > 1500
+
+
+def _per_session(trace):
+    """Each session's arrival (its first request's: no hop) and its requests' demands in order."""
+    ses = trace["session"].to_numpy()
+    arrival = (trace["done"] - trace["latency"]).to_numpy()
+    demand = (trace["done"] - trace["start"]).to_numpy()
+    return {int(j): (arrival[ses == j][0], demand[ses == j]) for j in np.unique(ses)}
+
+
+def test_sessions_rate_and_length():
+    # One exponential FIFO task at low load (utilisation 0.3): sessions at 1/s sending 3
+    # requests on average (geometric) with exponential think times. The measured requests per
+    # session and the request rate must lie within their 99.9% Student-t intervals (over
+    # independent replications) of session_requests and session_rate x session_requests.
+    lam, m, s = 1.0, 3.0, 0.1
+    sc = sessions(lam, m, {"dist": "exponential", "mean": 1.0}, nodes=1, replicas=1, mean=s, requests=30_000, warmup=0.05)
+    per, rate = [], []
+    for seed in range(10):
+        row = simulate(sc, "round_robin", seed=seed, progress=False).row()
+        per.append(row["arrived"] / row["sessions"])
+        rate.append(row["rate"])
+    assert 0.25 < lam * m * s < 0.35
+    t = stats.t.ppf(0.9995, len(per) - 1)
+    for got, want in ((per, m), (rate, lam * m)):
+        half = t * np.std(got, ddof=1) / math.sqrt(len(got))
+        assert abs(np.mean(got) - want) < half, (np.mean(got), want, half)
+        assert half < 0.03 * want          # the interval is narrow enough to mean something
+
+
 @pytest.mark.parametrize("change, key", [
     ({"users": 0}, "workload.users"),
     ({"think": {"dist": "exponential", "mean": -1.0}}, "workload.think.mean"),
@@ -176,6 +271,34 @@ def test_bad_input_names_the_key(change, key):
     with pytest.raises(UserError) as exc:
         load_scenario(sc)
     assert f": {key}:" in str(exc.value) and "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize("change, key", [
+    ({"session_rate": 0.0}, "workload.session_rate"),
+    ({"session_rate": -1.0}, "workload.session_rate"),
+    ({"session_requests": 0.5}, "workload.session_requests"),
+    ({"rho": 0.5}, "workload.rho"),
+    ({"rate": 10.0}, "workload.rate"),
+    ({"users": 4}, "workload.users"),
+    ({"think": None}, "workload.think"),
+    ({"session_rate": None}, "workload.session_rate"),
+    ({"session_requests": None}, "workload.session_requests"),
+    ({"profile": [{"at": 0.0, "scale": 2.0}]}, "workload.profile"),
+])
+def test_bad_session_input_names_the_key(change, key):
+    sc = sessions()
+    sc["workload"].update(change)
+    sc["workload"] = {k: v for k, v in sc["workload"].items() if v is not None}
+    with pytest.raises(UserError) as exc:
+        load_scenario(sc)
+    assert f": {key}:" in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_session_keys_are_refused_outside_sessions_mode():
+    for d in (scenario(), closed(4)):
+        d["workload"]["session_rate"] = 1.0
+        with pytest.raises(UserError, match="workload.session_rate: only for sessions mode"):
+            load_scenario(d)
 
 
 def test_open_keys_are_refused_outside_closed_mode():

@@ -41,9 +41,9 @@ from .info import count_local, fill_work, load_of, node_load_of, on_response
 from .loadindex import touch, tree_of
 from .lowlevel import _fdiv, _view
 from .metrics import _record, ts_bucket_of, window_of
-from .requests import _free_slot, _give_up, _place, _user_wait_over
-from .state import (ARRIVED, COMPLETED, CROSS, ERR_CODE, ERR_REQ, ERR_VALUE, FAILED, FREE_N, HEAP_N, K_USER_DRAWS, K_WARM,
-                    LAT_MAX, LAT_SUM, NEED, RAMP_N, REQUESTS, RT_N, ST_COMPLETED, ST_FAILED, ST_IN_FLIGHT, ST_REJECTED, T_FIRST,
+from .requests import _free_slot, _give_up, _place, _user_wait_over, session_arrives
+from .state import (ARRIVED, COMPLETED, CROSS, ERR_CODE, ERR_REQ, ERR_VALUE, FAILED, FREE_N, HEAP_N, K_SESSIONS, K_USER_DRAWS, K_WARM,
+                    LAT_MAX, LAT_SUM, NEED, RAMP_N, REQUESTS, RT_N, SESSIONS, ST_COMPLETED, ST_FAILED, ST_IN_FLIGHT, ST_REJECTED, T_FIRST,
                     T_LAST, TASK_ALIVE, TRANSIT_N, TS_ARRIVED, TS_FAILED)
 from .. import jitcache  # noqa: F401  (stamps the functions cached below: lbbench/jitcache.py)
 
@@ -107,7 +107,8 @@ ir_utils.alias_func_extensions[("View", __name__)] = _view_aliases
 # results as the heap path, faster. DIRECT = False is the heap path.
 # CLOSED = True: a closed loop's users send the requests (workload.mode = closed; the chunks
 # are empty): `_advance` stops at a user's timer and the kernel dispatches its request; a
-# request's outcome sets its user's timer. False prunes all of it from open-loop runs.
+# request's outcome sets its user's timer. False prunes all of it from open-loop runs. Sessions
+# (workload.mode = sessions) run on the same kernel: user slots taken by arriving sessions.
 FULL = True
 DIRECT = False
 HAS_COMPLETE = True     # False: the strategy has no on_complete hook (its call is pruned)
@@ -466,6 +467,12 @@ def _kernel(cfg, st, met, arr, first, until):
             if idx >= cfg.n_req or now >= cfg.t_end:
                 timer_set(st, tu, np.inf)       # the run sends no more: the user stops
                 continue
+            if u == cfg.users:
+                # sessions mode: the next session arrives (docs/model.md, "Sessions")
+                if not session_arrives(cfg, st, tu, now):
+                    _store_counters(st, cross, completed, lat_sum, lat_max)
+                    return K_SESSIONS
+                continue
             p = st.usr_pos[u]
             if p + 1 >= st.usr_think.shape[1] or (cfg.warm_index == _UNKNOWN and now >= cfg.warm_time):
                 # Python's turn: the user's next draws (it needs this row and the next think
@@ -488,7 +495,9 @@ def _kernel(cfg, st, met, arr, first, until):
             s = st.usr_svc[u, p]
             e = st.usr_entry[u]
             dem = st.usr_dem[u, p]
-            client = u
+            client = st.usr_ses[u] if cfg.sessions else u     # (a session's client id: its index)
+            if cfg.sessions and p == 0 and measured:
+                ctr[SESSIONS] += 1
             jin = 0.0
             jout = 0.0
             if cfg.has_jitter:
@@ -499,7 +508,7 @@ def _kernel(cfg, st, met, arr, first, until):
             slot = _take_slot(cfg, st, now, idx, s, e, dem, client, jin, jout)
             st.slot_user[slot] = u
             if cfg.trace:
-                met.tr_user[idx] = u
+                met.tr_user[idx] = client
         else:
             if i >= n:
                 break

@@ -10,8 +10,8 @@ from .info import count_local
 from .loadindex import touch
 from .lowlevel import RunStateCompiler
 from .metrics import window_of
-from .state import (FAILED, FREE_N, REJECTED, RETRIED, RT_N, ST_FAILED, ST_IN_FLIGHT, ST_REJECTED, TS_FAILED,
-                    TS_REJECTED, TS_RETRIED)
+from .state import (FAILED, FREE_N, REJECTED, RETRIED, RT_N, SES_BASE, SES_I, ST_FAILED, ST_IN_FLIGHT, ST_REJECTED,
+                    TS_FAILED, TS_REJECTED, TS_RETRIED, USR_FREE_N)
 from .. import jitcache  # noqa: F401  (stamps the functions cached below: lbbench/jitcache.py)
 
 @njit(inline="always", cache=True)
@@ -45,7 +45,47 @@ def _user_wait_over(cfg, st, slot, t):
     """A closed loop's user has its request's outcome at t (the response back, or its final
     failure or rejection): it thinks, then sends its next request (its timer)."""
     u = st.slot_user[slot]
-    timer_set(st, cfg.user_timer0 + u, t + st.usr_think[u, st.usr_pos[u]])
+    z = st.usr_think[u, st.usr_pos[u]]
+    if z < 0.0:
+        # sessions: that was the session's last request; its user slot is free (a think time
+        # of -1 marks the end: state.py, Config)
+        st.usr_free[st.ctr[USR_FREE_N]] = u
+        st.ctr[USR_FREE_N] += 1
+    else:
+        timer_set(st, cfg.user_timer0 + u, t + z)
+
+
+@njit(inline="always", cache=True)
+def session_arrives(cfg, st, tu, now):
+    """Sessions mode: the next session (ctr[SES_I]) arrives at `now` (its timer tu): it takes a
+    free user slot, its requests' draws go into the slot's rows, and the slot's timer is set to
+    now (its first request goes at its arrival); the timer moves to the next session. False,
+    changing nothing, when Python must act first (K_SESSIONS): the session buffer holds no next
+    session, no slot is free, or the slot's rows are too short for the session."""
+    i = st.ctr[SES_I]
+    if i + 1 >= st.ses_t.shape[0] or st.ctr[USR_FREE_N] == 0:
+        return False
+    n = st.ses_n[i]
+    if n + 1 > st.usr_think.shape[1]:
+        return False
+    st.ctr[USR_FREE_N] -= 1
+    v = st.usr_free[st.ctr[USR_FREE_N]]
+    o = st.ses_off[i]
+    for k in range(n):
+        st.usr_think[v, k] = st.ses_think[o + k]
+        st.usr_svc[v, k] = st.ses_svc[o + k]
+        st.usr_dem[v, k] = st.ses_dem[o + k]
+    st.usr_think[v, n] = -1.0
+    if st.usr_jit.shape[1] > 0:
+        for k in range(2 * n):
+            st.usr_jit[v, k] = st.ses_jit[2 * o + k]
+    st.usr_pos[v] = 0
+    st.usr_entry[v] = st.ses_entry[i]
+    st.usr_ses[v] = st.ctr[SES_BASE] + i
+    st.ctr[SES_I] = i + 1
+    timer_set(st, tu, st.ses_t[i + 1])
+    timer_set(st, cfg.user_timer0 + v, now)
+    return True
 
 
 # compile time on a first run).

@@ -36,7 +36,7 @@ from ..model.limits import INT32_MAX, check_result, time_windows
 from ..model.scenario import Scenario, load_scenario, parse_override
 from .schema import SUMMARY_SCHEMA, TIMING_COLUMNS  # noqa: F401  (the runs table's columns)
 from ..plugins.strategy import Strategy, compile_failure, resolve
-from ..model.workload import Workload, demand_table
+from ..model.workload import SessionDraws, Workload, demand_table
 
 
 
@@ -168,6 +168,11 @@ def _imbalance(x: np.ndarray) -> tuple[float, float, float]:
     return cov, float(x.max() / mean), jain
 
 
+# Sessions mode's first pool of user slots (workload.SessionDraws.SLOTS) and rows per slot (the
+# rows change no result: a slot's rows grow to a longer session's requests)
+SESSION_SLOTS, SESSION_ROWS = SessionDraws.SLOTS, 16
+
+
 def check_demands(sc: Scenario, spec: Strategy, from_trace: bool) -> None:
     """Refuse a run whose demands a strategy declaring `demand_dists` cannot use: a service's
     distribution not among them, or demands given by a trace (no distribution to read)."""
@@ -243,8 +248,11 @@ class _Run:
         conn = sc.balancer.unit == "connection"
         self.workload = Workload(sc, cl, seed, need_client=spec.reads_client or conn)
         self.users = self.workload.users          # a closed loop's users (workload.UserDraws), else None
+        self.sessions = self.workload.sessions    # sessions mode's draws (workload.SessionDraws), else None
+        self.looped = self.users is not None or self.sessions is not None     # the CLOSED kernel
         check_demands(sc, spec, self.workload.demands_from_trace)
-        n_users = self.users.n if self.users is not None else 0
+        # sessions: a pool of user slots (docs/model.md, "Sessions"), grown as sessions need
+        n_users = self.users.n if self.users is not None else SESSION_SLOTS if self.sessions is not None else 0
         # the set-up shared with tests/naive.py (lbbench.model.inputs)
         inp = run_inputs(sc, cl, self.workload, seed)
         self.n_req = n_req = inp.n_req
@@ -282,6 +290,7 @@ class _Run:
             retries=np.int64(cli.retries), backoff=float(cli.backoff), timeout=float(cli.timeout),
             retry_key=np.int64(fkey[1]),
             users=np.int64(n_users), user_timer0=np.int64(control.user_timer(cl.n_nodes, T, n_deploy)),
+            sessions=np.int64(self.sessions is not None),
             n_req=np.int64(n_req if n_req is not None else np.iinfo(np.int64).max),
             t_end=float(sc.run.duration if sc.run.duration is not None else math.inf),
             warm_time=float(inp.warm_time if inp.warm_time is not None else math.inf),
@@ -311,7 +320,7 @@ class _Run:
         self.first_node = np.where(cl.initial, cl.task_node, -1).astype(np.int32)    # a spare slot: -1
         cap = 1024
         N = cl.n_nodes
-        n_timers = control.timers(N, T, n_users, n_deploy)
+        n_timers = control.timers(N, T, n_users + (self.sessions is not None), n_deploy)    # (+ the sessions' arrivals)
         at = {control.T_SCHEDULE: self.schedule.time[0]} if len(self.schedule) else {}
         if len(inp.background):
             at[control.background_timer(N, T)] = inp.background.time[0]
@@ -325,7 +334,9 @@ class _Run:
         # streams are drawn in order, whatever the rows; docs/model.md, "Random streams"): about
         # 8 chunks' worth in all, so that drawing them (a few numpy calls per user) stays cheap
         # per request
-        rows = min(max(8 * sc.run.chunk // max(n_users, 1), 64), 4096) if n_users else 0
+        rows = min(max(8 * sc.run.chunk // max(n_users, 1), 64), 4096) if self.users is not None else 0
+        if self.sessions is not None:
+            rows = SESSION_ROWS     # (widened for a longer session: more_sessions)
         self.timers = (n_timers, at)
         ctl_t, ctl_i = control.new_tree(n_timers, at)
         piggy = info.kind == "piggyback"
@@ -337,6 +348,7 @@ class _Run:
             dict(tasks=T, workers=int(cl.task_wstart[-1]), nodes=N, balancers=n_bal, balancer_services=n_bal * S_,
                  state_size=spec.state_size_for(params), connections=clients * S_ if conn else 0,
                  users=n_users, user_draws=rows, user_jitter=2 * rows if sc.network.jitter > 0 else 0,
+                 session_slots=n_users if self.sessions is not None else 0,
                  piggy_balancers=n_bal if piggy else 0, piggy_tasks=T if piggy else 0,
                  local_balancers=n_bal if info.kind == "local" else 0, local_tasks=T if info.kind == "local" else 0,
                  timer_tree=len(ctl_t), slots=cap, strategy_tasks=T if spec.task_state else 0,
@@ -370,7 +382,7 @@ class _Run:
             tr_task=np.full(n_trace, -1, dtype=np.int32), tr_start=np.full(n_trace, np.nan),
             tr_done=np.full(n_trace, np.nan), tr_latency=np.full(n_trace, np.nan),
             tr_status=np.full(n_trace, -1, dtype=np.int8), tr_tries=np.zeros(n_trace, dtype=np.int16),
-            tr_user=np.full(n_trace if n_users else 0, -1, dtype=np.int32),
+            tr_user=np.full(n_trace if self.looped else 0, -1, dtype=np.int32),
             ts_count=np.zeros((self.ts_n, S.TS_N), dtype=np.int64), ts_lat_sum=np.zeros(self.ts_n),
             ts_hist=np.zeros((self.ts_n, M.TS_BUCKETS), dtype=np.int64),
             ts_node_busy=np.zeros((self.ts_n, cl.n_nodes)),
@@ -379,6 +391,8 @@ class _Run:
 
         if self.users is not None:
             self.start_users()
+        if self.sessions is not None:
+            self.start_sessions()
 
     def start_users(self) -> None:
         """A closed loop at time 0: every user's first draws, its entry node, its first think
@@ -410,6 +424,77 @@ class _Run:
                 st.usr_jit[u, 2 * keep:] = jitter
             st.usr_pos[u] = 0
 
+    def start_sessions(self) -> None:
+        """Sessions mode at time 0: every user slot free, the first sessions drawn, the first
+        one's arrival on the sessions' timer."""
+        st = self.st
+        n = len(st.usr_pos)
+        st.usr_free[:] = np.arange(n - 1, -1, -1, dtype=np.int32)
+        st.ctr[S.USR_FREE_N] = n
+        self.load_sessions()
+        n_timers, at = self.timers
+        t_ctl, i_ctl = control.new_tree(n_timers, {**at, int(self.cfg_kw["user_timer0"]) + n: float(self.st.ses_t[0])})
+        self.st.ctl_t[:], self.st.ctl_i[:] = t_ctl, i_ctl
+        self.ensure_capacity(n)
+
+    def load_sessions(self) -> None:
+        """The session buffer: the sessions not yet arrived (from ctr[SES_I] on), then the
+        next block (workload.SessionDraws)."""
+        st = self.st
+        i = int(st.ctr[S.SES_I])
+        b = self.sessions.block()
+        o = int(st.ses_off[i]) if i < len(st.ses_t) else 0
+        off = np.concatenate([st.ses_off[i:] - o, b.off[:-1] + (len(st.ses_think) - o)])
+        self.st = st._replace(
+            ses_t=np.concatenate([st.ses_t[i:], b.t]), ses_n=np.concatenate([st.ses_n[i:], b.count]),
+            ses_entry=np.concatenate([st.ses_entry[i:], b.entry]), ses_off=off,
+            ses_think=np.concatenate([st.ses_think[o:], b.think]), ses_dem=np.concatenate([st.ses_dem[o:], b.demand]),
+            ses_svc=np.concatenate([st.ses_svc[o:], b.service]),
+            ses_jit=np.concatenate([st.ses_jit[2 * o:], b.jitter]))
+        self.st.ctr[S.SES_BASE] += i
+        self.st.ctr[S.SES_I] = 0
+
+    def more_sessions(self) -> None:
+        """What the next session needs before it can arrive (the kernel returned K_SESSIONS):
+        the session after it drawn, a free user slot (the pool doubles: its timers, rows and
+        the sessions' timer move up), rows long enough for its requests."""
+        st = self.st
+        i = int(st.ctr[S.SES_I])
+        if i + 1 >= len(st.ses_t):
+            self.load_sessions()
+            st, i = self.st, 0
+        n = len(st.usr_pos)
+        rows = st.usr_think.shape[1]
+        need = int(st.ses_n[i]) + 1
+        grow = st.ctr[S.USR_FREE_N] == 0
+        if not grow and need <= rows:
+            return
+        m = 2 * n if grow else n
+        r = max(2 * rows, need) if need > rows else rows
+
+        def grown(a, cols):
+            b = np.zeros((m, cols) if a.ndim == 2 else m, dtype=a.dtype)
+            b[tuple(slice(0, x) for x in a.shape)] = a
+            return b
+        jcols = 2 * r if st.usr_jit.shape[1] else 0
+        new = dict(usr_think=grown(st.usr_think, r), usr_dem=grown(st.usr_dem, r), usr_svc=grown(st.usr_svc, r),
+                   usr_jit=grown(st.usr_jit, jcols), usr_pos=grown(st.usr_pos, 0), usr_entry=grown(st.usr_entry, 0),
+                   usr_ses=grown(st.usr_ses, 0), usr_free=grown(st.usr_free, 0))
+        if grow:
+            # the new slots are free; the timers: users' ids stay, the sessions' moves to u0 + m
+            f = int(st.ctr[S.USR_FREE_N])
+            new["usr_free"][f:f + m - n] = np.arange(m - 1, n - 1, -1, dtype=np.int32)
+            st.ctr[S.USR_FREE_N] = f + m - n
+            u0 = int(self.cfg_kw["user_timer0"])
+            p = len(st.ctl_t) // 2
+            leaves = st.ctl_t[p:p + u0 + n + 1]
+            at = {j: float(v) for j, v in enumerate(leaves) if math.isfinite(v) and j != u0 + n}
+            at[u0 + m] = float(leaves[u0 + n])
+            new["ctl_t"], new["ctl_i"] = control.new_tree(u0 + m + 1, at)
+            self.cfg_kw["users"] = np.int64(m)
+            self.ensure_capacity(m - n)
+        self.st = self.st._replace(**new)
+
     def direct_ok(self, force_heap: bool) -> bool:
         """Whether the kernel may record completions at dispatch (see engine.DIRECT)."""
         sc, spec = self.sc, self.spec
@@ -417,7 +502,7 @@ class _Run:
         # one entry node for every request (a trace's own entry column overrides workload.entry)
         single_entry = wl.entry_single >= 0 and (wl.trace is None or "entry" not in wl.trace.cols)
         in_order = sc.network.jitter == 0 and (sc.network.hop == 0 or single_entry)
-        return (not force_heap and self.users is None and not spec.reads_load and spec.on_complete is None and in_order
+        return (not force_heap and not self.looped and not spec.reads_load and spec.on_complete is None and in_order
                 and all(s.queue_limit == 0 for s in sc.services) and sc.run.drain
                 and not sc.orchestrated and not sc.clients.active and sc.cluster.cores is None)
 
@@ -539,7 +624,7 @@ def run_parts(scenario, strategy: str | Strategy = "round_robin", params: dict |
     cfg = run.config()
     empty = S.Arrivals(np.empty(0), np.empty(0, np.int32), np.empty(0), np.empty(0, np.int32), np.empty(0, np.int64), np.empty(0))
     t_compile = time.perf_counter()
-    kernel = _kernel(spec, sc.orchestrated or sc.clients.active, run.direct, run.users is not None)
+    kernel = _kernel(spec, sc.orchestrated or sc.clients.active, run.direct, run.looped)
     # A call that does nothing (no arrivals, no event due by -inf) compiles the kernel or loads
     # it from the cache now, so that wall_s and req_per_s measure the simulation only.
     try:
@@ -565,7 +650,7 @@ def _run_chunks(run: _Run, spec: Strategy, pvals: dict, seed: int, trace: bool, 
     pool = None             # the arrivals' thread, started with the second chunk
     pending = None          # the next chunk, being drawn there
     try:
-        while run.users is None:
+        while not run.looped:
             if stop is not None and stop.is_set():
                 return None
             if n_req is not None:
@@ -609,7 +694,7 @@ def _run_chunks(run: _Run, spec: Strategy, pvals: dict, seed: int, trace: bool, 
                 bar.update(len(arr) if n_req is not None else min(until, duration) - bar.n)
             if n_req is None and last:
                 break
-        if run.users is not None:
+        if run.looped:
             if not _run_users(run, spec, cfg, kernel, empty, stop, bar):
                 return None
         else:
@@ -649,6 +734,9 @@ def _run_users(run: _Run, spec: Strategy, cfg, kernel, empty, stop, bar) -> bool
             return True
         if status == S.K_USER_DRAWS:
             run.draw_users()
+        elif status == S.K_SESSIONS:
+            run.more_sessions()
+            cfg = run.config()
         elif status == S.K_WARM:
             run.warm_index = int(run.st.ctr[S.NEED])
             cfg = run.config()
@@ -769,7 +857,7 @@ def _result(run: _Run, spec: Strategy, pvals: dict, seed: int, wall: float, trac
     svc0 = sc.services[0]
     capacity = sum(cl.service_capacity(i) for i in range(cl.n_services))
     rate = float(run.workload.rate)
-    if run.users is not None:
+    if run.looped:
         # a closed loop's offered load is what its users sent: the measured arrival rate
         rate = arrived / window if window and window > 0 else math.nan
         w = np.array([s.weight for s in sc.services])
@@ -795,6 +883,7 @@ def _result(run: _Run, spec: Strategy, pvals: dict, seed: int, wall: float, trac
         "rho": float(rho),
         "rate": rate,
         "users": run.users.n if run.users is not None else 0,
+        "sessions": int(st.ctr[S.SESSIONS]),
         "mode": sc.balancer.mode,
         "info": sc.balancer.info,
         "hop": float(sc.network.hop),
@@ -859,6 +948,7 @@ def _result(run: _Run, spec: Strategy, pvals: dict, seed: int, wall: float, trac
             "task": met.tr_task, "start": met.tr_start, "done": met.tr_done,
             "latency": met.tr_latency, "status": met.tr_status, "retries": met.tr_tries,
             **({"user": met.tr_user} if run.users is not None else {}),
+            **({"session": met.tr_user} if run.sessions is not None else {}),
         })
     return Parts(row=row, tasks=tasks, hist_counts=hist, timeseries=timeseries, faults=faults,
                  nodes=_nodes_table(run, row["run_id"], window), events=_events_table(run, row["run_id"]), trace=tr,

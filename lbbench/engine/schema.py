@@ -8,7 +8,7 @@ _I, _F, _S = pl.Int64, pl.Float64, pl.String
 # The runs table's columns, in order, with their types (a failed run has the same columns).
 SUMMARY_SCHEMA: dict[str, pl.DataType] = {
     "run_id": _S, "scenario": _S, "strategy": _S, "strategy_version": _S, "strategy_hash": _S,
-    "params": _S, "seed": _I, "nodes": _I, "tasks": _I, "workers": _I, "rho": _F, "rate": _F, "users": _I,
+    "params": _S, "seed": _I, "nodes": _I, "tasks": _I, "workers": _I, "rho": _F, "rate": _F, "users": _I, "sessions": _I,
     "mode": _S, "info": _S, "hop": _F, "requests": _I, "arrived": _I, "completed": _I,
     "rejected": _I, "failed": _I, "in_flight": _I, "retried": _I, "timed_out": _I, "availability": _F,
     "faults": _I, "crashes": _I, "recovery_s": _F, "update_s": _F, "latency_mean": _F, "latency_p50": _F,

@@ -35,7 +35,7 @@ Config = namedtuple("Config", [
     "ss_window", "ss_inv_aggr", "ss_min",
     "as_svc", "as_metric", "as_target", "as_interval", "as_buckets", "as_tol", "as_recs", "as_lo", "as_hi",
     "as_workers", "as_timer0",
-    "dem_dist",
+    "dem_dist", "sessions",
 ])
 Config.__doc__ = """Static configuration of a run.
 
@@ -75,6 +75,12 @@ minimum weight of a task that joins during the run.
 Autoscalers (as_*, one per autoscaled service; docs/model.md, "Autoscaler"): their service,
 metric, target, interval, window in intervals, tolerance, stabilization in desires, min, max,
 the service's workers per task; autoscaler a's timer is as_timer0 + a.
+
+Sessions (sessions = 1; docs/model.md, "Sessions"): the closed loop's machinery with `users`
+user slots (the pool; it grows between kernel calls) and one more timer, user_timer0 + users,
+the next session's arrival: an arriving session takes a free slot (usr_free), its requests'
+draws are copied from the session buffer (ses_*) into the slot's rows, with a think time of -1
+after the last (the slot is free again after that request's outcome).
 
 dem_dist: float64[S, 4], each service's demand distribution as `view.demand_dist` shows it
 (lbbench/model/workload.py, `demand_descriptor`).
@@ -175,6 +181,18 @@ STATE = {
         Array("usr_jit", np.float64, ("users", "user_jitter"), 0.0, "hop jitter (in, out) of each next request"),
         Array("usr_pos", np.int64, ("users",), 0, "the row of the user's next request"),
         Array("usr_entry", np.int32, ("users",), 0, "the user's entry node"),
+        Array("usr_free", np.int32, ("session_slots",), 0, "sessions: the free user slots (a stack, ctr[USR_FREE_N])"),
+        Array("usr_ses", np.int64, ("session_slots",), 0, "sessions: the session a slot runs (its client id)"),
+    ),
+    "sessions": (           # sessions mode: the next sessions, drawn ahead by Python (workload.SessionDraws)
+        Array("ses_t", np.float64, ("ses_buf",), 0.0, "arrival time of each (ctr[SES_I] the next to arrive)"),
+        Array("ses_n", np.int64, ("ses_buf",), 0, "its requests"),
+        Array("ses_entry", np.int32, ("ses_buf",), 0, "its entry node"),
+        Array("ses_off", np.int64, ("ses_buf",), 0, "where its requests' draws start in ses_think, ..."),
+        Array("ses_think", np.float64, ("ses_reqs",), 0.0, "think time before each request"),
+        Array("ses_dem", np.float64, ("ses_reqs",), 0.0, "demand of each request"),
+        Array("ses_svc", np.int32, ("ses_reqs",), 0, "service of each request"),
+        Array("ses_jit", np.float64, ("ses_jit",), 0.0, "hop jitter (in, out) of each request"),
     ),
     "cpu": (                # cluster.cores: the nodes' cores shared by processor sharing (cpu.py); 0-sized without
         Array("task_run", np.int64, ("ps_tasks",), 0, "requests in service at the task (at most its workers)"),
@@ -252,11 +270,15 @@ State.__doc__ = "Mutable state, resumable across chunks: the arrays of `STATE`, 
 
 # ctr (int64) fields
 (ARRIVED, COMPLETED, REJECTED, FAILED, CROSS, HEAP_N, TRANSIT_N, FREE_N, ERR_CODE, ERR_REQ, ERR_VALUE, REQUESTS,
- IN_FLIGHT_M, RETRIED, TIMED_OUT, RT_N, FAULT_I, CRASHES, NEED, BG_I, DEPLOY_I, RAMP_N, LOG_N, N_CTR) = range(24)
+ IN_FLIGHT_M, RETRIED, TIMED_OUT, RT_N, FAULT_I, CRASHES, NEED, BG_I, DEPLOY_I, RAMP_N, LOG_N,
+ SESSIONS, SES_I, SES_BASE, USR_FREE_N, N_CTR) = range(28)
 # The kernel's return codes: done, a strategy's answer not a candidate (ERR_*), and a closed
 # loop's stops for Python: user ctr[NEED] has used its draws (refill them), the first measured
-# request of a duration-bounded run is ctr[NEED] (set warm_index).
-K_DONE, K_NOT_A_CANDIDATE, K_USER_DRAWS, K_WARM = range(4)
+# request of a duration-bounded run is ctr[NEED] (set warm_index); sessions: the next session
+# needs Python (more sessions drawn, a free user slot, longer rows).
+# (SESSIONS: sessions started in the measurement window; SES_I: the next session's place in the
+# session buffer; SES_BASE: the session index of the buffer's first)
+K_DONE, K_NOT_A_CANDIDATE, K_USER_DRAWS, K_WARM, K_SESSIONS = range(5)
 # fctr (float64) fields
 # (CONTENTION: the measured completions' time in service beyond the core-seconds they held; cpu.py)
 LAT_SUM, LAT_MAX, T_FIRST, T_LAST, CONTENTION, N_FCTR = range(6)
@@ -291,7 +313,7 @@ def new_state(sizes: dict, **given) -> State:
     declaration. `sizes` names the sizes: tasks, workers, nodes, balancers, balancer_services,
     state_size, strategy_tasks, task_state, connections, local_balancers, local_tasks, piggy_balancers, piggy_tasks,
     timer_tree, index_rows, index_len, services, users, user_draws, user_jitter (0 when not
-    given: no closed loop), ps_tasks, ps_nodes, ps_heap, ps_tree, ps_snap_nodes, ps_piggy_nodes
+    given: no closed loop), session_slots, ses_buf, ses_reqs, ses_jit (0 when not given: no sessions), ps_tasks, ps_nodes, ps_heap, ps_tree, ps_snap_nodes, ps_piggy_nodes
     (0 when not given: no processor sharing), weight_tasks (0 when not given: no slow start),
     log_cap (0 when not given: no event log),
     work_tasks (0 when not given: no `work` information), slots; heap is slots + HEAP_PAD."""
@@ -307,7 +329,8 @@ def reset_state(st: State, sizes: dict, **given) -> State:
 
 
 def _fill(st: State | None, sizes: dict, given: dict) -> State:
-    sizes = dict({"users": 0, "user_draws": 0, "user_jitter": 0, "ps_tasks": 0, "ps_nodes": 0, "ps_heap": 0,
+    sizes = dict({"users": 0, "user_draws": 0, "user_jitter": 0, "session_slots": 0, "ses_buf": 0, "ses_reqs": 0,
+                  "ses_jit": 0, "ps_tasks": 0, "ps_nodes": 0, "ps_heap": 0,
                   "ps_tree": 0, "ps_snap_nodes": 0, "ps_piggy_nodes": 0, "weight_tasks": 0, "autoscalers": 0,
                   "as_buckets": 0, "as_recs": 0, "as_hbuckets": 0, "work_tasks": 0, "deploy_events": 0, "log_cap": 0}, **sizes)
     sizes = dict(sizes, heap=sizes[SLOTS] + HEAP_PAD, n_ctr=N_CTR, n_fctr=N_FCTR, log_fields=LOG_FIELDS)
@@ -382,7 +405,7 @@ Metrics.__doc__ = """Streaming metrics.
 hist          int64[N_BUCKETS] latency histogram of measured completions
 task_served   int64[T], task_busy float64[T] (seconds of service of measured requests)
 tr_*          per-request trace (length = requests when tracing, else 0; tr_user, the closed
-              loop's user of each request, 0 without one)
+              loop's user of each request, or the session's index in sessions mode, 0 long without either)
 ts_count      int64[W, 6]: per window of (first) arrival time: arrived, completed, rejected,
               failed, retried (attempts re-sent), timed_out
 ts_lat_sum    float64[W], ts_hist int64[W, TS_BUCKETS] (coarse latency histogram)

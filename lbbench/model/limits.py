@@ -39,6 +39,10 @@ def check_run(sc, cl, wl, n_req: int | None) -> float:
     rates = np.asarray(wl.rates, dtype=np.float64)
     if sc.workload.mode == "closed":
         return _check_horizon(sc, cl, closed_horizon(sc, cl, n_req))
+    if sc.workload.mode == "sessions":
+        # run.duration, else the expected time of run.requests requests at the sessions' rate
+        rate = sc.workload.session_rate * sc.workload.session_requests
+        return _check_horizon(sc, cl, sc.run.duration if sc.run.duration is not None else n_req / rate)
     if not (math.isfinite(wl.rate) and wl.rate > 0 and np.all(np.isfinite(rates))):
         key = "workload.rho" if sc.workload.rho is not None else "workload.rate"
         raise UserError(f"{key} gives an arrival rate of {_g(wl.rate)} req/s, not a finite positive number; "

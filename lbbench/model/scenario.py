@@ -232,14 +232,23 @@ class Workload(_Model):
     profile_csv: str | None = Field(None, description="absolute rate (requests/s) from a CSV of time, rate rows")
     diurnal: Diurnal | None = None
     bursts: Bursts | None = None
-    mode: Literal["open", "closed"] = Field("open", description="open: arrivals at a rate; closed: users who wait for each response")
+    mode: Literal["open", "closed", "sessions"] = Field(
+        "open", description="open: arrivals at a rate; closed: users who wait for each response; sessions: both")
     users: int | None = Field(None, ge=1, le=INT32_MAX, description="closed mode: the number of users")
     think: Demand | None = Field(None, description="closed mode: each user's think time before a request (the demand vocabulary)")
+    session_rate: float | None = Field(None, gt=0, allow_inf_nan=False, le=1e12,
+                                       description="sessions mode: sessions arriving per second (Poisson)")
+    session_requests: float | None = Field(None, ge=1, allow_inf_nan=False, le=1e9,
+                                           description="sessions mode: mean requests per session (geometric, 1, 2, ...)")
 
     @model_validator(mode="after")
     def _check(self):
         if self.mode == "closed":
+            self._refuse_session_keys()
             return self._check_closed()
+        if self.mode == "sessions":
+            return self._check_sessions()
+        self._refuse_session_keys()
         if self.users is not None or self.think is not None:
             key = "users" if self.users is not None else "think"
             raise ValueError(f"{key}: only for closed mode; set workload.mode = \"closed\" or drop workload.{key}")
@@ -284,14 +293,39 @@ class Workload(_Model):
 
     def _check_closed(self):
         """Closed mode (docs/model.md, "Closed loop"): users and think times, no arrival rate."""
-        for key in ("rho", "rate", "trace", "profile", "profile_csv", "diurnal", "bursts"):
-            if getattr(self, key) is not None:
-                raise ValueError(f"{key}: refused in closed mode (the users and their think times set the load); "
-                                 f"drop workload.{key} or set workload.mode = \"open\"")
+        self._refuse(("rho", "rate", "trace", "profile", "profile_csv", "diurnal", "bursts"),
+                     "the users and their think times set the load")
         if self.users is None:
             raise ValueError("users: closed mode needs workload.users, the number of users (at least 1)")
         if self.think is None:
             raise ValueError("think: closed mode needs workload.think = {dist, mean, ...}, the think time between requests")
+        return self._check_entry()
+
+    def _refuse(self, keys, why):
+        """The first of `keys` given is refused in this mode (`why`: what sets the load instead)."""
+        for key in keys:
+            if getattr(self, key) is not None:
+                raise ValueError(f"{key}: refused in {self.mode} mode ({why}); drop workload.{key} or set "
+                                 "workload.mode = \"open\"")
+
+    def _refuse_session_keys(self):
+        for key in ("session_rate", "session_requests"):
+            if getattr(self, key) is not None:
+                raise ValueError(f"{key}: only for sessions mode; set workload.mode = \"sessions\" or drop workload.{key}")
+
+    def _check_sessions(self):
+        """Sessions mode (docs/model.md, "Sessions"): a session rate, requests per session and
+        think times; no arrival rate, no users, no time-varying rate."""
+        self._refuse(("rho", "rate", "trace", "users", "profile", "profile_csv", "diurnal", "bursts"),
+                     "workload.session_rate, workload.session_requests and the think times set the load")
+        if self.session_rate is None:
+            raise ValueError("session_rate: sessions mode needs workload.session_rate, the sessions arriving per second (> 0)")
+        if self.session_requests is None:
+            raise ValueError("session_requests: sessions mode needs workload.session_requests, the mean requests per "
+                             "session (>= 1)")
+        if self.think is None:
+            raise ValueError("think: sessions mode needs workload.think = {dist, mean, ...}, the think time between a "
+                             "session's requests")
         return self._check_entry()
 
 
@@ -586,8 +620,11 @@ class Scenario(_Model):
             raise ValueError(f"workload.entry has {len(w.entry)} weights but nodes = {n}; give one per node")
         if isinstance(w.entry, str) and w.entry.startswith("single:") and int(w.entry[7:]) >= n:
             raise ValueError(f"workload.entry {w.entry!r} names a node that does not exist; nodes are 0..{n - 1}")
-        if w.mode == "closed" and not self.run.drain and self.run.duration is None:
-            raise ValueError("run.drain false in closed mode needs run.duration (the run then stops there); "
+        if w.mode == "sessions" and self.balancer.unit == "connection":
+            raise ValueError("balancer.unit connection is not modelled in sessions mode yet; use balancer.unit = "
+                             "\"request\" or workload.mode = \"closed\"")
+        if w.mode in ("closed", "sessions") and not self.run.drain and self.run.duration is None:
+            raise ValueError(f"run.drain false in {w.mode} mode needs run.duration (the run then stops there); "
                              "give run.duration or drop run.drain")
         if self.balancer.info == "work" and self.cluster.cores is not None:
             # `work` sums the FIFO workers' remaining busy time; under processor sharing a
@@ -957,6 +994,8 @@ def validate(data: dict, source: str = "scenario") -> Scenario:
 
 
 _ALTERNATIVE = {"workload.users": ("workload.rho", "workload.rate", "workload.trace", "workload.profile_csv"),
+                "workload.session_rate": ("workload.rho", "workload.rate", "workload.trace", "workload.profile_csv",
+                                          "workload.users"),
                 "workload.rate": ("workload.rho", "workload.trace", "workload.profile_csv"),
                 "workload.rho": ("workload.rate", "workload.trace", "workload.profile_csv"),
                 "workload.trace": ("workload.rho", "workload.rate", "workload.profile_csv"),

@@ -287,11 +287,80 @@ class UserDraws:
         return think, service, demand, jitter
 
 
+class SessionBlock:
+    """Sessions first, first + 1, ..., first + n - 1 (SessionDraws.block): their arrival times,
+    request counts, entry nodes, and their requests' draws laid end to end (session i's from
+    off[i] on, off[n] = the total): the think time before each request (0 before a session's
+    first), service, demand, hop jitter in/out (2 per request; empty without jitter)."""
+
+    def __init__(self, first, t, count, entry, off, think, service, demand, jitter):
+        self.first, self.t, self.count, self.entry, self.off = first, t, count, entry, off
+        self.think, self.service, self.demand, self.jitter = think, service, demand, jitter
+
+
+class SessionDraws:
+    """Sessions mode (docs/model.md, "Sessions"): sessions arrive as a Poisson process at
+    `workload.session_rate`; each sends a geometric number of requests (mean
+    `workload.session_requests`, support 1, 2, ...) separated by think times. Everything a
+    session draws comes from the session streams (SESSION, purpose, ...), each drawn in session
+    order and in blocks of BLOCK sessions, so that session j's arrival, request count, entry and
+    k-th request's think, service, demand and jitter depend on j alone: not on the strategy (which
+    sets when a session's requests go), nor on run.chunk."""
+
+    BLOCK = 256
+    # the engine's first pool of user slots, one per session in progress (it doubles when none
+    # is free; only the order of events at equal times depends on which slot a session takes)
+    SLOTS = 64
+
+    def __init__(self, sc: Scenario, seed: int, entries):
+        wl = sc.workload
+        self.rate = float(wl.session_rate)
+        self.p = 1.0 / float(wl.session_requests)
+        self.entries = entries          # draws n entry nodes (Workload's ENTRY stream)
+        self.cdf = weight_cdf(sc)
+        self.jitter = sc.network.jitter
+        X = rngmod.SESSION
+        self.gaps = rngmod.stream(seed, X, rngmod.GAPS)
+        self.count_rng = rngmod.stream(seed, X, rngmod.SESSION)
+        self.think = DemandSampler(wl.think, seed, key=(X, rngmod.THINK))
+        self.demand = [DemandSampler(svc.demand, seed, key=(X, rngmod.DEMAND, s)) for s, svc in enumerate(sc.services)]
+        self.service_rng = rngmod.stream(seed, X, rngmod.SERVICE) if len(sc.services) > 1 else None
+        self.jitter_rng = rngmod.stream(seed, X, rngmod.JITTER) if self.jitter > 0 else None
+        self.now = 0.0
+        self.next = 0
+
+    def block(self) -> SessionBlock:
+        """The next BLOCK sessions."""
+        n = self.BLOCK
+        t = self.gaps.standard_exponential(n) / self.rate
+        t[0] += self.now
+        np.cumsum(t, out=t)
+        self.now = float(t[-1])
+        count = self.count_rng.geometric(self.p, n).astype(np.int64) if self.p < 1.0 else np.ones(n, dtype=np.int64)
+        off = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(count, out=off[1:])
+        r = int(off[-1])
+        think = self.think.draw(r)
+        think[off[:-1]] = 0.0           # a session's first request goes at its arrival
+        if self.service_rng is None:
+            service = np.zeros(r, dtype=np.int32)
+        else:
+            service = np.searchsorted(self.cdf, self.service_rng.random(r), side="right").astype(np.int32)
+        demand = draw_demands(self.demand, service)
+        jitter = self.jitter_rng.random(2 * r) * self.jitter if self.jitter_rng is not None else np.empty(0)
+        if not (math.isfinite(think.sum() + demand.sum()) and math.isfinite(self.now)):
+            raise UserError("workload.think, workload.session_rate or services.*.demand drew a non-finite value for a "
+                            "session; its parameters overflow, change them")
+        b = SessionBlock(self.next, t, count, self.entries(n), off, think, service, demand, jitter)
+        self.next += n
+        return b
+
+
 def service_rates(sc: Scenario, cl: ClusterState, base: float | None = None) -> np.ndarray:
     """Requests per second offered to each service (NaN: set by a trace, or by a closed loop's
     users; the base rate of a time-varying workload, `base`: a CSV profile's,
     `profile.csv_base_rate`)."""
-    if sc.workload.trace is not None or sc.workload.mode == "closed":
+    if sc.workload.trace is not None or sc.workload.mode in ("closed", "sessions"):
         return np.full(len(sc.services), np.nan)
     if sc.workload.rho is not None:
         return np.array([sc.workload.rho * cl.service_capacity(s) / svc.demand.mean
@@ -356,6 +425,8 @@ class Workload:
         self.next_index = 0
         # closed loop: the users, each at the entry node drawn for it from the ENTRY stream
         self.users = UserDraws(sc, seed, self._draw_entries(sc.workload.users)) if sc.workload.mode == "closed" else None
+        # sessions: drawn block by block, each session's entry node from the ENTRY stream
+        self.sessions = SessionDraws(sc, seed, self._draw_entries) if sc.workload.mode == "sessions" else None
 
     @property
     def demands_from_trace(self) -> bool:
