@@ -43,6 +43,32 @@ def test_every_function_that_reads_a_hook_or_switch_is_specialised():
     assert "_kernel" in special
 
 
+
+def test_the_functions_shared_by_every_strategys_kernel_read_no_hook():
+    """kernel.SHARED_FUNCS are compiled once per set of switches for every strategy, and
+    HOOKLESS_FUNCS once for every strategy without on_complete (specialise._shared): one that
+    read `_select` (or, for SHARED_FUNCS, the completion hook), directly or through a function
+    it calls, would run the default hook instead of the strategy's."""
+    funcs = _functions()
+    reads = {name: {n.id for n in ast.walk(node) if isinstance(n, ast.Name)} for name, node in funcs.items()}
+
+    def reached(name, seen=None):
+        seen = set() if seen is None else seen
+        if name in seen:
+            return set()
+        seen.add(name)
+        out = set(reads[name])
+        for callee in reads[name] & set(funcs):
+            out |= reached(callee, seen)
+        return out
+    assert set(kernel.SHARED_FUNCS) | set(kernel.HOOKLESS_FUNCS) <= set(kernel.KERNEL_FUNCS) - {"_kernel"}
+    for name in kernel.SHARED_FUNCS:
+        assert not reached(name) & {"_select", "_on_complete", "_params", "HAS_COMPLETE", "_retire"}, name
+    for name in kernel.HOOKLESS_FUNCS:
+        # the completion hook only under `if HAS_COMPLETE:`, which a hookless strategy's copy prunes
+        assert "_select" not in reached(name), name
+        assert "HAS_COMPLETE" in reached(name) or not reached(name) & {"_on_complete", "_params"}, name
+
 def _sizes(slots=4):
     return dict(tasks=5, workers=7, nodes=3, balancers=2, balancer_services=4, state_size=3, strategy_tasks=5,
                 task_state=2, connections=6, local_balancers=2, local_tasks=5, piggy_balancers=0, piggy_tasks=0,

@@ -30,13 +30,13 @@ import numpy as np
 from numba import njit
 
 from .heaps import _sift_down, heap_pop, heap_push, tree_set
-from .lowlevel import RunStateCompiler, apart
+from .lowlevel import RunStateCompiler, apart, inlined
 from .requests import fail_at_task
 from .state import BG_I, CONTENTION
 from .. import jitcache  # noqa: F401  (stamps the functions cached below: lbbench/jitcache.py)
 
 
-@njit(inline="always", cache=True)
+@inlined
 def _sync(st, n, t):
     """Bring node n's virtual clock and core clock to time t (its rate and share have held since
     node_tv)."""
@@ -46,7 +46,7 @@ def _sync(st, n, t):
     st.node_tv[n] = t
 
 
-@njit(inline="always", cache=True)
+@inlined
 def _reschedule(cfg, st, n):
     """Node n's rate from its requests in service, and its next completion in the tree."""
     m = st.node_run[n] + st.node_bg[n]
@@ -85,7 +85,7 @@ def ps_background(cfg, st, t):
     _reschedule(cfg, st, n)
 
 
-@njit(inline="always", cache=True)
+@inlined
 def _start(cfg, st, met, slot, k, t):
     """The request in `slot` starts service at task k at time t: its virtual finish on k's node."""
     n = np.int64(cfg.task_node[k])

@@ -2,7 +2,7 @@
 import numpy as np
 from numba import njit
 
-from .lowlevel import RunStateCompiler
+from .lowlevel import RunStateCompiler, inlined
 from .. import jitcache  # noqa: F401  (stamps the functions cached below: lbbench/jitcache.py)
 
 
@@ -31,7 +31,7 @@ def heap_push(key, slot, n, k, s):
     return n + 1
 
 
-@njit(inline="always", cache=True)
+@inlined
 def _sift_down(key, slot, n, i):
     """Move the pair at i down to its place among the first n (keys from n on are +inf)."""
     k = key[i]
@@ -84,7 +84,7 @@ def timer_set(st, i, t):
     tree_set(st.ctl_t, st.ctl_i, i, t)
 
 
-@njit(inline="always", cache=True)
+@inlined
 def tree_set(ct, ci, i, t):
     """Set leaf i of the tournament tree (ct, ci) to time t and restore the tree above it: each
     inner node holds the earlier of its children, a tie going to the left (lower id)."""
@@ -100,6 +100,6 @@ def tree_set(ct, ci, i, t):
         j >>= 1
 
 
-@njit(inline="always", cache=True)
+@inlined
 def timer_at(st, i):
     return st.ctl_t[(st.ctl_t.shape[0] >> 1) + i]

@@ -8,6 +8,7 @@ current is beside it: `on_response` (called at every completion) and `refresh` (
 snapshot's control event, control.py).
 """
 from numba import njit
+from .lowlevel import inlined
 from .. import jitcache  # noqa: F401  (stamps the functions cached below: lbbench/jitcache.py)
 
 INFO_GLOBAL, INFO_LOCAL, INFO_STALE, INFO_PIGGYBACK = 0, 1, 2, 3
@@ -34,7 +35,7 @@ def load_of(cfg, st, b):
     return st.snapshot
 
 
-@njit(inline="always", cache=True)
+@inlined
 def count_local(cfg, st, b, k, d):
     """Balancer b's own count of task k's outstanding requests changes by d. Kept under
     `local` only: the table is balancers x tasks, allocated (and written per request) only
@@ -55,7 +56,7 @@ def node_load_of(cfg, st, b):
     return st.node_load
 
 
-@njit(inline="always", cache=True)
+@inlined
 def on_response(cfg, st, b, k):
     """A response of task k reaches balancer b (the request completed): under `piggyback` it
     carries the task's count of requests present (queued or in service) as it leaves."""
@@ -63,7 +64,7 @@ def on_response(cfg, st, b, k):
         st.piggy[b, k] = st.present[k]
 
 
-@njit(inline="always", cache=True)
+@inlined
 def refresh(st):
     """`stale:P`: a fresh global snapshot (a control event every P seconds). Inlined into
     control.refresh_step, its one caller: one compile fewer on a first run."""
@@ -73,7 +74,7 @@ def refresh(st):
         st.node_snap[n] = st.node_load[n]
 
 
-@njit(inline="always", cache=True)
+@inlined
 def fill_work(cfg, st, cands, now):
     """`work`: each candidate's unfinished work at `now` into st.work (seconds of demand at speed
     1.0): the work its workers have left on the requests that reached it (in service or queued),

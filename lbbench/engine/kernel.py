@@ -613,3 +613,8 @@ def _kernel(cfg, st, met, arr, first, until):
 
 # The functions `specialise` copies per strategy: those that read the hooks or the switches.
 KERNEL_FUNCS = ("_weights", "_task_arrive", "_retire", "_advance", "_store_counters", "_take_slot", "_no_task", "_send", "_kernel")
+# Of those, the ones that read only the switches: compiled once per set of switches and shared by
+# every strategy's kernel (specialise._shared); and the ones that read only the switches when
+# the strategy has no on_complete hook.
+SHARED_FUNCS = ("_task_arrive", "_store_counters", "_take_slot", "_no_task", "_send")
+HOOKLESS_FUNCS = ("_retire", "_advance")

@@ -21,7 +21,7 @@ import numpy as np
 from numba import njit
 
 from .info import INFO_GLOBAL, INFO_LOCAL, INFO_PIGGYBACK, INFO_STALE, load_of
-from .lowlevel import RunStateCompiler
+from .lowlevel import RunStateCompiler, inlined
 from .. import jitcache  # noqa: F401  (stamps the functions cached below: lbbench/jitcache.py)
 
 INF = np.iinfo(np.int32).max      # the trees are int32: in-flight requests are counted in int32 slots
@@ -49,7 +49,7 @@ def rows_for(info_kind: str, n_bal: int) -> int:
     return n_bal if info_kind in ("local", "piggyback") else 1
 
 
-@njit(inline="always", cache=True)
+@inlined
 def _set(tree, off, p, pos, value):
     """Leaf pos of the tree at `off` (p leaves) to value, and its ancestors to their minima,
     stopping at the first that does not change."""
@@ -84,7 +84,7 @@ def touch(cfg, st, b, k):
     _set(tree[row], cfg.li_off[s], cfg.li_p[s], pos, np.int32(load_of(cfg, st, b)[k]))
 
 
-@njit(inline="always", cache=True)
+@inlined
 def _build_row(cfg, tree, load, s):
     off = cfg.li_off[s]
     p = cfg.li_p[s]
@@ -98,7 +98,7 @@ def _build_row(cfg, tree, load, s):
         tree[off + i] = a if a <= c else c
 
 
-@njit(inline="always", cache=True)
+@inlined
 def build(cfg, st, s):
     """Service s's trees in every row, from the loads (its table changed)."""
     tree = st.li_tree
@@ -111,7 +111,7 @@ def build(cfg, st, s):
         _build_row(cfg, tree[0], load_of(cfg, st, 0), s)
 
 
-@njit(inline="always", cache=True)
+@inlined
 def build_all(cfg, st):
     """Every service's trees (a stale refresh: the snapshot changed as a whole)."""
     if st.li_tree.shape[1] == 0:

@@ -1,7 +1,8 @@
 """Three numba intrinsics the dispatch loop uses where numba's own lowering adds work the loop
 does not need, and `RunStateCompiler`, the numba pipeline of every compiled function that takes
-the run state (docs/architecture.md, "The engine's modules"); `apart`, for the functions
-compiled apart, and `call_native`, the call both it and the kernel's entry make."""
+the run state (docs/architecture.md, "The engine's modules"); `inlined`, for the helpers LLVM
+inlines into the kernels; `apart`, for the functions compiled apart, and `call_native`, the call
+both it and the kernel's entry make."""
 import functools
 import hashlib
 import importlib
@@ -9,6 +10,7 @@ import inspect
 
 from llvmlite import binding as ll
 from numba import types as nbtypes
+from numba import njit
 from numba.core import cgutils, ir, lowering
 from numba.core.analysis import compute_cfg_from_blocks, compute_use_defs, must_use_alloca
 from numba.core.compiler import CompilerBase, DefaultPassBuilder
@@ -128,6 +130,37 @@ class RunStateCompiler(CompilerBase):
         pm = DefaultPassBuilder.define_nopython_pipeline(self.state)
         pm.passes = [(_RunStateLowering if cls is NativeLowering else cls, doc) for cls, doc in pm.passes]
         return [pm]
+
+
+class _InlinedLower(_RunStateLower):
+    def post_lower(self):
+        super().post_lower()
+        # LLVM inlines the function into every caller its code is linked into (see `inlined`)
+        self.function.attributes.add("alwaysinline")
+
+
+@register_pass(mutates_CFG=True, analysis_only=False)
+class _InlinedLowering(NativeLowering):
+    _name = "lbbench_inlined_lowering"
+
+    @property
+    def lowering_class(self):
+        return _InlinedLower
+
+
+class _InlinedCompiler(CompilerBase):
+    def define_pipelines(self):
+        pm = DefaultPassBuilder.define_nopython_pipeline(self.state)
+        pm.passes = [(_InlinedLowering if cls is NativeLowering else cls, doc) for cls, doc in pm.passes]
+        return [pm]
+
+
+def inlined(fn):
+    """A helper of the per-request path, compiled once (per argument types, cached on disk) and
+    inlined by LLVM into each function that calls it, instead of by numba: numba's inlining
+    would type and lower its body again in each of the specialised kernels (docs/architecture.md,
+    "Compile time"). Not for a function returning an array (a kernel without NRT cannot call it)."""
+    return njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=_InlinedCompiler)(fn)
 
 
 # --------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ metric (a summary column)")."""
 import numpy as np
 from numba import njit
 
-from .lowlevel import _f64_bits
+from .lowlevel import inlined, _f64_bits
 from .state import TIMED_OUT, TS_COMPLETED, TS_TIMED_OUT
 from .. import jitcache  # noqa: F401  (stamps the functions cached below: lbbench/jitcache.py)
 
@@ -30,7 +30,7 @@ def bucket_edges(sub: int = SUB) -> np.ndarray:
     return np.append(lo, 2.0**EMAX)
 
 
-@njit(inline="always", cache=True)
+@inlined
 def bucket_of(x):
     if x <= 0.0:
         return 0
@@ -43,7 +43,7 @@ def bucket_of(x):
     return b
 
 
-@njit(inline="always", cache=True)
+@inlined
 def ts_bucket_of(x):
     if x <= 0.0:
         return 0
@@ -61,7 +61,7 @@ def ts_bucket_of(x):
 # load per access). Mind numba's typing: uint64 with a signed integer gives float64, so the
 # constants mixed with them are cast too.
 
-@njit(inline="always", cache=True)
+@inlined
 def window_of(ts_inv, ts_n, t0):
     """The time-series window of a request that arrived at t0 (meaningful when ts_n > 0)."""
     w = int(t0 * ts_inv)
@@ -70,7 +70,7 @@ def window_of(ts_inv, ts_n, t0):
     return np.uint64(w)
 
 
-@njit(inline="always", cache=True)
+@inlined
 def _record(cfg, st, met, k, node, idx, w, latency, svc, completed, lat_sum, lat_max):
     """Streaming metrics of one completed request at task k on `node`; w: the time-series
     window of its (first) arrival (window_of). The run's completed count, latency sum and

@@ -8,19 +8,19 @@ from ..rng import hash_uniform
 from .heaps import heap_push, timer_set
 from .info import count_local
 from .loadindex import touch
-from .lowlevel import RunStateCompiler
+from .lowlevel import RunStateCompiler, inlined
 from .metrics import window_of
 from .state import (FAILED, FREE_N, REJECTED, RETRIED, RT_N, SES_BASE, SES_I, ST_FAILED, ST_IN_FLIGHT, ST_REJECTED,
                     TS_FAILED, TS_REJECTED, TS_RETRIED, USR_FREE_N)
 from .. import jitcache  # noqa: F401  (stamps the functions cached below: lbbench/jitcache.py)
 
-@njit(inline="always", cache=True)
+@inlined
 def _free_slot(free_slots, ctr, slot):
     free_slots[ctr[FREE_N]] = slot
     ctr[FREE_N] += 1
 
 
-@njit(inline="always", cache=True)
+@inlined
 def _place(wstart, worker_free, k, ta, svc):
     """FIFO in front of the task's workers: the request starts when it has arrived (ta) and the
     earliest-free worker is free (lowest index on a tie). Returns (start, completion)."""
@@ -40,7 +40,7 @@ def _place(wstart, worker_free, k, ta, svc):
     return start, done
 
 
-@njit(inline="always", cache=True)
+@inlined
 def _user_wait_over(cfg, st, slot, t):
     """A closed loop's user has its request's outcome at t (the response back, or its final
     failure or rejection): it thinks, then sends its next request (its timer)."""
@@ -129,7 +129,7 @@ def _give_up(cfg, st, met, slot, t, status):
     _free_slot(st.free_slots, st.ctr, slot)
 
 
-@njit(inline="always", cache=True)
+@inlined
 def fail_at_task(cfg, st, met, slot, k, t):
     """The request in `slot`, present at task k (queued or in service), fails at t: its task
     died (control._crash, cpu.ps_crash)."""

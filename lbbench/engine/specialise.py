@@ -13,7 +13,7 @@ from numba import types as nbtypes
 from numba.extending import intrinsic
 
 from . import kernel
-from .lowlevel import RunStateCompiler, call_native
+from .lowlevel import RunStateCompiler, call_native, inlined
 from .. import jitcache  # noqa: F401  (stamps the functions cached below: lbbench/jitcache.py)
 
 
@@ -49,35 +49,62 @@ def specialise(key: str, select, on_complete=None, full: bool = True, direct: bo
     the load index up to date (loadindex.py; runs of such a kernel must allocate it).
     `reads_work`: the strategy reads view.work, filled per decision under `work` information.
     """
-    g = dict(vars(kernel))
-    g["FULL"] = bool(full)
-    g["DIRECT"] = bool(direct)
-    g["LOAD_INDEX"] = bool(load_index)
-    g["CLOSED"] = bool(closed)
-    g["READS_WORK"] = bool(reads_work)
+    switches = {"FULL": bool(full), "DIRECT": bool(direct), "LOAD_INDEX": bool(load_index), "CLOSED": bool(closed),
+                "READS_WORK": bool(reads_work)}
     key = (f"{key}|full{int(bool(full))}|direct{int(bool(direct))}|index{int(bool(load_index))}"
            + ("|closed" if closed else "") + ("|work" if reads_work else ""))
+    g = dict(vars(kernel), **switches)
     g["_select"] = select
     if params is not None:
         g["_params"] = params
     g["HAS_COMPLETE"] = on_complete is not None
     if on_complete is not None:
         g["_on_complete"] = on_complete
-    tag = hashlib.sha1(f"{key}|{engine_hash()}".encode()).hexdigest()[:16]
-    for name in kernel.KERNEL_FUNCS:
+    shared = _shared(switches)
+    names = kernel.SHARED_FUNCS + (() if on_complete is not None else kernel.HOOKLESS_FUNCS)
+    for name in names:
+        g[name] = shared[name]
+    _copy_into(g, [n for n in kernel.KERNEL_FUNCS if n not in names], f"{key}|{engine_hash()}")
+    return Entry(g["_kernel"])
+
+
+_SHARED: dict = {}     # the switches -> the globals of the functions compiled once for them
+
+
+def _shared(switches: dict) -> dict:
+    """The kernel's functions that read the switches but not the strategy (kernel.SHARED_FUNCS,
+    and kernel.HOOKLESS_FUNCS as a strategy without on_complete has them), compiled once per
+    set of switches and shared by every strategy's kernel: numba types and lowers them once (and
+    caches them on disk), LLVM inlines them into each kernel (lowlevel.inlined)."""
+    key = tuple(sorted(switches.items()))
+    g = _SHARED.get(key)
+    if g is None:
+        g = dict(vars(kernel), **switches, HAS_COMPLETE=False)
+        _copy_into(g, kernel.SHARED_FUNCS + kernel.HOOKLESS_FUNCS, f"shared|{key}|{engine_hash()}", shared=True)
+        _SHARED[key] = g
+    return g
+
+
+def _copy_into(g: dict, names, key: str, shared: bool = False) -> None:
+    """Compile a copy of each of kernel's functions `names` whose globals are `g`, into g, under
+    a cache name made from `key` (numba's disk cache tells the copies apart by it)."""
+    tag = hashlib.sha1(key.encode()).hexdigest()[:16]
+    for name in names:
         f0 = getattr(kernel, name)
         py = getattr(f0, "py_func", f0)
         f = types.FunctionType(py.__code__, g, py.__name__, py.__defaults__, py.__closure__)
         f.__qualname__ = f"{name}__{tag}"
         f.__module__ = kernel.__name__
         f.__doc__ = py.__doc__
+        if shared:
+            g[name] = inlined(f)
+            continue
         # numba's default error model, not numpy's: the plugin's code compiles under the
         # kernel's, and a plugin dividing by zero must stop with an error, not go on with inf
         # or 0 (the engine's own division per request skips the zero test through _fdiv)
         opts = ({"inline": "always"} if name != "_kernel" else
                 {"_nrt": False, "no_cpython_wrapper": True, "no_cfunc_wrapper": True, "pipeline_class": RunStateCompiler})
         g[name] = njit(cache=True, **opts)(f)
-    return Entry(g["_kernel"])
 
 
 @intrinsic
