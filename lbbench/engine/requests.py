@@ -55,7 +55,7 @@ def _user_wait_over(cfg, st, slot, t):
         timer_set(st, cfg.user_timer0 + u, t + z)
 
 
-@njit(inline="always", cache=True)
+@inlined
 def session_arrives(cfg, st, tu, now):
     """Sessions mode: the next session (ctr[SES_I]) arrives at `now` (its timer tu): it takes a
     free user slot, its requests' draws go into the slot's rows, and the slot's timer is set to
