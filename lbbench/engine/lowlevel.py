@@ -155,12 +155,16 @@ class _InlinedCompiler(CompilerBase):
         return [pm]
 
 
-def inlined(fn):
+def inlined(fn=None, *, python: bool = False):
     """A helper of the per-request path, compiled once (per argument types, cached on disk) and
     inlined by LLVM into each function that calls it, instead of by numba: numba's inlining
     would type and lower its body again in each of the specialised kernels (docs/architecture.md,
-    "Compile time"). Not for a function returning an array (a kernel without NRT cannot call it)."""
-    return njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=_InlinedCompiler)(fn)
+    "Specialisation per strategy"). Not for a function returning an array (a kernel without NRT
+    cannot call it). Callable from compiled code only, unless `python=True` (a Python entry
+    point: for helpers of scalars only; one that unboxes the run state costs seconds of compile)."""
+    if fn is None:
+        return lambda f: inlined(f, python=python)
+    return njit(cache=True, no_cpython_wrapper=not python, no_cfunc_wrapper=True, pipeline_class=_InlinedCompiler)(fn)
 
 
 # --------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ def bucket_edges(sub: int = SUB) -> np.ndarray:
     return np.append(lo, 2.0**EMAX)
 
 
-@inlined
+@inlined(python=True)
 def bucket_of(x):
     if x <= 0.0:
         return 0
@@ -43,7 +43,7 @@ def bucket_of(x):
     return b
 
 
-@inlined
+@inlined(python=True)
 def ts_bucket_of(x):
     if x <= 0.0:
         return 0
