@@ -138,3 +138,40 @@ def test_control_queue_root_is_the_earliest_timer_by_time_then_id(n, ops):
         if times[best] < np.inf:
             assert tree.ctl_i[1] == best
         assert _at(tree, np.int64(best)) == times[best]
+
+
+FIRST_TASK = '''
+from numba import njit
+from lbbench.strategy import Strategy
+
+
+@njit
+def select(cands, view, state, rng):
+    return cands[0]
+
+
+STRATEGY = Strategy(name="first_task", select=select, version="1", description="the first candidate {token}")
+'''
+
+
+def test_a_kernel_cached_after_linking_cached_code_loads_in_a_new_process(tmp_path):
+    """A kernel compiled in a process that loaded the engine's shared functions from numba's disk
+    cache, then loaded from the cache by a third process: the functions compiled apart that the
+    shared code calls must be found there (lowlevel._rebuild). Without it the third process
+    stopped in LLVM ("Symbol not found: lbbench_apart_...")."""
+    import os
+    import subprocess
+    import sys
+    import uuid
+    # a new plugin source (a new kernel to compile) every time, in the suite's cache (round_robin's
+    # engine on failover is compiled there by other tests)
+    (tmp_path / "first_task.py").write_text(FIRST_TASK.format(token=uuid.uuid4().hex))
+    env = dict(os.environ)
+
+    def run(strategy):
+        p = subprocess.run([sys.executable, "-m", "lbbench", "run", "failover", "--strategy", strategy, "--requests", "2000",
+                            "--no-write"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        assert p.returncode == 0, p.stderr[-2000:]
+    run("round_robin")                      # the shared functions, cached
+    run("./first_task.py:STRATEGY")         # a kernel linking them as loaded from the cache
+    run("./first_task.py:STRATEGY")         # that kernel, loaded from the cache

@@ -13,7 +13,7 @@ from numba import types as nbtypes
 from numba import njit
 from numba.core import cgutils, ir, lowering
 from numba.core.analysis import compute_cfg_from_blocks, compute_use_defs, must_use_alloca
-from numba.core.compiler import CompilerBase, DefaultPassBuilder
+from numba.core.compiler import CompileResult, CompilerBase, DefaultPassBuilder
 from numba.core.compiler_machinery import register_pass
 from numba.core.typed_passes import NativeLowering
 from numba.extending import intrinsic
@@ -192,6 +192,25 @@ def call_native(context, builder, fn, restype, argtys, args):
     with cgutils.if_unlikely(builder, status.is_error):
         context.call_conv.return_status_propagate(builder, status)
     return res
+
+
+def _rebuild(cls, target_context, libdata, fndesc, env, signature, objectmode, lifted, typeann, reload_init,
+             referenced_envs):
+    """numba's loading of a compiled function from its disk cache, which runs the function's
+    `reload_init` (here: registering the symbols of the functions compiled apart it calls) but
+    leaves the loaded library's own set empty. A function compiled later that links the loaded
+    one inherits the set from the library, so it was cached without those reloads, and a later
+    process loading it from the cache stopped in LLVM ("Symbol not found: lbbench_apart_...").
+    The library keeps them here, as a library compiled in the process does."""
+    cres = _REBUILD(cls, target_context, libdata, fndesc, env, signature, objectmode, lifted, typeann, reload_init,
+                    referenced_envs)
+    if reload_init:
+        cres.library._reload_init.update(reload_init)
+    return cres
+
+
+_REBUILD = CompileResult._rebuild.__func__
+CompileResult._rebuild = classmethod(_rebuild)
 
 
 def _apart_symbol(key, argtys):
