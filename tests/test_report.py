@@ -170,4 +170,14 @@ def test_a_closed_loops_runs_are_one_point_per_strategy(tmp_path):
     md = write_report(tmp_path / "o")[0].read_text()
     rows = [line for line in md.splitlines() if re.match(r"\| (round_robin|least_load) \| [0-9.]+ \| 2 \|", line)]
     assert len(rows) >= 2 and len({line.split("|")[2] for line in rows}) == 1, md
-    assert "Closed-loop runs" in md
+    assert "Closed-loop and sessions runs" in md
+
+
+def test_sessions_runs_are_placed_at_their_median_load_like_a_closed_loops():
+    """Sessions' rho is measured too (docs/model.md, "Sessions"): within a configuration, their
+    runs get one load, the median of theirs; an open-loop run keeps its own."""
+    from lbbench.results.report import _closed_loop_load
+    runs = pl.DataFrame({"_facet": ["a", "a", "a", "a"], "users": [0, 0, 0, 0], "sessions": [40, 38, 41, 0],
+                         "rho": [0.5962, 0.6066, 0.6086, 0.6]})
+    out = _closed_loop_load(runs, pl.Series([True, True, True, True]))
+    assert out["rho"].to_list() == [0.607, 0.607, 0.607, 0.6]

@@ -430,14 +430,24 @@ class _Runs:
 Section = tuple[list[str], list[Path]]   # Markdown lines, figures written
 
 
+def _looped(columns) -> pl.Expr | None:
+    """Runs whose load is measured, not set: a closed loop's (`users` > 0) and sessions'
+    (`sessions` > 0); None when the store has neither column."""
+    parts = [pl.col(c).fill_null(0) > 0 for c in ("users", "sessions") if c in columns]
+    if not parts:
+        return None
+    return parts[0] | parts[1] if len(parts) == 2 else parts[0]
+
+
 def _closed_loop_load(runs: pl.DataFrame, ok_mask: pl.Series) -> pl.DataFrame:
-    """A closed loop's `rho` is measured (docs/model.md, "Closed loop"): each strategy's run
-    gets its own, and grouping by it would split one configuration into a point per run. The
-    report places a configuration's closed-loop runs at one load, the median of their measured
-    ones (each run keeps its own in the store); `_section_header` says so."""
-    if "users" not in runs.columns:
+    """A closed loop's or sessions' `rho` is measured (docs/model.md, "Closed loop", "Sessions"):
+    each strategy's run gets its own, and grouping by it would split one configuration into a
+    point per run. The report places a configuration's such runs at one load, the median of their
+    measured ones (each run keeps its own in the store); `_section_header` says so."""
+    looped = _looped(runs.columns)
+    if looped is None:
         return runs
-    closed = (pl.col("users").fill_null(0) > 0) & pl.Series(ok_mask)
+    closed = looped & pl.Series(ok_mask)
     if not runs.select(closed.any()).item():
         return runs
     med = runs.filter(closed).group_by("_facet").agg(pl.col("rho").median().round_sig_figs(3).alias("_closed_rho"))
@@ -481,10 +491,11 @@ def _section_header(r: _Runs) -> Section:
     if r.facet_cols:
         md += ["", f"Other swept keys ({', '.join(f'`{c}`' for c in r.facet_cols)}) split the results "
                f"into {len(r.facets)} configurations, reported separately."]
-    if "users" in ok.columns and (ok["users"].fill_null(0) > 0).any():
-        md += ["", "Closed-loop runs (`users` > 0) have a measured load, a little different for each run: "
-               "each configuration's closed-loop runs are shown at the median of theirs (the store keeps each "
-               "run's own `rho`)."]
+    looped = _looped(ok.columns)
+    if looped is not None and ok.select(looped.any()).item():
+        md += ["", "Closed-loop and sessions runs (`users` > 0 or `sessions` > 0) have a measured load, a little "
+               "different for each run: each configuration's such runs are shown at the median of theirs (the "
+               "store keeps each run's own `rho`)."]
     md.append("")
     return md, []
 
