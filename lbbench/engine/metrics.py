@@ -61,7 +61,7 @@ def ts_bucket_of(x):
 # load per access). Mind numba's typing: uint64 with a signed integer gives float64, so the
 # constants mixed with them are cast too.
 
-@inlined
+@njit(inline="always", cache=True)
 def window_of(ts_inv, ts_n, t0):
     """The time-series window of a request that arrived at t0 (meaningful when ts_n > 0)."""
     w = int(t0 * ts_inv)
@@ -70,7 +70,7 @@ def window_of(ts_inv, ts_n, t0):
     return np.uint64(w)
 
 
-@inlined
+@njit(inline="always", cache=True)
 def _record(cfg, st, met, k, node, idx, w, latency, svc, completed, lat_sum, lat_max):
     """Streaming metrics of one completed request at task k on `node`; w: the time-series
     window of its (first) arrival (window_of). The run's completed count, latency sum and

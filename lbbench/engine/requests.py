@@ -20,7 +20,7 @@ def _free_slot(free_slots, ctr, slot):
     ctr[FREE_N] += 1
 
 
-@inlined
+@njit(inline="always", cache=True)
 def _place(wstart, worker_free, k, ta, svc):
     """FIFO in front of the task's workers: the request starts when it has arrived (ta) and the
     earliest-free worker is free (lowest index on a tie). Returns (start, completion)."""
