@@ -126,9 +126,11 @@ class RunStateCompiler(CompilerBase):
     """numba's nopython pipeline with `_RunStateLower` (above): `njit(pipeline_class=...)` of the
     kernel and of the shared functions that take Config, State or Metrics."""
 
+    lowering = _RunStateLowering
+
     def define_pipelines(self):
         pm = DefaultPassBuilder.define_nopython_pipeline(self.state)
-        pm.passes = [(_RunStateLowering if cls is NativeLowering else cls, doc) for cls, doc in pm.passes]
+        pm.passes = [(self.lowering if cls is NativeLowering else cls, doc) for cls, doc in pm.passes]
         return [pm]
 
 
@@ -140,7 +142,7 @@ class _InlinedLower(_RunStateLower):
 
 
 @register_pass(mutates_CFG=True, analysis_only=False)
-class _InlinedLowering(NativeLowering):
+class _InlinedLowering(_RunStateLowering):
     _name = "lbbench_inlined_lowering"
 
     @property
@@ -148,11 +150,8 @@ class _InlinedLowering(NativeLowering):
         return _InlinedLower
 
 
-class _InlinedCompiler(CompilerBase):
-    def define_pipelines(self):
-        pm = DefaultPassBuilder.define_nopython_pipeline(self.state)
-        pm.passes = [(_InlinedLowering if cls is NativeLowering else cls, doc) for cls, doc in pm.passes]
-        return [pm]
+class _InlinedCompiler(RunStateCompiler):
+    lowering = _InlinedLowering
 
 
 def inlined(fn=None, *, python: bool = False):
