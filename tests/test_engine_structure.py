@@ -82,7 +82,8 @@ def test_state_is_its_declaration():
     for a in state.STATE_ARRAYS:
         arr = getattr(st, a.name)
         assert arr.dtype == a.dtype and arr.flags.c_contiguous, a.name
-    assert st.local_out.shape == (2, 5) and st.bal_task_state.shape == (2, 5, 2) and st.heap_key.shape == (4 + state.HEAP_PAD,)
+    assert st.local_out.shape == (2, 5) and st.bal_task_state.shape == (2, 5, 2) and st.tr_key.shape == (4 + state.HEAP_PAD,)
+    assert st.heap_key.shape == (2 * 7 + state.HEAP_PAD,) and st.wq_head.shape == (7,)     # one entry per worker, room for stale ones
     assert list(st.free_slots) == [3, 2, 1, 0] and st.ctr[state.FREE_N] == 4
     with pytest.raises(ValueError, match="shape"):
         state.new_state(_sizes(), bal_rng=np.zeros((3, 1), dtype=np.uint64))

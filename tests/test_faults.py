@@ -76,6 +76,12 @@ CASES = {
                                           {"target": "task", "mtbf": 1500.0}],
                                   clients={"retries": 1, "backoff": 1.0}),
                       {"failed", "restart", "retried"}),
+    # a crash storm on busy multi-worker tasks: every kill leaves completion-heap entries stale,
+    # often with every worker busy, so the heap is purged of them (docs/architecture.md,
+    # "The completion heap")
+    "crash_storm": (with_faults(scenario(nodes=2, replicas=3, workers=2, rho=0.95, hop=0.01, requests=4000),
+                                random=[{"target": "task", "mtbf": 60.0}]),
+                    {"failed", "restart"}),
     # run not drained: pending retries are in flight at the end
     "no_drain_retries": (with_faults(scenario(nodes=3, replicas=3, rho=0.85, drain=False, hop=0.02, requests=2000),
                                      [{"at": 700.0, "kind": "node_down", "node": 1}],

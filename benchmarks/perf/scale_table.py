@@ -1,10 +1,13 @@
 """The scale table: ns per request and peak memory as the cluster grows.
 
     python benchmarks/perf/scale_table.py [--requests N] [--sizes 3/2,10/100,...]
-                                          [--strategies round_robin,...] [--out FILE]
+                                          [--strategies round_robin,...] [--info local] [--out FILE]
 
-Each cell is one run of the `reference` preset with per-node balancers, local information and
-an overlay hop of 0.5 ms (the setting the scale figures of benchmarks/README.md use), N
+Each cell is one run of the `reference` preset with per-node balancers, local information,
+an overlay hop of 0.5 ms and each balancer's round-robin starting at a random place
+(`balancer.rr_start = "random"`, the default outside `reference`: with the preset's "zero", a
+thousand round-robins start together and move in step, a herd whose queues hold millions of
+requests; see benchmarks/README.md, "Scale"), the setting the scale figures use; N
 requests on one thread (the arrivals drawn on the kernel's thread, so the figure is the
 engine's alone), in a fresh process of its own: the process compiles or loads the kernel with
 a short run first, then times the measured run (`wall_s` of its summary, divided by the
@@ -27,14 +30,20 @@ import sys
 SIZES = ((3, 2), (10, 100), (100, 1_000), (1_000, 10_000), (1_000, 100_000))
 STRATEGIES = ("round_robin", "power_of_d", "least_load", "join_idle_queue")
 
+
+def overrides(nodes: int, tasks: int, faults: bool, info: str = "local") -> dict:
+    """The overrides of `reference` for one cell (also benchmarks/perf/test_perf.py's)."""
+    ov = {"cluster.nodes": nodes, "services.0.replicas": tasks, "balancer.mode": "per_node",
+          "balancer.info": info, "balancer.rr_start": "random", "network.hop": 0.0005, "run.warmup": 0.0}
+    if faults:
+        ov["faults.random"] = [{"target": "task", "mtbf": 2000.0}]
+    return ov
+
+
 CHILD = r"""
 import json, resource, sys
 import lbbench
-nodes, tasks, strategy, faults, n = json.loads(sys.argv[1])
-ov = {"cluster.nodes": nodes, "services.0.replicas": tasks, "balancer.mode": "per_node",
-      "balancer.info": "local", "network.hop": 0.0005, "run.warmup": 0.0}
-if faults:
-    ov["faults.random"] = [{"target": "task", "mtbf": 2000.0}]
+ov, strategy, n = json.loads(sys.argv[1])
 lbbench.simulate("reference", strategy, overrides={**ov, "run.requests": 2000}, progress=False, prefetch=False)
 r = lbbench.simulate("reference", strategy, overrides={**ov, "run.requests": n}, progress=False, prefetch=False)
 row = r.row()
@@ -43,9 +52,10 @@ print(json.dumps({"ns": row["wall_s"] / n * 1e9, "mb": resource.getrusage(resour
 """
 
 
-def cell(nodes: int, tasks: int, strategy: str, faults: bool, n: int, timeout: float) -> dict:
+def cell(nodes: int, tasks: int, strategy: str, faults: bool, n: int, timeout: float, info: str = "local") -> dict:
     try:
-        out = subprocess.run([sys.executable, "-c", CHILD, json.dumps([nodes, tasks, strategy, faults, n])],
+        out = subprocess.run([sys.executable, "-c", CHILD,
+                              json.dumps([overrides(nodes, tasks, faults, info), strategy, n])],
                              capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"error": f"over {timeout:g} s"}
@@ -61,6 +71,7 @@ def main() -> None:
     ap.add_argument("--sizes", default=",".join(f"{a}/{b}" for a, b in SIZES),
                     help="nodes/tasks pairs, comma-separated")
     ap.add_argument("--strategies", default=",".join(STRATEGIES))
+    ap.add_argument("--info", default="local", help='balancer.info of every cell ("local", "global", "stale:1", ...)')
     ap.add_argument("--out", help="also write the table to this file")
     ap.add_argument("--cell-timeout", type=float, default=900.0, help="seconds one cell may take (then: over N s)")
     args = ap.parse_args()
@@ -69,12 +80,12 @@ def main() -> None:
     cols = [(s, f) for s in strategies for f in (False, True)]
     head = "| nodes / tasks | " + " | ".join(f"{s}{' + faults' if f else ''}" for s, f in cols) + " |"
     lines = [f"ns per request / peak MB; {args.requests:,} requests, one thread, `reference` with per_node "
-             "balancers, local information, hop 0.5 ms", "", head, "|---|" + "---:|" * len(cols)]
+             f"balancers, {args.info} information, hop 0.5 ms, random round-robin starts", "", head, "|---|" + "---:|" * len(cols)]
     print("\n".join(lines), flush=True)
     for nodes, tasks in sizes:
         cells = []
         for s, f in cols:
-            c = cell(nodes, tasks, s, f, args.requests, args.cell_timeout)
+            c = cell(nodes, tasks, s, f, args.requests, args.cell_timeout, args.info)
             cells.append(f"error: {c['error']}" if "error" in c else f"{c['ns']:,.0f} / {c['mb']:,.0f}")
         lines.append(f"| {nodes:,} / {tasks:,} | " + " | ".join(cells) + " |")
         print(lines[-1], flush=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import pytest
 
 from floors import FLOORS, run_floor
+from scale_table import overrides
 from lbbench.engine.run import simulate
 
 N = 2_000_000
@@ -51,6 +52,21 @@ def test_scale_tasks_least_load(benchmark, tasks):
     benchmark.pedantic(simulate, args=("reference", "least_load"), kwargs={"overrides": over, "progress": False},
                        rounds=2, iterations=1)
     benchmark.extra_info["ns_per_request"] = _ns(benchmark, 500_000)
+
+
+@pytest.mark.parametrize("size", [(10, 100), (1000, 10_000)], ids=["10/100", "1000/10000"])
+@pytest.mark.parametrize("strategy", ["round_robin", "power_of_d", "least_load"])
+def test_scale_mesh(benchmark, strategy, size):
+    """The scale table's setting (scale_table.py, benchmarks/README.md "Scale"): per-node
+    balancers, local information, a 0.5 ms hop, at 10 nodes / 100 tasks and 1,000 / 10,000;
+    one thread. The issue's bound: the second within 2x of the first, per strategy."""
+    n = 1_000_000
+    over = {**overrides(*size, faults=False), "run.requests": n}
+    simulate("reference", strategy, overrides={**over, "run.requests": 2000}, progress=False, prefetch=False)
+    benchmark.group = f"scale-mesh-{strategy}"
+    benchmark.pedantic(simulate, args=("reference", strategy),
+                       kwargs={"overrides": over, "progress": False, "prefetch": False}, rounds=2, iterations=1)
+    benchmark.extra_info["ns_per_request"] = _ns(benchmark, n)
 
 
 @pytest.mark.parametrize("info", ["global", "local"])

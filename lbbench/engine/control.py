@@ -99,24 +99,40 @@ def task_timer(cfg, k):
 @apart
 @njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=RunStateCompiler)
 def _kill(cfg, st, met, k, t):
-    """Task k's queued and in-service requests fail at t (taken out of the completion heap,
-    which is rebuilt)."""
-    n = st.ctr[HEAP_N]
-    m = 0
-    for j in range(n):
-        slot = st.heap_slot[j]
-        if st.slot_task[slot] == k:
+    """Task k's queued and in-service requests fail at t: its workers' FIFOs are emptied, in
+    order. Their entries in the completion heap go stale (the kernel skips an entry whose
+    worker's head is not due then); when stale entries might fill the heap, they are taken out
+    and the heap rebuilt (at most once per task-workers kills: O(1) per kill on average)."""
+    for w in range(cfg.task_wstart[k], cfg.task_wstart[k + 1]):
+        slot = st.wq_head[w]
+        st.wq_head[w] = -1
+        st.wq_tail[w] = -1
+        while slot >= 0:
+            nxt = st.slot_next[slot]
             fail_at_task(cfg, st, met, slot, k, t)
-        else:
-            st.heap_key[m] = st.heap_key[j]
-            st.heap_slot[m] = slot
-            m += 1
-    for j in range(m, n):
-        st.heap_key[j] = np.inf
-    st.ctr[HEAP_N] = m
-    if m > 1:
-        for i in range((m - 2) // 4, -1, -1):
-            _sift_down(st.heap_key, st.heap_slot, np.int64(m), np.int64(i))
+            slot = nxt
+    n = st.ctr[HEAP_N]
+    if n >= st.wq_head.shape[0]:
+        # one entry per busy worker is kept (its head's, marked NaN meanwhile: a second entry
+        # of the same time, which can only be stale, goes too), so that fewer than workers
+        # stale entries ever remain: the heap has room for 2 x workers
+        m = 0
+        for j in range(n):
+            w = st.heap_slot[j]
+            h = st.wq_head[w]
+            if h >= 0 and st.slot_done[h] == st.heap_key[j]:
+                st.heap_key[m] = st.heap_key[j]
+                st.heap_slot[m] = w
+                st.slot_done[h] = np.nan
+                m += 1
+        for j in range(m):
+            st.slot_done[st.wq_head[st.heap_slot[j]]] = st.heap_key[j]
+        for j in range(m, n):
+            st.heap_key[j] = np.inf
+        st.ctr[HEAP_N] = m
+        if m > 1:
+            for i in range((m - 2) // 4, -1, -1):
+                _sift_down(st.heap_key, st.heap_slot, np.int64(m), np.int64(i))
     if cfg.ps:      # under processor sharing, its requests in service are the node's (cpu.py)
         ps_crash(cfg, st, met, k, t)
 

@@ -74,6 +74,14 @@ def heap_pop(key, slot, n):
     return n
 
 
+@njit(cache=True)
+def heap_replace(key, slot, n, k):
+    """The root's key becomes k (its slot stays) and the root moves down to its place: a pop and
+    a push of the same slot in one pass."""
+    key[0] = k
+    _sift_down(key, slot, n, np.int64(0))
+
+
 # The control events' tournament tree (control.py): here, beside the other queues, so that the
 # request path (requests.py) can set a closed loop's user timers without importing control.py.
 # timer_set's callers pass the timer's id as an int64 (np.int64 on a constant or an int32): each

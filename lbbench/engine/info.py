@@ -29,7 +29,8 @@ def load_of(cfg, st, b):
     if cfg.info == INFO_GLOBAL:
         return st.outstanding
     if cfg.info == INFO_LOCAL:
-        return st.local_out[b]
+        # (a strategy that reads no load has no table: it sees the global counts, unread)
+        return st.local_out[b] if st.local_out.shape[1] > 0 else st.outstanding
     if cfg.info == INFO_PIGGYBACK:
         return st.piggy[b]
     return st.snapshot
@@ -38,9 +39,9 @@ def load_of(cfg, st, b):
 @inlined
 def count_local(cfg, st, b, k, d):
     """Balancer b's own count of task k's outstanding requests changes by d. Kept under
-    `local` only: the table is balancers x tasks, allocated (and written per request) only
-    when it is read."""
-    if cfg.info == INFO_LOCAL:
+    `local` only, and for a strategy that reads loads: the table is balancers x tasks,
+    allocated (and written per request) only when it is read (otherwise balancers x 0)."""
+    if cfg.info == INFO_LOCAL and st.local_out.shape[1] > 0:
         st.local_out[b, k] += d
 
 

@@ -36,12 +36,12 @@ from ..errors import NotATaskId
 from ..rng import uniform
 from .control import T_REFRESH, _reroute, control_step, ramp, refresh_step, timer_set
 from .cpu import ps_arrive, ps_background, ps_complete
-from .heaps import heap_pop, heap_push
+from .heaps import heap_pop, heap_push, heap_replace
 from .info import count_local, fill_work, load_of, node_load_of, on_response
 from .loadindex import touch, tree_of
 from .lowlevel import _fdiv, _view
 from .metrics import _record, ts_bucket_of, window_of
-from .requests import _free_slot, _give_up, _place, _user_wait_over, session_arrives
+from .requests import _free_slot, _give_up, _place, _place_on, _user_wait_over, session_arrives
 from .state import (ARRIVED, COMPLETED, CROSS, ERR_CODE, ERR_REQ, ERR_VALUE, FAILED, FREE_N, HEAP_N, K_SESSIONS, K_USER_DRAWS, K_WARM,
                     LAT_MAX, LAT_SUM, NEED, RAMP_N, REQUESTS, RT_N, SESSIONS, ST_COMPLETED, ST_FAILED, ST_IN_FLIGHT, ST_REJECTED, T_FIRST,
                     T_LAST, TASK_ALIVE, TRANSIT_N, TS_ARRIVED, TS_FAILED)
@@ -206,8 +206,18 @@ def _task_arrive(cfg, st, met, slot, ta):
         # the node's cores are shared: the task's queue and the node's clock (cpu.py)
         ps_arrive(cfg, st, met, slot, np.int64(k), ta)
         return
-    start, done = _place(cfg.task_wstart, st.worker_free, k, ta, st.slot_svc[u])
-    st.ctr[HEAP_N] = heap_push(st.heap_key, st.heap_slot, st.ctr[HEAP_N], done, slot)
+    w, start, done = _place_on(cfg.task_wstart, st.worker_free, k, ta, st.slot_svc[u])
+    # the worker's FIFO: only its head's completion is in the heap (docs/architecture.md,
+    # "The completion heap")
+    st.slot_done[u] = done
+    st.slot_next[u] = -1
+    tail = st.wq_tail[w]
+    st.wq_tail[w] = slot
+    if st.wq_head[w] < 0:
+        st.wq_head[w] = slot
+        st.ctr[HEAP_N] = heap_push(st.heap_key, st.heap_slot, st.ctr[HEAP_N], done, np.int32(w))
+    else:
+        st.slot_next[np.uint64(tail)] = slot
     if cfg.trace:
         met.tr_start[idx] = start
         met.tr_done[idx] = done
@@ -282,8 +292,20 @@ def _advance(cfg, st, met, limit, ctl_limit):
             if cfg.ps:
                 slot = ps_complete(cfg, st, met, tc)
             else:
-                slot = st.heap_slot[0]
-                st.ctr[HEAP_N] = heap_pop(st.heap_key, st.heap_slot, st.ctr[HEAP_N])
+                # the root is a worker's next completion: its FIFO's head, whose successor
+                # (if any) takes its place in the heap; or a stale entry (_kill emptied that FIFO)
+                w = np.uint64(st.heap_slot[0])
+                slot = st.wq_head[w]
+                if slot < 0 or st.slot_done[np.uint64(slot)] != tc:
+                    st.ctr[HEAP_N] = heap_pop(st.heap_key, st.heap_slot, st.ctr[HEAP_N])
+                    continue
+                nxt = st.slot_next[np.uint64(slot)]
+                st.wq_head[w] = nxt
+                if nxt >= 0:
+                    heap_replace(st.heap_key, st.heap_slot, st.ctr[HEAP_N], st.slot_done[np.uint64(nxt)])
+                else:
+                    st.wq_tail[w] = -1
+                    st.ctr[HEAP_N] = heap_pop(st.heap_key, st.heap_slot, st.ctr[HEAP_N])
             _retire(cfg, st, met, slot, tc)
         elif tt <= tq:
             slot = st.tr_slot[0]

@@ -24,6 +24,13 @@ def _free_slot(free_slots, ctr, slot):
 def _place(wstart, worker_free, k, ta, svc):
     """FIFO in front of the task's workers: the request starts when it has arrived (ta) and the
     earliest-free worker is free (lowest index on a tie). Returns (start, completion)."""
+    w, start, done = _place_on(wstart, worker_free, k, ta, svc)
+    return start, done
+
+
+@njit(inline="always", cache=True)
+def _place_on(wstart, worker_free, k, ta, svc):
+    """`_place`, and the worker it placed the request on: (worker, start, completion)."""
     k = np.uint64(k)
     w0 = np.uint64(wstart[k])
     best = w0
@@ -37,7 +44,7 @@ def _place(wstart, worker_free, k, ta, svc):
         start = ta
     done = start + svc
     worker_free[best] = done
-    return start, done
+    return best, start, done
 
 
 @inlined

@@ -113,10 +113,13 @@ STATE = {
         Array("task_inc", np.int64, ("tasks",), 0, "incarnation, bumped at every crash (slot_inc)"),
         Array("task_ev_kind", np.int8, ("tasks",), 0, "the task slot's pending orchestrator event (EV_*)"),
         Array("task_restarts", np.int64, ("tasks",), 0, "replacements that joined"),
+        Array("wq_head", np.int32, ("workers",), -1,
+              "the slot each worker serves, first of its FIFO of the requests placed on it (-1: idle)"),
+        Array("wq_tail", np.int32, ("workers",), -1, "the last slot of that FIFO (slot_next links them)"),
     ),
     "information": (        # what balancers know of loads (info.py)
         Array("local_out", np.int64, ("local_balancers", "local_tasks"), 0,
-              "outstanding per sending balancer (local; 0 x 0 under the other models: info.count_local)"),
+              "outstanding per sending balancer (local, for a strategy that reads loads; else B x 0 or 0 x 0: info.count_local)"),
         Array("snapshot", np.int64, ("tasks",), 0, "the last global snapshot (stale)"),
         Array("piggy", np.int64, ("piggy_balancers", "piggy_tasks"), 0,
               "per balancer, each task's count as its last response reported it (piggyback)"),
@@ -141,11 +144,15 @@ STATE = {
         Array("slot_jout", np.float64, (SLOTS,), 0.0, "hop jitter out (retry)"),
         Array("slot_try", np.int32, (SLOTS,), 0, "attempt number"),
         Array("slot_user", np.int32, (SLOTS,), 0, "the closed loop's user who sent it"),
+        Array("slot_done", np.float64, (SLOTS,), 0.0, "when it completes, once placed on a worker"),
+        Array("slot_next", np.int32, (SLOTS,), -1,
+              "the slot after this one in its worker's FIFO (wq_head), or its task's (cpu.py, task_qhead)"),
         Array("free_slots", np.int32, (SLOTS,), 0, "stack of free slots (ctr[FREE_N] of them)"),
     ),
     "heaps": (              # request events: (time, slot) 4-ary min-heaps (heaps.py)
-        Array("heap_key", np.float64, ("heap",), np.inf, "completions"),
-        Array("heap_slot", np.int32, ("heap",), 0),
+        Array("heap_key", np.float64, ("worker_heap",), np.inf,
+              "completions: each busy worker's next, (time, worker); entries of a killed task's workers go stale"),
+        Array("heap_slot", np.int32, ("worker_heap",), 0),
         Array("tr_key", np.float64, ("heap",), np.inf, "arrivals at a task after the hop"),
         Array("tr_slot", np.int32, ("heap",), 0),
         Array("rt_key", np.float64, ("heap",), np.inf, "client retries"),
@@ -198,7 +205,6 @@ STATE = {
         Array("task_run", np.int64, ("ps_tasks",), 0, "requests in service at the task (at most its workers)"),
         Array("task_qhead", np.int32, ("ps_tasks",), -1, "first slot waiting in the task's FIFO (-1: none)"),
         Array("task_qtail", np.int32, ("ps_tasks",), -1, "last slot waiting in the task's FIFO"),
-        Array("slot_next", np.int32, (SLOTS,), -1, "the slot after this one in its task's FIFO"),
         Array("node_vt", np.float64, ("ps_nodes",), 0.0, "virtual time: the work each request in service has had"),
         Array("node_tv", np.float64, ("ps_nodes",), 0.0, "the time node_vt is of"),
         Array("node_rate", np.float64, ("ps_nodes",), 0.0, "work per second of each request in service"),
@@ -316,7 +322,8 @@ def new_state(sizes: dict, **given) -> State:
     given: no closed loop), session_slots, ses_buf, ses_reqs, ses_jit (0 when not given: no sessions), ps_tasks, ps_nodes, ps_heap, ps_tree, ps_snap_nodes, ps_piggy_nodes
     (0 when not given: no processor sharing), weight_tasks (0 when not given: no slow start),
     log_cap (0 when not given: no event log),
-    work_tasks (0 when not given: no `work` information), slots; heap is slots + HEAP_PAD."""
+    work_tasks (0 when not given: no `work` information), slots; heap is slots + HEAP_PAD, worker_heap
+    2 x workers + HEAP_PAD (kernel._kill keeps its stale entries under workers)."""
     return _fill(None, sizes, given)
 
 
@@ -333,7 +340,7 @@ def _fill(st: State | None, sizes: dict, given: dict) -> State:
                   "ses_jit": 0, "ps_tasks": 0, "ps_nodes": 0, "ps_heap": 0,
                   "ps_tree": 0, "ps_snap_nodes": 0, "ps_piggy_nodes": 0, "weight_tasks": 0, "autoscalers": 0,
                   "as_buckets": 0, "as_recs": 0, "as_hbuckets": 0, "work_tasks": 0, "deploy_events": 0, "log_cap": 0}, **sizes)
-    sizes = dict(sizes, heap=sizes[SLOTS] + HEAP_PAD, n_ctr=N_CTR, n_fctr=N_FCTR, log_fields=LOG_FIELDS)
+    sizes = dict(sizes, heap=sizes[SLOTS] + HEAP_PAD, worker_heap=2 * sizes["workers"] + HEAP_PAD, n_ctr=N_CTR, n_fctr=N_FCTR, log_fields=LOG_FIELDS)
     out = {}
     for a in STATE_ARRAYS:
         shape = _shape(a, sizes)
