@@ -101,10 +101,11 @@ ir_utils.alias_func_extensions[("View", __name__)] = _view_aliases
 # branches before typing, which keeps each copy small and quick to compile):
 # FULL = False prunes failures and client retries (runs with faults or clients need FULL).
 # DIRECT = True is the direct path, for runs where nothing observes in-flight requests (the
-# strategy reads no loads and has no completion hook, no queue limits, every task sees its
-# requests in dispatch order, in-flight requests are drained at the end; simulate decides):
-# each completion is recorded when the request is dispatched, with no heap, giving the same
-# results as the heap path, faster. DIRECT = False is the heap path.
+# strategy reads no loads and has no completion hook, no queue limits, every hop the same,
+# in-flight requests are drained at the end; simulate decides): each completion is recorded
+# when the request is dispatched, or, past a hop that requests from other entry nodes may
+# overtake, when it reaches its task (a FIFO transit ring, Config.d_ring), with no heap,
+# giving the same results as the heap path, faster. DIRECT = False is the heap path.
 # CLOSED = True: a closed loop's users send the requests (workload.mode = closed; the chunks
 # are empty): `_advance` stops at a user's timer and the kernel dispatches its request; a
 # request's outcome sets its user's timer. False prunes all of it from open-loop runs. Sessions
@@ -419,6 +420,38 @@ def _complete_now(cfg, st, met, k, node, idx, w, now, d_in, d_out, svc, complete
 
 
 @njit(inline="always", cache=True)
+def _ring_flush(cfg, st, met, head, tail, limit, completed, lat_sum, lat_max):
+    """The direct path with a hop (Config.d_ring): the requests in transit that reach their task
+    by `limit`, placed and recorded in the order they arrive there. The transit ring lies in the
+    slot pool's arrays, unused otherwise on the direct path: positions head..tail-1, each
+    request's task, index, dispatch time and service time; every hop is cfg.hop, so the ring
+    is in arrival order. Returns the new head and the completion counters."""
+    while head < tail and st.slot_t0[head] + cfg.hop <= limit:
+        k = np.int64(st.slot_task[head])
+        t0 = st.slot_t0[head]
+        completed, lat_sum, lat_max = _complete_now(cfg, st, met, k, cfg.task_node[k], st.slot_idx[head],
+                                                    window_of(cfg.ts_inv, cfg.ts_n, t0), t0, cfg.hop, cfg.hop,
+                                                    st.slot_svc[head], completed, lat_sum, lat_max)
+        head += 1
+    return head, completed, lat_sum, lat_max
+
+
+@njit(inline="always", cache=True)
+def _ring_keep(st, head, tail):
+    """The ring's entries head..tail-1 to its start, for the next kernel call; they count as
+    slots in use (so that `_Run.ensure_capacity` leaves room for a chunk's more)."""
+    n = tail - head
+    if head > 0:
+        for j in range(n):
+            st.slot_task[j] = st.slot_task[head + j]
+            st.slot_idx[j] = st.slot_idx[head + j]
+            st.slot_t0[j] = st.slot_t0[head + j]
+            st.slot_svc[j] = st.slot_svc[head + j]
+    st.ctr[TRANSIT_N] = n
+    st.ctr[FREE_N] = st.slot_t0.shape[0] - n
+
+
+@njit(inline="always", cache=True)
 def _send(cfg, st, met, slot, k, b, now, d_in, d_out, svc, idx):
     """The heap path: the request, in its slot, leaves for task k (over the hop, if any)."""
     uk = np.uint64(k)
@@ -457,6 +490,8 @@ def _kernel(cfg, st, met, arr, first, until):
     completed = ctr[COMPLETED]
     lat_sum = st.fctr[LAT_SUM]
     lat_max = st.fctr[LAT_MAX]
+    head = 0                    # the direct path's transit ring (_ring_flush)
+    tail = ctr[TRANSIT_N] if DIRECT else 0
     i = 0
     while True:
         retry = 0
@@ -535,6 +570,9 @@ def _kernel(cfg, st, met, arr, first, until):
             if i >= n:
                 break
             now = arr.t[i]
+            if DIRECT and cfg.d_ring:
+                head, completed, lat_sum, lat_max = _ring_flush(cfg, st, met, head, tail, now, completed, lat_sum,
+                                                                lat_max)
             idx = first + i
             measured = idx >= cfg.warm_index     # (ARRIVED and T_FIRST: counted per chunk, below)
             w = window_of(cfg.ts_inv, cfg.ts_n, now)
@@ -615,11 +653,23 @@ def _kernel(cfg, st, met, arr, first, until):
         svc = _fdiv(dem, cfg.task_speed[uk])     # node speeds are validated positive
         if DIRECT:
             # Nothing observes in-flight state (see DIRECT): the completion is known
-            # now, so record it now instead of carrying the request in the heap.
+            # now, so record it now instead of carrying the request in the heap; or, when it
+            # crosses the hop and requests from other entries may reach its task first, when
+            # it reaches the task (the transit ring).
+            if cfg.d_ring and d_in > 0.0:
+                st.slot_task[tail] = k
+                st.slot_idx[tail] = idx
+                st.slot_t0[tail] = now
+                st.slot_svc[tail] = svc
+                tail += 1
+                continue
             completed, lat_sum, lat_max = _complete_now(cfg, st, met, k, node, idx, w, now, d_in, d_out, svc,
                                                         completed, lat_sum, lat_max)
             continue
         _send(cfg, st, met, slot, k, b, now, d_in, d_out, svc, idx)
+    if DIRECT and cfg.d_ring:
+        head, completed, lat_sum, lat_max = _ring_flush(cfg, st, met, head, tail, until, completed, lat_sum, lat_max)
+        _ring_keep(st, head, tail)
     _store_counters(st, cross, completed, lat_sum, lat_max)
     if n > 0:
         ctr[REQUESTS] = first + n

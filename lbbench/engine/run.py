@@ -291,6 +291,7 @@ class _Run:
             retry_key=np.int64(fkey[1]),
             users=np.int64(n_users), user_timer0=np.int64(control.user_timer(cl.n_nodes, T, n_deploy)),
             sessions=np.int64(self.sessions is not None),
+            d_ring=np.int64(self.direct and sc.network.hop > 0 and not self.single_entry()),
             n_req=np.int64(n_req if n_req is not None else np.iinfo(np.int64).max),
             t_end=float(sc.run.duration if sc.run.duration is not None else math.inf),
             warm_time=float(inp.warm_time if inp.warm_time is not None else math.inf),
@@ -499,13 +500,17 @@ class _Run:
     def direct_ok(self, force_heap: bool) -> bool:
         """Whether the kernel may record completions at dispatch (see engine.DIRECT)."""
         sc, spec = self.sc, self.spec
-        wl = self.workload
-        # one entry node for every request (a trace's own entry column overrides workload.entry)
-        single_entry = wl.entry_single >= 0 and (wl.trace is None or "entry" not in wl.trace.cols)
-        in_order = sc.network.jitter == 0 and (sc.network.hop == 0 or single_entry)
+        # every hop is the same (no jitter): each task sees its requests in dispatch order, or,
+        # with a hop and several entry nodes, in the order of the transit ring (Config.d_ring)
+        in_order = sc.network.jitter == 0
         return (not force_heap and not self.looped and not spec.reads_load and spec.on_complete is None and in_order
                 and all(s.queue_limit == 0 for s in sc.services) and sc.run.drain
                 and not sc.orchestrated and not sc.clients.active and sc.cluster.cores is None)
+
+    def single_entry(self) -> bool:
+        """One entry node for every request (a trace's own entry column overrides workload.entry)."""
+        wl = self.workload
+        return wl.entry_single >= 0 and (wl.trace is None or "entry" not in wl.trace.cols)
 
     def config(self) -> S.Config:
         # A duration-bounded run whose warm-up boundary is not reached yet measures nothing

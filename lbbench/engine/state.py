@@ -35,7 +35,7 @@ Config = namedtuple("Config", [
     "ss_window", "ss_inv_aggr", "ss_min",
     "as_svc", "as_metric", "as_target", "as_interval", "as_buckets", "as_tol", "as_recs", "as_lo", "as_hi",
     "as_workers", "as_timer0",
-    "dem_dist", "sessions",
+    "dem_dist", "sessions", "d_ring",
 ])
 Config.__doc__ = """Static configuration of a run.
 
@@ -81,6 +81,10 @@ user slots (the pool; it grows between kernel calls) and one more timer, user_ti
 the next session's arrival: an arriving session takes a free slot (usr_free), its requests'
 draws are copied from the session buffer (ses_*) into the slot's rows, with a think time of -1
 after the last (the slot is free again after that request's outcome).
+
+d_ring: 1 on the direct path when a request may cross the hop while requests from other entry
+nodes reach its task before it (network.hop > 0, more than one entry node): the kernel holds
+it in a transit ring until it arrives (kernel._ring_flush).
 
 dem_dist: float64[S, 4], each service's demand distribution as `view.demand_dist` shows it
 (lbbench/model/workload.py, `demand_descriptor`).
