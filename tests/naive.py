@@ -746,10 +746,14 @@ class _Sim:
 
     def open_connection(self, req, e: int, k: int) -> None:
         """A new keep-alive connection through entry node `e` to task `k`: it carries this
-        request and G - 1 more, G geometric with mean balancer.keepalive (CONNECTION stream)."""
+        request and G - 1 more, G geometric with mean balancer.keepalive (CONNECTION stream); in
+        sessions mode (client: the session) every later request of the session."""
         c = (req.client, req.service)
         self.conn_task[c] = k
         self.conn_entry[c] = e
+        if self.sessions is not None:
+            self.conn_left[c] = math.inf        # a session is one connection: it carries the rest
+            return
         u = 1.0 - rngmod.uniform(self.conn_rng)
         logq = self.inp.conn_logq
         self.conn_left[c] = int(math.log(u) / logq) if logq < 0.0 else 0

@@ -80,7 +80,30 @@ CASES = {
                                                          {"at": 400.0, "kind": "node_up", "node": 1}]},
                                       health={"task_detect": 3.0, "node_detect": 4.0, "restart_delay": 1.0, "startup": 0.5},
                                       clients={"retries": 2, "backoff": 0.2}), {"reject", "fail", "retried", "cross", "sessions"}),
+    # sessions over keep-alive connections: each session is one connection (its first request
+    # balanced, the others follow it), its slot's connection row reset for the next session;
+    # the pool grows past its first 64 slots, and with them the connection rows
+    "sessions_connections_pool": (_with(sessions(0.35, 10.0, {"dist": "lognormal", "mean": 25.0, "cv": 1.5}, hop=0.05,
+                                                 mean=0.5, requests=2000),
+                                        balancer={"mode": "per_node", "info": "global", "rr_start": "random",
+                                                  "unit": "connection"}), {"cross", "sessions", "pool", "one_task"}),
+    # a crash takes some sessions' task out of the table: their next request is balanced anew
+    # and the new connection carries the rest of the session
+    "sessions_connections_crash": (_with(sessions(0.6, 6.0, hop=0.02, replicas=4, nodes=3, requests=2500),
+                                         balancer={"mode": "per_node", "info": "local", "rr_start": "random",
+                                                   "unit": "connection"},
+                                         faults={"events": [{"at": 200.0, "kind": "task_crash", "task": 1},
+                                                            {"at": 500.0, "kind": "task_crash", "task": 2}]},
+                                         health={"task_detect": 3.0, "node_detect": 4.0, "restart_delay": 1.0,
+                                                 "startup": 0.5}), {"cross", "sessions", "fail", "moved"}),
 }
+
+
+def _tasks_per_session(tr):
+    ses = tr["session"].to_numpy()
+    task = tr["task"].to_numpy()
+    pairs = np.unique(np.stack([ses[task >= 0], task[task >= 0]]), axis=1)
+    return np.bincount(pairs[0])
 
 
 def _check_features(res, features):
@@ -112,6 +135,11 @@ def _check_features(res, features):
         assert np.bincount(ses).max() + 1 > SESSION_ROWS
     if "services" in features:
         assert len(np.unique(res.tasks.filter(res.tasks["served"] > 0)["service"].to_numpy())) == 2
+    if "one_task" in features:      # every session's requests went to one task, sessions to many
+        per = _tasks_per_session(tr)
+        assert per.max() == 1 and len(np.unique(tr["task"].to_numpy())) > 1
+    if "moved" in features:         # some session's task crashed and it went on at another
+        assert _tasks_per_session(tr).max() >= 2
 
 
 # the failure case under least_load only: each strategy's kernel with failures is one more
@@ -119,7 +147,8 @@ def _check_features(res, features):
 # the sessions cases under one strategy each: the closed cases already run both strategies on
 # these kernels, and what the sessions cases check is the engine's
 ONE = {"faults_retries": "least_load", "sessions_pool_grows": "least_load", "sessions_faults_retries": "least_load",
-       "sessions_stale_central_two_services": "round_robin", "sessions_duration_no_drain": "round_robin"}
+       "sessions_stale_central_two_services": "round_robin", "sessions_duration_no_drain": "round_robin",
+       "sessions_connections_pool": "round_robin", "sessions_connections_crash": "least_load"}
 PAIRS = [(case, s) for case in CASES for s in STRATEGIES if ONE.get(case, s) == s]
 
 

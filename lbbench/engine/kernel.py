@@ -349,6 +349,9 @@ def _next_retry(st):
             st.slot_client[slot], st.slot_jin[slot], st.slot_jout[slot])
 
 
+_SESSION_LONG = np.int64(1) << np.int64(62)     # a session's connection: lasts the session
+
+
 @njit(inline="always", cache=True)
 def _follow_connection(cfg, st, client, s, e):
     """balancer.unit = connection: the client's open connection to service s, while it lasts
@@ -363,10 +366,14 @@ def _follow_connection(cfg, st, client, s, e):
 
 @njit(inline="always", cache=True)
 def _open_connection(cfg, st, client, s, e, k):
-    """A new keep-alive connection to task k: it carries this request and G - 1 more."""
+    """A new keep-alive connection to task k: it carries this request and G - 1 more; in
+    sessions mode (`client`: the session's user slot) every later request of the session."""
     c = client * cfg.n_services + s
     st.conn_task[c] = k
     st.conn_entry[c] = e
+    if cfg.sessions:
+        st.conn_left[c] = _SESSION_LONG
+        return
     u = 1.0 - uniform(st.conn_rng)
     st.conn_left[c] = np.int64(math.log(u) / cfg.conn_logq) if cfg.conn_logq < 0.0 else 0
 
@@ -513,6 +520,7 @@ def _kernel(cfg, st, met, arr, first, until):
         if FULL and retry == 1:
             # a client sends a failed or rejected request again: a new decision, same request
             now, slot, idx, s, e, dem, client, jin, jout = _next_retry(st)
+            ckey = client
             measured = idx >= cfg.warm_index
             w = window_of(cfg.ts_inv, cfg.ts_n, st.slot_t0[slot])
         elif CLOSED and retry == 2:
@@ -553,15 +561,21 @@ def _kernel(cfg, st, met, arr, first, until):
             e = st.usr_entry[u]
             dem = st.usr_dem[u, p]
             client = st.usr_ses[u] if cfg.sessions else u     # (a session's client id: its index)
-            if cfg.sessions and p == 0 and measured:
-                ctr[SESSIONS] += 1
+            ckey = u        # its connections' row: the user's (a session's: its slot's)
+            if cfg.sessions and p == 0:
+                if measured:
+                    ctr[SESSIONS] += 1
+                if cfg.conn:
+                    # a new session in the slot: no connection yet (docs/model.md, "Sessions")
+                    for s2 in range(cfg.n_services):
+                        st.conn_left[u * cfg.n_services + s2] = 0
             jin = 0.0
             jout = 0.0
             if cfg.has_jitter:
                 jin = st.usr_jit[u, 2 * p]
                 jout = st.usr_jit[u, 2 * p + 1]
             if cfg.conn:
-                follow, e = _follow_connection(cfg, st, client, s, e)
+                follow, e = _follow_connection(cfg, st, ckey, s, e)
             slot = _take_slot(cfg, st, now, idx, s, e, dem, client, jin, jout)
             st.slot_user[slot] = u
             if cfg.trace:
@@ -582,6 +596,7 @@ def _kernel(cfg, st, met, arr, first, until):
             e = arr.entry[i]
             dem = arr.demand[i]
             client = arr.client[i] if has_client else -1
+            ckey = client
             jin = 0.0
             jout = 0.0
             if cfg.has_jitter:
@@ -634,7 +649,7 @@ def _kernel(cfg, st, met, arr, first, until):
                 _store_counters(st, cross, completed, lat_sum, lat_max)
                 return 1
             if cfg.conn and retry != 1:
-                _open_connection(cfg, st, client, s, e, k)
+                _open_connection(cfg, st, ckey, s, e, k)
         if not DIRECT and cfg.trace:
             met.tr_task[idx] = k
         uk = np.uint64(k)       # a checked candidate (or a live connection's task): no wraparound

@@ -344,7 +344,7 @@ class _Run:
         # processor sharing (cluster.cores; cpu.py): per node, a heap with room for every worker
         ps = cl.node_cores is not None
         ps_t, ps_i = control.new_tree(N, {}) if ps else (np.zeros(0), np.zeros(0, dtype=np.int32))
-        clients = n_users if self.users is not None else sc.workload.clients
+        clients = n_users if self.looped else sc.workload.clients     # (connections: a row per user slot)
         self.st, self.state_key = _state(
             dict(tasks=T, workers=int(cl.task_wstart[-1]), nodes=N, balancers=n_bal, balancer_services=n_bal * S_,
                  state_size=spec.state_size_for(params), connections=clients * S_ if conn else 0,
@@ -482,6 +482,12 @@ class _Run:
         new = dict(usr_think=grown(st.usr_think, r), usr_dem=grown(st.usr_dem, r), usr_svc=grown(st.usr_svc, r),
                    usr_jit=grown(st.usr_jit, jcols), usr_pos=grown(st.usr_pos, 0), usr_entry=grown(st.usr_entry, 0),
                    usr_ses=grown(st.usr_ses, 0), usr_free=grown(st.usr_free, 0))
+        if grow and len(st.conn_task):
+            # connections (balancer.unit = connection): a row per slot and service, new ones closed
+            k = len(st.conn_task)
+            new["conn_task"] = np.concatenate([st.conn_task, np.full(k, -1, dtype=st.conn_task.dtype)])
+            new["conn_left"] = np.concatenate([st.conn_left, np.zeros(k, dtype=st.conn_left.dtype)])
+            new["conn_entry"] = np.concatenate([st.conn_entry, np.zeros(k, dtype=st.conn_entry.dtype)])
         if grow:
             # the new slots are free; the timers: users' ids stay, the sessions' moves to u0 + m
             f = int(st.ctr[S.USR_FREE_N])

@@ -42,6 +42,9 @@ Config.__doc__ = """Static configuration of a run.
 conn: 1 for connection-level balancing (balancer.unit = connection): a client's request
 follows its open keep-alive connection (same entry node, same task) while it lasts; a new
 connection is balanced and lasts 1 + Geometric requests (conn_logq = log(1 - 1/keepalive)).
+The connection rows are per client and service; in a closed loop per user, in sessions mode per
+user slot (a session's connection lasts the session; its slot's rows are closed when the next
+session starts in it).
 
 
 Failures (faults = 1): f_time/f_kind/f_target/f_count/f_value is the run's fault schedule, sorted by

@@ -620,9 +620,9 @@ class Scenario(_Model):
             raise ValueError(f"workload.entry has {len(w.entry)} weights but nodes = {n}; give one per node")
         if isinstance(w.entry, str) and w.entry.startswith("single:") and int(w.entry[7:]) >= n:
             raise ValueError(f"workload.entry {w.entry!r} names a node that does not exist; nodes are 0..{n - 1}")
-        if w.mode == "sessions" and self.balancer.unit == "connection":
-            raise ValueError("balancer.unit connection is not modelled in sessions mode yet; use balancer.unit = "
-                             "\"request\" or workload.mode = \"closed\"")
+        if w.mode == "sessions" and self.balancer.unit == "connection" and "keepalive" in self.balancer.model_fields_set:
+            raise ValueError("balancer.keepalive does not apply in sessions mode: each session is one keep-alive "
+                             "connection (docs/model.md, \"Sessions\"); drop balancer.keepalive")
         if w.mode in ("closed", "sessions") and not self.run.drain and self.run.duration is None:
             raise ValueError(f"run.drain false in {w.mode} mode needs run.duration (the run then stops there); "
                              "give run.duration or drop run.drain")
