@@ -95,7 +95,9 @@ def timer_set(st, i, t):
 @inlined
 def tree_set(ct, ci, i, t):
     """Set leaf i of the tournament tree (ct, ci) to time t and restore the tree above it: each
-    inner node holds the earlier of its children, a tie going to the left (lower id)."""
+    inner node holds the earlier of its children, a tie going to the left (lower id). The walk
+    stops at the first node whose winner is unchanged (those above it are then unchanged too):
+    a closed loop's user timer set to a later time, or off, rarely climbs far."""
     j = (ct.shape[0] >> 1) + i
     ct[j] = t
     j >>= 1
@@ -103,6 +105,8 @@ def tree_set(ct, ci, i, t):
         c = 2 * j
         if ct[c + 1] < ct[c]:
             c += 1
+        if ct[j] == ct[c] and ci[j] == ci[c]:
+            break
         ct[j] = ct[c]
         ci[j] = ci[c]
         j >>= 1
