@@ -30,7 +30,7 @@ import numpy as np
 from numba import njit
 
 from .info import INFO_GLOBAL, INFO_LOCAL, INFO_PIGGYBACK, INFO_STALE, load_of
-from .lowlevel import RunStateCompiler, inlined
+from .lowlevel import RunStateCompiler, _view, inlined
 from .. import jitcache  # noqa: F401  (stamps the functions cached below: lbbench/jitcache.py)
 
 INF = np.iinfo(np.int32).max      # the trees are int32: in-flight requests are counted in int32 slots
@@ -204,16 +204,15 @@ def tree_of(cfg, st, b, s):
     strategy sees as `view.load_index`."""
     tree = st.li_tree
     row = np.int64(b) if (cfg.info == INFO_LOCAL or cfg.info == INFO_PIGGYBACK) and tree.shape[1] > 0 else np.int64(0)
-    off = cfg.li_off[s]
-    return tree[row, off:off + 2 * cfg.li_p[s]]
+    return _view(tree[row], cfg.li_off[s], 2 * cfg.li_p[s])
 
 
 @njit(inline="always", cache=True)
 def map_of(cfg, s):
     """Service s's leaves' tasks and its table positions' leaves (empty without an index): what
-    a strategy sees as `view.index_map`."""
-    off = cfg.li_off[s]
-    return cfg.li_map[off:off + 2 * cfg.li_p[s]]
+    a strategy sees as `view.index_map`. (Both are views without the slice's clamping of its
+    bounds, which the layout keeps in range: per request, it costs instructions.)"""
+    return _view(cfg.li_map, cfg.li_off[s], 2 * cfg.li_p[s])
 
 
 def initial(table_len: np.ndarray, li_off: np.ndarray, li_p: np.ndarray,

@@ -90,10 +90,10 @@ def least_load_indexed(cands, view, off):
     p = tree.shape[0] // 2
     m = tree[1]
     where = view.index_map
-    leaf = _first_at_most(tree, p, where[p + off], m)
+    leaf = _first_at_most(tree, p, where[np.uint64(p + off)], m)
     if leaf < 0:
         leaf = _first_at_most(tree, p, 0, m)
-    return where[leaf]
+    return where[np.uint64(leaf)]      # (unsigned indices: no test for a negative one)
 
 
 @njit(inline="always")
