@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numba import njit
 
+from lbbench.engine import loadindex
 from lbbench.engine.run import simulate
 from lbbench.plugins import kit
 
@@ -75,6 +76,24 @@ def test_the_index_makes_the_scans_decisions(case, scan):
     ra, rb = a.row(), b.row()
     assert rows_equal(ra, rb, ignore={"wall_s", "req_per_s", "strategy", "strategy_hash", "run_id", "params"}) == []
     assert ra["failed"] > 0 or ra.get("retried", 0) > 0, "the faults did not bite"
+
+
+def test_the_index_keeps_the_scans_decisions_through_renumberings(scan):
+    """100 tasks on 10 balancers' rows (`local`), crashing often: each rejoin takes the
+    service's next leaf, and when the leaves' room (128 - 100) is used up the live tasks are
+    renumbered and the trees rebuilt (loadindex.join). The replacements cross that room
+    several times, and the decisions stay the scan's request by request."""
+    sc = _faulty(scenario(nodes=10, replicas=100, workers=1, rho=0.9, requests=6000, info="local", hop=0.002))
+    sc["faults"]["random"] = [{"target": "task", "mtbf": 40.0}]
+    a = simulate(sc, "least_load", trace=True, progress=False)
+    b = simulate(sc, scan, trace=True, progress=False)
+    assert a.trace["task"].to_list() == b.trace["task"].to_list()
+    assert a.trace["status"].to_list() == b.trace["status"].to_list()
+    assert rows_equal(a.row(), b.row(), ignore={"wall_s", "req_per_s", "strategy", "strategy_hash", "run_id",
+                                                "params"}) == []
+    _, li_p, _ = loadindex.layout(np.zeros(100, dtype=np.int64), 1, room=True)
+    joins = int(a.tasks["restarts"].sum())
+    assert joins > 3 * (int(li_p[0]) - 100), f"{joins} rejoins: the leaves were not renumbered 3 times"
 
 
 @njit

@@ -258,7 +258,7 @@ def test_tables_are_rebuilt_when_the_candidates_change(mod):
     view = lambda client: View(np.zeros(T, np.int64), np.zeros(T, np.int32), np.ones(T), 0, 0.0, 0,
                                spec.param_tuple([p.default for p in spec.params]), client, 0, task_state,
                                np.zeros(0, np.int32), np.zeros(0), np.zeros(0), np.zeros(0), 1.0, np.zeros(0),
-                               np.zeros((1, 4)))
+                               np.zeros((1, 4)), np.zeros(0, np.int32))
     rng = np.zeros(1, np.uint64)
     size = spec.state_size_for(spec.resolve_params({}))
     state = np.zeros(size)

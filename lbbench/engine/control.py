@@ -27,7 +27,7 @@ from ..model.faults import F_NODE_DOWN, F_NODE_DRAIN, F_NODE_SLOW, F_NODE_UP, F_
 from ..rng import hash_uniform
 from .info import refresh
 from .heaps import _sift_down, timer_at, timer_set
-from .loadindex import build, build_all
+from .loadindex import build_all, join, leave
 from .lowlevel import RunStateCompiler, apart
 from .metrics import EMIN, TS_BUCKETS, TS_SUB, window_of
 from .cpu import ps_background, ps_crash, ps_speed
@@ -164,11 +164,13 @@ def _crash(cfg, st, met, k, t, detect):
 
 
 @njit(inline="always", cache=True)
-def _table_remove(cfg, k):
-    """Take task k out of its service's table, keeping the others' order."""
+def _table_remove(cfg, st, k):
+    """Take task k out of its service's table, keeping the others' order (and out of the load
+    index: loadindex.leave)."""
     p = cfg.table_pos[k]
     if p < 0:
         return
+    leave(cfg, st, k)
     s = cfg.task_service[k]
     base = cfg.table_start[s]
     n = cfg.table_len[s]
@@ -181,12 +183,14 @@ def _table_remove(cfg, k):
 
 
 @njit(inline="always", cache=True)
-def _table_add(cfg, k):
+def _table_add(cfg, st, k):
+    """Task k joins its service's table, last (and the load index: loadindex.join)."""
     s = cfg.task_service[k]
     n = cfg.table_len[s]
     cfg.table[cfg.table_start[s] + n] = k
     cfg.table_pos[k] = n
     cfg.table_len[s] = n + 1
+    join(cfg, st, k)
 
 
 @apart
@@ -320,8 +324,7 @@ def _task_event(cfg, st, met, k, t):
     ev = st.task_ev_kind[k]
     i = task_timer(cfg, k)
     if ev == EV_DETECT:
-        _table_remove(cfg, k)
-        build(cfg, st, cfg.task_service[k])
+        _table_remove(cfg, st, k)
         st.task_ev_kind[k] = EV_PLACE
         st.task_why[k] = WHY_CRASH
         timer_set(st, i, t + cfg.restart_delay)
@@ -349,8 +352,7 @@ def _task_event(cfg, st, met, k, t):
         st.task_state[k] = TASK_ALIVE
         for w in range(cfg.task_wstart[k], cfg.task_wstart[k + 1]):
             st.worker_free[w] = t
-        _table_add(cfg, k)
-        build(cfg, st, cfg.task_service[k])
+        _table_add(cfg, st, k)
         st.task_restarts[k] += 1
         st.task_ev_kind[k] = EV_NONE
         timer_set(st, i, np.inf)
@@ -456,8 +458,7 @@ def _stop(cfg, st, met, k, t, nxt, why):
         _log(st, t, LOG_STOP, s, k, cfg.task_node[k], -1, -1, why, np.nan)
     if state == TASK_DEAD:
         if st.task_ev_kind[k] == EV_DETECT:
-            _table_remove(cfg, k)
-            build(cfg, st, s)
+            _table_remove(cfg, st, k)
         _after_stop(cfg, st, k, t)
         return
     n = cfg.task_node[k]
@@ -468,8 +469,7 @@ def _stop(cfg, st, met, k, t, nxt, why):
         st.task_inc[k] += 1
         _after_stop(cfg, st, k, t)
         return
-    _table_remove(cfg, k)
-    build(cfg, st, s)
+    _table_remove(cfg, st, k)
     st.task_ev_kind[k] = EV_STOP
     if cfg.grace > 0.0:
         timer_set(st, task_timer(cfg, k), t + cfg.grace)

@@ -313,11 +313,12 @@ class _Run:
             dem_dist=demand_table(sc, self.workload.demands_from_trace),
         )
         # the load index (loadindex.py), for a strategy that declares it
-        li_off, li_p, li_len = loadindex.layout(cl.task_service, S_)
+        li_off, li_p, li_len = loadindex.layout(cl.task_service, S_, room=sc.orchestrated)
         li_rows = loadindex.rows_for(info.kind, n_bal)
         if not spec.load_index:
             li_off[:], li_p[:], li_len, li_rows = 0, 0, 0, 1
-        self.cfg_kw.update(li_off=li_off, li_p=li_p)
+        li_leaf, li_map, li_next = loadindex.initial_map(cl.table, cl.table_start, cl.table_len, T, li_off, li_p, li_len)
+        self.cfg_kw.update(li_off=li_off, li_p=li_p, li_leaf=li_leaf, li_map=li_map, li_next=li_next)
         self.first_node = np.where(cl.initial, cl.task_node, -1).astype(np.int32)    # a spare slot: -1
         cap = 1024
         N = cl.n_nodes

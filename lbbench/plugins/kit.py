@@ -80,17 +80,20 @@ def _first_at_most(tree, p, lo, m):
 def least_load_indexed(cands, view, off):
     """`least_load_from(cands, view.load, off)` in O(log n) from the load index (a strategy with
     `load_index=True`), the same answer: the least load m is the tree's root, the answer the
-    first candidate at position off or after with load m, else the first one before. Without
-    an index (view.load_index empty), the scan."""
+    first candidate at position off or after with load m, else the first one before. The
+    tree's leaves are in the candidates' order, with gaps (+inf) where tasks left
+    (`view.index_map`: the leaf of candidate off, the task at a leaf). Without an index
+    (view.load_index empty), the scan."""
     tree = view.load_index
     if tree.shape[0] == 0:
         return least_load_from(cands, view.load, off)
     p = tree.shape[0] // 2
     m = tree[1]
-    pos = _first_at_most(tree, p, off, m)
-    if pos < 0:
-        pos = _first_at_most(tree, p, 0, m)
-    return cands[pos]
+    where = view.index_map
+    leaf = _first_at_most(tree, p, where[np.uint64(p + off)], m)
+    if leaf < 0:
+        leaf = _first_at_most(tree, p, 0, m)
+    return where[np.uint64(leaf)]      # (unsigned indices: no test for a negative one)
 
 
 @njit(inline="always")
