@@ -69,6 +69,25 @@ def test_the_functions_shared_by_every_strategys_kernel_read_no_hook():
         assert "_select" not in reached(name), name
         assert "HAS_COMPLETE" in reached(name) or not reached(name) & {"_on_complete", "_params"}, name
 
+def test_a_shared_function_is_compiled_once_per_value_of_the_switches_it_reads():
+    """specialise._shared keys each shared function by the switches it reads (through the
+    functions it calls too): switch sets that differ only in another switch share its compiled
+    copy, and a copy never reads a switch its key leaves out (it would see the default)."""
+    from lbbench.engine import specialise
+    base = dict(FULL=False, DIRECT=False, LOAD_INDEX=False, CLOSED=False, READS_WORK=False)
+    a = specialise._shared(base)
+    funcs = _functions()
+    reads = {name: {n.id for n in ast.walk(node) if isinstance(n, ast.Name)} for name, node in funcs.items()}
+    for switch in specialise.SWITCHES:
+        b = specialise._shared(dict(base, **{switch: True}))
+        for name in a:
+            assert (a[name] is b[name]) == (switch not in specialise._reads()[name][0]), (switch, name)
+            if switch in reads[name]:
+                assert a[name] is not b[name], (switch, name)
+    # READS_WORK is the kernel's alone: a strategy reading view.work shares every function
+    assert all(a[n] is specialise._shared(dict(base, READS_WORK=True))[n] for n in a)
+
+
 def _sizes(slots=4):
     return dict(tasks=5, workers=7, nodes=3, balancers=2, balancer_services=4, state_size=3, strategy_tasks=5,
                 task_state=2, connections=6, local_balancers=2, local_tasks=5, piggy_balancers=0, piggy_tasks=0,

@@ -68,21 +68,59 @@ def specialise(key: str, select, on_complete=None, full: bool = True, direct: bo
     return Entry(g["_kernel"])
 
 
-_SHARED: dict = {}     # the switches -> the globals of the functions compiled once for them
+SWITCHES = ("FULL", "DIRECT", "LOAD_INDEX", "CLOSED", "READS_WORK")
+_SHARED: dict = {}      # (function name, the switches it reads and their values) -> compiled function
+_READS: dict = {}       # function name -> (switches it reads, kernel functions it calls), from its source
+
+
+def _reads() -> dict:
+    """For each of kernel.py's functions: the switches it reads, itself or through the kernel.py
+    functions it calls, and the shared functions (SHARED_FUNCS, HOOKLESS_FUNCS) it calls. (A
+    shared function calls no other specialised one but under `if HAS_COMPLETE:`, which its
+    shared copy prunes: tests/test_engine_structure.py.)"""
+    if not _READS:
+        import ast
+        import inspect
+        tree = ast.parse(inspect.getsource(kernel))
+        names = {n.name: {x.id for x in ast.walk(n) if isinstance(x, ast.Name)}
+                 for n in tree.body if isinstance(n, ast.FunctionDef)}
+
+        def reached(name, seen):
+            seen.add(name)
+            out = names[name] & set(SWITCHES)
+            for callee in names[name] & set(names) - seen:
+                out |= reached(callee, seen)
+            return out
+        for name in names:
+            _READS[name] = (frozenset(reached(name, set())),
+                            names[name] & set(kernel.SHARED_FUNCS + kernel.HOOKLESS_FUNCS) - {name})
+    return _READS
 
 
 def _shared(switches: dict) -> dict:
     """The kernel's functions that read the switches but not the strategy (kernel.SHARED_FUNCS,
-    and kernel.HOOKLESS_FUNCS as a strategy without on_complete has them), compiled once per
-    set of switches and shared by every strategy's kernel: numba types and lowers them once (and
-    caches them on disk), LLVM inlines them into each kernel (lowlevel.inlined)."""
-    key = tuple(sorted(switches.items()))
-    g = _SHARED.get(key)
-    if g is None:
-        g = dict(vars(kernel), **switches, HAS_COMPLETE=False)
-        _copy_into(g, kernel.SHARED_FUNCS + kernel.HOOKLESS_FUNCS, f"shared|{key}|{engine_hash()}", shared=True)
-        _SHARED[key] = g
-    return g
+    and kernel.HOOKLESS_FUNCS as a strategy without on_complete has them), each compiled once
+    per value of the switches it reads (a set of switches that differs only in others shares
+    it) and shared by every strategy's kernel: numba types and lowers them once (and caches
+    them on disk), LLVM inlines them into each kernel (lowlevel.inlined)."""
+    reads = _reads()
+    out: dict = {}
+
+    def get(name):
+        if name not in out:
+            sub = tuple(sorted((k, switches[k]) for k in reads[name][0]))
+            f = _SHARED.get((name, sub))
+            if f is None:
+                g = dict(vars(kernel), **dict(sub), HAS_COMPLETE=False)
+                for callee in reads[name][1]:
+                    g[callee] = get(callee)
+                _copy_into(g, [name], f"shared|{name}|{sub}|{engine_hash()}", shared=True)
+                f = _SHARED[(name, sub)] = g[name]
+            out[name] = f
+        return out[name]
+    for name in kernel.SHARED_FUNCS + kernel.HOOKLESS_FUNCS:
+        get(name)
+    return out
 
 
 def _copy_into(g: dict, names, key: str, shared: bool = False) -> None:
