@@ -39,7 +39,7 @@ from .cpu import ps_arrive, ps_background, ps_complete
 from .heaps import heap_pop, heap_push, heap_replace
 from .info import count_local, fill_work, load_of, node_load_of, on_response
 from .loadindex import map_of, touch, tree_of
-from .lowlevel import _fdiv, _view
+from .lowlevel import _fdiv, _view, inlined
 from .metrics import _record, ts_bucket_of, window_of
 from .requests import _free_slot, _give_up, _place, _place_on, _user_wait_over, session_arrives
 from .state import (ARRIVED, COMPLETED, CROSS, ERR_CODE, ERR_REQ, ERR_VALUE, FAILED, FREE_N, HEAP_N, K_SESSIONS, K_USER_DRAWS, K_WARM,
@@ -428,7 +428,7 @@ def _complete_now(cfg, st, met, k, node, idx, w, now, d_in, d_out, svc, complete
     return completed, lat_sum, lat_max
 
 
-@njit(inline="always", cache=True)
+@inlined
 def _ring_flush(cfg, st, met, head, tail, limit, completed, lat_sum, lat_max):
     """The direct path with a hop (Config.d_ring): the requests in transit that reach their task
     by `limit`, placed and recorded in the order they arrive there. The transit ring lies in the
@@ -445,7 +445,7 @@ def _ring_flush(cfg, st, met, head, tail, limit, completed, lat_sum, lat_max):
     return head, completed, lat_sum, lat_max
 
 
-@njit(inline="always", cache=True)
+@inlined
 def _ring_keep(st, head, tail):
     """The ring's entries head..tail-1 to its start, for the next kernel call; they count as
     slots in use (so that `_Run.ensure_capacity` leaves room for a chunk's more)."""
