@@ -413,7 +413,7 @@ def _no_task(cfg, st, met, slot, now, idx, w, measured):
             met.tr_done[idx] = now
 
 
-@njit(inline="always", cache=True)
+@inlined
 def _complete_now(cfg, st, met, k, node, idx, w, now, d_in, d_out, svc, completed, lat_sum, lat_max):
     """The direct path: place the request at task k and record its completion at once."""
     start, done = _place(cfg.task_wstart, st.worker_free, k, now + d_in, svc)
