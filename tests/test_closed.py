@@ -197,7 +197,7 @@ def test_common_random_numbers_per_user():
 
 def test_results_do_not_depend_on_the_chunk_size():
     sc = closed(7, {"dist": "lognormal", "mean": 1.0, "cv": 1.5}, hop=0.02, jitter=0.01, requests=3000)
-    a = simulate(sc, "least_load", trace=True, progress=False, chunk=16)       # 64 rows of draws per user
+    a = simulate(sc, "least_load", trace=True, progress=False, chunk=16)       # 128 rows of draws per user
     b = simulate(sc, "least_load", trace=True, progress=False, chunk=1 << 20)  # 4096
     assert not rows_equal(a.row(), b.row())
     assert a.trace.equals(b.trace)

@@ -334,9 +334,10 @@ class _Run:
             at[control.T_REFRESH] = info.period
         # a closed loop's user draws: rows per user (their number changes no result: each user's
         # streams are drawn in order, whatever the rows; docs/model.md, "Random streams"): about
-        # 8 chunks' worth in all, so that drawing them (a few numpy calls per user) stays cheap
-        # per request
-        rows = min(max(8 * sc.run.chunk // max(n_users, 1), 64), 4096) if self.users is not None else 0
+        # 16 chunks' worth in all (20 MB at the default chunk), at least 128 per user, so that
+        # refilling them (about 10 microseconds of numpy calls per user, UserDraws.refill) stays
+        # cheap per request
+        rows = min(max(16 * sc.run.chunk // max(n_users, 1), 128), 4096) if self.users is not None else 0
         if self.sessions is not None:
             rows = SESSION_ROWS     # (widened for a longer session: more_sessions)
         self.timers = (n_timers, at)
@@ -414,18 +415,9 @@ class _Run:
         """Fresh draws for every user past half its rows (the kernel stops when one has used
         them all but a row): its unused rows move to the front, its next draws fill the rest."""
         st = self.st
-        rows = st.usr_think.shape[1]
-        for u in np.flatnonzero(st.usr_pos >= rows // 2):
-            p = int(st.usr_pos[u])
-            keep = rows - p
-            think, service, demand, jitter = self.users.draw(int(u), p)
-            for a, new in ((st.usr_think, think), (st.usr_svc, service), (st.usr_dem, demand)):
-                a[u, :keep] = a[u, p:]
-                a[u, keep:] = new
-            if st.usr_jit.shape[1]:
-                st.usr_jit[u, :2 * keep] = st.usr_jit[u, 2 * p:]
-                st.usr_jit[u, 2 * keep:] = jitter
-            st.usr_pos[u] = 0
+        users = np.flatnonzero(st.usr_pos >= st.usr_think.shape[1] // 2)
+        self.users.refill(users, st.usr_pos[users], st.usr_think, st.usr_svc, st.usr_dem, st.usr_jit)
+        st.usr_pos[users] = 0
 
     def start_sessions(self) -> None:
         """Sessions mode at time 0: every user slot free, the first sessions drawn, the first

@@ -59,6 +59,26 @@ class DemandSampler:
     def branch(self) -> np.random.Generator:
         return rngmod.stream(*self._key, 1)
 
+    @classmethod
+    def many(cls, d: Demand, seed: int, keys: list) -> list:
+        """`[DemandSampler(d, seed, key=k) for k in keys]`, the streams each will use made at
+        once (rng.streams: a closed loop's thousands of users)."""
+        out = [cls(d, seed, key=k) for k in keys]
+        for name, sub, used in (("values", 0, d.dist != "deterministic"), ("branch", 1, d.dist == "hyperexp")):
+            if used:
+                for sampler, gen in zip(out, rngmod.streams(seed, [(*k, sub) for k in keys])):
+                    sampler.__dict__[name] = gen        # (the cached_property's own slot)
+        return out
+
+    def draw_into(self, out: np.ndarray) -> None:
+        """`out[:] = self.draw(len(out))`, the same values, drawn in place where numpy can."""
+        d = self.d
+        if d.dist == "exponential":
+            self.values.standard_exponential(out=out)
+            out *= d.mean
+        else:
+            out[:] = self.draw(len(out))
+
     def draw(self, n: int) -> np.ndarray:
         d = self.d
         if d.dist == "deterministic":
@@ -251,6 +271,19 @@ def weight_cdf(sc: Scenario) -> np.ndarray:
     return cdf
 
 
+def _kept(rows: np.ndarray, start: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Flat indices into a C-ordered (?, width) array: of the entries start[i]..width-1 of row
+    rows[i] (the source) and of the entries 0..width-1-start[i] of the same row (where they
+    go), for all rows at once."""
+    keep = width - start
+    n = int(keep.sum())
+    row_base = rows.astype(np.int64) * width
+    first = np.repeat(np.cumsum(keep) - keep, keep)       # each entry's offset in the output
+    j = np.arange(n, dtype=np.int64) - first               # its position within its row's part
+    dst = np.repeat(row_base, keep) + j
+    return dst + np.repeat(start, keep), dst
+
+
 class UserDraws:
     """A closed loop's users (docs/model.md, "Closed loop"): user u's k-th think time, service,
     demand and hop jitter come from u's own streams, keyed (USER, u, purpose, ...), each drawn in
@@ -266,11 +299,12 @@ class UserDraws:
         self.cdf = weight_cdf(sc)
         self.jitter = sc.network.jitter
         U, S = rngmod.USER, len(sc.services)
-        self.think = [DemandSampler(sc.workload.think, seed, key=(U, u, rngmod.THINK)) for u in range(n)]
-        self.demand = [[DemandSampler(svc.demand, seed, key=(U, u, rngmod.DEMAND, s)) for s, svc in enumerate(sc.services)]
-                       for u in range(n)]
-        self.service_rng = [rngmod.stream(seed, U, u, rngmod.SERVICE) for u in range(n)] if S > 1 else None
-        self.jitter_rng = [rngmod.stream(seed, U, u, rngmod.JITTER) for u in range(n)] if self.jitter > 0 else None
+        self.think = DemandSampler.many(sc.workload.think, seed, [(U, u, rngmod.THINK) for u in range(n)])
+        per_service = [DemandSampler.many(svc.demand, seed, [(U, u, rngmod.DEMAND, s) for u in range(n)])
+                       for s, svc in enumerate(sc.services)]
+        self.demand = [[per_service[s][u] for s in range(S)] for u in range(n)]
+        self.service_rng = rngmod.streams(seed, [(U, u, rngmod.SERVICE) for u in range(n)]) if S > 1 else None
+        self.jitter_rng = rngmod.streams(seed, [(U, u, rngmod.JITTER) for u in range(n)]) if self.jitter > 0 else None
 
     def draw(self, u: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """User u's next n (think time before the request, service, demand, jitter in/out [2n])."""
@@ -285,6 +319,39 @@ class UserDraws:
             raise UserError("workload.think or services.*.demand drew a non-finite value for a user; its parameters "
                             "overflow, change them")
         return think, service, demand, jitter
+
+    def refill(self, users: np.ndarray, used: np.ndarray, think: np.ndarray, service: np.ndarray,
+               demand: np.ndarray, jitter: np.ndarray) -> None:
+        """Rows of draws per user (think, service, demand: U x R; jitter U x 2R): for each user
+        u = users[i], its rows used[i].. move to the front and its next used[i] draws (`draw`'s
+        values, drawn in place: a closed loop of thousands of users refills often) fill the
+        rest."""
+        if not len(users):
+            return
+        R = think.shape[1]
+        p = used.astype(np.int64)
+        src, dst = _kept(users, p, R)
+        for a in (think, service, demand):
+            flat = a.reshape(-1)
+            flat[dst] = flat[src]
+        if jitter.shape[1]:
+            src, dst = _kept(users, 2 * p, 2 * R)
+            flat = jitter.reshape(-1)
+            flat[dst] = flat[src]
+        one = self.service_rng is None
+        for u, k in zip(users.tolist(), (R - p).tolist()):
+            self.think[u].draw_into(think[u, k:])
+            if one:
+                self.demand[u][0].draw_into(demand[u, k:])
+            else:
+                service[u, k:] = np.searchsorted(self.cdf, self.service_rng[u].random(R - k), side="right")
+                demand[u, k:] = draw_demands(self.demand[u], service[u, k:])
+            if self.jitter_rng is not None:
+                self.jitter_rng[u].random(out=jitter[u, 2 * k:])
+                jitter[u, 2 * k:] *= self.jitter
+        if not (np.isfinite(think[users].sum()) and np.isfinite(demand[users].sum())):
+            raise UserError("workload.think or services.*.demand drew a non-finite value for a user; its parameters "
+                            "overflow, change them")
 
 
 class SessionBlock:

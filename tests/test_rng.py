@@ -1,0 +1,29 @@
+"""lbbench.rng: `streams`, the fast construction of many generators, gives exactly the
+generators `stream` gives (numpy's SeedSequence hash, computed for many keys at once)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lbbench import rng
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7, 2**31, 2**32 - 1, 2**32, 2**40 + 3, 2**64 + 17, 12345678901234567890])
+def test_streams_are_the_streams(seed):
+    keys = ([(rng.USER, u, rng.THINK, 0) for u in range(40)] + [(rng.USER, u, rng.THINK, 1) for u in (0, 9)])
+    keys5 = [(rng.USER, u, rng.DEMAND, s, 0) for u in range(5) for s in range(3)] + [(rng.USER, 2**32 - 1, 3, 0, 1)]
+    for ks in (keys, keys5, [(rng.USER,)], [(rng.USER, 0, 0, 0, 0, 0, 0, 0)]):
+        fast = rng.streams(seed, ks)
+        assert len(fast) == len(ks)
+        for key, g in zip(ks, fast):
+            want = rng.stream(seed, *key)
+            assert g.bit_generator.state == want.bit_generator.state, key
+            np.testing.assert_array_equal(g.standard_exponential(8), want.standard_exponential(8))
+
+
+def test_streams_fall_back_for_wide_key_parts():
+    # a key part of 2**32 or more is two words in numpy's hash: `streams` leaves it to `stream`
+    keys = [(rng.USER, 2**32, rng.THINK), (rng.USER, 2**40, rng.THINK)]
+    for key, g in zip(keys, rng.streams(5, keys)):
+        assert g.bit_generator.state == rng.stream(5, *key).bit_generator.state
+    assert rng.streams(5, []) == []
