@@ -19,7 +19,8 @@ from lbbench.errors import UserError
 from lbbench.model.scenario import load_scenario
 
 from naive import COMPLETED, FAILED, REJECTED, simulate_naive
-from simcheck import ORCHESTRATED as STRATEGIES, assert_counters_match, assert_trace_matches, rows_equal, scenario
+from simcheck import (ORCHESTRATED as STRATEGIES, assert_counters_match, assert_trace_matches, engine_path, rows_equal,
+                      scenario)
 
 
 def closed(users=8, think=None, **kw) -> dict:
@@ -171,6 +172,54 @@ def test_engine_matches_naive(case, strategy):
     assert row["users"] == sc["workload"].get("users", 0)
     assert row["sessions"] == ref.sessions
     _check_features(res, features)
+
+
+# The direct path (docs/architecture.md, "The request path") in a closed loop: each request's
+# response time is known at its placement, and with it its user's next send. The same runs on
+# the heap path (force_heap) must give the same requests, tasks and times.
+DIRECT_CLOSED = {
+    # with a hop and several entries: the transit ring, and a stale snapshot's refresh timer
+    # that nothing reads on this path
+    "ring_stale": closed(10, mode="central", hop=0.01, info="stale:0.5", requests=3000),
+    "no_hop_workers": closed(9, {"dist": "lognormal", "mean": 1.0, "cv": 2.0}, workers=2, replicas=3, requests=3000),
+    "ring_connections": _with(closed(8, hop=0.03), balancer={"mode": "per_node", "info": "global", "rr_start": "random",
+                                                            "unit": "connection", "keepalive": 4.0}),
+    # the warm-up's end found by time (run.duration with the drain: the kernel stops there)
+    "duration_drain": closed(6, duration=300.0, drain=True, warmup=0.3, hop=0.05, seed=1),
+    # one call of the kernel (4096 rows per user) sends 60,000 requests through the ring, which
+    # reaches the end of the slot pool and moves back to its start many times
+    "ring_wraps": closed(20, hop=0.3, requests=60_000, mean=0.5, replicas=6),
+}
+
+
+@pytest.mark.parametrize("strategy", ["round_robin", "random"])
+@pytest.mark.parametrize("case", list(DIRECT_CLOSED))
+def test_direct_closed_loop_equals_heap_path(case, strategy):
+    sc = DIRECT_CLOSED[case]
+    assert engine_path(sc, strategy) == "direct" and engine_path(sc, strategy, force_heap=True) == "heap"
+    trace = sc["run"].get("duration") is None
+    a = simulate(sc, strategy, trace=trace, progress=False, chunk=1 << 20)
+    b = simulate(sc, strategy, trace=trace, progress=False, force_heap=True)
+    ra, rb = a.row(), b.row()
+    for k in ("requests", "arrived", "completed", "rejected", "failed", "in_flight", "cross_node_frac", "users"):
+        assert ra[k] == rb[k], k
+    assert math.isclose(ra["latency_mean"], rb["latency_mean"], rel_tol=1e-9)
+    assert ra["cross_node_frac"] > 0 or case == "no_hop_workers"
+    np.testing.assert_array_equal(a.tasks["served"].to_numpy(), b.tasks["served"].to_numpy())
+    if trace:
+        for c in ("task", "status", "user"):
+            np.testing.assert_array_equal(a.trace[c].to_numpy(), b.trace[c].to_numpy())
+        for c in ("start", "done", "latency"):
+            np.testing.assert_allclose(a.trace[c].to_numpy(), b.trace[c].to_numpy(), rtol=1e-9)
+
+
+def test_which_closed_cases_take_the_direct_path():
+    # the request-by-request comparison with naive.py covers both paths of round_robin
+    assert engine_path(CASES["connections"][0], "round_robin") == "direct"
+    assert engine_path(CASES["stale_central_two_services"][0], "round_robin") == "direct"
+    assert engine_path(CASES["hop_jitter_local"][0], "round_robin") == "heap"       # (jitter)
+    assert engine_path(CASES["sessions_stale_central_two_services"][0], "round_robin") == "heap"   # (sessions)
+    assert engine_path(CASES["connections"][0], "least_load") == "heap"             # (it reads loads)
 
 
 def _per_user(trace, what):

@@ -41,7 +41,7 @@ from .info import count_local, fill_work, load_of, node_load_of, on_response
 from .loadindex import map_of, touch, tree_of
 from .lowlevel import _fdiv, _view, inlined
 from .metrics import _record, ts_bucket_of, window_of
-from .requests import _free_slot, _give_up, _place, _place_on, _user_wait_over, session_arrives
+from .requests import _free_slot, _give_up, _place, _place_on, _user_wait_over, session_arrives, user_outcome
 from .state import (ARRIVED, COMPLETED, CROSS, ERR_CODE, ERR_REQ, ERR_VALUE, FAILED, FREE_N, HEAP_N, K_SESSIONS, K_USER_DRAWS, K_WARM,
                     LAT_MAX, LAT_SUM, NEED, RAMP_N, REQUESTS, RT_N, SESSIONS, ST_COMPLETED, ST_FAILED, ST_IN_FLIGHT, ST_REJECTED, T_FIRST,
                     T_LAST, TASK_ALIVE, TRANSIT_N, TS_ARRIVED, TS_FAILED)
@@ -415,7 +415,9 @@ def _no_task(cfg, st, met, slot, now, idx, w, measured):
 
 @inlined
 def _complete_now(cfg, st, met, k, node, idx, w, now, d_in, d_out, svc, completed, lat_sum, lat_max):
-    """The direct path: place the request at task k and record its completion at once."""
+    """The direct path: place the request at task k and record its completion at once. Returns
+    the completion counters and the time the response is back at the entry node (a closed
+    loop's user's outcome: `done + d_out`, as `_retire` computes it)."""
     start, done = _place(cfg.task_wstart, st.worker_free, k, now + d_in, svc)
     latency = done + d_out - now
     completed, lat_sum, lat_max = _record(cfg, st, met, k, node, idx, w, latency, svc, completed, lat_sum, lat_max)
@@ -425,7 +427,7 @@ def _complete_now(cfg, st, met, k, node, idx, w, now, d_in, d_out, svc, complete
         met.tr_done[idx] = done
         met.tr_status[idx] = ST_COMPLETED
         met.tr_latency[idx] = latency
-    return completed, lat_sum, lat_max
+    return completed, lat_sum, lat_max, done + d_out
 
 
 @inlined
@@ -438,9 +440,28 @@ def _ring_flush(cfg, st, met, head, tail, limit, completed, lat_sum, lat_max):
     while head < tail and st.slot_t0[head] + cfg.hop <= limit:
         k = np.int64(st.slot_task[head])
         t0 = st.slot_t0[head]
-        completed, lat_sum, lat_max = _complete_now(cfg, st, met, k, cfg.task_node[k], st.slot_idx[head],
-                                                    window_of(cfg.ts_inv, cfg.ts_n, t0), t0, cfg.hop, cfg.hop,
-                                                    st.slot_svc[head], completed, lat_sum, lat_max)
+        completed, lat_sum, lat_max, resp = _complete_now(cfg, st, met, k, cfg.task_node[k], st.slot_idx[head],
+                                                          window_of(cfg.ts_inv, cfg.ts_n, t0), t0, cfg.hop, cfg.hop,
+                                                          st.slot_svc[head], completed, lat_sum, lat_max)
+        head += 1
+    return head, completed, lat_sum, lat_max
+
+
+@inlined
+def _ring_flush_users(cfg, st, met, head, tail, until, completed, lat_sum, lat_max):
+    """`_ring_flush` in a closed loop: the requests in transit that reach their task before the
+    next user's send (the control tree's root, read again after each placement: a response can
+    bring a user's next send before the ring's next arrival) and by `until`. Each placement
+    sets its user's timer (`user_outcome`); the ring holds each request's user in slot_user."""
+    while head < tail:
+        t0 = st.slot_t0[head]
+        if t0 + cfg.hop > st.ctl_t[1] or t0 + cfg.hop > until:
+            break
+        k = np.int64(st.slot_task[head])
+        completed, lat_sum, lat_max, resp = _complete_now(cfg, st, met, k, cfg.task_node[k], st.slot_idx[head],
+                                                          window_of(cfg.ts_inv, cfg.ts_n, t0), t0, cfg.hop, cfg.hop,
+                                                          st.slot_svc[head], completed, lat_sum, lat_max)
+        user_outcome(cfg, st, np.int64(st.slot_user[head]), resp)
         head += 1
     return head, completed, lat_sum, lat_max
 
@@ -456,6 +477,7 @@ def _ring_keep(st, head, tail):
             st.slot_idx[j] = st.slot_idx[head + j]
             st.slot_t0[j] = st.slot_t0[head + j]
             st.slot_svc[j] = st.slot_svc[head + j]
+            st.slot_user[j] = st.slot_user[head + j]
     st.ctr[TRANSIT_N] = n
     st.ctr[FREE_N] = st.slot_t0.shape[0] - n
 
@@ -502,9 +524,27 @@ def _kernel(cfg, st, met, arr, first, until):
     head = 0                    # the direct path's transit ring (_ring_flush)
     tail = ctr[TRANSIT_N] if DIRECT else 0
     i = 0
+    u = np.int64(-1)            # a closed loop's user sending
     while True:
         retry = 0
-        if not DIRECT:
+        if DIRECT and CLOSED:
+            # The direct path's closed loop: the only events are the users' sends (the control
+            # tree) and, with a hop, the arrivals of the requests in transit (the ring, placed
+            # first at equal times, as the heap path's arrivals at a task come before control
+            # events). Each request's response time is known at its placement, and with it its
+            # user's next send.
+            if cfg.d_ring:
+                head, completed, lat_sum, lat_max = _ring_flush_users(cfg, st, met, head, tail, until, completed,
+                                                                      lat_sum, lat_max)
+            tq = st.ctl_t[1]
+            if tq > until or tq == np.inf:
+                break
+            if st.ctl_i[1] < cfg.user_timer0:
+                # a stale snapshot's refresh: nothing reads loads on this path
+                timer_set(st, np.int64(st.ctl_i[1]), np.inf)
+                continue
+            retry = 2
+        elif not DIRECT:
             if CLOSED:
                 # the users send while the run lasts; then refreshes stop at the last send
                 lim = until
@@ -545,9 +585,14 @@ def _kernel(cfg, st, met, arr, first, until):
                 # Python's turn: the user's next draws (it needs this row and the next think
                 # time), or the warm-up's end (this request is the first measured)
                 ctr[NEED] = u if p + 1 >= st.usr_think.shape[1] else idx
+                if DIRECT and cfg.d_ring:
+                    _ring_keep(st, head, tail)
                 _store_counters(st, cross, completed, lat_sum, lat_max)
                 return K_USER_DRAWS if p + 1 >= st.usr_think.shape[1] else K_WARM
-            timer_set(st, tu, np.inf)           # waiting for the outcome
+            if not DIRECT or cfg.d_ring:
+                # waiting for the outcome (the direct path sets the user's next send at the
+                # placement, below, unless the request waits in the transit ring)
+                timer_set(st, tu, np.inf)
             st.usr_pos[u] = p + 1
             ctr[REQUESTS] = idx + 1
             st.fctr[T_LAST] = now
@@ -578,8 +623,10 @@ def _kernel(cfg, st, met, arr, first, until):
                 jout = st.usr_jit[u, 2 * p + 1]
             if cfg.conn:
                 follow, e = _follow_connection(cfg, st, ckey, s, e)
-            slot = _take_slot(cfg, st, now, idx, s, e, dem, client, jin, jout)
-            st.slot_user[slot] = u
+            slot = np.int32(-1)
+            if not DIRECT:
+                slot = _take_slot(cfg, st, now, idx, s, e, dem, client, jin, jout)
+                st.slot_user[slot] = u
             if cfg.trace:
                 met.tr_user[idx] = client
         else:
@@ -625,6 +672,8 @@ def _kernel(cfg, st, met, arr, first, until):
         if tl == 0:
             # no task of the service in the tables: the request fails at once
             _no_task(cfg, st, met, slot, now, idx, w, measured)
+            if DIRECT and CLOSED:
+                user_outcome(cfg, st, u, now)
             continue
         if follow >= 0:
             k = follow
@@ -674,18 +723,30 @@ def _kernel(cfg, st, met, arr, first, until):
             # crosses the hop and requests from other entries may reach its task first, when
             # it reaches the task (the transit ring).
             if cfg.d_ring and d_in > 0.0:
+                if CLOSED and tail == st.slot_t0.shape[0]:
+                    # the ring's end reached within one call: its entries (one per user at
+                    # most, and the pool has room for two per user: _Run.start_users) to its start
+                    _ring_keep(st, head, tail)
+                    tail -= head
+                    head = 0
                 st.slot_task[tail] = k
                 st.slot_idx[tail] = idx
                 st.slot_t0[tail] = now
                 st.slot_svc[tail] = svc
+                if CLOSED:
+                    st.slot_user[tail] = u
                 tail += 1
                 continue
-            completed, lat_sum, lat_max = _complete_now(cfg, st, met, k, node, idx, w, now, d_in, d_out, svc,
-                                                        completed, lat_sum, lat_max)
+            completed, lat_sum, lat_max, resp = _complete_now(cfg, st, met, k, node, idx, w, now, d_in, d_out, svc,
+                                                              completed, lat_sum, lat_max)
+            if CLOSED:
+                user_outcome(cfg, st, u, resp)
             continue
         _send(cfg, st, met, slot, k, b, now, d_in, d_out, svc, idx)
     if DIRECT and cfg.d_ring:
-        head, completed, lat_sum, lat_max = _ring_flush(cfg, st, met, head, tail, until, completed, lat_sum, lat_max)
+        if not CLOSED:      # (a closed loop's ring is flushed in the loop, up to `until`)
+            head, completed, lat_sum, lat_max = _ring_flush(cfg, st, met, head, tail, until, completed, lat_sum,
+                                                            lat_max)
         _ring_keep(st, head, tail)
     _store_counters(st, cross, completed, lat_sum, lat_max)
     if n > 0:

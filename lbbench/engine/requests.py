@@ -51,7 +51,13 @@ def _place_on(wstart, worker_free, k, ta, svc):
 def _user_wait_over(cfg, st, slot, t):
     """A closed loop's user has its request's outcome at t (the response back, or its final
     failure or rejection): it thinks, then sends its next request (its timer)."""
-    u = st.slot_user[slot]
+    user_outcome(cfg, st, np.int64(st.slot_user[slot]), t)
+
+
+@inlined
+def user_outcome(cfg, st, u, t):
+    """`_user_wait_over` for user u (the direct path's closed loop has no slot: it calls this at
+    the request's placement, when its response time is known)."""
     z = st.usr_think[u, st.usr_pos[u]]
     if z < 0.0:
         # sessions: that was the session's last request; its user slot is free (a think time

@@ -409,7 +409,9 @@ class _Run:
         u0 = int(self.cfg_kw["user_timer0"])
         st.ctl_t[:], st.ctl_i[:] = control.new_tree(n_timers, {**at, **{u0 + u: float(st.usr_think[u, 0])
                                                                         for u in range(users.n)}})
-        self.ensure_capacity(users.n)
+        # (the direct path keeps its transit ring in the slots' arrays, and moves it back to
+        # their start when its end is reached: room for two entries per user, one in flight)
+        self.ensure_capacity(users.n * (2 if self.direct else 1))
 
     def draw_users(self) -> None:
         """Fresh draws for every user past half its rows (the kernel stops when one has used
@@ -502,7 +504,9 @@ class _Run:
         # every hop is the same (no jitter): each task sees its requests in dispatch order, or,
         # with a hop and several entry nodes, in the order of the transit ring (Config.d_ring)
         in_order = sc.network.jitter == 0
-        return (not force_heap and not self.looped and not spec.reads_load and spec.on_complete is None and in_order
+        # a closed loop's users (not sessions: a session's user slot is freed at its last
+        # response, which must not come before that response's time)
+        return (not force_heap and self.sessions is None and not spec.reads_load and spec.on_complete is None and in_order
                 and all(s.queue_limit == 0 for s in sc.services) and sc.run.drain
                 and not sc.orchestrated and not sc.clients.active and sc.cluster.cores is None)
 
