@@ -17,6 +17,7 @@ from collections import namedtuple
 import numpy as np
 from numba import njit
 
+from lbbench.engine.heaps import heap_replace
 from lbbench.engine.metrics import N_BUCKETS, TS_BUCKETS, bucket_of, ts_bucket_of
 from lbbench.rng import integers
 
@@ -241,3 +242,73 @@ def run_floor(strategy: str, n_requests: int, seed: int = 1, chunk: int = 65536)
 
 HEAP_RULES = {"least_load": 0, "power_of_d": 1}
 FLOORS = ("round_robin", "least_load", "random", "power_of_d")
+
+
+# --------------------------------------------------------------------------------------------
+# The closed loop's floor (benchmarks/perf/closed_loop.py --floor): `reference`'s 100 tasks
+# under U users who think Exp(Z), each sending its next request at its response, round-robin.
+# The least a closed loop must do per request beyond the open loop's work: find the user who
+# sends next among U (a 4-ary heap of send times, replace-root: the fastest of the queues
+# tried, ties in any order) and read that user's own draws (rows per user, drawn with numpy
+# before the loop and timed).
+
+@njit(cache=True)
+def floor_closed_round_robin(think, dem, free, hist, served, busy, acc, ts, key, slot, n_req):
+    U = think.shape[0]
+    T = free.shape[0]
+    pos = np.zeros(U, dtype=np.int64)
+    ptr = 0
+    s = 0.0
+    for i in range(n_req):
+        now = key[0]
+        u = slot[0]
+        p = pos[u]
+        pos[u] = p + 1
+        k = ptr
+        ptr += 1
+        if ptr == T:
+            ptr = 0
+        _arrive_ts(ts, now)
+        d = dem[u, p]
+        start = max(now, free[k])
+        done = start + d
+        free[k] = done
+        lat = done - now
+        s += lat
+        hist[bucket_of(lat)] += 1
+        served[k] += 1
+        busy[k] += d
+        _done_ts(ts, now, lat, k, d)
+        heap_replace(key, slot, U, done + think[u, p + 1])
+    acc[0] += s
+    acc[1] = float(pos.max())
+
+
+def run_floor_closed(users: int, think: float, n_requests: int, seed: int = 1) -> tuple[float, float]:
+    """The closed loop's floor on `reference` (100 tasks, Exp(1) demands): (mean latency,
+    throughput). Each user's rows hold twice its share of the requests and 64 more; a user
+    that would use them all fails the run (it does not happen at these sizes)."""
+    T = 100
+    rows = 2 * (n_requests // users) + 64
+    g = np.random.default_rng(seed)
+    th = g.standard_exponential((users, rows))
+    th *= think
+    dem = g.standard_exponential((users, rows))
+    free = np.zeros(T)
+    hist = np.zeros(N_BUCKETS, dtype=np.int64)
+    served = np.zeros(T, dtype=np.int64)
+    busy = np.zeros(T)
+    acc = np.zeros(2)
+    horizon = n_requests * (think + 1.0) / users
+    n_ts = 106
+    ts = TimeSeries(np.full(1, 100 / horizon), np.zeros((n_ts, 2), dtype=np.int64), np.zeros(n_ts),
+                    np.zeros((n_ts, TS_BUCKETS), dtype=np.int64), np.zeros((n_ts, T)))
+    order = np.argsort(th[:, 0], kind="stable")
+    key = np.full(users + 4, np.inf)        # sorted: a valid heap; +inf past the end (heaps.py)
+    key[:users] = th[order, 0]
+    slot = np.zeros(users + 4, dtype=np.int32)
+    slot[:users] = order
+    floor_closed_round_robin(th, dem, free, hist, served, busy, acc, ts, key, slot, n_requests)
+    if acc[1] >= rows - 1:
+        raise RuntimeError("a user used all its rows: draw more")
+    return acc[0] / n_requests, n_requests / float(free.max())

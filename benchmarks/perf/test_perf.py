@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import pytest
 
-from floors import FLOORS, run_floor
+import math
+
+import numpy as np
+
+from floors import FLOORS, run_floor, run_floor_closed
 from scale_table import overrides
 from lbbench.engine.run import simulate
 
@@ -87,3 +91,18 @@ def test_floor_does_the_same_work(strategy):
     floor_mean = run_floor(strategy, n, seed=3)
     res = simulate("reference", strategy, seed=3, overrides={"run.requests": n, "run.warmup": 0.0}, progress=False)
     assert floor_mean == pytest.approx(res.summary["latency_mean"][0], rel=1e-9)
+
+
+def test_closed_floor_models_the_same_loop():
+    """The closed loop's floor (closed_loop.py --floor) is the same queueing system as lbbench's
+    closed loop of round_robin (its own draws, so compared in distribution): throughput and mean
+    latency over 4 seeds each agree within 4 standard errors of their difference."""
+    users, think, n = 100, 1.0, 100_000
+    over = {"workload.mode": "closed", "workload.users": users, "workload.think": {"dist": "exponential", "mean": think},
+            "run.requests": n, "run.warmup": 0.0}
+    fl = np.array([run_floor_closed(users, think, n, seed=s)[::-1] for s in range(4)])      # (throughput, latency)
+    lb = np.array([[r["throughput"], r["latency_mean"]] for r in
+                   (simulate("reference", "round_robin", seed=s, overrides=over, progress=False).row() for s in range(4))])
+    for j in range(2):
+        se = math.sqrt(fl[:, j].var(ddof=1) / 4 + lb[:, j].var(ddof=1) / 4)
+        assert abs(fl[:, j].mean() - lb[:, j].mean()) < 4 * se + 1e-3 * lb[:, j].mean()
