@@ -35,10 +35,17 @@ def streams(seed: int, keys) -> list[np.random.Generator]:
     loop of 10,000 users (a few streams each) pays at its start. `keys`: equal-length tuples
     of integers. The hash is numpy's (SeedSequence's pool of 4 words and its generate_state),
     computed for all keys at once; tests/test_rng.py checks it against SeedSequence."""
-    keys = np.asarray(keys, dtype=object).reshape(len(keys), -1) if len(keys) else np.empty((0, 0))
-    if keys.size and not all(isinstance(x, (int, np.integer)) and 0 <= int(x) < 1 << 32 for x in keys.flat):
-        return [stream(seed, *(int(x) for x in key)) for key in keys]     # (a word per key part, or not)
-    states = _seed_states(int(seed), keys.astype(np.uint64))
+    if not len(keys):
+        return []
+    if seed < 0:
+        return [stream(seed, *key) for key in keys]       # (numpy refuses it: the same error)
+    try:
+        arr = np.asarray(keys)
+    except (ValueError, OverflowError):         # ragged, or parts too wide for numpy's integers
+        arr = None
+    if arr is None or arr.ndim != 2 or arr.dtype.kind not in "iu" or arr.min() < 0 or arr.max() >= 1 << 32:
+        return [stream(seed, *key) for key in keys]       # (each key part one 32-bit word, or not)
+    states = _seed_states(int(seed), arr.astype(np.uint64))
     return [np.random.Generator(np.random.PCG64(_Given(row))) for row in states]
 
 

@@ -27,3 +27,25 @@ def test_streams_fall_back_for_wide_key_parts():
     for key, g in zip(keys, rng.streams(5, keys)):
         assert g.bit_generator.state == rng.stream(5, *key).bit_generator.state
     assert rng.streams(5, []) == []
+
+
+def test_streams_refuse_a_negative_seed_as_numpy_does():
+    with pytest.raises(ValueError):
+        rng.stream(-1, rng.USER, 0)
+    with pytest.raises(ValueError):
+        rng.streams(-1, [(rng.USER, 0)])
+
+
+def test_fault_schedule_is_the_one_of_the_streams_made_one_by_one(monkeypatch):
+    # build_schedule makes a stream per target with `streams`; made one by one with `stream`,
+    # the schedule is the same
+    from lbbench.model.faults import build_schedule
+    from lbbench.model.scenario import load_scenario
+    sc = load_scenario("reference", {"faults.random": [{"target": "task", "mtbf": 300.0},
+                                                       {"target": "node", "mtbf": 500.0, "mttr": 50.0}]})
+    fast = build_schedule(sc, 100, 2000.0, 7)
+    monkeypatch.setattr(rng, "streams", lambda seed, keys: [rng.stream(seed, *k) for k in keys])
+    slow = build_schedule(sc, 100, 2000.0, 7)
+    assert len(fast) > 500
+    for f in ("time", "kind", "target", "count", "value"):
+        np.testing.assert_array_equal(getattr(fast, f), getattr(slow, f))

@@ -255,6 +255,7 @@ FLOORS = ("round_robin", "least_load", "random", "power_of_d")
 @njit(cache=True)
 def floor_closed_round_robin(think, dem, free, hist, served, busy, acc, ts, key, slot, n_req):
     U = think.shape[0]
+    R = think.shape[1]
     T = free.shape[0]
     pos = np.zeros(U, dtype=np.int64)
     ptr = 0
@@ -263,6 +264,9 @@ def floor_closed_round_robin(think, dem, free, hist, served, busy, acc, ts, key,
         now = key[0]
         u = slot[0]
         p = pos[u]
+        if p + 2 > R:           # (not drawn: the caller raises)
+            acc[1] = R
+            return
         pos[u] = p + 1
         k = ptr
         ptr += 1
@@ -310,5 +314,5 @@ def run_floor_closed(users: int, think: float, n_requests: int, seed: int = 1) -
     slot[:users] = order
     floor_closed_round_robin(th, dem, free, hist, served, busy, acc, ts, key, slot, n_requests)
     if acc[1] >= rows - 1:
-        raise RuntimeError("a user used all its rows: draw more")
+        raise RuntimeError("a user would have used more than its rows: draw more")
     return acc[0] / n_requests, n_requests / float(free.max())

@@ -334,10 +334,12 @@ class _Run:
             at[control.T_REFRESH] = info.period
         # a closed loop's user draws: rows per user (their number changes no result: each user's
         # streams are drawn in order, whatever the rows; docs/model.md, "Random streams"): about
-        # 16 chunks' worth in all (20 MB at the default chunk), at least 128 per user, so that
-        # refilling them (about 10 microseconds of numpy calls per user, UserDraws.refill) stays
-        # cheap per request
-        rows = min(max(16 * sc.run.chunk // max(n_users, 1), 128), 4096) if self.users is not None else 0
+        # 16 chunks' worth in all (20 MB at the default chunk), at least 128 per user (64 past
+        # 32,768 users at the default chunk, so that a million users take 1.3 GB, not 2.6), so
+        # that refilling them (about 10 microseconds of numpy calls per user, UserDraws.refill)
+        # stays cheap per request
+        least = 128 if 128 * n_users <= 64 * sc.run.chunk else 64
+        rows = min(max(16 * sc.run.chunk // max(n_users, 1), least), 4096) if self.users is not None else 0
         if self.sessions is not None:
             rows = SESSION_ROWS     # (widened for a longer session: more_sessions)
         self.timers = (n_timers, at)

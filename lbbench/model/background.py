@@ -38,8 +38,8 @@ def build_background(sc, horizon: float, seed: int) -> BackgroundSchedule:
             changes.append((bg.at, bg.node, j, True))
             continue
         p_on = bg.mean_on / (bg.mean_on + bg.mean_off)
-        for x in (bg.nodes if bg.nodes is not None else range(sc.cluster.nodes)):
-            g = rngmod.stream(seed, rngmod.BACKGROUND, j, x)
+        xs = list(bg.nodes) if bg.nodes is not None else range(sc.cluster.nodes)
+        for x, g in zip(xs, rngmod.streams(seed, [(rngmod.BACKGROUND, j, x) for x in xs])):
             on = bool(g.random() < p_on)
             t = 0.0
             while t <= horizon:
