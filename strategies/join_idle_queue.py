@@ -12,14 +12,14 @@ it has just completed, when that completion leaves it idle per the information m
 figures (the `on_complete` hook: no report is ever made ahead of the completion that caused
 it). At the balancer's first decision every candidate idle per the load figures joins the
 queue (in the order of the table from the balancer's start offset). An id popped from the
-queue that is no longer a candidate (the table changed) is dropped.
+queue that is no longer a candidate (the table changed) is dropped: `view.position`, the
+engine's own position of each task in the candidate list, tells it in O(1).
 
 State: [0] started, [1] head (a task id), [2] length, [3] tail of the I-queue, a FIFO linked
 through the tasks. Per task (`task_state`, sized by the engine to the run's tasks, so any
-number of tasks): [0] the next task in the queue, [1] 1.0 while the task is in the queue, [2]
-its position in the candidate list (a hint, rebuilt only when the check that a popped task is
-still a candidate misses). A task is only ever in its own service's queue, once, so one row
-per task serves every service's queue.
+number of tasks): [0] the next task in the queue, [1] 1.0 while the task is in the queue. A
+task is only ever in its own service's queue, once, so one row per task serves every
+service's queue.
 """
 from numba import njit
 
@@ -27,7 +27,7 @@ from lbbench.rng import integers
 from lbbench.strategy import Strategy
 
 HEAD, LEN, TAIL = 1, 2, 3
-NEXT, IN_QUEUE, POS = 0, 1, 2   # task_state columns
+NEXT, IN_QUEUE = 0, 1   # task_state columns
 
 
 @njit(inline="always")
@@ -43,19 +43,9 @@ def _push(state, ts, task):
 
 
 @njit(inline="always")
-def _index(cands, ts):
-    for i in range(cands.shape[0]):
-        ts[cands[i], POS] = i
-
-
-@njit(inline="always")
-def _is_candidate(cands, ts, task):
-    p = int(ts[task, POS])
-    if p < cands.shape[0] and cands[p] == task:
-        return True
-    _index(cands, ts)               # the table changed: the hint is stale
-    p = int(ts[task, POS])
-    return p < cands.shape[0] and cands[p] == task
+def _is_candidate(cands, view, task):
+    p = view.position[task]
+    return 0 <= p < cands.shape[0] and cands[p] == task
 
 
 @njit
@@ -64,7 +54,6 @@ def select(cands, view, state, rng):
     ts = view.task_state
     if state[0] == 0.0:
         state[0] = 1.0
-        _index(cands, ts)
         i = view.start % n
         for _ in range(n):
             if view.load[cands[i]] == 0:
@@ -77,8 +66,8 @@ def select(cands, view, state, rng):
         state[HEAD] = ts[task, NEXT]
         state[LEN] -= 1.0
         ts[task, IN_QUEUE] = 0.0
-        if _is_candidate(cands, ts, task):
-            return cands[int(ts[task, POS])]
+        if _is_candidate(cands, view, task):
+            return cands[view.position[task]]
     return cands[integers(rng, n)]
 
 
@@ -96,6 +85,6 @@ STRATEGY = Strategy(
                 "(Lu et al. 2011)",
     version="1",
     state_size=4,
-    task_state=3,
+    task_state=2,
     boundscheck=False,
 )

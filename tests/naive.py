@@ -59,7 +59,7 @@ from lbbench.plugins.strategy import resolve
 # own `lbbench.engine.View` with the same fields in the same order (a test checks it).
 View = namedtuple("View", ["load", "task_node", "task_speed", "entry", "now", "start", "params", "client", "service",
                            "task_state", "load_index", "node_load", "node_cores", "weight", "demand", "work",
-                           "demand_dist", "index_map"])
+                           "demand_dist", "index_map", "position"], defaults=(np.zeros(0, np.int64),))
 View.__doc__ = """Read-only context of one decision.
 
 load        int64[T]  outstanding requests per task as the information model reports them
@@ -85,6 +85,7 @@ work        float64[T] under balancer.info = "work", each task's unfinished work
             decision, seconds of demand at speed 1.0 (`work_left`); empty otherwise
 demand_dist float64[S, 4] each service's demand distribution (lbbench.model.workload.demand_table)
 index_map   the load index's leaves and candidates; empty here, as load_index
+position    int64[T]  each task's position in its service's table, -1 out of the tables
 """
 NO_INDEX = np.zeros(0, dtype=np.int32)
 
@@ -778,6 +779,13 @@ class _Sim:
             return -1
         return up[int(rngmod.hash_uniform(self.inp.entry_key, i, 0) * len(up))]
 
+    def positions(self) -> np.ndarray:
+        """view.position: each task's index in its service's table, -1 out of the tables."""
+        pos = np.full(len(self.task_node), -1, dtype=np.int64)
+        for table in self.tables:
+            pos[table] = np.arange(len(table))
+        return pos
+
     def decide(self, now, req, e: int, b: int) -> int:
         """The strategy's choice among the service's table, checked."""
         s = req.service
@@ -785,7 +793,7 @@ class _Sim:
         work = self.work_left(now) if self.info == "work" else self.work
         view = View(self.load_of(b), self.task_node, self.task_speed, e, now, int(self.inp.bal_start[b]),
                     self.params, req.client, s, self.bal_task_state[b], NO_INDEX, self.node_load_of(b), self.node_cores,
-                    self.weights(now), float(req.demand), work, self.demand_dist, NO_INDEX)
+                    self.weights(now), float(req.demand), work, self.demand_dist, NO_INDEX, self.positions())
         k = int(self.select(cands, view, self.bal_state[b * self.S + s], self.bal_rng[b]))
         if k not in cands.tolist():
             raise StrategyError(f"strategy {self.spec.name!r} returned task {k} for request {req.index}, "
@@ -948,7 +956,7 @@ class _Sim:
             s = int(self.cl.task_service[k])
             view = View(self.load_of(b), self.task_node, self.task_speed, -1, now, int(self.inp.bal_start[b]),
                         self.params, -1, s, self.bal_task_state[b], NO_INDEX, self.node_load_of(b), self.node_cores,
-                        self.weights(now), -1.0, self.work, self.demand_dist, NO_INDEX)
+                        self.weights(now), -1.0, self.work, self.demand_dist, NO_INDEX, self.positions())
             self.on_complete(self.bal_state[b * self.S + s], k, latency, now, view)
 
     # ================================================================ client retries

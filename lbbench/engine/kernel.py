@@ -52,7 +52,8 @@ from .. import jitcache  # noqa: F401  (stamps the functions cached below: lbben
 
 View = namedtuple("View", ["load", "task_node", "task_speed", "entry", "now", "start", "params", "client", "service",
                            "task_state", "load_index", "node_load", "node_cores", "weight", "demand", "work",
-                           "demand_dist", "index_map"])
+                           "demand_dist", "index_map", "position"],
+                 defaults=(np.zeros(0, np.int64),))     # (a View built by hand before `position` was added)
 View.__doc__ = """Read-only context of one decision.
 
 load        int64[T]  outstanding requests per task as the information model reports them
@@ -84,6 +85,9 @@ demand_dist float64[S, 4] each service's demand distribution: row s = (code, a, 
             lbbench/model/workload.py, `demand_descriptor` (read it as demand_dist[service])
 index_map   int32[2P] which candidate each leaf of `load_index` holds: [q] the task at leaf q
             (-1: none), [P + i] the leaf of candidates[i] (empty without the index): loadindex.py
+position    int64[T]  each task's position in its service's candidate list (candidates[
+            position[t]] == t), -1 for a task out of the tables: a strategy's O(1) test that a
+            task it remembers is still a candidate
 """
 
 
@@ -262,7 +266,7 @@ def _retire(cfg, st, met, slot, done):
             ramp(cfg, st, done)
         view = View(load, cfg.task_node, cfg.task_speed, -1, done, cfg.bal_start[b], _params(cfg.params), -1, s,
                     st.bal_task_state[b], tree_of(cfg, st, b, np.uint64(s)), node_load_of(cfg, st, b), cfg.node_cores,
-                    _weights(st), -1.0, st.work, cfg.dem_dist, map_of(cfg, np.uint64(s)))
+                    _weights(st), -1.0, st.work, cfg.dem_dist, map_of(cfg, np.uint64(s)), cfg.table_pos)
         _on_complete(st.bal_state[b * np.uint64(cfg.n_services) + np.uint64(s)], task, latency, done, view)
     if CLOSED:
         _user_wait_over(cfg, st, slot, done + st.slot_dout[u])
@@ -686,7 +690,7 @@ def _kernel(cfg, st, met, arr, first, until):
                 fill_work(cfg, st, cands, now)
             view = View(load, cfg.task_node, cfg.task_speed, e, now, cfg.bal_start[b], _params(cfg.params), client, s,
                         st.bal_task_state[b], tree_of(cfg, st, b, us), node_load_of(cfg, st, b), cfg.node_cores,
-                        _weights(st), dem, st.work, cfg.dem_dist, map_of(cfg, us))
+                        _weights(st), dem, st.work, cfg.dem_dist, map_of(cfg, us), cfg.table_pos)
             k = _task_id(_select(cands, view, st.bal_state[b * np.uint64(cfg.n_services) + us], st.bal_rng[b]))
             # The contract check: never index state with an id that is not a candidate.
             # (unsigned: a negative id or position wraps to a large one and fails the bound)
