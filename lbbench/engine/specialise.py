@@ -70,7 +70,7 @@ def specialise(key: str, select, on_complete=None, full: bool = True, direct: bo
 
 SWITCHES = ("FULL", "DIRECT", "LOAD_INDEX", "CLOSED", "READS_WORK")
 _SHARED: dict = {}      # (function name, the switches it reads and their values) -> compiled function
-_READS: dict = {}       # function name -> (switches it reads, kernel functions it calls), from its source
+_READS: dict = {}       # function name -> (switches it reads, shared functions it calls), from its source
 
 
 def _reads() -> dict:
