@@ -3,7 +3,9 @@ kernel for every strategy that calls the plugin through a first-class function t
 
     python benchmarks/perf/calling.py [--strategies round_robin,least_load] [--rounds N]
 
-DESIGN section 3 leaves the choice open; this measures both on the `reference` preset. The
+(strategies without an on_complete hook or declared parameters: round_robin, least_load, random)
+
+Which is better is a design choice; this measures both on the `reference` preset. The
 first-class kernel is built here from the engine's own `_kernel`, with the strategy hook made an
 argument typed `FunctionType(int32(cands, View, state, rng))` instead of a global that numba
 inlines; everything else is the same code. Each variant runs in a fresh process with an empty
@@ -50,27 +52,32 @@ print(first, best / n * 1e9, plugin, repr(r.row()["latency_mean"]))
 """
 
 
-def _view_type():
+def _view_type(full: bool = True):
     """The numba type of the View the first-class kernel builds (every scalar field int64 or
-    float64, every array 1-d C)."""
+    float64, every array C; `weight` is the engine's constant empty array, read-only, in a kernel
+    without failures: kernel._weights)."""
     import numpy as np
     from numba import typeof
 
     from lbbench.engine.kernel import View
     a = np.zeros(1)
-    return typeof(View(np.zeros(1, np.int64), np.zeros(1, np.int32), a, 0, 0.0, 0, a, 0, 0, np.zeros((0, 0)),
-                       np.zeros(0, np.int32)))
+    i32 = np.zeros(0, np.int32)
+    weight = np.zeros(0)
+    weight.setflags(write=bool(full))
+    return typeof(View(np.zeros(1, np.int64), np.zeros(1, np.int32), a, 0, 0.0, 0, a, 0, 0, np.zeros((0, 0)), i32, a, a,
+                       weight, 0.0, a, np.zeros((0, 4)), i32, np.zeros(0, np.int64)))
 
 
-def select_signature():
+def select_signature(full: bool = True):
     import numpy as np
     from numba import typeof
     from numba import types as nbtypes
-    return nbtypes.int32(typeof(np.zeros(1, np.int32)), _view_type(), typeof(np.zeros(1)), typeof(np.zeros(1, np.uint64)))
+    return nbtypes.int32(typeof(np.zeros(1, np.int32)), _view_type(full), typeof(np.zeros(1)), typeof(np.zeros(1, np.uint64)))
 
 
-def shared_kernel(select, full: bool, direct: bool):
-    """The engine's kernel with `_select` an argument of first-class function type."""
+def shared_kernel(select, full: bool, direct: bool, load_index: bool = False, reads_work: bool = False):
+    """The engine's kernel with `_select` an argument of first-class function type (the functions
+    a hookless strategy's kernel shares, specialise._shared, shared the same way)."""
     import inspect
     import textwrap
     import types
@@ -80,23 +87,33 @@ def shared_kernel(select, full: bool, direct: bool):
     from numba import types as nbtypes
 
     from lbbench.engine import kernel as engine
+    from lbbench.engine import specialise
+    from lbbench.engine.lowlevel import RunStateCompiler
 
     src = textwrap.dedent(inspect.getsource(engine._kernel.py_func)).replace("@njit(cache=True)\n", "")
     edits = [
         ("def _kernel(cfg, st, met, arr, first, until):", "def _kernel(cfg, st, met, arr, first, until, sel):"),
         ("view = View(load, cfg.task_node, cfg.task_speed, e, now, cfg.bal_start[b], _params(cfg.params), client, s,\n"
-         "                        st.bal_task_state[b], tree_of(cfg, st, b, us))",
+         "                        st.bal_task_state[b], tree_of(cfg, st, b, us), node_load_of(cfg, st, b), cfg.node_cores,\n"
+         "                        _weights(st), dem, st.work, cfg.dem_dist, map_of(cfg, us), cfg.table_pos)",
          "view = View(load, cfg.task_node, cfg.task_speed, np.int64(e), np.float64(now), np.int64(cfg.bal_start[b]), "
-         "cfg.params, np.int64(client), np.int64(s), st.bal_task_state[b], tree_of(cfg, st, b, us))"),
-        ("k = _select(cands, view,", "k = sel(cands, view,"),
+         "cfg.params, np.int64(client), np.int64(s), st.bal_task_state[b], tree_of(cfg, st, b, us), "
+         "node_load_of(cfg, st, b), cfg.node_cores, _weights(st), np.float64(dem), st.work, cfg.dem_dist, "
+         "map_of(cfg, us), cfg.table_pos)"),
+        ("k = _task_id(_select(cands, view,", "k = _task_id(sel(cands, view,"),
     ]
     for old, new in edits:
         if old not in src:
             sys.exit(f"calling.py: the engine's _kernel no longer contains {old!r}; update the edits")
         src = src.replace(old, new)
-    g = dict(vars(engine))
-    g.update(FULL=bool(full), DIRECT=bool(direct), HAS_COMPLETE=False)
-    for name in engine._KERNEL_FUNCS[:-1]:
+    switches = {"FULL": bool(full), "DIRECT": bool(direct), "LOAD_INDEX": bool(load_index), "CLOSED": False,
+                "READS_WORK": bool(reads_work)}
+    g = dict(vars(engine), **switches, HAS_COMPLETE=False)
+    shared = specialise._shared(switches)
+    g.update((name, shared[name]) for name in engine.SHARED_FUNCS + engine.HOOKLESS_FUNCS)
+    for name in engine.KERNEL_FUNCS[:-1]:
+        if name in shared:
+            continue
         py = getattr(g[name], "py_func", g[name])
         g[name] = njit(inline="always")(types.FunctionType(py.__code__, g, py.__name__, py.__defaults__, py.__closure__))
     exec(compile(src, "<first-class kernel>", "exec"), g)
@@ -106,8 +123,8 @@ def shared_kernel(select, full: bool, direct: bool):
         k = compiled.get("k")
         if k is None:
             sig = nbtypes.int64(typeof(cfg), typeof(st), typeof(met), typeof(arr), nbtypes.int64, nbtypes.float64,
-                                nbtypes.FunctionType(select_signature()))
-            k = compiled["k"] = njit(sig, _nrt=False)(g["_kernel"])
+                                nbtypes.FunctionType(select_signature(full)))
+            k = compiled["k"] = njit(sig, _nrt=False, pipeline_class=RunStateCompiler)(g["_kernel"])
         return k(cfg, st, met, arr, np.int64(first), until, select)
     return kernel
 
@@ -115,15 +132,22 @@ def shared_kernel(select, full: bool, direct: bool):
 _KERNELS: dict = {}
 
 
-def first_class_kernel(spec, full: bool = True, direct: bool = False):
-    """Stands in for lbbench.strategy.compiled_kernel (strategies without an on_complete hook),
-    once per strategy and switches in a process, as that does."""
-    from lbbench.strategy import _jit
+def first_class_kernel(spec, full: bool = True, direct: bool = False, closed: bool = False):
+    """Stands in for lbbench.engine.specialise.compiled_kernel (strategies without an on_complete
+    hook, open-loop runs), once per strategy and switches in a process, as that does."""
+    from lbbench.engine.specialise import _jit
     if spec.on_complete is not None:
         sys.exit(f"calling.py: {spec.name} has an on_complete hook, which this comparison does not pass")
+    if spec.params:
+        sys.exit(f"calling.py: {spec.name} reads declared parameters (view.params, a named tuple typed per "
+                 "strategy), which one kernel's View type for every strategy cannot carry")
+    if closed:
+        sys.exit(f"calling.py: {spec.name} on a closed loop (workload.mode closed or sessions), which this "
+                 "comparison does not run")
     key = (spec.name, full, direct)
     if key not in _KERNELS:
-        _KERNELS[key] = shared_kernel(_jit(spec.select, spec.boundscheck), full, direct)
+        _KERNELS[key] = shared_kernel(_jit(spec.select, spec.boundscheck), full, direct, spec.load_index,
+                                      spec.reads_work)
     return _KERNELS[key]
 
 
