@@ -435,37 +435,27 @@ def _complete_now(cfg, st, met, k, node, idx, w, now, d_in, d_out, svc, complete
 
 
 @inlined
-def _ring_flush(cfg, st, met, head, tail, limit, completed, lat_sum, lat_max):
+def _ring_flush(cfg, st, met, head, tail, limit, users, completed, lat_sum, lat_max):
     """The direct path with a hop (Config.d_ring): the requests in transit that reach their task
     by `limit`, placed and recorded in the order they arrive there. The transit ring lies in the
     slot pool's arrays, unused otherwise on the direct path: positions head..tail-1, each
-    request's task, index, dispatch time and service time; every hop is cfg.hop, so the ring
-    is in arrival order. Returns the new head and the completion counters."""
-    while head < tail and st.slot_t0[head] + cfg.hop <= limit:
-        k = np.int64(st.slot_task[head])
-        t0 = st.slot_t0[head]
-        completed, lat_sum, lat_max, resp = _complete_now(cfg, st, met, k, cfg.task_node[k], st.slot_idx[head],
-                                                          window_of(cfg.ts_inv, cfg.ts_n, t0), t0, cfg.hop, cfg.hop,
-                                                          st.slot_svc[head], completed, lat_sum, lat_max)
-        head += 1
-    return head, completed, lat_sum, lat_max
-
-
-@inlined
-def _ring_flush_users(cfg, st, met, head, tail, until, completed, lat_sum, lat_max):
-    """`_ring_flush` in a closed loop: the requests in transit that reach their task before the
-    next user's send (the control tree's root, read again after each placement: a response can
-    bring a user's next send before the ring's next arrival) and by `until`. Each placement
-    sets its user's timer (`user_outcome`); the ring holds each request's user in slot_user."""
+    request's task, index, dispatch time and service time (and, in a closed loop, its user);
+    every hop is cfg.hop, so the ring is in arrival order. With `users` (a closed loop; a
+    constant at each call, which LLVM folds once it inlines this), only those that arrive
+    before the next user's send too (the control tree's root, read again after each placement:
+    a response can bring a user's next send before the ring's next arrival), each placement
+    setting its user's timer (`user_outcome`). Returns the new head and the completion
+    counters."""
     while head < tail:
         t0 = st.slot_t0[head]
-        if t0 + cfg.hop > st.ctl_t[1] or t0 + cfg.hop > until:
+        if t0 + cfg.hop > limit or (users and t0 + cfg.hop > st.ctl_t[1]):
             break
         k = np.int64(st.slot_task[head])
         completed, lat_sum, lat_max, resp = _complete_now(cfg, st, met, k, cfg.task_node[k], st.slot_idx[head],
                                                           window_of(cfg.ts_inv, cfg.ts_n, t0), t0, cfg.hop, cfg.hop,
                                                           st.slot_svc[head], completed, lat_sum, lat_max)
-        user_outcome(cfg, st, np.int64(st.slot_user[head]), resp)
+        if users:
+            user_outcome(cfg, st, np.int64(st.slot_user[head]), resp)
         head += 1
     return head, completed, lat_sum, lat_max
 
@@ -538,8 +528,8 @@ def _kernel(cfg, st, met, arr, first, until):
             # events). Each request's response time is known at its placement, and with it its
             # user's next send.
             if cfg.d_ring:
-                head, completed, lat_sum, lat_max = _ring_flush_users(cfg, st, met, head, tail, until, completed,
-                                                                      lat_sum, lat_max)
+                head, completed, lat_sum, lat_max = _ring_flush(cfg, st, met, head, tail, until, True, completed,
+                                                                lat_sum, lat_max)
             tq = st.ctl_t[1]
             if tq > until or tq == np.inf:
                 break
@@ -638,8 +628,8 @@ def _kernel(cfg, st, met, arr, first, until):
                 break
             now = arr.t[i]
             if DIRECT and cfg.d_ring:
-                head, completed, lat_sum, lat_max = _ring_flush(cfg, st, met, head, tail, now, completed, lat_sum,
-                                                                lat_max)
+                head, completed, lat_sum, lat_max = _ring_flush(cfg, st, met, head, tail, now, False, completed,
+                                                                lat_sum, lat_max)
             idx = first + i
             measured = idx >= cfg.warm_index     # (ARRIVED and T_FIRST: counted per chunk, below)
             w = window_of(cfg.ts_inv, cfg.ts_n, now)
@@ -748,9 +738,8 @@ def _kernel(cfg, st, met, arr, first, until):
             continue
         _send(cfg, st, met, slot, k, b, now, d_in, d_out, svc, idx)
     if DIRECT and cfg.d_ring:
-        if not CLOSED:      # (a closed loop's ring is flushed in the loop, up to `until`)
-            head, completed, lat_sum, lat_max = _ring_flush(cfg, st, met, head, tail, until, completed, lat_sum,
-                                                            lat_max)
+        head, completed, lat_sum, lat_max = _ring_flush(cfg, st, met, head, tail, until, CLOSED, completed, lat_sum,
+                                                        lat_max)
         _ring_keep(st, head, tail)
     _store_counters(st, cross, completed, lat_sum, lat_max)
     if n > 0:

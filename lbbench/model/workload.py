@@ -338,17 +338,16 @@ class UserDraws:
             src, dst = _kept(users, 2 * p, 2 * R)
             flat = jitter.reshape(-1)
             flat[dst] = flat[src]
-        one = self.service_rng is None
+        # one service and no jitter (service 0 throughout): think times and demands drawn in
+        # place; otherwise `draw`'s arrays are copied in
+        in_place = self.service_rng is None and self.jitter_rng is None
         for u, k in zip(users.tolist(), (R - p).tolist()):
-            self.think[u].draw_into(think[u, k:])
-            if one:
+            if in_place:
+                self.think[u].draw_into(think[u, k:])
                 self.demand[u][0].draw_into(demand[u, k:])
-            else:
-                service[u, k:] = np.searchsorted(self.cdf, self.service_rng[u].random(R - k), side="right")
-                demand[u, k:] = draw_demands(self.demand[u], service[u, k:])
-            if self.jitter_rng is not None:
-                self.jitter_rng[u].random(out=jitter[u, 2 * k:])
-                jitter[u, 2 * k:] *= self.jitter
+                continue
+            think[u, k:], service[u, k:], demand[u, k:], new_jitter = self.draw(u, R - k)
+            jitter[u, 2 * k:] = new_jitter
         if not (np.isfinite(think[users].sum()) and np.isfinite(demand[users].sum())):
             raise UserError("workload.think or services.*.demand drew a non-finite value for a user; its parameters "
                             "overflow, change them")
