@@ -242,7 +242,30 @@ def test_a_replacement_waits_for_an_eligible_node():
     assert (st[t > 504] == COMPLETED).all()
 
 
-def test_direct_path_is_off_with_faults_or_clients():
+def test_each_nodes_slot_list_follows_the_placements(monkeypatch):
+    """A node event visits the node's own slots through a list per node (control.node_lists),
+    not every slot: after a run of many node outages, drains and replacements, each node's
+    list holds exactly the slots placed on it, in ascending order, linked both ways."""
+    import lbbench.engine.run as engine_run
+    seen = []
+    keep = engine_run._release_state
+    monkeypatch.setattr(engine_run, "_release_state", lambda run: (seen.append(run), keep(run)))
+    sc = with_faults(scenario(nodes=6, replicas=20, rho=0.6, requests=20_000),
+                     [{"at": 50.0, "kind": "node_drain", "node": 5}],
+                     [{"target": "node", "mtbf": 150.0, "mttr": 40.0}])
+    res = simulate(sc, "round_robin", progress=False)
+    (run,) = seen
+    st, task_node = run.st, run.cfg_kw["task_node"]
+    assert res.tasks["restarts"].sum() >= 20                 # many slots moved between nodes
+    for n in range(6):
+        walk, k, prev = [], int(st.node_first[n]), -1
+        while k >= 0:
+            assert st.task_nprev[k] == prev
+            walk.append(k)
+            prev, k = k, int(st.task_nnext[k])
+        assert walk == np.flatnonzero(task_node == n).tolist()
+    assert not (task_node == 5).any()                         # drained at 50 s, never given a task again
+
     base = scenario()
     spec = resolve("round_robin")
     for extra, direct in [({}, True), ({"faults": {"events": [CRASH]}}, False),

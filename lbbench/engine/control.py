@@ -33,7 +33,7 @@ from .metrics import EMIN, TS_BUCKETS, TS_SUB, window_of
 from .cpu import ps_background, ps_crash, ps_speed
 from .requests import _give_up, fail_at_task
 from ..model.deploy import AS_P99, AS_UTIL, D_SCALE, ORDER_START_FIRST
-from .state import (CRASHES, DEPLOY_I, RAMP_N, EV_DETECT, EV_JOIN, EV_NONE, EV_PLACE, EV_STOP, FAULT_I, HEAP_N, ST_FAILED,
+from .state import (CRASHES, DEPLOY_I, PLACE_WAIT, RAMP_N, EV_DETECT, EV_JOIN, EV_NONE, EV_PLACE, EV_STOP, FAULT_I, HEAP_N, ST_FAILED,
                     STOP_FREE, STOP_REPLACE, STOP_UPDATE, TASK_ALIVE, TASK_DEAD, TASK_STARTING,
                     LOG_N, LOG_AUTOSCALE, LOG_REPLACE, LOG_SCALE, LOG_START, LOG_STOP, LOG_UPDATE,
                     LOG_F_AFTER, LOG_F_BEFORE, LOG_F_KIND, LOG_F_NODE, LOG_F_SVC, LOG_F_TASK, LOG_F_WHY,
@@ -163,6 +163,53 @@ def _crash(cfg, st, met, k, t, detect):
     timer_set(st, task_timer(cfg, k), t + detect)
 
 
+def node_lists(task_node: np.ndarray, n_nodes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(node_first, task_nnext, task_nprev) of a run's start: each node's task slots (those
+    whose `task_node` is the node, whatever their state) as a list in ascending slot order, so
+    that a node event visits its own slots, in the order a scan of all slots met them, not
+    every slot (`_schedule_step`). A placement moves its slot (`_place_on`)."""
+    T = len(task_node)
+    nxt = np.full(T, -1, dtype=np.int32)
+    prev = np.full(T, -1, dtype=np.int32)
+    first = np.full(n_nodes, -1, dtype=np.int32)
+    order = np.argsort(task_node, kind="stable").astype(np.int32)     # by node, then slot
+    on = task_node[order]
+    same = on[1:] == on[:-1]
+    nxt[order[:-1][same]] = order[1:][same]
+    prev[order[1:][same]] = order[:-1][same]
+    heads = np.concatenate(([True], ~same)) if T else np.zeros(0, dtype=bool)
+    first[on[heads]] = order[heads]
+    return first, nxt, prev
+
+
+@njit(inline="always", cache=True)
+def _place_on(cfg, st, k, n):
+    """Task slot k's task goes to node n: `task_node`, and the slot moves from its old node's
+    list to n's, in slot order (O(slots on n))."""
+    p = st.task_nprev[k]
+    q = st.task_nnext[k]
+    if p >= 0:
+        st.task_nnext[p] = q
+    else:
+        st.node_first[cfg.task_node[k]] = q
+    if q >= 0:
+        st.task_nprev[q] = p
+    p = np.int32(-1)
+    q = st.node_first[n]
+    while q >= 0 and q < k:
+        p = q
+        q = st.task_nnext[q]
+    st.task_nprev[k] = p
+    st.task_nnext[k] = q
+    if p >= 0:
+        st.task_nnext[p] = k
+    else:
+        st.node_first[n] = k
+    if q >= 0:
+        st.task_nprev[q] = k
+    cfg.task_node[k] = n
+
+
 @njit(inline="always", cache=True)
 def _table_remove(cfg, st, k):
     """Take task k out of its service's table, keeping the others' order (and out of the load
@@ -285,34 +332,41 @@ def _schedule_step(cfg, st, met, t):
         if st.node_up[x] != 0:
             st.node_up[x] = 0
             timer_set(st, T_NODES + x, t + cfg.node_detect)
-            for k in range(T):
-                if cfg.task_node[k] == x and st.task_state[k] != TASK_DEAD:
+            k = st.node_first[x]      # the node's slots, lowest first (a crash moves none)
+            while k >= 0:
+                if st.task_state[k] != TASK_DEAD:
                     _crash(cfg, st, met, k, t, cfg.node_detect)
+                k = st.task_nnext[k]
     elif kind == F_NODE_UP:
         if st.node_up[x] == 0:
             st.node_up[x] = 1
             st.node_entry[x] = 1
             timer_set(st, T_NODES + x, np.inf)
-            for k in range(T):   # replacements waiting for an eligible node
-                if st.task_ev_kind[k] == EV_PLACE and timer_at(st, task_timer(cfg, k)) == np.inf:
-                    timer_set(st, task_timer(cfg, k), t)
+            if st.ctr[PLACE_WAIT] != 0:     # replacements waiting for an eligible node
+                st.ctr[PLACE_WAIT] = 0
+                for k in range(T):
+                    if st.task_ev_kind[k] == EV_PLACE and timer_at(st, task_timer(cfg, k)) == np.inf:
+                        timer_set(st, task_timer(cfg, k), t)
     elif kind == F_NODE_DRAIN:     # the manager stops the node's tasks itself (no detection delay)
         st.node_drained[x] = 1
-        for k in range(T):
-            if cfg.task_node[k] == x and st.task_state[k] != TASK_DEAD:
+        k = st.node_first[x]          # (a stop or a crash moves no slot: placements are events)
+        while k >= 0:
+            if st.task_state[k] != TASK_DEAD:
                 if cfg.grace > 0.0 and st.task_state[k] == TASK_ALIVE:
                     if st.task_ev_kind[k] != EV_STOP:     # a graceful stop, replaced once it is over
                         _stop(cfg, st, met, k, t, STOP_REPLACE, WHY_DRAIN)
                 else:
                     _crash(cfg, st, met, k, t, 0.0)
+            k = st.task_nnext[k]
     elif kind == F_NODE_SLOW:       # a gray failure: the node runs on at another speed, unnoticed
         cfg.node_speed[x] = cfg.f_value[i]
         if cfg.ps:
             ps_speed(cfg, st, x, t)
-        for k in range(T):
-            if cfg.task_node[k] == x:       # the node's speed times the task's version's factor
-                v = st.task_version[k]
-                cfg.task_speed[k] = cfg.f_value[i] * (cfg.d_factor[v - 1] if v > 0 else 1.0)
+        k = st.node_first[x]
+        while k >= 0:               # the node's speed times the task's version's factor
+            v = st.task_version[k]
+            cfg.task_speed[k] = cfg.f_value[i] * (cfg.d_factor[v - 1] if v > 0 else 1.0)
+            k = st.task_nnext[k]
     else:
         raise ValueError("a fault kind the engine has no handler for (faults.FAULT_KINDS)")
 
@@ -332,9 +386,10 @@ def _task_event(cfg, st, met, k, t):
         n = spread_node(cfg, st, cfg.task_service[k])
         if n < 0:
             timer_set(st, i, np.inf)     # placed when a node comes up
+            st.ctr[PLACE_WAIT] = 1
         else:
             s = cfg.task_service[k]
-            cfg.task_node[k] = n
+            _place_on(cfg, st, k, n)
             cfg.task_speed[k] = cfg.node_speed[n] * st.svc_factor[s]    # the service's current version
             st.task_version[k] = st.svc_version[s]
             st.task_state[k] = TASK_STARTING

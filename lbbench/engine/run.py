@@ -372,6 +372,7 @@ class _Run:
             node_drained=cl.node_drained, ctl_t=ctl_t, ctl_i=ctl_i, ps_t=ps_t, ps_i=ps_i,
             li_tree=loadindex.initial(cl.table_len, li_off, li_p, li_rows, li_len),
             node_tasks=np.bincount(cl.task_node[cl.initial], minlength=N),
+            **dict(zip(("node_first", "task_nnext", "task_nprev"), control.node_lists(cl.task_node, N))),
             node_svc_tasks=np.bincount((cl.task_node.astype(np.int64) * S_ + cl.task_service)[cl.initial],
                                        minlength=N * S_).reshape(N, S_),
             task_state=np.where(cl.initial, S.TASK_ALIVE, S.TASK_DEAD),     # the deployments' spare slots: free

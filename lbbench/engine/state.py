@@ -184,6 +184,11 @@ STATE = {
         Array("node_drained", np.int8, ("nodes",), 0, "given no tasks"),
         Array("node_tasks", np.int64, ("nodes",), 0, "live or starting tasks on the node (the spread rule)"),
         Array("node_svc_tasks", np.int64, ("nodes", "services"), 0, "the same per service"),
+        Array("node_first", np.int32, ("nodes",), -1,
+              "the lowest task slot on the node (-1: none): with task_nnext, each node's slots in "
+              "ascending order, what a node event visits (control.node_lists)"),
+        Array("task_nnext", np.int32, ("tasks",), -1, "the next higher slot on the slot's node (-1: last)"),
+        Array("task_nprev", np.int32, ("tasks",), -1, "the next lower slot on the slot's node (-1: first)"),
     ),
     "connections": (        # balancer.unit = connection
         Array("conn_task", np.int32, ("connections",), -1, "task of a client's open connection"),
@@ -287,12 +292,13 @@ State.__doc__ = "Mutable state, resumable across chunks: the arrays of `STATE`, 
 # ctr (int64) fields
 (ARRIVED, COMPLETED, REJECTED, FAILED, CROSS, HEAP_N, TRANSIT_N, FREE_N, ERR_CODE, ERR_REQ, ERR_VALUE, REQUESTS,
  IN_FLIGHT_M, RETRIED, TIMED_OUT, RT_N, FAULT_I, CRASHES, NEED, BG_I, DEPLOY_I, RAMP_N, LOG_N,
- SESSIONS, SES_I, SES_BASE, USR_FREE_N, N_CTR) = range(28)
+ SESSIONS, SES_I, SES_BASE, USR_FREE_N, PLACE_WAIT, N_CTR) = range(29)
 # The kernel's return codes: done, a strategy's answer not a candidate (ERR_*), and a closed
 # loop's stops for Python: user ctr[NEED] has used its draws (refill them), the first measured
 # request of a duration-bounded run is ctr[NEED] (set warm_index); sessions: the next session
 # needs Python (more sessions drawn, a free user slot, longer rows).
-# (SESSIONS: sessions started in the measurement window; SES_I: the next session's place in the
+# (PLACE_WAIT: 1 once a placement found no eligible node since the last node_up, which then
+# looks for the slots waiting; SESSIONS: sessions started in the measurement window; SES_I: the next session's place in the
 # session buffer; SES_BASE: the session index of the buffer's first)
 K_DONE, K_NOT_A_CANDIDATE, K_USER_DRAWS, K_WARM, K_SESSIONS = range(5)
 # fctr (float64) fields
