@@ -129,6 +129,26 @@ def test_growing_the_slot_pool_grows_every_slot_array_and_keeps_their_contents()
     assert sorted(free.tolist()) == [3, 4, 5, 6, 7, 8, 9] and grown.ctr[state.FREE_N] == 7
 
 
+def test_a_runs_state_is_freed_at_its_end(monkeypatch):
+    """Nothing holds a finished run's state but the reuse cache, which keeps small ones only
+    (made to keep none here): the kernel's entry forgets the last state it typed (specialise.Entry.forget), so that a
+    run's 80 MB balancers x tasks table is not alive beside the next run's."""
+    import gc
+    import weakref
+    import lbbench.engine.run as engine_run
+    from lbbench import simulate
+    refs = []
+    keep = engine_run._release_state
+    monkeypatch.setattr(engine_run, "_release_state", lambda run: (refs.append(weakref.ref(run.st.local_out)),
+                                                                   keep(run)))
+    ov = {"cluster.nodes": 4, "services.0.replicas": 8, "balancer.mode": "per_node", "balancer.info": "local",
+          "run.requests": 2000}
+    monkeypatch.setattr(engine_run, "_STATE_BYTES", 0)      # as for a large state: not kept
+    simulate("reference", "least_load", overrides=ov, progress=False)
+    gc.collect()
+    assert refs[0]() is None
+
+
 @njit
 def _set(tree, i, t):
     # The engine's functions are called from compiled code only (no Python entry point), and

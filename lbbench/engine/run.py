@@ -718,6 +718,9 @@ def _run_chunks(run: _Run, spec: Strategy, pvals: dict, seed: int, trace: bool, 
             pool.shutdown(wait=True, cancel_futures=True)     # no thread outlives the run
         if bar is not None:
             bar.close()
+        forget = getattr(kernel, "forget", None)      # no reference to this run's state outlives it
+        if forget is not None:
+            forget()
     wall = time.perf_counter() - wall0
     parts = _result(run, spec, pvals, seed, wall, trace)
     _release_state(run)
