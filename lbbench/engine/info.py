@@ -25,7 +25,7 @@ def code_of(info) -> int:
 
 @njit(inline="always", cache=True)
 def load_of(cfg, st, b):
-    """The loads balancer b sees: int64[T], indexed by task id."""
+    """The loads balancer b sees: int32[T], indexed by task id."""
     if cfg.info == INFO_GLOBAL:
         return st.outstanding
     if cfg.info == INFO_LOCAL:

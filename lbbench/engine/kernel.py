@@ -56,7 +56,7 @@ View = namedtuple("View", ["load", "task_node", "task_speed", "entry", "now", "s
                  defaults=(np.zeros(0, np.int64),))     # (a View built by hand before `position` was added)
 View.__doc__ = """Read-only context of one decision.
 
-load        int64[T]  outstanding requests per task as the information model reports them
+load        int32[T]  outstanding requests per task as the information model reports them
 task_node   int32[T]  node of each task
 task_speed  float64[T] speed of each task's node (service rate multiplier)
 entry       int       the entry node of the request

@@ -117,7 +117,9 @@ HEAP_PAD = 4            # +inf keys past a heap's end (see heaps.py)
 STATE = {
     "tasks": (
         Array("worker_free", np.float64, ("workers",), 0.0, "when each worker slot is next free"),
-        Array("outstanding", np.int64, ("tasks",), 0, "sent to the task, not completed, rejected or failed"),
+        Array("outstanding", np.int32, ("tasks",), 0,
+              "sent to the task, not completed, rejected or failed (int32, as every load a strategy sees: "
+              "at most the slot pool's size, whose indices are int32; half the bytes of the local table)"),
         Array("present", np.int64, ("tasks",), 0, "arrived at the task (queued or in service)"),
         Array("task_state", np.int8, ("tasks",), 1, "TASK_DEAD, TASK_ALIVE or TASK_STARTING"),
         Array("task_inc", np.int64, ("tasks",), 0, "incarnation, bumped at every crash (slot_inc)"),
@@ -128,10 +130,10 @@ STATE = {
         Array("wq_tail", np.int32, ("workers",), -1, "the last slot of that FIFO (slot_next links them)"),
     ),
     "information": (        # what balancers know of loads (info.py)
-        Array("local_out", np.int64, ("local_balancers", "local_tasks"), 0,
+        Array("local_out", np.int32, ("local_balancers", "local_tasks"), 0,
               "outstanding per sending balancer (local, for a strategy that reads loads; else B x 0 or 0 x 0: info.count_local)"),
-        Array("snapshot", np.int64, ("tasks",), 0, "the last global snapshot (stale)"),
-        Array("piggy", np.int64, ("piggy_balancers", "piggy_tasks"), 0,
+        Array("snapshot", np.int32, ("tasks",), 0, "the last global snapshot (stale)"),
+        Array("piggy", np.int32, ("piggy_balancers", "piggy_tasks"), 0,
               "per balancer, each task's count as its last response reported it (piggyback)"),
         Array("li_tree", np.int32, ("index_rows", "index_len"), 0,
               "the load index's min trees per row and service (loadindex.py; 1 x 0 without it)"),
