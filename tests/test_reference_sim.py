@@ -184,15 +184,40 @@ def test_duration_runs_match_naive(strategy, chunk):
     np.testing.assert_array_equal(res.tasks["served"].to_numpy(), ref.task_served)
 
 
+@pytest.mark.parametrize("jitter", [0.2, 0.0], ids=["transit_heap", "transit_ring"])
 @pytest.mark.parametrize("strategy", STRATEGIES)
-def test_slot_pool_grows_with_requests_in_flight(strategy):
+def test_slot_pool_grows_with_requests_in_flight(strategy, jitter):
     """Overload: more requests in flight (in transit and queued) than the initial slot pool of
-    1024, so the pool and both heaps grow mid-run, between small chunks, with live entries."""
-    sc = scenario(rho=2.0, requests=3000, hop=0.5, jitter=0.2, warmup=0.0)
+    1024, so the pool and both heaps grow mid-run, between small chunks, with live entries
+    (without jitter, the requests in transit are a ring: kernel._send)."""
+    sc = scenario(rho=2.0, requests=3000, hop=0.5, jitter=jitter, warmup=0.0)
     sc["workload"]["allow_overload"] = True
     res = simulate(sc, strategy, trace=True, chunk=64, progress=False)
     ref = simulate_naive(sc, strategy)
     assert (ref.done > ref.t[-1]).sum() > 1100      # in flight when the last request arrives
+    assert_trace_matches(res.trace, ref)
+    assert_counters_match(res.row(), ref)
+
+
+def test_the_transit_ring_is_unwound_when_the_pool_grows(monkeypatch):
+    """Without jitter the heap path carries the requests crossing the hop in a ring over
+    tr_key / tr_slot, wrapping at their end (kernel._send). Here a 60 s hop in overload keeps
+    about 300 requests in transit when the slot pool grows, and the ring then runs past its
+    end (the test checks that it does): grow_slots must put it back in order, or requests
+    reach the wrong tasks at the wrong times. Each request is naive.py's."""
+    import lbbench.engine.run as engine_run
+    S = engine_run.S
+    seen, grow_slots = [], S.grow_slots
+
+    def grow(st, new):
+        seen.append(int(st.ctr[S.TR_HEAD]) + int(st.ctr[S.TRANSIT_N]) - len(st.tr_key))
+        return grow_slots(st, new)
+    monkeypatch.setattr(engine_run.S, "grow_slots", grow)
+    sc = scenario(rho=2.0, requests=3000, hop=60.0, warmup=0.0)
+    sc["workload"]["allow_overload"] = True
+    res = simulate(sc, "least_load", trace=True, chunk=64, progress=False)
+    assert seen and seen[0] > 0                     # wrapped: past the end by that many entries
+    ref = simulate_naive(sc, "least_load")
     assert_trace_matches(res.trace, ref)
     assert_counters_match(res.row(), ref)
 

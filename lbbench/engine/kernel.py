@@ -44,7 +44,7 @@ from .metrics import _record, ts_bucket_of, window_of
 from .requests import _free_slot, _give_up, _place, _place_on, _user_wait_over, session_arrives, user_outcome
 from .state import (ARRIVED, COMPLETED, CROSS, ERR_CODE, ERR_REQ, ERR_VALUE, FAILED, FREE_N, HEAP_N, K_SESSIONS, K_USER_DRAWS, K_WARM,
                     LAT_MAX, LAT_SUM, NEED, RAMP_N, REQUESTS, RT_N, SESSIONS, ST_COMPLETED, ST_FAILED, ST_IN_FLIGHT, ST_REJECTED, T_FIRST,
-                    T_LAST, TASK_ALIVE, TRANSIT_N, TS_ARRIVED, TS_FAILED)
+                    T_LAST, TASK_ALIVE, TR_HEAD, TRANSIT_N, TS_ARRIVED, TS_FAILED)
 from .. import jitcache  # noqa: F401  (stamps the functions cached below: lbbench/jitcache.py)
 
 # --------------------------------------------------------------------------------------------
@@ -286,7 +286,7 @@ def _advance(cfg, st, met, limit, ctl_limit):
         tc = st.heap_key[0] if st.ctr[HEAP_N] > 0 else inf
         if cfg.ps:
             tc = st.ps_t[1]     # the nodes' next completion (cpu.py; the heap is unused)
-        tt = st.tr_key[0] if st.ctr[TRANSIT_N] > 0 else inf
+        tt = st.tr_key[st.ctr[TR_HEAD]] if st.ctr[TRANSIT_N] > 0 else inf     # (a heap's head is at 0)
         tq = st.ctl_t[1]        # the control queue's next event
         first = min(min(tc, tt), tq)
         if FULL and st.ctr[RT_N] > 0:
@@ -315,8 +315,15 @@ def _advance(cfg, st, met, limit, ctl_limit):
                     st.ctr[HEAP_N] = heap_pop(st.heap_key, st.heap_slot, st.ctr[HEAP_N])
             _retire(cfg, st, met, slot, tc)
         elif tt <= tq:
-            slot = st.tr_slot[0]
-            st.ctr[TRANSIT_N] = heap_pop(st.tr_key, st.tr_slot, st.ctr[TRANSIT_N])
+            if cfg.has_jitter:
+                slot = st.tr_slot[0]
+                st.ctr[TRANSIT_N] = heap_pop(st.tr_key, st.tr_slot, st.ctr[TRANSIT_N])
+            else:       # the ring (_send)
+                h = st.ctr[TR_HEAD]
+                slot = st.tr_slot[h]
+                h += 1
+                st.ctr[TR_HEAD] = h if h < st.tr_key.shape[0] else 0
+                st.ctr[TRANSIT_N] -= 1
             _task_arrive(cfg, st, met, slot, tt)
         elif st.ctl_i[1] == T_REFRESH and tq > ctl_limit:
             timer_set(st, np.int64(T_REFRESH), inf)       # past the last arrival: no more refreshes
@@ -493,7 +500,20 @@ def _send(cfg, st, met, slot, k, b, now, d_in, d_out, svc, idx):
     if cfg.trace:
         met.tr_status[idx] = ST_IN_FLIGHT
     if d_in > 0.0:
-        st.ctr[TRANSIT_N] = heap_push(st.tr_key, st.tr_slot, st.ctr[TRANSIT_N], now + d_in, slot)
+        if cfg.has_jitter:
+            st.ctr[TRANSIT_N] = heap_push(st.tr_key, st.tr_slot, st.ctr[TRANSIT_N], now + d_in, slot)
+        else:
+            # Every hop is cfg.hop and requests are sent in time order, so they reach their
+            # tasks in the order sent: a FIFO ring over tr_key / tr_slot from ctr[TR_HEAD]
+            # (wrapping at their end; it holds at most one entry per slot, and grow_slots
+            # unwinds it), O(1) instead of a heap's O(log n).
+            n = st.ctr[TRANSIT_N]
+            p = st.ctr[TR_HEAD] + n
+            if p >= st.tr_key.shape[0]:
+                p -= st.tr_key.shape[0]
+            st.tr_key[p] = now + d_in
+            st.tr_slot[p] = slot
+            st.ctr[TRANSIT_N] = n + 1
     else:
         _task_arrive(cfg, st, met, slot, now)
 

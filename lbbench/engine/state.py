@@ -165,7 +165,8 @@ STATE = {
         Array("heap_key", np.float64, ("worker_heap",), np.inf,
               "completions: each busy worker's next, (time, worker); entries of a killed task's workers go stale"),
         Array("heap_slot", np.int32, ("worker_heap",), 0),
-        Array("tr_key", np.float64, ("heap",), np.inf, "arrivals at a task after the hop"),
+        Array("tr_key", np.float64, ("heap",), np.inf,
+              "arrivals at a task after the hop: a heap, or without jitter a ring from ctr[TR_HEAD] (kernel._send)"),
         Array("tr_slot", np.int32, ("heap",), 0),
         Array("rt_key", np.float64, ("heap",), np.inf, "client retries"),
         Array("rt_slot", np.int32, ("heap",), 0),
@@ -294,13 +295,14 @@ State.__doc__ = "Mutable state, resumable across chunks: the arrays of `STATE`, 
 # ctr (int64) fields
 (ARRIVED, COMPLETED, REJECTED, FAILED, CROSS, HEAP_N, TRANSIT_N, FREE_N, ERR_CODE, ERR_REQ, ERR_VALUE, REQUESTS,
  IN_FLIGHT_M, RETRIED, TIMED_OUT, RT_N, FAULT_I, CRASHES, NEED, BG_I, DEPLOY_I, RAMP_N, LOG_N,
- SESSIONS, SES_I, SES_BASE, USR_FREE_N, PLACE_WAIT, N_CTR) = range(29)
+ SESSIONS, SES_I, SES_BASE, USR_FREE_N, PLACE_WAIT, TR_HEAD, N_CTR) = range(30)
 # The kernel's return codes: done, a strategy's answer not a candidate (ERR_*), and a closed
 # loop's stops for Python: user ctr[NEED] has used its draws (refill them), the first measured
 # request of a duration-bounded run is ctr[NEED] (set warm_index); sessions: the next session
 # needs Python (more sessions drawn, a free user slot, longer rows).
 # (PLACE_WAIT: 1 once a placement found no eligible node since the last node_up, which then
-# looks for the slots waiting; SESSIONS: sessions started in the measurement window; SES_I: the next session's place in the
+# looks for the slots waiting; TR_HEAD: where the transit ring starts in tr_key / tr_slot, on
+# the heap path without jitter (kernel._send); SESSIONS: sessions started in the measurement window; SES_I: the next session's place in the
 # session buffer; SES_BASE: the session index of the buffer's first)
 K_DONE, K_NOT_A_CANDIDATE, K_USER_DRAWS, K_WARM, K_SESSIONS = range(5)
 # fctr (float64) fields
@@ -391,6 +393,11 @@ def grow_slots(st: State, new: int) -> State:
     """The state with its slot pool (every array sized by `slots` or `heap`) grown to `new`
     slots, the new ones free."""
     cap = len(st.slot_task)
+    h, n = int(st.ctr[TR_HEAD]), int(st.ctr[TRANSIT_N])
+    if h > 0:       # the transit ring (kernel._send) from its start: it holds at most `cap` slots
+        at = (h + np.arange(n)) % len(st.tr_key)
+        st.tr_key[:n], st.tr_slot[:n] = st.tr_key[at], st.tr_slot[at]
+        st.ctr[TR_HEAD] = 0
     grown = {}
     for a in STATE_ARRAYS:
         if SLOTS not in a.shape and "heap" not in a.shape:
