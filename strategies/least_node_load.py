@@ -10,8 +10,9 @@ each node's requests in service plus background work per core, as the balancer's
 model reports it. Without `cluster.cores` there is no node load (`view.node_load` is empty) and
 this is least_load's scan.
 
-The scan starts one position further along the candidates at every decision (`kit.rotate`, as
-least_load) and keeps the first candidate with the least (node load, task load) met.
+The scan starts one position further along the candidates at every decision, from the
+balancer's start offset (`kit.rotate_from`, as least_load), and keeps the first candidate with
+the least (node load, task load) met.
 
 State: [0] the rotation offset.
 """
@@ -35,7 +36,7 @@ def _better(view, t, best, has_nodes):
 @njit
 def select(cands, view, state, rng):
     n = cands.shape[0]
-    off = kit.rotate(state, 0, n)
+    off = kit.rotate_from(state, 0, n, view.start)
     has_nodes = view.node_load.shape[0] > 0
     best = cands[off]
     for i in range(off + 1, n):
@@ -51,7 +52,7 @@ STRATEGY = Strategy(
     name="least_node_load",
     select=select,
     description="the task on the node with the least load per core (cluster.cores), ties by the task's load, then rotation",
-    version="1",
+    version="2",
     state_size=1,
     boundscheck=False,
 )

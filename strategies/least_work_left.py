@@ -13,7 +13,7 @@ picks the least `work / speed` (the seconds the task needs to clear it); ties (i
 break by rotation as in `least_load`. Under any other information model `view.work` is empty
 and it falls back to the fewest outstanding requests (`least_load`'s choice).
 
-State: [0] the rotation offset (`kit.rotate`).
+State: [0] the rotation offset (`kit.rotate_from`, from `view.start`).
 """
 from numba import njit
 
@@ -30,7 +30,7 @@ def _clears_sooner(work, speed, a, b):
 @njit
 def select(cands, view, state, rng):
     n = cands.shape[0]
-    off = kit.rotate(state, 0, n)
+    off = kit.rotate_from(state, 0, n, view.start)
     if view.work.shape[0] == 0:
         return kit.least_load_from(cands, view.load, off)
     work, speed = view.work, view.task_speed
@@ -48,7 +48,7 @@ STRATEGY = Strategy(
     name="least_work_left",
     select=select,
     description="least unfinished work / node speed under info = work (Harchol-Balter's Dynamic); ties by rotation",
-    version="1",
+    version="2",
     state_size=1,
     reads_work=True,
     boundscheck=False,

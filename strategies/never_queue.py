@@ -8,9 +8,9 @@ figures.
 
 The scan starts one position further along the candidate list at every decision (the first
 idle task met from there wins; ties of the delay break the same way), so idle tasks and tied
-tasks share the load; IPVS scans from the head of its list. State: [0] the rotation offset
-(`kit.rotate`); the select is `shortest_expected_delay`'s taking the first idle task met
-(`kit.least_delay_from`).
+tasks share the load; IPVS scans from the head of its list. The rotation begins at the
+balancer's start offset (`view.start`). State: [0] the rotation offset (`kit.rotate_from`); the
+select is `shortest_expected_delay`'s taking the first idle task met (`kit.least_delay_from`).
 """
 from lbbench.strategy import Strategy
 
@@ -23,7 +23,7 @@ STRATEGY = Strategy(
     name="never_queue",
     select=select,
     description="an idle task if any, else least (outstanding + 1) / node speed (IPVS nq)",
-    version="1",
+    version="2",
     state_size=1,
     boundscheck=False,
 )

@@ -9,7 +9,7 @@ the information model's load figure. With equal speeds it is `least_load`.
 
 Comparisons are cross-multiplied ((a + 1) * speed_b < (b + 1) * speed_a), so equal delays tie
 exactly; ties break by rotation as in `least_load` (IPVS takes the first in its list).
-State: [0] the rotation offset (`kit.rotate`); the scan is `kit.least_delay_from`.
+State: [0] the rotation offset (`kit.rotate_from`, from `view.start`); the scan is `kit.least_delay_from`.
 """
 from numba import njit
 
@@ -22,7 +22,7 @@ def delay_select(idle_first: bool):
     candidate met, if any): the rotation offset, then `kit.least_delay_from`."""
     @njit
     def select(cands, view, state, rng):
-        off = kit.rotate(state, 0, cands.shape[0])
+        off = kit.rotate_from(state, 0, cands.shape[0], view.start)
         return kit.least_delay_from(cands, view.load, view.task_speed, off, idle_first)
     return select
 
@@ -34,7 +34,7 @@ STRATEGY = Strategy(
     name="shortest_expected_delay",
     select=select,
     description="least (outstanding + 1) / node speed (IPVS sed); ties by rotation",
-    version="1",
+    version="2",
     state_size=1,
     boundscheck=False,
 )

@@ -68,7 +68,7 @@ CASES = {
     "everything_down": (with_faults(scenario(nodes=2, replicas=2, rho=0.6, hop=0.01, requests=1500),
                                     [{"at": 300.0, "kind": "node_down", "node": 0}, {"at": 310.0, "kind": "node_down", "node": 1},
                                      {"at": 600.0, "kind": "node_up", "node": 1}],
-                                    clients={"retries": 1, "backoff": 2.0}),
+                                    clients={"retries": 2, "backoff": 2.0}),
                         {"failed", "restart", "retried", "entry_failed"}),
     # random node outages and task crashes from the FAULTS stream
     "random_faults": (with_faults(scenario(nodes=4, replicas=6, rho=0.7, hop=0.005, requests=3000),

@@ -26,10 +26,10 @@ from lbbench.strategy import Strategy
 
 @njit
 def select(cands, view, state, rng):
-    return kit.least_load_from(cands, view.load, kit.rotate(state, 0, cands.shape[0]))
+    return kit.least_load_from(cands, view.load, kit.rotate_from(state, 0, cands.shape[0], view.start))
 
 
-STRATEGY = Strategy(name="least_load_scan", select=select, state_size=1, boundscheck=False)
+STRATEGY = Strategy(name="least_load_scan", select=select, state_size=1, boundscheck=False, version="2")
 '''
 
 HEALTH = {"task_detect": 4.0, "node_detect": 6.0, "restart_delay": 2.0, "startup": 1.0}

@@ -365,3 +365,21 @@ def test_peak_ewma_learns_a_slow_task_from_latencies():
     slow = int(np.argmin(build_cluster(load_scenario(sc)).task_speed))
     served = simulate(sc, "peak_ewma", seed=1, progress=False).tasks["served"].to_numpy()
     assert served[slow] < 0.06 * served.sum()
+
+
+@pytest.mark.parametrize("strategy", ["least_load", "shortest_expected_delay"])
+def test_rotations_begin_at_each_balancers_start(strategy):
+    """Under `local` information each of 50 per-node balancers knows only its own requests,
+    which have completed by its next decision: the loads it sees tie at 0 and its choice is
+    its rotation's. Begun at each balancer's start offset (`view.start`, rr_start = "random")
+    the rotations spread the load as round-robins do (the same mean latency here); begun all at
+    position 0 (rr_start = "zero", IPVS's first-in-list) they move through the list together,
+    a herd whose queues triple the mean latency."""
+    ov = {"cluster.nodes": 50, "services.0.replicas": 500, "balancer.mode": "per_node", "balancer.info": "local",
+          "run.requests": 50_000, "run.warmup": 0.0}
+    lat = {(s, start): simulate("reference", s, overrides={**ov, "balancer.rr_start": start},
+                                progress=False).row()["latency_mean"]
+           for s, start in [("round_robin", "random"), (strategy, "random"), (strategy, "zero")]}
+    rr = lat["round_robin", "random"]
+    assert lat[strategy, "random"] < 1.05 * rr
+    assert lat[strategy, "zero"] > 2.0 * rr

@@ -3,6 +3,7 @@
 docs/strategies.md ("The kit") shows them in a plugin.
 
 - `rotate(state, i, n)`: a rotation offset kept in `state[i]` (ties by rotation, round-robin);
+  `rotate_from(state, i, n, start)` the same, begun at the balancer's start offset (`view.start`);
 - `least_load_from(cands, load, off)`: the least loaded candidate scanning round the list from
   position `off`, the first minimum met winning; `least_load_indexed(cands, view, off)` the
   same answer in O(log n) from the load index (`Strategy(load_index=True)`);
@@ -35,6 +36,19 @@ def rotate(state, i, n):
     if nxt == n:
         nxt = 0
     state[i] = nxt
+    return off
+
+
+@njit(inline="always")
+def rotate_from(state, i, n, start):
+    """`rotate`'s offset moved on by `start` (pass `view.start`, this balancer's start offset:
+    `balancer.rr_start`), below n. Balancers whose loads tie begin their rotations where their
+    starts put them instead of all at position 0: under `local` information each balancer knows
+    only its own requests, which have mostly completed by its next decision, so the loads it
+    sees are mostly all 0 and a rotation from 0 sends every balancer to the same few tasks."""
+    off = rotate(state, i, n) + start % n
+    if off >= n:
+        off -= n
     return off
 
 
