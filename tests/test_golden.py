@@ -10,6 +10,14 @@ switch set and for random without faults or a closed loop only; compiling anothe
 about 10 s to a run on an empty cache. So the suite checks round_robin and least_load on every
 preset and random on the presets of its kernels, and LBBENCH_GOLDEN=all checks every recorded
 case (every preset x strategy).
+
+Bit-identity holds on the machine that recorded a case. Across machines the last bits of a few
+float columns can differ: shared-nodes/maglev, power_of_d and ring_hash, recorded on a 2-vCPU
+AMD EPYC machine, differ in their last bits (about 1e-16 relative: imbalance_cov, latency_mean,
+util_max) on a 2-vCPU Intel Xeon at the very commit that recorded them (e3aa770), with
+NUMBA_CPU_NAME=generic too: a difference of machines, not of code. Every other case recorded on
+the AMD machine agrees on the Intel one; shared-nodes/least_node_load, which differed the same
+way, was re-recorded on the Intel machine with the rotating strategies' change (e3b2c31).
 """
 from __future__ import annotations
 
