@@ -255,7 +255,7 @@ def test_tables_are_rebuilt_when_the_candidates_change(mod):
     spec = mod.STRATEGY
     T = 40
     task_state = spec.task_state_array(1, T)[0]
-    view = lambda client: View(np.zeros(T, np.int64), np.zeros(T, np.int32), np.ones(T), 0, 0.0, 0,
+    view = lambda client: View(np.zeros(T, np.int32), np.zeros(T, np.int32), np.ones(T), 0, 0.0, 0,
                                spec.param_tuple([p.default for p in spec.params]), client, 0, task_state,
                                np.zeros(0, np.int32), np.zeros(0), np.zeros(0), np.zeros(0), 1.0, np.zeros(0),
                                np.zeros((1, 4)), np.zeros(0, np.int32))

@@ -64,7 +64,7 @@ def _view_type(full: bool = True):
     i32 = np.zeros(0, np.int32)
     weight = np.zeros(0)
     weight.setflags(write=bool(full))
-    return typeof(View(np.zeros(1, np.int64), np.zeros(1, np.int32), a, 0, 0.0, 0, a, 0, 0, np.zeros((0, 0)), i32, a, a,
+    return typeof(View(np.zeros(1, np.int32), np.zeros(1, np.int32), a, 0, 0.0, 0, a, 0, 0, np.zeros((0, 0)), i32, a, a,
                        weight, 0.0, a, np.zeros((0, 4)), i32, np.zeros(0, np.int64)))
 
 

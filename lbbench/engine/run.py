@@ -642,10 +642,18 @@ def run_parts(scenario, strategy: str | Strategy = "round_robin", params: dict |
     try:
         kernel(cfg, run.st, run.met, empty, np.int64(0), -math.inf)
     except Exception as exc:        # a plugin numba cannot compile
+        _forget(kernel)
         raise _raised(spec, exc) from exc
     wall0 += time.perf_counter() - t_compile
     return _interruptible(lambda stop: _run_chunks(run, spec, pvals, seed, trace, chunk, progress, prefetch, cfg,
                                                    kernel, empty, wall0, stop))
+
+
+def _forget(kernel) -> None:
+    """No reference to a run's state outlives the run in the kernel's entry (specialise.Entry.forget)."""
+    forget = getattr(kernel, "forget", None)
+    if forget is not None:
+        forget()
 
 
 def _run_chunks(run: _Run, spec: Strategy, pvals: dict, seed: int, trace: bool, chunk: int, progress: bool,
@@ -718,9 +726,7 @@ def _run_chunks(run: _Run, spec: Strategy, pvals: dict, seed: int, trace: bool, 
             pool.shutdown(wait=True, cancel_futures=True)     # no thread outlives the run
         if bar is not None:
             bar.close()
-        forget = getattr(kernel, "forget", None)      # no reference to this run's state outlives it
-        if forget is not None:
-            forget()
+        _forget(kernel)
     wall = time.perf_counter() - wall0
     parts = _result(run, spec, pvals, seed, wall, trace)
     _release_state(run)
