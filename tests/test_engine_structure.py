@@ -131,8 +131,9 @@ def test_growing_the_slot_pool_grows_every_slot_array_and_keeps_their_contents()
 
 def test_a_runs_state_is_freed_at_its_end(monkeypatch):
     """Nothing holds a finished run's state but the reuse cache, which keeps small ones only
-    (made to keep none here): the kernel's entry forgets the last state it typed (specialise.Entry.forget), so that a
-    run's 80 MB balancers x tasks table is not alive beside the next run's."""
+    (made to keep none here): the kernel's entry forgets the last state it typed
+    (specialise.Entry.forget), so that a run's 80 MB balancers x tasks table is not alive beside
+    the next run's."""
     import gc
     import weakref
     import lbbench.engine.run as engine_run

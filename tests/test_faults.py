@@ -266,6 +266,8 @@ def test_each_nodes_slot_list_follows_the_placements(monkeypatch):
         assert walk == np.flatnonzero(task_node == n).tolist()
     assert not (task_node == 5).any()                         # drained at 50 s, never given a task again
 
+
+def test_direct_path_is_off_with_faults_or_clients():
     base = scenario()
     spec = resolve("round_robin")
     for extra, direct in [({}, True), ({"faults": {"events": [CRASH]}}, False),

@@ -167,7 +167,7 @@ def node_lists(task_node: np.ndarray, n_nodes: int) -> tuple[np.ndarray, np.ndar
     """(node_first, task_nnext, task_nprev) of a run's start: each node's task slots (those
     whose `task_node` is the node, whatever their state) as a list in ascending slot order, so
     that a node event visits its own slots, in the order a scan of all slots met them, not
-    every slot (`_schedule_step`). A placement moves its slot (`_place_on`)."""
+    every slot (`_schedule_step`). A placement moves its slot (`_move_to_node`)."""
     T = len(task_node)
     nxt = np.full(T, -1, dtype=np.int32)
     prev = np.full(T, -1, dtype=np.int32)
@@ -183,7 +183,7 @@ def node_lists(task_node: np.ndarray, n_nodes: int) -> tuple[np.ndarray, np.ndar
 
 
 @njit(inline="always", cache=True)
-def _place_on(cfg, st, k, n):
+def _move_to_node(cfg, st, k, n):
     """Task slot k's task goes to node n: `task_node`, and the slot moves from its old node's
     list to n's, in slot order (O(slots on n))."""
     p = st.task_nprev[k]
@@ -389,7 +389,7 @@ def _task_event(cfg, st, met, k, t):
             st.ctr[PLACE_WAIT] = 1
         else:
             s = cfg.task_service[k]
-            _place_on(cfg, st, k, n)
+            _move_to_node(cfg, st, k, n)
             cfg.task_speed[k] = cfg.node_speed[n] * st.svc_factor[s]    # the service's current version
             st.task_version[k] = st.svc_version[s]
             st.task_state[k] = TASK_STARTING

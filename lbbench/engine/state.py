@@ -302,8 +302,9 @@ State.__doc__ = "Mutable state, resumable across chunks: the arrays of `STATE`, 
 # needs Python (more sessions drawn, a free user slot, longer rows).
 # (PLACE_WAIT: 1 once a placement found no eligible node since the last node_up, which then
 # looks for the slots waiting; TR_HEAD: where the transit ring starts in tr_key / tr_slot, on
-# the heap path without jitter (kernel._send); SESSIONS: sessions started in the measurement window; SES_I: the next session's place in the
-# session buffer; SES_BASE: the session index of the buffer's first)
+# the heap path without jitter (kernel._send); SESSIONS: sessions started in the measurement
+# window; SES_I: the next session's place in the session buffer; SES_BASE: the session index
+# of the buffer's first)
 K_DONE, K_NOT_A_CANDIDATE, K_USER_DRAWS, K_WARM, K_SESSIONS = range(5)
 # fctr (float64) fields
 # (CONTENTION: the measured completions' time in service beyond the core-seconds they held; cpu.py)
