@@ -46,7 +46,9 @@ def rotate_from(state, i, n, start):
     starts put them instead of all at position 0: under `local` information each balancer knows
     only its own requests, which have mostly completed by its next decision, so the loads it
     sees are mostly all 0 and a rotation from 0 sends every balancer to the same few tasks."""
-    off = rotate(state, i, n) + start % n
+    if start >= n or start < 0:     # (a division only when needed: never for a zero start)
+        start %= n
+    off = rotate(state, i, n) + start
     if off >= n:
         off -= n
     return off
