@@ -313,12 +313,14 @@ class _Run:
             dem_dist=demand_table(sc, self.workload.demands_from_trace),
         )
         # the load index (loadindex.py), for a strategy that declares it
-        li_off, li_p, li_len = loadindex.layout(cl.task_service, S_, room=sc.orchestrated)
+        lay = loadindex.layout(cl.task_service, S_, room=sc.orchestrated)
         li_rows = loadindex.rows_for(info.kind, n_bal)
         if not spec.load_index:
-            li_off[:], li_p[:], li_len, li_rows = 0, 0, 0, 1
-        li_leaf, li_map, li_next = loadindex.initial_map(cl.table, cl.table_start, cl.table_len, T, li_off, li_p, li_len)
-        self.cfg_kw.update(li_off=li_off, li_p=li_p, li_leaf=li_leaf, li_map=li_map, li_next=li_next)
+            zero = np.zeros(S_, dtype=np.int64)
+            lay, li_rows = loadindex.Layout(zero, zero, 0, zero, zero, 0), 1
+        li_leaf, li_map, li_next = loadindex.initial_map(cl.table, cl.table_start, cl.table_len, T, lay)
+        self.cfg_kw.update(li_off=lay.off, li_p=lay.p, li_toff=lay.toff, li_nb=lay.nb, li_leaf=li_leaf, li_map=li_map,
+                           li_next=li_next)
         self.first_node = np.where(cl.initial, cl.task_node, -1).astype(np.int32)    # a spare slot: -1
         cap = 1024
         N = cl.n_nodes
@@ -358,7 +360,7 @@ class _Run:
                  local_balancers=n_bal if info.kind == "local" else 0,
                  local_tasks=T if info.kind == "local" and spec.reads_load else 0,
                  timer_tree=len(ctl_t), slots=cap, strategy_tasks=T if spec.task_state else 0,
-                 task_state=spec.task_state, index_rows=li_rows, index_len=li_len, services=S_,
+                 task_state=spec.task_state, index_rows=li_rows, index_len=lay.row_len, services=S_,
                  ps_tasks=T if ps else 0, ps_nodes=N if ps else 0,
                  ps_heap=int(cl.task_wstart[-1]) + S.HEAP_PAD if ps else 0, ps_tree=len(ps_t),
                  ps_snap_nodes=N if ps and info.kind == "stale" else 0,
@@ -370,7 +372,7 @@ class _Run:
                  log_cap=self.log_room(T, horizon)),
             bal_rng=bal_rng, conn_rng=inp.conn_rng,
             node_drained=cl.node_drained, ctl_t=ctl_t, ctl_i=ctl_i, ps_t=ps_t, ps_i=ps_i,
-            li_tree=loadindex.initial(cl.table_len, li_off, li_p, li_rows, li_len),
+            li_tree=loadindex.initial(cl.table_len, lay, li_rows),
             node_tasks=np.bincount(cl.task_node[cl.initial], minlength=N),
             **dict(zip(("node_first", "task_nnext", "task_nprev"), control.node_lists(cl.task_node, N))),
             node_svc_tasks=np.bincount((cl.task_node.astype(np.int64) * S_ + cl.task_service)[cl.initial],

@@ -27,7 +27,7 @@ Config = namedtuple("Config", [
     "faults", "f_time", "f_kind", "f_target", "f_count", "node_speed",
     "task_detect", "node_detect", "restart_delay", "startup", "entry_key",
     "retries", "backoff", "timeout", "retry_key",
-    "li_off", "li_p", "li_leaf", "li_map", "li_next",
+    "li_off", "li_p", "li_toff", "li_nb", "li_leaf", "li_map", "li_next",
     "users", "user_timer0", "n_req", "t_end", "warm_time",
     "ps", "node_cores", "f_value", "bg_time", "bg_node", "bg_level", "bg_timer",
     "d_time", "d_kind", "d_svc", "d_replicas", "d_par", "d_delay", "d_order", "d_factor", "grace", "deploy_timer0",
@@ -52,8 +52,8 @@ time (F_* kinds; f_value: a node_slow's speed). task_node, task_speed and the ta
 (replacements reuse their task slot on a new node). retries/backoff/timeout: the clients.
 entry_key, retry_key: hash keys of the entry re-routing and the retry backoff jitter.
 
-li_off, li_p: each service's tree offset and leaf count in a row of the load index
-(loadindex.py; zeros without it). li_leaf, li_map, li_next: which task holds which of the
+li_off, li_p: each service's offset in the load index's map and its leaf count; li_toff,
+li_nb: its tree's offset in a row of the index and its blocks (loadindex.py; zeros without it). li_leaf, li_map, li_next: which task holds which of the
 index's leaves, changed with the tables (loadindex.py, `leave` and `join`; empty without it):
 task k's leaf (-1: out of the tables); per service, laid out as a row of the index, its leaves'
 tasks (-1: none) then its table positions' leaves; each service's next leaf.

@@ -77,8 +77,9 @@ def least_load_from(cands, load, off):
 
 @njit(inline="always")
 def _first_at_most(tree, p, lo, m):
-    """The first leaf position >= lo whose value is at most m, or -1: up from leaf lo while the
-    node is a right child, across to the next subtree, down its leftmost qualifying path."""
+    """The first leaf position >= lo whose value is at most m, or -1, in a min tree of p leaves
+    (node p + q the leaf q): up from leaf lo while the node is a right child, across to the next
+    subtree, down its leftmost qualifying path."""
     i = p + lo
     while True:
         if tree[i] <= m:
@@ -93,22 +94,51 @@ def _first_at_most(tree, p, lo, m):
 
 
 @njit(inline="always")
+def _first_in_block(where, load, lo, hi, m):
+    """The first leaf in lo..hi-1 whose task's load is at most m, or -1 (a leaf no task holds
+    is +inf)."""
+    for q in range(lo, hi):
+        k = where[np.uint64(q)]
+        if k >= 0 and load[k] <= m:
+            return q
+    return -1
+
+
+@njit(inline="always")
+def _first_leaf(tree, nb, bl, where, load, lo, m):
+    """The first leaf >= lo holding at most m, or -1: the rest of lo's block, then the first
+    later block whose least is at most m (the tree over the blocks), then that block's leaves."""
+    j = lo // bl
+    q = _first_in_block(where, load, lo, (j + 1) * bl, m)
+    if q >= 0 or j + 1 >= nb:
+        return q
+    jb = _first_at_most(tree, nb, j + 1, m)
+    if jb < 0:
+        return -1
+    return _first_in_block(where, load, jb * bl, (jb + 1) * bl, m)
+
+
+@njit(inline="always")
 def least_load_indexed(cands, view, off):
     """`least_load_from(cands, view.load, off)` in O(log n) from the load index (a strategy with
     `load_index=True`), the same answer: the least load m is the tree's root, the answer the
     first candidate at position off or after with load m, else the first one before. The
-    tree's leaves are in the candidates' order, with gaps (+inf) where tasks left
-    (`view.index_map`: the leaf of candidate off, the task at a leaf). Without an index
-    (view.load_index empty), the scan."""
+    index's leaves are in the candidates' order, with gaps where tasks left (`view.index_map`:
+    the task at a leaf, the leaf of candidate off), and its tree (`view.load_index`) holds the
+    least load of each block of consecutive leaves at its bottom (docs/strategies.md, "Going
+    further"). Without an index (view.load_index empty), the scan."""
     tree = view.load_index
     if tree.shape[0] == 0:
         return least_load_from(cands, view.load, off)
-    p = tree.shape[0] // 2
-    m = tree[1]
     where = view.index_map
-    leaf = _first_at_most(tree, p, where[np.uint64(p + off)], m)
+    p = where.shape[0] // 2
+    nb = tree.shape[0] // 2
+    bl = p // nb
+    m = tree[1]
+    load = view.load
+    leaf = _first_leaf(tree, nb, bl, where, load, where[np.uint64(p + off)], m)
     if leaf < 0:
-        leaf = _first_at_most(tree, p, 0, m)
+        leaf = _first_leaf(tree, nb, bl, where, load, 0, m)
     return where[np.uint64(leaf)]      # (unsigned indices: no test for a negative one)
 
 
