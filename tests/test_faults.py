@@ -421,7 +421,7 @@ def _spread_one_by_one(nodes, drained, replicas_per_service):
 @given(hst.integers(1, 12).flatmap(lambda n: hst.tuples(
     hst.just(n), hst.sets(hst.integers(0, n - 1), max_size=n - 1), hst.lists(hst.integers(1, 30), min_size=1, max_size=4))))
 def test_a_services_replicas_are_placed_as_by_spread_one_at_a_time(case):
-    """build_cluster places a service's replicas from a heap; the nodes must be those of the
+    """build_cluster places a service's replicas in rounds; the nodes must be those of the
     spread rule applied replica by replica."""
     nodes, drained, replicas = case
     sc = load_scenario({"name": "p", "cluster": {"nodes": nodes, "drained": sorted(drained)},

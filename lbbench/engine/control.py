@@ -84,10 +84,13 @@ def new_tree(n_timers: int, at: dict) -> tuple[np.ndarray, np.ndarray]:
     ids[p:] = np.arange(p, dtype=np.int32)
     for i, v in at.items():
         t[p + i] = v
-    for j in range(p - 1, 0, -1):
-        c = 2 * j + (1 if t[2 * j + 1] < t[2 * j] else 0)
+    lo = p // 2
+    while lo >= 1:          # a level at a time, from the leaves' parents up
+        j = np.arange(lo, 2 * lo)
+        c = 2 * j + (t[2 * j + 1] < t[2 * j])
         t[j] = t[c]
         ids[j] = ids[c]
+        lo //= 2
     return t, ids
 
 

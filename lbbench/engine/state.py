@@ -376,8 +376,8 @@ def _fill(st: State | None, sizes: dict, given: dict) -> State:
                 out[a.name] = v
             else:
                 old[...] = v
-        elif old is None:
-            out[a.name] = np.full(shape, a.fill, dtype=a.dtype)
+        elif old is None:       # (zeros from the allocator's zeroed pages: no pass over them here)
+            out[a.name] = np.zeros(shape, dtype=a.dtype) if a.fill == 0 else np.full(shape, a.fill, dtype=a.dtype)
         else:
             old.fill(a.fill)
     if given:
@@ -404,8 +404,14 @@ def grow_slots(st: State, new: int) -> State:
         if SLOTS not in a.shape and "heap" not in a.shape:
             continue
         old = getattr(st, a.name)
-        b = np.full(new + (HEAP_PAD if "heap" in a.shape else 0), a.fill, dtype=a.dtype)
-        b[:cap] = old[:cap]
+        size = new + (HEAP_PAD if "heap" in a.shape else 0)
+        if a.fill == 0:
+            b = np.zeros(size, dtype=a.dtype)
+            b[:cap] = old[:cap]
+        else:
+            b = np.empty(size, dtype=a.dtype)
+            b[:cap] = old[:cap]
+            b[cap:] = a.fill
         grown[a.name] = b
     nf = int(st.ctr[FREE_N])
     free = grown["free_slots"]

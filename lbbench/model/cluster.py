@@ -6,7 +6,6 @@ or task id; nothing here is touched per request.
 """
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,19 +17,18 @@ def spread_replicas(replicas: int, counts_total: np.ndarray, eligible: np.ndarra
     """The nodes of a new service's replicas by Swarm's spread rule, one replica after another:
     the eligible node with the fewest tasks of this service, then the fewest tasks overall, then
     the lowest id (Swarm's order is arbitrary; ours is fixed). Only the chosen node's counts
-    change, so a heap of (tasks of the service, tasks, id) keeps the next choice on top:
-    O(nodes + replicas log nodes). `counts_total` is not modified. (The engine's spread_node
-    places replacements by the same rule.)"""
-    heap = [(0, int(counts_total[n]), int(n)) for n in np.flatnonzero(eligible)]
-    if not heap and replicas > 0:
-        raise ValueError("spread placement: no eligible node")
-    heapq.heapify(heap)
-    nodes = []
-    for _ in range(replicas):
-        mine, total, n = heap[0]
-        nodes.append(n)
-        heapq.heapreplace(heap, (mine + 1, total + 1, n))
-    return nodes
+    change, and both by one, so every node takes its m-th replica before any its (m+1)-th, and
+    within each round the nodes come in the same order, by (tasks, id) at the start: replica i
+    goes to that order's node i mod E (E eligible nodes). O(nodes log nodes + replicas).
+    `counts_total` is not modified. (The engine's spread_node places replacements by the same
+    rule.)"""
+    ids = np.flatnonzero(eligible)
+    if len(ids) == 0:
+        if replicas > 0:
+            raise ValueError("spread placement: no eligible node")
+        return []
+    order = ids[np.lexsort((ids, np.asarray(counts_total)[ids]))]
+    return order[np.arange(replicas) % len(order)].tolist()
 
 
 @dataclass
@@ -122,11 +120,15 @@ def build_cluster(sc: Scenario) -> ClusterState:
     table = np.empty(int(counts.sum()), dtype=np.int32)
     table_len = np.zeros(n_services, dtype=np.int64)
     table_pos = np.full(len(task_node), -1, dtype=np.int64)
-    for t, s in enumerate(task_service[:n_initial]):
-        pos = table_len[s]
-        table[table_start[s] + pos] = t
-        table_pos[t] = pos
-        table_len[s] += 1
+    # the initial tasks in id order within each service's table
+    ts = task_service[:n_initial]
+    order = np.argsort(ts, kind="stable")
+    table_len[:] = np.bincount(ts, minlength=n_services)
+    first = np.zeros(n_services, dtype=np.int64)
+    first[1:] = np.cumsum(table_len)[:-1]
+    pos = np.arange(n_initial) - first[ts[order]]
+    table[table_start[ts[order]] + pos] = order
+    table_pos[order] = pos
     return ClusterState(
         node_speed=speed, node_up=up, node_drained=drained,
         task_node=task_node, task_service=task_service, task_speed=speed[task_node].copy(),
