@@ -110,17 +110,28 @@ def test_state_is_its_declaration():
         state.new_state(_sizes(), nonsense=np.zeros(1))
 
 
-def test_growing_the_slot_pool_grows_every_slot_array_and_keeps_their_contents():
-    st = state.new_state(_sizes(slots=4))
+@pytest.mark.parametrize("features", [{}, {"retry": 1, "ps_tasks": 5}])
+def test_growing_the_slot_pool_grows_every_slot_array_and_keeps_their_contents(features):
+    """Every array sized by the pool grows and keeps its contents; the parts only some runs read
+    (client retries, processor sharing) are empty in a run without them, and stay empty."""
+    optional = (state.RETRY_SLOTS, state.RETRY_HEAP, state.PS_SLOTS)
+    st = state.new_state(dict(_sizes(slots=4), **features))
     st.ctr[state.FREE_N] -= 3           # three slots taken off the free stack: 0, 1, 2 (free: 3)
-    for a in state.STATE_ARRAYS:
-        if (state.SLOTS in a.shape or "heap" in a.shape) and a.name != "free_slots":
+    grows = [a for a in state.STATE_ARRAYS if any(d in state.GROWN for d in a.shape)]
+    off = {a.name for a in grows if not features and any(d in optional for d in a.shape)}
+    assert off == ({"slot_s", "slot_e0", "slot_client", "slot_jin", "slot_jout", "slot_try", "rt_key", "rt_slot",
+                    "slot_ps_t0", "slot_ps_u0"} if not features else set())
+    for a in grows:
+        if a.name not in off and a.name != "free_slots":
             getattr(st, a.name)[:3] = 7
     grown = state.grow_slots(st, 10)
     for a in state.STATE_ARRAYS:
         old, new = getattr(st, a.name), getattr(grown, a.name)
-        if state.SLOTS in a.shape or "heap" in a.shape:
-            assert len(new) == 10 + (state.HEAP_PAD if "heap" in a.shape else 0), a.name
+        if a.name in off:
+            assert len(old) == 0 and new is old, a.name
+        elif a in grows:
+            padded = "heap" in a.shape or state.RETRY_HEAP in a.shape
+            assert len(new) == 10 + (state.HEAP_PAD if padded else 0), a.name
             if a.name != "free_slots":
                 assert (new[:3] == 7).all() and (new[4:10] == a.fill).all(), a.name
         else:

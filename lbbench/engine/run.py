@@ -369,7 +369,7 @@ class _Run:
                  as_buckets=int(asc.buckets.max()) if len(asc) else 0, as_recs=int(asc.recs.max()) if len(asc) else 0,
                  as_hbuckets=M.TS_BUCKETS if (asc.metric == AS_P99).any() else 0,
                  work_tasks=T if info.kind == "work" else 0, deploy_events=len(dep.time),
-                 log_cap=self.log_room(T, horizon)),
+                 log_cap=self.log_room(T, horizon), retry=1 if sc.clients.retries > 0 else 0),
             bal_rng=bal_rng, conn_rng=inp.conn_rng,
             node_drained=cl.node_drained, ctl_t=ctl_t, ctl_i=ctl_i, ps_t=ps_t, ps_i=ps_i,
             li_tree=loadindex.initial(cl.table_len, lay, li_rows),

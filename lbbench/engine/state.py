@@ -112,6 +112,13 @@ class Array:
 
 
 SLOTS = "slots"         # the size that grows: the in-flight slot pool (grow_slots)
+# What only some runs read of a slot is sized by one of these: the pool's size (or the heap's)
+# in a run that reads it, 0 in the others, and grown only when not 0. A run without client
+# retries or processor sharing keeps 88 of its 152 bytes a slot.
+RETRY_SLOTS = "retry_slots"     # client retries (Config.retries > 0): what the retry resends
+RETRY_HEAP = "retry_heap"       # their heap (ctr[RT_N])
+PS_SLOTS = "ps_slots"           # processor sharing (cluster.cores; cpu.py)
+GROWN = (SLOTS, "heap", RETRY_SLOTS, RETRY_HEAP, PS_SLOTS)
 HEAP_PAD = 4            # +inf keys past a heap's end (see heaps.py)
 
 STATE = {
@@ -148,13 +155,13 @@ STATE = {
         Array("slot_svc", np.float64, (SLOTS,), 0.0, "service time at the task"),
         Array("slot_idx", np.int64, (SLOTS,), 0, "request index"),
         Array("slot_inc", np.int64, (SLOTS,), 0, "incarnation of the task it was sent to"),
-        Array("slot_s", np.int32, (SLOTS,), 0, "service (kept for a retry)"),
-        Array("slot_e0", np.int32, (SLOTS,), 0, "drawn entry node (retry)"),
+        Array("slot_s", np.int32, (RETRY_SLOTS,), 0, "service (kept for a retry)"),
+        Array("slot_e0", np.int32, (RETRY_SLOTS,), 0, "drawn entry node (retry)"),
         Array("slot_dem", np.float64, (SLOTS,), 0.0, "demand (retry)"),
-        Array("slot_client", np.int64, (SLOTS,), 0, "client id (retry)"),
-        Array("slot_jin", np.float64, (SLOTS,), 0.0, "hop jitter in (retry)"),
-        Array("slot_jout", np.float64, (SLOTS,), 0.0, "hop jitter out (retry)"),
-        Array("slot_try", np.int32, (SLOTS,), 0, "attempt number"),
+        Array("slot_client", np.int64, (RETRY_SLOTS,), 0, "client id (retry)"),
+        Array("slot_jin", np.float64, (RETRY_SLOTS,), 0.0, "hop jitter in (retry)"),
+        Array("slot_jout", np.float64, (RETRY_SLOTS,), 0.0, "hop jitter out (retry)"),
+        Array("slot_try", np.int32, (RETRY_SLOTS,), 0, "attempt number"),
         Array("slot_user", np.int32, (SLOTS,), 0, "the closed loop's user who sent it"),
         Array("slot_done", np.float64, (SLOTS,), 0.0, "when it completes, once placed on a worker"),
         Array("slot_next", np.int32, (SLOTS,), -1,
@@ -168,8 +175,8 @@ STATE = {
         Array("tr_key", np.float64, ("heap",), np.inf,
               "arrivals at a task after the hop: a heap, or without jitter a ring from ctr[TR_HEAD] (kernel._send)"),
         Array("tr_slot", np.int32, ("heap",), 0),
-        Array("rt_key", np.float64, ("heap",), np.inf, "client retries"),
-        Array("rt_slot", np.int32, ("heap",), 0),
+        Array("rt_key", np.float64, (RETRY_HEAP,), np.inf, "client retries"),
+        Array("rt_slot", np.int32, (RETRY_HEAP,), 0),
     ),
     "control": (            # control events: one timer per (class, key) in a tournament tree (control.py)
         Array("ctl_t", np.float64, ("timer_tree",), np.inf, "subtree minimum time; leaves from timer_tree / 2"),
@@ -232,8 +239,8 @@ STATE = {
         Array("node_share", np.float64, ("ps_nodes",), 0.0, "cores held by each request in service: min(1, cores / (in service + background))"),
         Array("node_ut", np.float64, ("ps_nodes",), 0.0, "core clock: the core-seconds each request in service has held since the start (of node_tv)"),
         Array("node_cpu", np.float64, ("ps_nodes",), 0.0, "core-seconds held by the node's measured completed requests"),
-        Array("slot_ps_t0", np.float64, (SLOTS,), 0.0, "when the request in the slot started service (cpu.py)"),
-        Array("slot_ps_u0", np.float64, (SLOTS,), 0.0, "its node's core clock node_ut then"),
+        Array("slot_ps_t0", np.float64, (PS_SLOTS,), 0.0, "when the request in the slot started service (cpu.py)"),
+        Array("slot_ps_u0", np.float64, (PS_SLOTS,), 0.0, "its node's core clock node_ut then"),
         Array("node_snap", np.float64, ("ps_snap_nodes",), 0.0, "node_load at the last stale snapshot (stale:P)"),
         Array("node_piggy", np.float64, ("balancers", "ps_piggy_nodes"), 0.0,
               "per balancer, each node's node_load as its last response reported it (local, piggyback)"),
@@ -343,8 +350,10 @@ def new_state(sizes: dict, **given) -> State:
     given: no closed loop), session_slots, ses_buf, ses_reqs, ses_jit (0 when not given: no sessions), ps_tasks, ps_nodes, ps_heap, ps_tree, ps_snap_nodes, ps_piggy_nodes
     (0 when not given: no processor sharing), weight_tasks (0 when not given: no slow start),
     log_cap (0 when not given: no event log),
-    work_tasks (0 when not given: no `work` information), slots; heap is slots + HEAP_PAD, worker_heap
-    2 x workers + HEAP_PAD (kernel._kill keeps its stale entries under workers)."""
+    work_tasks (0 when not given: no `work` information), slots, retry (1: client retries; 0 when
+    not given); heap is slots + HEAP_PAD, worker_heap 2 x workers + HEAP_PAD (kernel._kill keeps
+    its stale entries under workers); retry_slots and retry_heap are slots and heap with
+    retries, else 0, ps_slots slots with processor sharing (ps_tasks > 0), else 0."""
     return _fill(None, sizes, given)
 
 
@@ -361,7 +370,11 @@ def _fill(st: State | None, sizes: dict, given: dict) -> State:
                   "ses_jit": 0, "ps_tasks": 0, "ps_nodes": 0, "ps_heap": 0,
                   "ps_tree": 0, "ps_snap_nodes": 0, "ps_piggy_nodes": 0, "weight_tasks": 0, "autoscalers": 0,
                   "as_buckets": 0, "as_recs": 0, "as_hbuckets": 0, "work_tasks": 0, "deploy_events": 0, "log_cap": 0}, **sizes)
-    sizes = dict(sizes, heap=sizes[SLOTS] + HEAP_PAD, worker_heap=2 * sizes["workers"] + HEAP_PAD, n_ctr=N_CTR, n_fctr=N_FCTR, log_fields=LOG_FIELDS)
+    heap = sizes[SLOTS] + HEAP_PAD
+    retry = sizes.get("retry", 0) > 0
+    sizes = dict(sizes, heap=heap, worker_heap=2 * sizes["workers"] + HEAP_PAD, n_ctr=N_CTR, n_fctr=N_FCTR, log_fields=LOG_FIELDS,
+                 retry_slots=sizes[SLOTS] if retry else 0, retry_heap=heap if retry else 0,
+                 ps_slots=sizes[SLOTS] if sizes["ps_tasks"] > 0 else 0)
     out = {}
     for a in STATE_ARRAYS:
         shape = _shape(a, sizes)
@@ -401,10 +414,12 @@ def grow_slots(st: State, new: int) -> State:
         st.ctr[TR_HEAD] = 0
     grown = {}
     for a in STATE_ARRAYS:
-        if SLOTS not in a.shape and "heap" not in a.shape:
+        if not any(d in GROWN for d in a.shape):
             continue
         old = getattr(st, a.name)
-        size = new + (HEAP_PAD if "heap" in a.shape else 0)
+        if len(old) == 0:       # a part of the slot that this run does not read (RETRY_SLOTS, ...)
+            continue
+        size = new + (HEAP_PAD if "heap" in a.shape or RETRY_HEAP in a.shape else 0)
         if a.fill == 0:
             b = np.zeros(size, dtype=a.dtype)
             b[:cap] = old[:cap]
