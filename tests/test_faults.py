@@ -400,6 +400,55 @@ def test_recovery_from_a_synthetic_time_series():
     assert math.isnan(recovery(hist, failed, np.arange(n) * 1.0, 1.0, 10.0, 10.5, p99)[0])
 
 
+def _recovery_by_the_windows(ts_hist, ts_failed, t_start, window, t_fault, t_measure, p99_of):
+    """docs/model.md's recovery, window by window: the reference for faults.recoveries."""
+    pre = [w for w in range(len(t_start)) if t_start[w] >= t_measure and t_start[w] + window <= t_fault]
+    if not pre:
+        return math.nan, math.nan
+    level = p99_of(ts_hist[pre].sum(axis=0))
+    if not math.isfinite(level):
+        return math.nan, math.nan
+    for w in range(int(t_fault // window), len(t_start)):
+        if ts_hist[w].sum() and ts_failed[w] == 0 and p99_of(ts_hist[w]) <= 1.1 * level:
+            return level, max(0.0, float(t_start[w]) - t_fault)
+    return level, math.nan
+
+
+def test_recoveries_of_many_faults_are_each_faults_recovery():
+    """faults.recoveries (pooled histograms from running sums, each window's p99 once, every
+    row at once through run._row_percentiles) gives what the window-by-window definition gives,
+    on random time series with empty windows, failures, spikes, and faults anywhere in the run
+    (before the measured part, on a window's edge, past the end)."""
+    from lbbench.engine import metrics as E
+    from lbbench.engine.run import _percentile, _row_percentiles
+    from lbbench.model.faults import recoveries
+    edges = E.bucket_edges(E.TS_SUB)
+    p99 = lambda h: _percentile(h, edges, 0.99, math.inf)  # noqa: E731
+    rng = np.random.default_rng(7)
+    finite = 0
+    for case in range(60):
+        n = int(rng.integers(1, 40))
+        window = float(rng.choice([0.5, 1.0, 2.5]))
+        hist = np.zeros((n, E.TS_BUCKETS), dtype=np.int64)
+        base = int(rng.integers(200, 260))
+        hist[:, base] = rng.integers(0, 30, n)
+        spikes = rng.random(n) < 0.3
+        hist[spikes, base + int(rng.integers(1, 40))] = rng.integers(1, 20, int(spikes.sum()))
+        failed = np.where(rng.random(n) < 0.2, rng.integers(1, 5, n), 0)
+        t_start = np.arange(n) * window
+        faults = np.concatenate((rng.uniform(-1.0, n * window + 2.0, 8), t_start[rng.integers(0, n, 3)]))
+        t_measure = float(rng.choice([0.0, window, 3.3]))
+        levels, recs = recoveries(hist, failed, t_start, window, faults, t_measure, p99,
+                                  lambda h: _row_percentiles(h, edges, 0.99))
+        for i, t in enumerate(faults):
+            want = _recovery_by_the_windows(hist, failed, t_start, window, float(t), t_measure, p99)
+            got = (float(levels[i]), float(recs[i]))
+            assert got == want or all(a == b or (math.isnan(a) and math.isnan(b)) for a, b in zip(got, want)), \
+                (case, i, got, want)
+            finite += math.isfinite(want[1])
+    assert finite > 50, f"only {finite} faults recovered: the cases do not test the search"
+
+
 def _spread_one_by_one(nodes, drained, replicas_per_service):
     """The reference simulator's spread rule, one replica at a time."""
     from naive import spread

@@ -29,7 +29,7 @@ from .specialise import compiled_kernel
 from ..model.cluster import ClusterState, build_cluster
 from ..errors import StrategyError, UserError
 from ..model.deploy import AS_METRICS, AS_P99, D_UPDATE
-from ..model.faults import F_NODE_SLOW, F_SERVICE_CRASH, F_TASK_CRASH, REPAIR_KINDS, recovery
+from ..model.faults import F_NODE_SLOW, F_SERVICE_CRASH, F_TASK_CRASH, REPAIR_KINDS, recoveries
 from .identity import _strategy_identity, run_identity
 from ..model.inputs import run_inputs
 from ..model.limits import INT32_MAX, check_result, time_windows
@@ -1112,16 +1112,16 @@ def _faults_table(run: _Run, run_id: str) -> pl.DataFrame | None:
     p99_of = lambda h: _percentile(h, edges, 0.99, math.inf)  # noqa: E731
     sc = run.sc
     t_measure = sc.run.warmup * (sc.run.duration if sc.run.duration is not None else run.horizon)
+    described = [sch.describe(i, names) for i in range(len(sch))]
+    levels, recs = recoveries(met.ts_hist[:n], met.ts_count[:n, S.TS_FAILED], np.arange(n) * run.ts_window,
+                              run.ts_window, sch.time, t_measure, p99_of,
+                              lambda h: _row_percentiles(h, edges, 0.99))
     rows = []
-    for i in range(len(sch)):
-        kind, target = sch.describe(i, names)
-        t = float(sch.time[i])
-        level, rec = math.nan, math.nan
-        if n and kind not in REPAIR_KINDS:
-            level, rec = recovery(met.ts_hist[:n], met.ts_count[:n, S.TS_FAILED], np.arange(n) * run.ts_window,
-                                  run.ts_window, t, t_measure, p99_of)
-        rows.append({"run_id": run_id, "fault": i, "time": t, "kind": kind, "target": target,
-                     "pre_p99": level, "recovery_s": rec})
+    for i, (kind, target) in enumerate(described):
+        repair = kind in REPAIR_KINDS
+        rows.append({"run_id": run_id, "fault": i, "time": float(sch.time[i]), "kind": kind, "target": target,
+                     "pre_p99": math.nan if repair else float(levels[i]),
+                     "recovery_s": math.nan if repair else float(recs[i])})
     return pl.DataFrame(rows, schema={"run_id": pl.String, "fault": pl.Int64, "time": pl.Float64, "kind": pl.String,
                                       "target": pl.String, "pre_p99": pl.Float64, "recovery_s": pl.Float64})
 
