@@ -16,10 +16,11 @@ queue that is no longer a candidate (the table changed) is dropped: `view.positi
 engine's own position of each task in the candidate list, tells it in O(1).
 
 State: [0] started, [1] head (a task id), [2] length, [3] tail of the I-queue, a FIFO linked
-through the tasks. Per task (`task_state`, sized by the engine to the run's tasks, so any
-number of tasks): [0] the next task in the queue, [1] 1.0 while the task is in the queue. A
-task is only ever in its own service's queue, once, so one row per task serves every
-service's queue.
+through the tasks. Per task, one number (`task_state`, sized by the engine to the run's tasks,
+so any number of tasks): 0.0 while the task is not in the queue, -1.0 while it is the queue's
+last, else 1 + the next task's id. A task is only ever in its own service's queue, once, so
+one row per task serves every service's queue. (One column, not a next and a flag: each
+balancer keeps a row per task, 80 MB at 1,000 per-node balancers and 10,000 tasks, not 160.)
 """
 from numba import njit
 
@@ -27,19 +28,19 @@ from lbbench.rng import integers
 from lbbench.strategy import Strategy
 
 HEAD, LEN, TAIL = 1, 2, 3
-NEXT, IN_QUEUE = 0, 1   # task_state columns
+OUT, LAST = 0.0, -1.0   # task_state[task, 0] of a task not in the queue, of the queue's last
 
 
 @njit(inline="always")
 def _push(state, ts, task):
-    if ts[task, IN_QUEUE] == 0.0:
+    if ts[task, 0] == OUT:
         if state[LEN] == 0.0:
             state[HEAD] = task
         else:
-            ts[int(state[TAIL]), NEXT] = task
+            ts[int(state[TAIL]), 0] = task + 1.0
         state[TAIL] = task
         state[LEN] += 1.0
-        ts[task, IN_QUEUE] = 1.0
+        ts[task, 0] = LAST
 
 
 @njit(inline="always")
@@ -63,9 +64,9 @@ def select(cands, view, state, rng):
                 i = 0
     while state[LEN] > 0.0:
         task = int(state[HEAD])
-        state[HEAD] = ts[task, NEXT]
+        state[HEAD] = ts[task, 0] - 1.0      # (the last's: -2, never read, the queue being empty)
         state[LEN] -= 1.0
-        ts[task, IN_QUEUE] = 0.0
+        ts[task, 0] = OUT
         if _is_candidate(cands, view, task):
             return cands[view.position[task]]
     return cands[integers(rng, n)]
@@ -85,6 +86,6 @@ STRATEGY = Strategy(
                 "(Lu et al. 2011)",
     version="1",
     state_size=4,
-    task_state=2,
+    task_state=1,
     boundscheck=False,
 )
