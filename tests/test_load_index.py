@@ -66,8 +66,19 @@ def scan(tmp_path_factory) -> str:
     return f"{f}:STRATEGY"
 
 
+@pytest.fixture(params=["leaves", "blocks"])
+def nodes(request, monkeypatch):
+    """Both layouts of the index's bottom level: a node per leaf (a small index, as these are),
+    and blocks of loadindex.BLOCK leaves (a large one; forced here)."""
+    if request.param == "blocks":
+        monkeypatch.setattr(loadindex, "SMALL", 0)
+    lay = loadindex.layout(np.zeros(37, dtype=np.int64), 1, room=True, rows=6)
+    assert (lay.nb[0] < lay.p[0]) == (request.param == "blocks")
+    return request.param
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_the_index_makes_the_scans_decisions(case, scan):
+def test_the_index_makes_the_scans_decisions(case, scan, nodes):
     sc = CASES[case]
     a = simulate(sc, "least_load", trace=True, progress=False)
     b = simulate(sc, scan, trace=True, progress=False)
@@ -79,7 +90,7 @@ def test_the_index_makes_the_scans_decisions(case, scan):
     assert ra["failed"] > 0 or ra.get("retried", 0) > 0, "the faults did not bite"
 
 
-def test_the_index_keeps_the_scans_decisions_through_renumberings(scan):
+def test_the_index_keeps_the_scans_decisions_through_renumberings(scan, nodes):
     """100 tasks on 10 balancers' rows (`local`), crashing often: each rejoin takes the
     service's next leaf, and when the leaves' room (128 - 100) is used up the live tasks are
     renumbered and the trees rebuilt (loadindex.join). The replacements cross that room
@@ -100,10 +111,11 @@ def test_the_index_keeps_the_scans_decisions_through_renumberings(scan):
 View = namedtuple("View", ["load_index", "index_map", "load"])
 
 
-def _index(loads: list[int], gaps: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _index(loads: list[int], gaps: list[int], block: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A load index built here from its definition (docs/strategies.md): the candidates 0..n-1
     hold leaves in order, with `gaps[i]` empty leaves before candidate i; the tree's bottom node
-    j is the least of block j's BLOCK leaves (+inf for an empty leaf)."""
+    j is the least of block j's `block` leaves (+inf for an empty leaf), node 0 log2 of the
+    leaves per block."""
     n = len(loads)
     leaves = []
     for i in range(n):
@@ -117,10 +129,11 @@ def _index(loads: list[int], gaps: list[int]) -> tuple[np.ndarray, np.ndarray, n
     for q, k in enumerate(leaves):
         if k >= 0:
             where[p + k] = q
-    nb = max(p // loadindex.BLOCK, 1)
+    nb = max(p // block, 1)
     bl = p // nb
     inf = np.iinfo(np.int32).max
     tree = np.full(2 * nb, inf, dtype=np.int32)
+    tree[0] = bl.bit_length() - 1
     for j in range(nb):
         tree[nb + j] = min([loads[k] if k >= 0 else inf for k in leaves[j * bl:(j + 1) * bl]])
     for i in range(nb - 1, 0, -1):
@@ -134,9 +147,10 @@ def _query(tree, where, load, off):
     return kit.least_load_indexed(cands, View(tree, where, load), off)
 
 
+@pytest.mark.parametrize("block", [1, loadindex.BLOCK])
 @settings(max_examples=400, deadline=None, derandomize=True)
-@given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 3)), min_size=1, max_size=90), st.integers(0, 127))
-def test_the_tree_query_is_the_scan(cells, off):
+@given(cells=st.lists(st.tuples(st.integers(0, 4), st.integers(0, 3)), min_size=1, max_size=90), off=st.integers(0, 127))
+def test_the_tree_query_is_the_scan(block, cells, off):
     """On any loads, any gaps between the candidates' leaves and any offset, the index's answer
     is the scan's (first minimum round the list from the offset). Up to 90 candidates and 360
     gaps: trees of one block and of many, minima in the offset's own block, later ones and
@@ -144,6 +158,6 @@ def test_the_tree_query_is_the_scan(cells, off):
     loads = [c[0] for c in cells]
     n = len(loads)
     off %= n
-    tree, where, load = _index(loads, [c[1] for c in cells])
+    tree, where, load = _index(loads, [c[1] for c in cells], block)
     want = min(range(n), key=lambda j: (loads[(off + j) % n], j))
     assert _query(tree, where, load, off) == (off + want) % n

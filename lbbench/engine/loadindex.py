@@ -9,11 +9,14 @@ leaf), so the leaves' order is the table's order (a task that leaves keeps the o
 one that joins goes last: `control._table_remove`, `_table_add`). The leaves themselves are
 not stored: leaf q's value is the load the row's information model reports for the task
 holding it (+inf for a leaf no task holds), read through the map. The tree's bottom level holds
-each block of `BLOCK` consecutive leaves' least value: node `NB + j` for block j of a service
-with NB blocks, node `i` the least of nodes `2i` and `2i + 1`, the root node 1. (A tree over
-single leaves, as this was, copies every row's loads into its leaves, twice the loads' own
-size: 131 MB of trees beside a 40 MB load table at 1,000 per-node balancers and 10,000 tasks
-under `local`. Blocks of 16 take 8 MB, and a block's leaves are one cache line of the map.)
+each block of consecutive leaves' least value: node `NB + j` for block j of a service with NB
+blocks, node `i` the least of nodes `2i` and `2i + 1`, the root node 1; node 0 holds log2 of
+the leaves per block. A block is one leaf in
+a small index (at most SMALL rows x leaves), `BLOCK` leaves in a large one (`layout`): a tree
+over single leaves copies every row's loads, twice the loads' own size, 131 MB of trees beside
+a 40 MB load table at 1,000 per-node balancers and 10,000 tasks under `local`; blocks of 16
+take 8 MB there, and a block's leaves are one cache line of the map. In a small index a leaf
+per node is faster (a change or a query reads one leaf, not a block).
 
 The trees of a row lie side by side in `State.li_tree[row]`, service s's at `Config.li_toff[s]`,
 `2 * Config.li_nb[s]` long. Which task holds which leaf is one map for all rows,
@@ -46,7 +49,8 @@ from .lowlevel import RunStateCompiler, _view, inlined
 from .. import jitcache  # noqa: F401  (stamps the functions cached below: lbbench/jitcache.py)
 
 INF = np.iinfo(np.int32).max      # the trees are int32: in-flight requests are counted in int32 slots
-BLOCK = 16                        # leaves per bottom node (fewer in a service of fewer leaves)
+BLOCK = 16                        # leaves per bottom node in a large index (fewer in a service of fewer leaves)
+SMALL = 1 << 20                   # an index of at most this many rows x leaves has a node per leaf
 
 
 class Layout(NamedTuple):
@@ -59,24 +63,27 @@ class Layout(NamedTuple):
     row_len: int         # a tree row's length
 
 
-def blocks(p: int) -> int:
-    """Blocks of a service of p leaves (p a power of two): its leaves are BLOCK per block, or all
-    in one block when fewer."""
-    return max(p // BLOCK, 1)
+def blocks(p: int, block: int = BLOCK) -> int:
+    """Blocks of a service of p leaves (p a power of two): its leaves are `block` per block, or
+    all in one block when fewer."""
+    return max(p // block, 1)
 
 
-def layout(task_service: np.ndarray, n_services: int, room: bool = False) -> Layout:
+def layout(task_service: np.ndarray, n_services: int, room: bool = False, rows: int = 1) -> Layout:
     """Each service's map offset and leaf count (a power of two at least its number of task
     slots, which bounds its table's length), tree offset and block count. With `room` (the
     tables change during the run), at least a quarter more leaves than slots: a join that finds
     every leaf used renumbers and rebuilds the service's trees, which then happens at most once
-    per slots / 4 joins."""
+    per slots / 4 joins. An index of at most SMALL rows x leaves (one row for `global` and
+    `stale` up to a million tasks; `local` with few balancers) has a bottom node per leaf: its
+    8 MB at most cost nothing, and a change or a query reads one leaf, not a block of 16. A
+    larger one has blocks of BLOCK leaves (1,000 rows x 16,384 leaves: 8 MB, not 131)."""
     li_p = np.zeros(n_services, dtype=np.int64)
     li_off = np.zeros(n_services, dtype=np.int64)
     li_nb = np.zeros(n_services, dtype=np.int64)
     li_toff = np.zeros(n_services, dtype=np.int64)
     counts = np.bincount(task_service, minlength=n_services)
-    at = tat = 0
+    at = 0
     for s in range(n_services):
         slots = int(counts[s])
         want = slots + max(slots // 4, 1) if room else max(slots, 1)
@@ -84,8 +91,11 @@ def layout(task_service: np.ndarray, n_services: int, room: bool = False) -> Lay
         while p < want:
             p *= 2
         li_p[s], li_off[s] = p, at
-        li_nb[s], li_toff[s] = blocks(p), tat
         at += 2 * p
+    block = 1 if rows * (at // 2) <= SMALL else BLOCK
+    tat = 0
+    for s in range(n_services):
+        li_nb[s], li_toff[s] = blocks(int(li_p[s]), block), tat
         tat += 2 * int(li_nb[s])
     return Layout(li_off, li_p, at, li_toff, li_nb, tat)
 
@@ -134,12 +144,11 @@ def _block_min(where, load, lo, n):
 def _reblock(cfg, tree, load, s, leaf):
     """Leaf `leaf`'s block node of service s's tree (in one row, of loads `load`), from its
     leaves, and its ancestors."""
-    p = cfg.li_p[s]
-    nb = cfg.li_nb[s]
-    bl = p // nb
-    j = leaf // bl
-    where = _view(cfg.li_map, cfg.li_off[s], p)
-    _set(tree, cfg.li_toff[s], nb, j, _block_min(where, load, j * bl, bl))
+    toff = cfg.li_toff[s]
+    sh = tree[toff]
+    j = leaf >> sh
+    where = _view(cfg.li_map, cfg.li_off[s], cfg.li_p[s])
+    _set(tree, toff, cfg.li_nb[s], j, _block_min(where, load, j << sh, 1 << sh))
 
 
 @inlined
@@ -147,8 +156,8 @@ def _lowered(cfg, tree, s, leaf, v):
     """Leaf `leaf` of service s now holds v, and held +inf or more before (a join): its block's
     least is the lesser of the two."""
     nb = cfg.li_nb[s]
-    j = leaf // (cfg.li_p[s] // nb)
     toff = cfg.li_toff[s]
+    j = leaf >> tree[toff]
     if v < tree[toff + nb + j]:
         _set(tree, toff, nb, j, v)
 
@@ -172,17 +181,17 @@ def touch(cfg, st, b, k):
     row = tree[np.int64(0) if cfg.info == INFO_GLOBAL else np.int64(b)]
     load = load_of(cfg, st, b)
     v = np.int32(load[k])
-    p = cfg.li_p[s]
     nb = cfg.li_nb[s]
-    bl = p // nb
-    j = leaf // bl
     toff = cfg.li_toff[s]
+    sh = row[toff]          # (shifts, not divisions: two of them per change cost 10% of a decision)
+    j = leaf >> sh
     least = row[toff + nb + j]
     if v < least:
         _set(row, toff, nb, j, v)
     elif v > least:
-        where = _view(cfg.li_map, cfg.li_off[s], p)
-        lo = j * bl
+        where = _view(cfg.li_map, cfg.li_off[s], cfg.li_p[s])
+        lo = j << sh
+        bl = np.int64(1) << sh
         for q in range(lo, lo + bl):
             if leaf_load(where, load, q) <= least:
                 return
@@ -194,7 +203,7 @@ def _build_row(cfg, tree, load, s):
     toff = cfg.li_toff[s]
     p = cfg.li_p[s]
     nb = cfg.li_nb[s]
-    bl = p // nb
+    bl = np.int64(1) << tree[toff]
     where = _view(cfg.li_map, cfg.li_off[s], p)
     for j in range(nb):
         tree[toff + nb + j] = _block_min(where, load, j * bl, bl)
@@ -322,7 +331,7 @@ def initial(table_len: np.ndarray, lay: Layout, rows: int) -> np.ndarray:
         level[nb:] = np.where(np.arange(nb) * (p // nb) < int(table_len[s]), 0, INF)
         for i in range(nb - 1, 0, -1):
             level[i] = min(level[2 * i], level[2 * i + 1])
-        level[0] = INF
+        level[0] = (p // nb).bit_length() - 1       # log2 of the leaves per block
         tree[:, toff:toff + 2 * nb] = level
     return tree
 

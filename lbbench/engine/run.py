@@ -313,8 +313,8 @@ class _Run:
             dem_dist=demand_table(sc, self.workload.demands_from_trace),
         )
         # the load index (loadindex.py), for a strategy that declares it
-        lay = loadindex.layout(cl.task_service, S_, room=sc.orchestrated)
         li_rows = loadindex.rows_for(info.kind, n_bal)
+        lay = loadindex.layout(cl.task_service, S_, room=sc.orchestrated, rows=li_rows)
         if not spec.load_index:
             zero = np.zeros(S_, dtype=np.int64)
             lay, li_rows = loadindex.Layout(zero, zero, 0, zero, zero, 0), 1

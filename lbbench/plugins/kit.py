@@ -105,17 +105,18 @@ def _first_in_block(where, load, lo, hi, m):
 
 
 @njit(inline="always")
-def _first_leaf(tree, nb, bl, where, load, lo, m):
+def _first_leaf(tree, nb, sh, where, load, lo, m):
     """The first leaf >= lo holding at most m, or -1: the rest of lo's block, then the first
-    later block whose least is at most m (the tree over the blocks), then that block's leaves."""
-    j = lo // bl
-    q = _first_in_block(where, load, lo, (j + 1) * bl, m)
+    later block whose least is at most m (the tree over the blocks), then that block's leaves
+    (2**sh leaves a block)."""
+    j = lo >> sh
+    q = _first_in_block(where, load, lo, (j + 1) << sh, m)
     if q >= 0 or j + 1 >= nb:
         return q
     jb = _first_at_most(tree, nb, j + 1, m)
     if jb < 0:
         return -1
-    return _first_in_block(where, load, jb * bl, (jb + 1) * bl, m)
+    return _first_in_block(where, load, jb << sh, (jb + 1) << sh, m)
 
 
 @njit(inline="always")
@@ -133,12 +134,12 @@ def least_load_indexed(cands, view, off):
     where = view.index_map
     p = where.shape[0] // 2
     nb = tree.shape[0] // 2
-    bl = p // nb
+    sh = np.int64(tree[0])      # log2 of the leaves per block
     m = tree[1]
     load = view.load
-    leaf = _first_leaf(tree, nb, bl, where, load, where[np.uint64(p + off)], m)
+    leaf = _first_leaf(tree, nb, sh, where, load, np.int64(where[np.uint64(p + off)]), m)
     if leaf < 0:
-        leaf = _first_leaf(tree, nb, bl, where, load, 0, m)
+        leaf = _first_leaf(tree, nb, sh, where, load, np.int64(0), m)
     return where[np.uint64(leaf)]      # (unsigned indices: no test for a negative one)
 
 
