@@ -186,7 +186,7 @@ def touch(cfg, st, b, k):
     sh = row[toff]          # (shifts, not divisions: two of them per change cost 10% of a decision)
     j = leaf >> sh
     least = row[toff + nb + j]
-    if v < least:
+    if v < least or (v > least and sh == 0):     # (a block of one leaf: v is its least)
         _set(row, toff, nb, j, v)
     elif v > least:
         where = _view(cfg.li_map, cfg.li_off[s], cfg.li_p[s])
