@@ -59,14 +59,14 @@ class Layout(NamedTuple):
     p: np.ndarray        # leaves per service, a power of two (li_p)
     map_len: int         # the map's length
     toff: np.ndarray     # the tree's offset per service in a row (li_toff)
-    nb: np.ndarray       # blocks per service (li_nb): max(p / BLOCK, 1)
+    nb: np.ndarray       # blocks per service (li_nb): p, or max(p / BLOCK, 1) in a large index
     row_len: int         # a tree row's length
 
 
-def blocks(p: int, block: int = BLOCK) -> int:
-    """Blocks of a service of p leaves (p a power of two): its leaves are `block` per block, or
-    all in one block when fewer."""
-    return max(p // block, 1)
+def no_index(n_services: int) -> Layout:
+    """The layout of a run whose strategy keeps no index: empty map and trees."""
+    zero = np.zeros(n_services, dtype=np.int64)
+    return Layout(zero, zero, 0, zero, zero, 0)
 
 
 def layout(task_service: np.ndarray, n_services: int, room: bool = False, rows: int = 1) -> Layout:
@@ -95,7 +95,7 @@ def layout(task_service: np.ndarray, n_services: int, room: bool = False, rows: 
     block = 1 if rows * (at // 2) <= SMALL else BLOCK
     tat = 0
     for s in range(n_services):
-        li_nb[s], li_toff[s] = blocks(int(li_p[s]), block), tat
+        li_nb[s], li_toff[s] = max(int(li_p[s]) // block, 1), tat
         tat += 2 * int(li_nb[s])
     return Layout(li_off, li_p, at, li_toff, li_nb, tat)
 

@@ -313,11 +313,11 @@ class _Run:
             dem_dist=demand_table(sc, self.workload.demands_from_trace),
         )
         # the load index (loadindex.py), for a strategy that declares it
-        li_rows = loadindex.rows_for(info.kind, n_bal)
-        lay = loadindex.layout(cl.task_service, S_, room=sc.orchestrated, rows=li_rows)
-        if not spec.load_index:
-            zero = np.zeros(S_, dtype=np.int64)
-            lay, li_rows = loadindex.Layout(zero, zero, 0, zero, zero, 0), 1
+        if spec.load_index:
+            li_rows = loadindex.rows_for(info.kind, n_bal)
+            lay = loadindex.layout(cl.task_service, S_, room=sc.orchestrated, rows=li_rows)
+        else:
+            li_rows, lay = 1, loadindex.no_index(S_)
         li_leaf, li_map, li_next = loadindex.initial_map(cl.table, cl.table_start, cl.table_len, T, lay)
         self.cfg_kw.update(li_off=lay.off, li_p=lay.p, li_toff=lay.toff, li_nb=lay.nb, li_leaf=li_leaf, li_map=li_map,
                            li_next=li_next)

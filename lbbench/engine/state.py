@@ -365,13 +365,19 @@ def reset_state(st: State, sizes: dict, **given) -> State:
     return _fill(st, sizes, given)
 
 
+def _filled(shape, fill, dtype) -> np.ndarray:
+    """An array of `fill`; zeros from the allocator's zeroed pages, with no pass over them here
+    (np.full wrote a 40 MB `local` table once more)."""
+    return np.zeros(shape, dtype=dtype) if fill == 0 else np.full(shape, fill, dtype=dtype)
+
+
 def _fill(st: State | None, sizes: dict, given: dict) -> State:
     sizes = dict({"users": 0, "user_draws": 0, "user_jitter": 0, "session_slots": 0, "ses_buf": 0, "ses_reqs": 0,
                   "ses_jit": 0, "ps_tasks": 0, "ps_nodes": 0, "ps_heap": 0,
                   "ps_tree": 0, "ps_snap_nodes": 0, "ps_piggy_nodes": 0, "weight_tasks": 0, "autoscalers": 0,
-                  "as_buckets": 0, "as_recs": 0, "as_hbuckets": 0, "work_tasks": 0, "deploy_events": 0, "log_cap": 0}, **sizes)
+                  "as_buckets": 0, "as_recs": 0, "as_hbuckets": 0, "work_tasks": 0, "deploy_events": 0, "log_cap": 0, "retry": 0}, **sizes)
     heap = sizes[SLOTS] + HEAP_PAD
-    retry = sizes.get("retry", 0) > 0
+    retry = sizes["retry"] > 0
     sizes = dict(sizes, heap=heap, worker_heap=2 * sizes["workers"] + HEAP_PAD, n_ctr=N_CTR, n_fctr=N_FCTR, log_fields=LOG_FIELDS,
                  retry_slots=sizes[SLOTS] if retry else 0, retry_heap=heap if retry else 0,
                  ps_slots=sizes[SLOTS] if sizes["ps_tasks"] > 0 else 0)
@@ -389,8 +395,8 @@ def _fill(st: State | None, sizes: dict, given: dict) -> State:
                 out[a.name] = v
             else:
                 old[...] = v
-        elif old is None:       # (zeros from the allocator's zeroed pages: no pass over them here)
-            out[a.name] = np.zeros(shape, dtype=a.dtype) if a.fill == 0 else np.full(shape, a.fill, dtype=a.dtype)
+        elif old is None:
+            out[a.name] = _filled(shape, a.fill, a.dtype)
         else:
             old.fill(a.fill)
     if given:
@@ -419,14 +425,8 @@ def grow_slots(st: State, new: int) -> State:
         old = getattr(st, a.name)
         if len(old) == 0:       # a part of the slot that this run does not read (RETRY_SLOTS, ...)
             continue
-        size = new + (HEAP_PAD if "heap" in a.shape or RETRY_HEAP in a.shape else 0)
-        if a.fill == 0:
-            b = np.zeros(size, dtype=a.dtype)
-            b[:cap] = old[:cap]
-        else:
-            b = np.empty(size, dtype=a.dtype)
-            b[:cap] = old[:cap]
-            b[cap:] = a.fill
+        b = _filled(new + (HEAP_PAD if "heap" in a.shape or RETRY_HEAP in a.shape else 0), a.fill, a.dtype)
+        b[:cap] = old[:cap]
         grown[a.name] = b
     nf = int(st.ctr[FREE_N])
     free = grown["free_slots"]
