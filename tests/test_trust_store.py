@@ -552,3 +552,25 @@ def test_run_status_skips_an_unreadable_part(done_sweep):
     f, out = done_sweep
     _damage(sorted((out / "runs").glob("*.parquet"))[0], "garbage")
     assert len(run_status(out)) == 3
+
+
+def test_a_part_being_written_is_not_read_by_a_glob_of_the_parts(tmp_path, monkeypatch):
+    # polars' glob matches hidden names (as pathlib's does): a writer's temporary file named
+    # *.parquet was read by pl.scan_parquet("DIR/runs/*.parquet") while being written, or
+    # after a killed writer left it
+    from lbbench.results.store import write_atomic
+    runs = tmp_path / "runs"
+    write_atomic(pl.DataFrame({"a": [1]}), runs / "p1.parquet")
+    during = []
+    real = pl.DataFrame.write_parquet
+
+    def spy(self, file, *args, **kw):
+        real(self, file, *args, **kw)           # the temporary is complete, not yet in place
+        during.append((sorted(p.name for p in runs.glob("*.parquet")),
+                       pl.scan_parquet(str(runs / "*.parquet")).collect()["a"].to_list()))
+
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", spy)
+    write_atomic(pl.DataFrame({"a": [2]}), runs / "p2.parquet")
+    assert during == [(["p1.parquet"], [1])]
+    assert sorted(pl.scan_parquet(str(runs / "*.parquet")).collect()["a"].to_list()) == [1, 2]
+    assert sorted(p.name for p in runs.iterdir()) == ["p1.parquet", "p2.parquet"]

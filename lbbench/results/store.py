@@ -124,7 +124,10 @@ def prepare_out(out: str | Path) -> Path:
 
 def write_atomic(df: pl.DataFrame, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".parquet")
+    # (not named *.parquet: polars' glob, as pathlib's, matches hidden names, so a reader's
+    # pl.scan_parquet("DIR/runs/*.parquet") would read a part being written, or one a killed
+    # writer left)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
     os.close(fd)
     try:
         df.write_parquet(tmp)
