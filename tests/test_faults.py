@@ -24,7 +24,8 @@ from lbbench.engine.run import _Run, simulate
 from lbbench.strategy import resolve
 
 from naive import COMPLETED, FAILED, IN_FLIGHT, REJECTED, simulate_naive
-from simcheck import ORCHESTRATED as STRATEGIES, assert_counters_match, assert_trace_matches, scenario
+from simcheck import (ORCHESTRATED as STRATEGIES, assert_counters_match, assert_trace_matches, engine_path,
+                      rows_equal, scenario)
 
 # A longer fuzzing campaign: LBBENCH_FUZZ_EXAMPLES=2000 pytest tests/test_engine_props.py tests/test_faults.py
 FUZZ_EXAMPLES = int(os.environ.get("LBBENCH_FUZZ_EXAMPLES", "0"))
@@ -82,6 +83,17 @@ CASES = {
     "crash_storm": (with_faults(scenario(nodes=2, replicas=3, workers=2, rho=0.95, hop=0.01, requests=4000),
                                 random=[{"target": "task", "mtbf": 60.0}]),
                     {"failed", "restart"}),
+    # tasks that end only by their own crashes (scripted, two at one time, and random) on
+    # two-worker tasks behind a hop from one entry node, and a node slowed down: the direct
+    # path (engine.DIRECT) decides each request's outcome at its dispatch, including those
+    # whose task crashes while they cross the hop
+    "crashes_single_entry_slow": (with_faults(scenario(nodes=3, replicas=4, workers=2, rho=0.9, hop=0.3,
+                                                       entry="single:1", requests=3000),
+                                              [{"at": 200.0, "kind": "task_crash", "task": 1},
+                                               {"at": 200.0, "kind": "task_crash", "task": 2},
+                                               {"at": 150.0, "kind": "node_slow", "node": 0, "speed": 0.5}],
+                                              random=[{"target": "task", "mtbf": 300.0}]),
+                                  {"failed", "restart"}),
     # run not drained: pending retries are in flight at the end
     "no_drain_retries": (with_faults(scenario(nodes=3, replicas=3, rho=0.85, drain=False, hop=0.02, requests=2000),
                                      [{"at": 700.0, "kind": "node_down", "node": 1}],
@@ -159,6 +171,53 @@ def _conserved(row, tr=None):
         assert (st == IN_FLIGHT).sum() == row["in_flight"]
         # retries are counted apart: attempts, not requests
         assert tr["retries"].to_numpy()[warm].sum() == row["retried"]
+
+
+# Where tasks end only by their own crashes, a load-blind strategy takes the direct path
+# (_Run.crashes_only): each request's outcome is decided at its dispatch, from its task's next
+# crash. Its results are the heap path's (round_robin's agree with naive.py above).
+DIRECT_FAULTS = ("crash_detect_restart", "crash_storm", "crashes_single_entry_slow")
+
+
+@pytest.mark.parametrize("strategy", ["round_robin", "random"])
+@pytest.mark.parametrize("case", DIRECT_FAULTS)
+def test_direct_path_with_crashes_equals_heap_path(case, strategy):
+    from polars.testing import assert_frame_equal
+    sc = CASES[case][0]
+    assert engine_path(sc, strategy) == "direct" and engine_path(sc, strategy, force_heap=True) == "heap"
+    a = simulate(sc, strategy, trace=True, progress=False)
+    b = simulate(sc, strategy, trace=True, progress=False, force_heap=True)
+    ra, rb = a.row(), b.row()
+    assert ra["failed"] > 0 and ra["crashes"] > 0
+    # sums of latencies and busy times are added in another order: their last bits may differ
+    floats = {k for k, v in ra.items() if isinstance(v, float)}
+    assert rows_equal(ra, rb, ignore=floats | {"wall_s", "req_per_s"}) == []
+    for k in floats - {"wall_s", "req_per_s"}:
+        assert math.isclose(ra[k], rb[k], rel_tol=1e-12) or (math.isnan(ra[k]) and math.isnan(rb[k])), k
+    for frame in ("trace", "tasks", "timeseries", "faults"):
+        assert_frame_equal(getattr(a, frame), getattr(b, frame), check_exact=False, rel_tol=1e-12)
+    if case == "crashes_single_entry_slow":
+        # each way a request fails on this path happened: at its dispatch (its task dead, not
+        # yet detected), at its arrival over the hop (the task crashed meanwhile), at its task
+        # (queued or in service at the crash)
+        t = simulate_naive(sc, strategy).t
+        tr = a.trace
+        f = tr["status"].to_numpy() == FAILED
+        wait = tr["done"].to_numpy()[f] - t[f]
+        assert (wait == 0).any() and np.isclose(wait, 0.3).any() and (wait > 0.3 + 1e-9).any()
+
+
+@pytest.mark.parametrize("case", ["node_down_up_hop_jitter", "service_crash_retries", "drain_stale_central",
+                                  "everything_down", "random_faults", "no_drain_retries"])
+def test_direct_path_only_where_every_crash_is_known_in_advance(case):
+    # a node's outage, a drain or a service's crash end requests on tasks chosen when it
+    # happens; client retries send requests again: the heap path
+    assert engine_path(CASES[case][0], "round_robin") == "heap"
+    crash_only = with_faults(scenario(nodes=3, replicas=4, rho=0.8, requests=500), [CRASH])
+    assert engine_path(crash_only, "round_robin") == "direct"
+    closed = copy.deepcopy(crash_only)
+    closed["workload"] = {"mode": "closed", "users": 8, "think": {"dist": "exponential", "mean": 1.0}}
+    assert engine_path(closed, "round_robin") == "heap"
 
 
 @pytest.mark.parametrize("case", ["service_crash_retries", "no_drain_retries", "everything_down"])
@@ -267,10 +326,11 @@ def test_each_nodes_slot_list_follows_the_placements(monkeypatch):
     assert not (task_node == 5).any()                         # drained at 50 s, never given a task again
 
 
-def test_direct_path_is_off_with_faults_or_clients():
+def test_direct_path_is_off_with_node_faults_or_clients():
     base = scenario()
     spec = resolve("round_robin")
-    for extra, direct in [({}, True), ({"faults": {"events": [CRASH]}}, False),
+    for extra, direct in [({}, True), ({"faults": {"events": [CRASH]}}, True),
+                          ({"faults": {"events": [{"at": 30.0, "kind": "node_down", "node": 1}]}}, False),
                           ({"clients": {"retries": 1}}, False), ({"clients": {"timeout": 1.0}}, False)]:
         sc = load_scenario({**base, **extra})
         assert _Run(sc, spec, {}, 0, False).direct_ok(False) == direct

@@ -321,6 +321,8 @@ def _schedule_step(cfg, st, met, t):
     kind = cfg.f_kind[i]
     x = cfg.f_target[i]
     if kind == F_TASK_CRASH:
+        if st.kill_at.shape[0] > 0:     # the direct path with crashes: the slot's next one
+            st.kill_at[x] = cfg.f_next[i]
         if st.task_state[x] == TASK_ALIVE:
             _crash(cfg, st, met, x, t, _detect_delay(cfg, st, x, t))
     elif kind == F_SERVICE_CRASH:

@@ -430,6 +430,15 @@ def _complete_now(cfg, st, met, k, node, idx, w, now, d_in, d_out, svc, complete
     the completion counters and the time the response is back at the entry node (a closed
     loop's user's outcome: `done + d_out`, as `_retire` computes it)."""
     start, done = _place(cfg.task_wstart, st.worker_free, k, now + d_in, svc)
+    completed, lat_sum, lat_max = _record_now(cfg, st, met, k, node, idx, w, now, start, done, d_out, svc, completed,
+                                              lat_sum, lat_max)
+    return completed, lat_sum, lat_max, done + d_out
+
+
+@inlined
+def _record_now(cfg, st, met, k, node, idx, w, now, start, done, d_out, svc, completed, lat_sum, lat_max):
+    """The direct path: the request sent at `now`, placed at task k from `start` to `done`,
+    completes: its record."""
     latency = done + d_out - now
     completed, lat_sum, lat_max = _record(cfg, st, met, k, node, idx, w, latency, svc, completed, lat_sum, lat_max)
     if cfg.trace:
@@ -438,7 +447,71 @@ def _complete_now(cfg, st, met, k, node, idx, w, now, d_in, d_out, svc, complete
         met.tr_done[idx] = done
         met.tr_status[idx] = ST_COMPLETED
         met.tr_latency[idx] = latency
-    return completed, lat_sum, lat_max, done + d_out
+    return completed, lat_sum, lat_max
+
+
+@inlined
+def _fail_direct(cfg, st, met, idx, k, t, t0):
+    """The direct path with crashes: the request sent at t0 to task k (-1: none chosen) fails at
+    t, recorded as _give_up records it (this path has no client retries)."""
+    if idx >= cfg.warm_index:
+        st.ctr[FAILED] += 1
+    if cfg.ts_n > 0:
+        met.ts_count[window_of(cfg.ts_inv, cfg.ts_n, t0), TS_FAILED] += 1
+    if cfg.trace:
+        met.tr_task[idx] = k
+        met.tr_status[idx] = ST_FAILED
+        met.tr_done[idx] = t
+        met.tr_start[idx] = np.nan
+
+
+@inlined
+def _complete_or_fail(cfg, st, met, k, node, idx, w, now, d_in, d_out, svc, inc, completed, lat_sum, lat_max):
+    """The direct path with crashes (_Run.crashes_only): the request sent at `now` to task k
+    (then at incarnation `inc`) reaches it at now + d_in. It fails there if the task crashed
+    since (its incarnation moved on, or, placed at its dispatch, the task's next crash comes
+    first). Placed, it fails at the task's next crash if it would complete after it: nothing
+    else ends a request on this path, and a live task's next crash is known (st.kill_at), so
+    its outcome is recorded now, as the heap path would record it then."""
+    ta = now + d_in
+    kill = st.kill_at[k]
+    if st.task_inc[k] != inc or kill < ta:
+        _fail_direct(cfg, st, met, idx, k, ta, now)
+        return completed, lat_sum, lat_max
+    start, done = _place(cfg.task_wstart, st.worker_free, k, ta, svc)
+    if done > kill:
+        # (a completion at the crash's own time comes first, as in the heap path's _advance)
+        _fail_direct(cfg, st, met, idx, k, kill, now)
+        return completed, lat_sum, lat_max
+    return _record_now(cfg, st, met, k, node, idx, w, now, start, done, d_out, svc, completed, lat_sum, lat_max)
+
+
+@inlined
+def _direct_advance(cfg, st, met, head, tail, limit, completed, lat_sum, lat_max):
+    """The direct path with crashes: the requests in transit that reach their task by `limit`
+    (the ring, Config.d_ring) and the control events due by then, in time order, an arrival
+    before a control event at equal times (as the heap path's _advance). A stale snapshot's
+    refresh is switched off: nothing reads loads on this path. Returns the ring's new head
+    and the completion counters."""
+    while True:
+        tq = st.ctl_t[1]
+        if head < tail and st.slot_t0[head] + cfg.hop <= tq:
+            t0 = st.slot_t0[head]
+            if t0 + cfg.hop > limit:
+                break
+            k = np.int64(st.slot_task[head])
+            completed, lat_sum, lat_max = _complete_or_fail(cfg, st, met, k, cfg.task_node[k], st.slot_idx[head],
+                                                            window_of(cfg.ts_inv, cfg.ts_n, t0), t0, cfg.hop,
+                                                            cfg.hop, st.slot_svc[head], st.slot_inc[head], completed,
+                                                            lat_sum, lat_max)
+            head += 1
+        elif tq > limit or tq == np.inf:
+            break
+        elif st.ctl_i[1] == T_REFRESH:
+            timer_set(st, np.int64(T_REFRESH), np.inf)
+        else:
+            control_step(cfg, st, met, tq)
+    return head, completed, lat_sum, lat_max
 
 
 @inlined
@@ -479,6 +552,7 @@ def _ring_keep(st, head, tail):
             st.slot_t0[j] = st.slot_t0[head + j]
             st.slot_svc[j] = st.slot_svc[head + j]
             st.slot_user[j] = st.slot_user[head + j]
+            st.slot_inc[j] = st.slot_inc[head + j]
     st.ctr[TRANSIT_N] = n
     st.ctr[FREE_N] = st.slot_t0.shape[0] - n
 
@@ -647,7 +721,11 @@ def _kernel(cfg, st, met, arr, first, until):
             if i >= n:
                 break
             now = arr.t[i]
-            if DIRECT and cfg.d_ring:
+            if DIRECT and FULL and cfg.faults:
+                # (the crashes, the orchestrator's events and the ring's arrivals, due by now)
+                head, completed, lat_sum, lat_max = _direct_advance(cfg, st, met, head, tail, now, completed, lat_sum,
+                                                                    lat_max)
+            elif DIRECT and cfg.d_ring:
                 head, completed, lat_sum, lat_max = _ring_flush(cfg, st, met, head, tail, now, False, completed,
                                                                 lat_sum, lat_max)
             idx = first + i
@@ -677,7 +755,10 @@ def _kernel(cfg, st, met, arr, first, until):
             # the entry policy spreads its share over the others
             e = -1 if st.node_entry[e] != 0 else _reroute(cfg, st, idx)
             if e < 0 or st.node_up[e] == 0:
-                _give_up(cfg, st, met, slot, now, np.int64(ST_FAILED))
+                if DIRECT:
+                    _fail_direct(cfg, st, met, idx, np.int64(-1), now, now)
+                else:
+                    _give_up(cfg, st, met, slot, now, np.int64(ST_FAILED))
                 continue
         us = np.uint64(s)
         ts = cfg.table_start[us]
@@ -720,7 +801,10 @@ def _kernel(cfg, st, met, arr, first, until):
         uk = np.uint64(k)       # a checked candidate (or a live connection's task): no wraparound
         if FULL and cfg.faults and st.task_state[uk] != TASK_ALIVE:
             # a dead task still in the table (not detected yet): connection refused at once
-            _give_up(cfg, st, met, slot, now, np.int64(ST_FAILED))
+            if DIRECT:
+                _fail_direct(cfg, st, met, idx, np.int64(k), now, now)
+            else:
+                _give_up(cfg, st, met, slot, now, np.int64(ST_FAILED))
             continue
         d_in = 0.0
         d_out = 0.0
@@ -749,7 +833,14 @@ def _kernel(cfg, st, met, arr, first, until):
                 st.slot_svc[tail] = svc
                 if CLOSED:
                     st.slot_user[tail] = u
+                if FULL and cfg.faults:
+                    st.slot_inc[tail] = st.task_inc[uk]
                 tail += 1
+                continue
+            if FULL and cfg.faults:
+                completed, lat_sum, lat_max = _complete_or_fail(cfg, st, met, np.int64(k), node, idx, w, now, d_in,
+                                                                d_out, svc, st.task_inc[uk], completed, lat_sum,
+                                                                lat_max)
                 continue
             completed, lat_sum, lat_max, resp = _complete_now(cfg, st, met, k, node, idx, w, now, d_in, d_out, svc,
                                                               completed, lat_sum, lat_max)
@@ -757,7 +848,11 @@ def _kernel(cfg, st, met, arr, first, until):
                 user_outcome(cfg, st, u, resp)
             continue
         _send(cfg, st, met, slot, k, b, now, d_in, d_out, svc, idx)
-    if DIRECT and cfg.d_ring:
+    if DIRECT and FULL and cfg.faults:
+        head, completed, lat_sum, lat_max = _direct_advance(cfg, st, met, head, tail, until, completed, lat_sum, lat_max)
+        if cfg.d_ring:
+            _ring_keep(st, head, tail)
+    elif DIRECT and cfg.d_ring:
         head, completed, lat_sum, lat_max = _ring_flush(cfg, st, met, head, tail, until, CLOSED, completed, lat_sum,
                                                         lat_max)
         _ring_keep(st, head, tail)

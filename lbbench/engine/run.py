@@ -271,6 +271,8 @@ class _Run:
         n_deploy = control.deploy_timers(len(dep), S_, len(asc))
         h, cli = sc.health, sc.clients
         self.direct = self.direct_ok(force_heap)
+        # the direct path with crashes: each task's next crash (kill_at), moved on by the schedule
+        kill_first, kill_next = self.kill_times() if self.direct and sc.orchestrated else (np.zeros(0), np.zeros(0))
         self.cfg_kw = dict(
             task_node=cl.task_node, task_service=cl.task_service, task_speed=cl.task_speed,
             task_workers=cl.task_workers, task_wstart=cl.task_wstart, task_qlimit=cl.task_qlimit,
@@ -284,6 +286,7 @@ class _Run:
             conn_logq=inp.conn_logq,
             faults=np.int64(sc.orchestrated), f_time=self.schedule.time, f_kind=self.schedule.kind,
             f_target=self.schedule.target, f_count=self.schedule.count, f_value=self.schedule.value,
+            f_next=kill_next,
             node_speed=cl.node_speed.copy(),      # (node_slow changes it during the run)
             task_detect=float(h.task_detect), node_detect=float(h.node_detect),
             restart_delay=float(h.restart_delay), startup=float(h.startup), entry_key=np.int64(fkey[0]),
@@ -369,7 +372,8 @@ class _Run:
                  as_buckets=int(asc.buckets.max()) if len(asc) else 0, as_recs=int(asc.recs.max()) if len(asc) else 0,
                  as_hbuckets=M.TS_BUCKETS if (asc.metric == AS_P99).any() else 0,
                  work_tasks=T if info.kind == "work" else 0, deploy_events=len(dep.time),
-                 log_cap=self.log_room(T, horizon), retry=1 if sc.clients.retries > 0 else 0),
+                 log_cap=self.log_room(T, horizon), retry=1 if sc.clients.retries > 0 else 0,
+                 kill_tasks=len(kill_first)),
             bal_rng=bal_rng, conn_rng=inp.conn_rng,
             node_drained=cl.node_drained, ctl_t=ctl_t, ctl_i=ctl_i, ps_t=ps_t, ps_i=ps_i,
             li_tree=loadindex.initial(cl.table_len, lay, li_rows),
@@ -378,6 +382,7 @@ class _Run:
             node_svc_tasks=np.bincount((cl.task_node.astype(np.int64) * S_ + cl.task_service)[cl.initial],
                                        minlength=N * S_).reshape(N, S_),
             task_state=np.where(cl.initial, S.TASK_ALIVE, S.TASK_DEAD),     # the deployments' spare slots: free
+            kill_at=kill_first,
         )
         self.st0 = self.st
         n_trace = n_req if (trace and n_req is not None) else 0
@@ -513,7 +518,36 @@ class _Run:
         # response, which must not come before that response's time)
         return (not force_heap and self.sessions is None and not spec.reads_load and spec.on_complete is None and in_order
                 and all(s.queue_limit == 0 for s in sc.services) and sc.run.drain
-                and not sc.orchestrated and not sc.clients.active and sc.cluster.cores is None)
+                and (not sc.orchestrated or self.crashes_only()) and not sc.clients.active and sc.cluster.cores is None)
+
+    def crashes_only(self) -> bool:
+        """An open loop whose tasks come and go only by task crashes (scripted on a task, or
+        random; node slowdowns too, which change only later requests' service times): a request
+        placed on a task is then ended only by that task's next crash in the schedule, known
+        at its placement (`kill_at`), so the direct path records its outcome then
+        (docs/architecture.md, "The request path")."""
+        sc, kind = self.sc, self.schedule.kind
+        return (not self.looped and not sc.deploy.events and not sc.autoscale
+                and bool(np.isin(kind, (F_TASK_CRASH, F_NODE_SLOW)).all()))
+
+    def kill_times(self) -> tuple[np.ndarray, np.ndarray]:
+        """For the direct path with crashes (`crashes_only`): each task slot's first crash time
+        (inf: none), and for each schedule event that is a task's crash, the time of that
+        task's next crash (inf: none; other events: inf)."""
+        sch = self.schedule
+        T = len(self.cl.task_node)
+        first = np.full(T, np.inf)
+        nxt = np.full(len(sch.time), np.inf)
+        crash = np.flatnonzero(sch.kind == F_TASK_CRASH)      # in time order (the schedule is sorted)
+        if len(crash):
+            order = crash[np.argsort(sch.target[crash], kind="stable")]     # by task, then time
+            tg = sch.target[order]
+            same = tg[1:] == tg[:-1]
+            nxt[order[:-1][same]] = sch.time[order[1:][same]]
+            head = np.ones(len(order), dtype=bool)
+            head[1:] = ~same
+            first[tg[head]] = sch.time[order[head]]
+        return first, nxt
 
     def single_entry(self) -> bool:
         """One entry node for every request (a trace's own entry column overrides workload.entry)."""

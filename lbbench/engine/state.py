@@ -35,7 +35,7 @@ Config = namedtuple("Config", [
     "ss_window", "ss_inv_aggr", "ss_min",
     "as_svc", "as_metric", "as_target", "as_interval", "as_buckets", "as_tol", "as_recs", "as_lo", "as_hi",
     "as_workers", "as_timer0",
-    "dem_dist", "sessions", "d_ring",
+    "dem_dist", "sessions", "d_ring", "f_next",
 ])
 Config.__doc__ = """Static configuration of a run.
 
@@ -51,6 +51,10 @@ Failures (faults = 1): f_time/f_kind/f_target/f_count/f_value is the run's fault
 time (F_* kinds; f_value: a node_slow's speed). task_node, task_speed and the table arrays change during the run
 (replacements reuse their task slot on a new node). retries/backoff/timeout: the clients.
 entry_key, retry_key: hash keys of the entry re-routing and the retry backoff jitter.
+
+f_next: the direct path with crashes (_Run.crashes_only): for each schedule event that is a task's
+crash, the time of that task's next crash (inf: none); what State.kill_at moves to (empty
+otherwise).
 
 li_off, li_p: each service's offset in the load index's map and its leaf count; li_toff,
 li_nb: its tree's offset in a row of the index and its blocks (loadindex.py; zeros without it). li_leaf, li_map, li_next: which task holds which of the
@@ -130,6 +134,8 @@ STATE = {
         Array("present", np.int64, ("tasks",), 0, "arrived at the task (queued or in service)"),
         Array("task_state", np.int8, ("tasks",), 1, "TASK_DEAD, TASK_ALIVE or TASK_STARTING"),
         Array("task_inc", np.int64, ("tasks",), 0, "incarnation, bumped at every crash (slot_inc)"),
+        Array("kill_at", np.float64, ("kill_tasks",), np.inf,
+              "the direct path with crashes: the task slot's next crash in the schedule (Config.f_next; else 0 long)"),
         Array("task_ev_kind", np.int8, ("tasks",), 0, "the task slot's pending orchestrator event (EV_*)"),
         Array("task_restarts", np.int64, ("tasks",), 0, "replacements that joined"),
         Array("wq_head", np.int32, ("workers",), -1,
@@ -349,7 +355,7 @@ def new_state(sizes: dict, **given) -> State:
     timer_tree, index_rows, index_len, services, users, user_draws, user_jitter (0 when not
     given: no closed loop), session_slots, ses_buf, ses_reqs, ses_jit (0 when not given: no sessions), ps_tasks, ps_nodes, ps_heap, ps_tree, ps_snap_nodes, ps_piggy_nodes
     (0 when not given: no processor sharing), weight_tasks (0 when not given: no slow start),
-    log_cap (0 when not given: no event log),
+    log_cap (0 when not given: no event log), kill_tasks (0 when not given: not the direct path with crashes),
     work_tasks (0 when not given: no `work` information), slots, retry (1: client retries; 0 when
     not given); heap is slots + HEAP_PAD, worker_heap 2 x workers + HEAP_PAD (kernel._kill keeps
     its stale entries under workers); retry_slots and retry_heap are slots and heap with
@@ -375,7 +381,8 @@ def _fill(st: State | None, sizes: dict, given: dict) -> State:
     sizes = dict({"users": 0, "user_draws": 0, "user_jitter": 0, "session_slots": 0, "ses_buf": 0, "ses_reqs": 0,
                   "ses_jit": 0, "ps_tasks": 0, "ps_nodes": 0, "ps_heap": 0,
                   "ps_tree": 0, "ps_snap_nodes": 0, "ps_piggy_nodes": 0, "weight_tasks": 0, "autoscalers": 0,
-                  "as_buckets": 0, "as_recs": 0, "as_hbuckets": 0, "work_tasks": 0, "deploy_events": 0, "log_cap": 0, "retry": 0}, **sizes)
+                  "as_buckets": 0, "as_recs": 0, "as_hbuckets": 0, "work_tasks": 0, "deploy_events": 0, "log_cap": 0, "retry": 0,
+                  "kill_tasks": 0}, **sizes)
     heap = sizes[SLOTS] + HEAP_PAD
     retry = sizes["retry"] > 0
     sizes = dict(sizes, heap=heap, worker_heap=2 * sizes["workers"] + HEAP_PAD, n_ctr=N_CTR, n_fctr=N_FCTR, log_fields=LOG_FIELDS,
