@@ -40,9 +40,14 @@ def _small(**over):
 _FAULTS = dict(faults={"events": [{"at": 1.0, "kind": "task_crash", "service": "web", "count": 1}], "random": []},
                clients={"retries": 1})
 
+# a task's crash alone: round_robin's direct path with crashes (FULL and DIRECT), which the
+# fault tests' round_robin runs take
+_CRASH = dict(faults={"events": [{"at": 1.0, "kind": "task_crash", "task": 0}], "random": []})
+
 # worker index -> (strategy, scenario overrides, force_heap) of the kernels it compiles first
 WARM_SHARES = (
-    (("round_robin", _FAULTS, True), ("least_load", _FAULTS, True), ("random", _FAULTS, True)),
+    (("round_robin", _FAULTS, True), ("least_load", _FAULTS, True), ("random", _FAULTS, True),
+     ("round_robin", _CRASH, False)),
     (("round_robin", {}, True), ("least_load", {}, False), ("round_robin", {}, False), ("random", {}, False),
      ("random", {}, True), ("power_of_d", {}, True)),
 )
