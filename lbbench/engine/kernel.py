@@ -489,11 +489,10 @@ def _complete_or_fail(cfg, st, met, k, node, idx, w, now, d_in, d_out, svc, inc,
 @inlined
 def _direct_advance(cfg, st, met, head, tail, limit, completed, lat_sum, lat_max):
     """The direct path with crashes: the requests in transit that reach their task by `limit`
-    (the ring, Config.d_ring), in time order with the control events due by then, an arrival
-    before a control event at equal times (as the heap path's _advance). It stops at a due
-    control event, for the kernel to apply (`control_step`, called from the kernel's outer
-    loop only); a stale snapshot's refresh it switches off (nothing reads loads on this path).
-    Returns the ring's new head, the completion counters, and whether a control event is due."""
+    (the ring, Config.d_ring) and the control events due by then, in time order, an arrival
+    before a control event at equal times (as the heap path's _advance). A stale snapshot's
+    refresh is switched off: nothing reads loads on this path. Returns the ring's new head
+    and the completion counters."""
     while True:
         tq = st.ctl_t[1]
         if head < tail and st.slot_t0[head] + cfg.hop <= tq:
@@ -511,8 +510,8 @@ def _direct_advance(cfg, st, met, head, tail, limit, completed, lat_sum, lat_max
         elif st.ctl_i[1] == T_REFRESH:
             timer_set(st, np.int64(T_REFRESH), np.inf)
         else:
-            return head, completed, lat_sum, lat_max, True
-    return head, completed, lat_sum, lat_max, False
+            control_step(cfg, st, met, tq)
+    return head, completed, lat_sum, lat_max
 
 
 @inlined
@@ -614,259 +613,243 @@ def _kernel(cfg, st, met, arr, first, until):
     tail = ctr[TRANSIT_N] if DIRECT else 0
     i = 0
     u = np.int64(-1)            # a closed loop's user sending
-    due = False                 # the direct path with crashes: a control event is due (below)
     while True:
-        # (an outer loop, for the direct path with crashes only: the dispatch loop below makes
-        # no call, so LLVM keeps what it reads in registers; a control event due before the
-        # next arrival ends it, and is applied here, out of it)
-        while True:
-            retry = 0
-            if DIRECT and CLOSED:
-                # The direct path's closed loop: the only events are the users' sends (the control
-                # tree) and, with a hop, the arrivals of the requests in transit (the ring, placed
-                # first at equal times, as the heap path's arrivals at a task come before control
-                # events). Each request's response time is known at its placement, and with it its
-                # user's next send.
-                if cfg.d_ring:
-                    head, completed, lat_sum, lat_max = _ring_flush(cfg, st, met, head, tail, until, True, completed,
-                                                                    lat_sum, lat_max)
-                tq = st.ctl_t[1]
-                if tq > until or tq == np.inf:
-                    break
-                if st.ctl_i[1] < cfg.user_timer0:
-                    # a stale snapshot's refresh: nothing reads loads on this path
-                    timer_set(st, np.int64(st.ctl_i[1]), np.inf)
-                    continue
-                retry = 2
-            elif not DIRECT:
-                if CLOSED:
-                    # the users send while the run lasts; then refreshes stop at the last send
-                    lim = until
-                    ctl = cfg.t_end if ctr[REQUESTS] < cfg.n_req else st.fctr[T_LAST]
-                elif i < n:
-                    lim = arr.t[i]
-                    ctl = lim
-                else:
-                    if n > 0:
-                        st.fctr[T_LAST] = arr.t[n - 1]
-                    lim = until
-                    ctl = st.fctr[T_LAST]
-                retry = _advance(cfg, st, met, lim, ctl)
-            follow = -1
-            if FULL and retry == 1:
-                # a client sends a failed or rejected request again: a new decision, same request
-                now, slot, idx, s, e, dem, client, jin, jout = _next_retry(st)
-                ckey = client
-                measured = idx >= cfg.warm_index
-                w = window_of(cfg.ts_inv, cfg.ts_n, st.slot_t0[slot])
-            elif CLOSED and retry == 2:
-                # a closed loop's user sends its next request (docs/model.md, "Closed loop")
-                now = st.ctl_t[1]
-                tu = np.int64(st.ctl_i[1])
-                u = tu - cfg.user_timer0
-                idx = ctr[REQUESTS]
-                if idx >= cfg.n_req or now >= cfg.t_end:
-                    timer_set(st, tu, np.inf)       # the run sends no more: the user stops
-                    continue
-                if u == cfg.users:
-                    # sessions mode: the next session arrives (docs/model.md, "Sessions")
-                    if not session_arrives(cfg, st, tu, now):
-                        _store_counters(st, cross, completed, lat_sum, lat_max)
-                        return K_SESSIONS
-                    continue
-                p = st.usr_pos[u]
-                if p + 1 >= st.usr_think.shape[1] or (cfg.warm_index == _UNKNOWN and now >= cfg.warm_time):
-                    # Python's turn: the user's next draws (it needs this row and the next think
-                    # time), or the warm-up's end (this request is the first measured)
-                    ctr[NEED] = u if p + 1 >= st.usr_think.shape[1] else idx
-                    if DIRECT and cfg.d_ring:
-                        _ring_keep(st, head, tail)
-                    _store_counters(st, cross, completed, lat_sum, lat_max)
-                    return K_USER_DRAWS if p + 1 >= st.usr_think.shape[1] else K_WARM
-                if not DIRECT or cfg.d_ring:
-                    # waiting for the outcome (the direct path sets the user's next send at the
-                    # placement, below, unless the request waits in the transit ring)
-                    timer_set(st, tu, np.inf)
-                st.usr_pos[u] = p + 1
-                ctr[REQUESTS] = idx + 1
-                st.fctr[T_LAST] = now
-                measured = idx >= cfg.warm_index
-                if measured:
-                    if ctr[ARRIVED] == 0:
-                        st.fctr[T_FIRST] = now
-                    ctr[ARRIVED] += 1
-                w = window_of(cfg.ts_inv, cfg.ts_n, now)
-                if cfg.ts_n > 0:
-                    met.ts_count[w, TS_ARRIVED] += 1
-                s = st.usr_svc[u, p]
-                e = st.usr_entry[u]
-                dem = st.usr_dem[u, p]
-                client = st.usr_ses[u] if cfg.sessions else u     # (a session's client id: its index)
-                ckey = u        # its connections' row: the user's (a session's: its slot's)
-                if cfg.sessions and p == 0:
-                    if measured:
-                        ctr[SESSIONS] += 1
-                    if cfg.conn:
-                        # a new session in the slot: no connection yet (docs/model.md, "Sessions")
-                        for s2 in range(cfg.n_services):
-                            st.conn_left[u * cfg.n_services + s2] = 0
-                jin = 0.0
-                jout = 0.0
-                if cfg.has_jitter:
-                    jin = st.usr_jit[u, 2 * p]
-                    jout = st.usr_jit[u, 2 * p + 1]
-                if cfg.conn:
-                    follow, e = _follow_connection(cfg, st, ckey, s, e)
-                slot = np.int32(-1)
-                if not DIRECT:
-                    slot = _take_slot(cfg, st, now, idx, s, e, dem, client, jin, jout)
-                    st.slot_user[slot] = u
-                if cfg.trace:
-                    met.tr_user[idx] = client
-            else:
-                if i >= n:
-                    break
-                now = arr.t[i]
-                if DIRECT and FULL and cfg.faults:
-                    # (the ring's arrivals due by now; a control event due first: the outer
-                    # loop's, then this arrival again)
-                    head, completed, lat_sum, lat_max, due = _direct_advance(cfg, st, met, head, tail, now, completed,
-                                                                             lat_sum, lat_max)
-                    if due:
-                        break
-                elif DIRECT and cfg.d_ring:
-                    head, completed, lat_sum, lat_max = _ring_flush(cfg, st, met, head, tail, now, False, completed,
-                                                                    lat_sum, lat_max)
-                idx = first + i
-                measured = idx >= cfg.warm_index     # (ARRIVED and T_FIRST: counted per chunk, below)
-                w = window_of(cfg.ts_inv, cfg.ts_n, now)
-                if cfg.ts_n > 0:
-                    met.ts_count[w, TS_ARRIVED] += 1
-                s = arr.service[i]
-                e = arr.entry[i]
-                dem = arr.demand[i]
-                client = arr.client[i] if has_client else -1
-                ckey = client
-                jin = 0.0
-                jout = 0.0
-                if cfg.has_jitter:
-                    jin = arr.jitter[2 * i]
-                    jout = arr.jitter[2 * i + 1]
-                if cfg.conn:
-                    follow, e = _follow_connection(cfg, st, client, s, e)
-                slot = np.int32(-1)     # the slot arrays are int32: one type, one compiled _give_up
-                if not DIRECT:
-                    slot = _take_slot(cfg, st, now, idx, s, e, dem, client, jin, jout)
-                i += 1
-            # ---- one attempt: entry node, table, decision
-            if FULL and cfg.faults and st.node_up[e] == 0:
-                # a down entry node: clients still reach it (and fail) until it is detected, then
-                # the entry policy spreads its share over the others
-                e = -1 if st.node_entry[e] != 0 else _reroute(cfg, st, idx)
-                if e < 0 or st.node_up[e] == 0:
-                    if DIRECT:
-                        _fail_direct(cfg, st, met, idx, np.int64(-1), now, now)
-                    else:
-                        _give_up(cfg, st, met, slot, now, np.int64(ST_FAILED))
-                    continue
-            us = np.uint64(s)
-            ts = cfg.table_start[us]
-            tl = cfg.table_len[us]
-            b = np.uint64(0 if cfg.central else e)
-            if tl == 0:
-                # no task of the service in the tables: the request fails at once
-                _no_task(cfg, st, met, slot, now, idx, w, measured)
-                if DIRECT and CLOSED:
-                    user_outcome(cfg, st, u, now)
+        retry = 0
+        if DIRECT and CLOSED:
+            # The direct path's closed loop: the only events are the users' sends (the control
+            # tree) and, with a hop, the arrivals of the requests in transit (the ring, placed
+            # first at equal times, as the heap path's arrivals at a task come before control
+            # events). Each request's response time is known at its placement, and with it its
+            # user's next send.
+            if cfg.d_ring:
+                head, completed, lat_sum, lat_max = _ring_flush(cfg, st, met, head, tail, until, True, completed,
+                                                                lat_sum, lat_max)
+            tq = st.ctl_t[1]
+            if tq > until or tq == np.inf:
+                break
+            if st.ctl_i[1] < cfg.user_timer0:
+                # a stale snapshot's refresh: nothing reads loads on this path
+                timer_set(st, np.int64(st.ctl_i[1]), np.inf)
                 continue
-            if follow >= 0:
-                k = follow
+            retry = 2
+        elif not DIRECT:
+            if CLOSED:
+                # the users send while the run lasts; then refreshes stop at the last send
+                lim = until
+                ctl = cfg.t_end if ctr[REQUESTS] < cfg.n_req else st.fctr[T_LAST]
+            elif i < n:
+                lim = arr.t[i]
+                ctl = lim
             else:
-                cands = _view(cfg.table, ts, tl)
-                load = load_of(cfg, st, b)
-                if FULL and ctr[RAMP_N] > 0:
-                    ramp(cfg, st, now)
-                if READS_WORK and st.work.shape[0] > 0:
-                    fill_work(cfg, st, cands, now)
-                view = View(load, cfg.task_node, cfg.task_speed, e, now, cfg.bal_start[b], _params(cfg.params), client, s,
-                            st.bal_task_state[b], tree_of(cfg, st, b, us), node_load_of(cfg, st, b), cfg.node_cores,
-                            _weights(st), dem, st.work, cfg.dem_dist, map_of(cfg, us), cfg.table_pos)
-                k = _task_id(_select(cands, view, st.bal_state[b * np.uint64(cfg.n_services) + us], st.bal_rng[b]))
-                # The contract check: never index state with an id that is not a candidate.
-                # (unsigned: a negative id or position wraps to a large one and fails the bound)
-                uk = np.uint64(k)
-                if uk >= np.uint64(cfg.task_service.shape[0]) or cfg.task_service[uk] != s or np.uint64(cfg.table_pos[uk]) >= np.uint64(tl):
-                    ctr[ERR_CODE] = 1
-                    ctr[ERR_REQ] = idx
-                    ctr[ERR_VALUE] = k
-                    ctr[REQUESTS] = idx + 1
-                    st.fctr[T_LAST] = now
+                if n > 0:
+                    st.fctr[T_LAST] = arr.t[n - 1]
+                lim = until
+                ctl = st.fctr[T_LAST]
+            retry = _advance(cfg, st, met, lim, ctl)
+        follow = -1
+        if FULL and retry == 1:
+            # a client sends a failed or rejected request again: a new decision, same request
+            now, slot, idx, s, e, dem, client, jin, jout = _next_retry(st)
+            ckey = client
+            measured = idx >= cfg.warm_index
+            w = window_of(cfg.ts_inv, cfg.ts_n, st.slot_t0[slot])
+        elif CLOSED and retry == 2:
+            # a closed loop's user sends its next request (docs/model.md, "Closed loop")
+            now = st.ctl_t[1]
+            tu = np.int64(st.ctl_i[1])
+            u = tu - cfg.user_timer0
+            idx = ctr[REQUESTS]
+            if idx >= cfg.n_req or now >= cfg.t_end:
+                timer_set(st, tu, np.inf)       # the run sends no more: the user stops
+                continue
+            if u == cfg.users:
+                # sessions mode: the next session arrives (docs/model.md, "Sessions")
+                if not session_arrives(cfg, st, tu, now):
                     _store_counters(st, cross, completed, lat_sum, lat_max)
-                    return 1
-                if cfg.conn and retry != 1:
-                    _open_connection(cfg, st, ckey, s, e, k)
-            if not DIRECT and cfg.trace:
-                met.tr_task[idx] = k
-            uk = np.uint64(k)       # a checked candidate (or a live connection's task): no wraparound
-            if FULL and cfg.faults and st.task_state[uk] != TASK_ALIVE:
-                # a dead task still in the table (not detected yet): connection refused at once
+                    return K_SESSIONS
+                continue
+            p = st.usr_pos[u]
+            if p + 1 >= st.usr_think.shape[1] or (cfg.warm_index == _UNKNOWN and now >= cfg.warm_time):
+                # Python's turn: the user's next draws (it needs this row and the next think
+                # time), or the warm-up's end (this request is the first measured)
+                ctr[NEED] = u if p + 1 >= st.usr_think.shape[1] else idx
+                if DIRECT and cfg.d_ring:
+                    _ring_keep(st, head, tail)
+                _store_counters(st, cross, completed, lat_sum, lat_max)
+                return K_USER_DRAWS if p + 1 >= st.usr_think.shape[1] else K_WARM
+            if not DIRECT or cfg.d_ring:
+                # waiting for the outcome (the direct path sets the user's next send at the
+                # placement, below, unless the request waits in the transit ring)
+                timer_set(st, tu, np.inf)
+            st.usr_pos[u] = p + 1
+            ctr[REQUESTS] = idx + 1
+            st.fctr[T_LAST] = now
+            measured = idx >= cfg.warm_index
+            if measured:
+                if ctr[ARRIVED] == 0:
+                    st.fctr[T_FIRST] = now
+                ctr[ARRIVED] += 1
+            w = window_of(cfg.ts_inv, cfg.ts_n, now)
+            if cfg.ts_n > 0:
+                met.ts_count[w, TS_ARRIVED] += 1
+            s = st.usr_svc[u, p]
+            e = st.usr_entry[u]
+            dem = st.usr_dem[u, p]
+            client = st.usr_ses[u] if cfg.sessions else u     # (a session's client id: its index)
+            ckey = u        # its connections' row: the user's (a session's: its slot's)
+            if cfg.sessions and p == 0:
+                if measured:
+                    ctr[SESSIONS] += 1
+                if cfg.conn:
+                    # a new session in the slot: no connection yet (docs/model.md, "Sessions")
+                    for s2 in range(cfg.n_services):
+                        st.conn_left[u * cfg.n_services + s2] = 0
+            jin = 0.0
+            jout = 0.0
+            if cfg.has_jitter:
+                jin = st.usr_jit[u, 2 * p]
+                jout = st.usr_jit[u, 2 * p + 1]
+            if cfg.conn:
+                follow, e = _follow_connection(cfg, st, ckey, s, e)
+            slot = np.int32(-1)
+            if not DIRECT:
+                slot = _take_slot(cfg, st, now, idx, s, e, dem, client, jin, jout)
+                st.slot_user[slot] = u
+            if cfg.trace:
+                met.tr_user[idx] = client
+        else:
+            if i >= n:
+                break
+            now = arr.t[i]
+            if DIRECT and FULL and cfg.faults:
+                # (the crashes, the orchestrator's events and the ring's arrivals, due by now)
+                head, completed, lat_sum, lat_max = _direct_advance(cfg, st, met, head, tail, now, completed, lat_sum,
+                                                                    lat_max)
+            elif DIRECT and cfg.d_ring:
+                head, completed, lat_sum, lat_max = _ring_flush(cfg, st, met, head, tail, now, False, completed,
+                                                                lat_sum, lat_max)
+            idx = first + i
+            measured = idx >= cfg.warm_index     # (ARRIVED and T_FIRST: counted per chunk, below)
+            w = window_of(cfg.ts_inv, cfg.ts_n, now)
+            if cfg.ts_n > 0:
+                met.ts_count[w, TS_ARRIVED] += 1
+            s = arr.service[i]
+            e = arr.entry[i]
+            dem = arr.demand[i]
+            client = arr.client[i] if has_client else -1
+            ckey = client
+            jin = 0.0
+            jout = 0.0
+            if cfg.has_jitter:
+                jin = arr.jitter[2 * i]
+                jout = arr.jitter[2 * i + 1]
+            if cfg.conn:
+                follow, e = _follow_connection(cfg, st, client, s, e)
+            slot = np.int32(-1)     # the slot arrays are int32: one type, one compiled _give_up
+            if not DIRECT:
+                slot = _take_slot(cfg, st, now, idx, s, e, dem, client, jin, jout)
+            i += 1
+        # ---- one attempt: entry node, table, decision
+        if FULL and cfg.faults and st.node_up[e] == 0:
+            # a down entry node: clients still reach it (and fail) until it is detected, then
+            # the entry policy spreads its share over the others
+            e = -1 if st.node_entry[e] != 0 else _reroute(cfg, st, idx)
+            if e < 0 or st.node_up[e] == 0:
                 if DIRECT:
-                    _fail_direct(cfg, st, met, idx, np.int64(k), now, now)
+                    _fail_direct(cfg, st, met, idx, np.int64(-1), now, now)
                 else:
                     _give_up(cfg, st, met, slot, now, np.int64(ST_FAILED))
                 continue
-            d_in = 0.0
-            d_out = 0.0
-            node = cfg.task_node[uk]
-            if node != e:
-                d_in = cfg.hop + jin
-                d_out = cfg.hop + jout
-                if measured:
-                    cross += 1
-            svc = _fdiv(dem, cfg.task_speed[uk])     # node speeds are validated positive
+        us = np.uint64(s)
+        ts = cfg.table_start[us]
+        tl = cfg.table_len[us]
+        b = np.uint64(0 if cfg.central else e)
+        if tl == 0:
+            # no task of the service in the tables: the request fails at once
+            _no_task(cfg, st, met, slot, now, idx, w, measured)
+            if DIRECT and CLOSED:
+                user_outcome(cfg, st, u, now)
+            continue
+        if follow >= 0:
+            k = follow
+        else:
+            cands = _view(cfg.table, ts, tl)
+            load = load_of(cfg, st, b)
+            if FULL and ctr[RAMP_N] > 0:
+                ramp(cfg, st, now)
+            if READS_WORK and st.work.shape[0] > 0:
+                fill_work(cfg, st, cands, now)
+            view = View(load, cfg.task_node, cfg.task_speed, e, now, cfg.bal_start[b], _params(cfg.params), client, s,
+                        st.bal_task_state[b], tree_of(cfg, st, b, us), node_load_of(cfg, st, b), cfg.node_cores,
+                        _weights(st), dem, st.work, cfg.dem_dist, map_of(cfg, us), cfg.table_pos)
+            k = _task_id(_select(cands, view, st.bal_state[b * np.uint64(cfg.n_services) + us], st.bal_rng[b]))
+            # The contract check: never index state with an id that is not a candidate.
+            # (unsigned: a negative id or position wraps to a large one and fails the bound)
+            uk = np.uint64(k)
+            if uk >= np.uint64(cfg.task_service.shape[0]) or cfg.task_service[uk] != s or np.uint64(cfg.table_pos[uk]) >= np.uint64(tl):
+                ctr[ERR_CODE] = 1
+                ctr[ERR_REQ] = idx
+                ctr[ERR_VALUE] = k
+                ctr[REQUESTS] = idx + 1
+                st.fctr[T_LAST] = now
+                _store_counters(st, cross, completed, lat_sum, lat_max)
+                return 1
+            if cfg.conn and retry != 1:
+                _open_connection(cfg, st, ckey, s, e, k)
+        if not DIRECT and cfg.trace:
+            met.tr_task[idx] = k
+        uk = np.uint64(k)       # a checked candidate (or a live connection's task): no wraparound
+        if FULL and cfg.faults and st.task_state[uk] != TASK_ALIVE:
+            # a dead task still in the table (not detected yet): connection refused at once
             if DIRECT:
-                # Nothing observes in-flight state (see DIRECT): the completion is known
-                # now, so record it now instead of carrying the request in the heap; or, when it
-                # crosses the hop and requests from other entries may reach its task first, when
-                # it reaches the task (the transit ring).
-                if cfg.d_ring and d_in > 0.0:
-                    if CLOSED and tail == st.slot_t0.shape[0]:
-                        # the ring's end reached within one call: its entries (one per user at
-                        # most, and the pool has room for two per user: _Run.start_users) to its start
-                        _ring_keep(st, head, tail)
-                        tail -= head
-                        head = 0
-                    st.slot_task[tail] = k
-                    st.slot_idx[tail] = idx
-                    st.slot_t0[tail] = now
-                    st.slot_svc[tail] = svc
-                    if CLOSED:
-                        st.slot_user[tail] = u
-                    if FULL and cfg.faults:
-                        st.slot_inc[tail] = st.task_inc[uk]
-                    tail += 1
-                    continue
-                if FULL and cfg.faults:
-                    completed, lat_sum, lat_max = _complete_or_fail(cfg, st, met, np.int64(k), node, idx, w, now, d_in,
-                                                                    d_out, svc, st.task_inc[uk], completed, lat_sum,
-                                                                    lat_max)
-                    continue
-                completed, lat_sum, lat_max, resp = _complete_now(cfg, st, met, k, node, idx, w, now, d_in, d_out, svc,
-                                                                  completed, lat_sum, lat_max)
+                _fail_direct(cfg, st, met, idx, np.int64(k), now, now)
+            else:
+                _give_up(cfg, st, met, slot, now, np.int64(ST_FAILED))
+            continue
+        d_in = 0.0
+        d_out = 0.0
+        node = cfg.task_node[uk]
+        if node != e:
+            d_in = cfg.hop + jin
+            d_out = cfg.hop + jout
+            if measured:
+                cross += 1
+        svc = _fdiv(dem, cfg.task_speed[uk])     # node speeds are validated positive
+        if DIRECT:
+            # Nothing observes in-flight state (see DIRECT): the completion is known
+            # now, so record it now instead of carrying the request in the heap; or, when it
+            # crosses the hop and requests from other entries may reach its task first, when
+            # it reaches the task (the transit ring).
+            if cfg.d_ring and d_in > 0.0:
+                if CLOSED and tail == st.slot_t0.shape[0]:
+                    # the ring's end reached within one call: its entries (one per user at
+                    # most, and the pool has room for two per user: _Run.start_users) to its start
+                    _ring_keep(st, head, tail)
+                    tail -= head
+                    head = 0
+                st.slot_task[tail] = k
+                st.slot_idx[tail] = idx
+                st.slot_t0[tail] = now
+                st.slot_svc[tail] = svc
                 if CLOSED:
-                    user_outcome(cfg, st, u, resp)
+                    st.slot_user[tail] = u
+                if FULL and cfg.faults:
+                    st.slot_inc[tail] = st.task_inc[uk]
+                tail += 1
                 continue
-            _send(cfg, st, met, slot, k, b, now, d_in, d_out, svc, idx)
-        if DIRECT and FULL and cfg.faults:
-            if not due:
-                head, completed, lat_sum, lat_max, due = _direct_advance(cfg, st, met, head, tail, until, completed,
-                                                                         lat_sum, lat_max)
-            if due:
-                control_step(cfg, st, met, st.ctl_t[1])
-                due = False
+            if FULL and cfg.faults:
+                completed, lat_sum, lat_max = _complete_or_fail(cfg, st, met, np.int64(k), node, idx, w, now, d_in,
+                                                                d_out, svc, st.task_inc[uk], completed, lat_sum,
+                                                                lat_max)
                 continue
-        break
+            completed, lat_sum, lat_max, resp = _complete_now(cfg, st, met, k, node, idx, w, now, d_in, d_out, svc,
+                                                              completed, lat_sum, lat_max)
+            if CLOSED:
+                user_outcome(cfg, st, u, resp)
+            continue
+        _send(cfg, st, met, slot, k, b, now, d_in, d_out, svc, idx)
     if DIRECT and FULL and cfg.faults:
+        head, completed, lat_sum, lat_max = _direct_advance(cfg, st, met, head, tail, until, completed, lat_sum, lat_max)
         if cfg.d_ring:
             _ring_keep(st, head, tail)
     elif DIRECT and cfg.d_ring:
