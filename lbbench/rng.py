@@ -289,8 +289,8 @@ def exponential_walks(seed: int, keys, scales, horizon: float):
         return rows, times, phases
     r2, t2, p2 = [], [], []
     for k in redo:
-        key = tuple(int(v) for v in keys[k])
-        g = np.random.Generator(np.random.PCG64(_Given(states[k]))) if states is not None else stream(seed, *key)
+        g = (np.random.Generator(np.random.PCG64(_Given(states[k]))) if states is not None
+             else stream(seed, *(int(v) for v in keys[k])))
         t, i = 0.0, 0
         while True:
             t += g.exponential(scales[i % len(scales)])

@@ -410,18 +410,12 @@ def _take_slot(cfg, st, now, idx, s, e, dem, client, jin, jout):
 
 
 @njit(inline="always", cache=True)
-def _no_task(cfg, st, met, slot, now, idx, w, measured):
+def _no_task(cfg, st, met, slot, now, idx):
     """No task of the request's service is in the tables: it fails at once."""
     if not DIRECT and slot >= 0:     # (the direct path has no slots, nor _give_up to compile)
         _give_up(cfg, st, met, slot, now, np.int64(ST_FAILED))
     else:
-        if measured:
-            st.ctr[FAILED] += 1
-        if cfg.ts_n > 0:
-            met.ts_count[w, TS_FAILED] += 1
-        if cfg.trace:
-            met.tr_status[idx] = ST_FAILED
-            met.tr_done[idx] = now
+        _fail_direct(cfg, st, met, idx, np.int64(-1), now, now)
 
 
 @inlined
@@ -766,7 +760,7 @@ def _kernel(cfg, st, met, arr, first, until):
         b = np.uint64(0 if cfg.central else e)
         if tl == 0:
             # no task of the service in the tables: the request fails at once
-            _no_task(cfg, st, met, slot, now, idx, w, measured)
+            _no_task(cfg, st, met, slot, now, idx)
             if DIRECT and CLOSED:
                 user_outcome(cfg, st, u, now)
             continue
