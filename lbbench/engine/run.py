@@ -29,7 +29,7 @@ from .specialise import compiled_kernel
 from ..model.cluster import ClusterState, build_cluster
 from ..errors import StrategyError, UserError
 from ..model.deploy import AS_METRICS, AS_P99, D_UPDATE
-from ..model.faults import F_NODE_SLOW, F_SERVICE_CRASH, F_TASK_CRASH, REPAIR_KINDS, recoveries
+from ..model.faults import F_NODE_SLOW, F_SERVICE_CRASH, F_TASK_CRASH, FAULT_KINDS, REPAIR_KINDS, recoveries
 from .identity import _strategy_identity, run_identity
 from ..model.inputs import run_inputs
 from ..model.limits import INT32_MAX, check_result, time_windows
@@ -1146,18 +1146,18 @@ def _faults_table(run: _Run, run_id: str) -> pl.DataFrame | None:
     p99_of = lambda h: _percentile(h, edges, 0.99, math.inf)  # noqa: E731
     sc = run.sc
     t_measure = sc.run.warmup * (sc.run.duration if sc.run.duration is not None else run.horizon)
-    described = [sch.describe(i, names) for i in range(len(sch))]
     levels, recs = recoveries(met.ts_hist[:n], met.ts_count[:n, S.TS_FAILED], np.arange(n) * run.ts_window,
                               run.ts_window, sch.time, t_measure, p99_of,
                               lambda h: _row_percentiles(h, edges, 0.99))
-    rows = []
-    for i, (kind, target) in enumerate(described):
-        repair = kind in REPAIR_KINDS
-        rows.append({"run_id": run_id, "fault": i, "time": float(sch.time[i]), "kind": kind, "target": target,
-                     "pre_p99": math.nan if repair else float(levels[i]),
-                     "recovery_s": math.nan if repair else float(recs[i])})
-    return pl.DataFrame(rows, schema={"run_id": pl.String, "fault": pl.Int64, "time": pl.Float64, "kind": pl.String,
-                                      "target": pl.String, "pre_p99": pl.Float64, "recovery_s": pl.Float64})
+    # column by column (rows made one by one took 10 ms for 5,000 faults); a repair has no recovery
+    repair = np.array([k.repair for k in FAULT_KINDS])[sch.kind]
+    return pl.DataFrame({"run_id": pl.repeat(run_id, len(sch), eager=True, dtype=pl.String),
+                         "fault": np.arange(len(sch), dtype=np.int64), "time": sch.time.astype(np.float64),
+                         "kind": [FAULT_KINDS[k].name for k in sch.kind.tolist()],
+                         "target": sch.targets(names),
+                         "pre_p99": np.where(repair, math.nan, levels), "recovery_s": np.where(repair, math.nan, recs)},
+                        schema={"run_id": pl.String, "fault": pl.Int64, "time": pl.Float64, "kind": pl.String,
+                                "target": pl.String, "pre_p99": pl.Float64, "recovery_s": pl.Float64})
 
 
 def _replicas_column(run: _Run, n: int) -> dict:
