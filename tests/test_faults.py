@@ -378,6 +378,61 @@ def test_random_fault_schedules_keep_conservation(events, detect, retries, drain
     assert_counters_match(res.row(), ref)
 
 
+def _direct_crash_case(data):
+    """A small open-loop run whose tasks end only by their own crashes (the direct path): scripted
+    crashes at random times (some at one instant, some of a dead or restarting task), random task
+    faults, node slowdowns, detection and restart delays from zero up, with or without the hop,
+    several entry nodes or one, per-node or central balancers, a warm-up or none."""
+    replicas = data.draw(hst.integers(1, 6), "replicas")
+    nodes = data.draw(hst.integers(1, 4), "nodes")
+    hop = data.draw(hst.sampled_from([0.0, 0.01, 0.4]), "hop")
+    entry = data.draw(hst.sampled_from(["uniform", "single:0"]), "entry")
+    sc = scenario(nodes=nodes, replicas=replicas, workers=data.draw(hst.integers(1, 2), "workers"), hop=hop,
+                  entry=entry, mode=data.draw(hst.sampled_from(["per_node", "central"]), "mode"), rho=0.85,
+                  requests=data.draw(hst.integers(50, 600), "requests"),
+                  warmup=data.draw(hst.sampled_from([0.0, 0.2]), "warmup"))
+    span = 600 / (0.85 * replicas)      # about the run's length
+    times = hst.floats(0, span)
+    at = data.draw(hst.lists(times, min_size=1, max_size=3), "instants")
+    events = data.draw(hst.lists(hst.builds(lambda t, k: {"at": t, "kind": "task_crash", "task": k},
+                                            hst.one_of(times, hst.sampled_from(at)), hst.integers(0, replicas - 1)),
+                                 min_size=1, max_size=8), "crashes")
+    events += data.draw(hst.lists(hst.builds(lambda t, n, v: {"at": t, "kind": "node_slow", "node": n, "speed": v},
+                                             times, hst.integers(0, nodes - 1), hst.sampled_from([0.25, 0.5, 2.0])),
+                                  max_size=2), "slowdowns")
+    rnd = [{"target": "task", "mtbf": data.draw(hst.sampled_from([20.0, 200.0]), "mtbf")}] if data.draw(
+        hst.booleans(), "random") else []
+    detect = data.draw(hst.tuples(hst.sampled_from([0.0, 0.3, 5.0]), hst.sampled_from([0.0, 2.0]),
+                                  hst.sampled_from([0.0, 1.0])), "detect")
+    health = {"task_detect": detect[0], "node_detect": 30.0, "restart_delay": detect[1], "startup": detect[2]}
+    return with_faults(sc, events, rnd, health)
+
+
+@settings(max_examples=FUZZ_EXAMPLES or 40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=hst.data(), strategy=hst.sampled_from(["round_robin", "random"]))
+def test_direct_path_with_crashes_equals_heap_path_on_random_schedules(data, strategy):
+    """The direct path with crashes (decided at dispatch from each task's next crash) gives every
+    table of the heap path (each event in time), on random crash schedules; round_robin's also
+    agree request by request with naive.py."""
+    from polars.testing import assert_frame_equal
+    sc = _direct_crash_case(data)
+    assert engine_path(sc, strategy) == "direct"
+    a = simulate(sc, strategy, trace=True, progress=False)
+    b = simulate(sc, strategy, trace=True, progress=False, force_heap=True)
+    ra, rb = a.row(), b.row()
+    _conserved(ra, a.trace)
+    floats = {k for k, v in ra.items() if isinstance(v, float)} - {"wall_s", "req_per_s"}
+    assert rows_equal(ra, rb, ignore=floats | {"wall_s", "req_per_s"}) == []
+    for k in floats:
+        assert math.isclose(ra[k], rb[k], rel_tol=1e-12, abs_tol=1e-12) or (math.isnan(ra[k]) and math.isnan(rb[k])), k
+    for frame in ("trace", "tasks", "timeseries", "faults"):
+        assert_frame_equal(getattr(a, frame), getattr(b, frame), check_exact=False, rel_tol=1e-12, abs_tol=1e-12)
+    if strategy == "round_robin":
+        ref = simulate_naive(sc, strategy)
+        assert_trace_matches(a.trace, ref)
+        assert_counters_match(ra, ref)
+
+
 # --------------------------------------------------------------------------------------------
 # Input errors, presets, recovery
 
