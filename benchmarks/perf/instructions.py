@@ -1,6 +1,6 @@
 """Instructions per simulated request in the dispatch kernel: a figure that does not drift.
 
-    python benchmarks/perf/instructions.py [STRATEGY] [--requests N] [--scenario NAME]
+    python benchmarks/perf/instructions.py [STRATEGY] [--requests N] [--scenario NAME] [--set KEY=VALUE ...]
 
 On a shared machine the wall-clock figures drift by up to 30% from one minute to the next;
 the number of machine instructions the compiled kernel executes per request does not. This
@@ -23,13 +23,16 @@ import tempfile
 WARM = 10_000
 
 
-def child(strategy: str, scenario: str, n: int, info_path: str) -> None:
+def child(strategy: str, scenario: str, n: int, info_path: str, sets: list[str]) -> None:
     """Under valgrind: simulate, then report where the kernel's code lies."""
     from lbbench import simulate
     from lbbench.engine import specialise as S
+    from lbbench.model.scenario import parse_override
 
-    simulate(scenario, strategy, overrides={"run.requests": WARM}, progress=False)
-    simulate(scenario, strategy, overrides={"run.requests": n, "run.warmup": 0.0}, progress=False, prefetch=False)
+    over = dict(parse_override(t) for t in sets)
+    simulate(scenario, strategy, overrides={**over, "run.requests": WARM}, progress=False)
+    simulate(scenario, strategy, overrides={**over, "run.requests": n, "run.warmup": 0.0}, progress=False,
+             prefetch=False)
     ranges = []
     for kernel in S._COMPILED.values():
         for cres in kernel.dispatcher.overloads.values():
@@ -82,10 +85,12 @@ def main() -> None:
     ap.add_argument("strategy", nargs="?", default="round_robin")
     ap.add_argument("--requests", type=int, default=200_000)
     ap.add_argument("--scenario", default="reference")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a scenario override, as `lbbench run --set` takes it (repeatable)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
-        child(a.strategy, a.scenario, a.requests, a.child)
+        child(a.strategy, a.scenario, a.requests, a.child, a.set)
         return
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not installed (apt install valgrind)")
@@ -93,14 +98,15 @@ def main() -> None:
         info, out = os.path.join(tmp, "kernel.json"), os.path.join(tmp, "callgrind.out")
         cmd = ["valgrind", "--tool=callgrind", "--dump-instr=yes", f"--callgrind-out-file={out}",
                sys.executable, __file__, a.strategy, "--requests", str(a.requests), "--scenario", a.scenario,
-               "--child", info]
+               "--child", info] + [x for t in a.set for x in ("--set", t)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0 or not os.path.exists(info):
             sys.exit(f"the run under valgrind failed:\n{proc.stderr[-2000:]}")
         with open(info) as f:
             meta = json.load(f)
         ir = kernel_instructions(out, meta["ranges"])
-    print(f"{a.strategy} on {a.scenario}: {ir / meta['requests']:.1f} kernel instructions per request "
+    sets = "".join(f" --set {t}" for t in a.set)
+    print(f"{a.strategy} on {a.scenario}{sets}: {ir / meta['requests']:.1f} kernel instructions per request "
           f"({meta['requests']:,} requests)")
 
 
