@@ -94,6 +94,15 @@ def main() -> None:
         return
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not installed (apt install valgrind)")
+    from lbbench.errors import UserError
+    from lbbench.model.scenario import load_scenario
+    from lbbench.plugins.strategy import resolve
+    try:        # a bad strategy, scenario or override: one line now, not after valgrind's start
+        resolve(a.strategy)
+        load_scenario(a.scenario, list(a.set))
+    except UserError as e:
+        print(f"instructions.py: {e}", file=sys.stderr)
+        sys.exit(2)
     with tempfile.TemporaryDirectory() as tmp:
         info, out = os.path.join(tmp, "kernel.json"), os.path.join(tmp, "callgrind.out")
         cmd = ["valgrind", "--tool=callgrind", "--dump-instr=yes", f"--callgrind-out-file={out}",
