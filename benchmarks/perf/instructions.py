@@ -8,7 +8,9 @@ runs one simulation under valgrind's callgrind (instruction counts per address; 
 be installed, and numba compiles the kernel again for valgrind's virtual CPU, so expect a few
 minutes), then sums the counts that fall inside the kernel's machine code and divides by the
 number of requests simulated. The plugin's `select` is inlined into the kernel, so it is
-counted; numpy's arrival generation is not.
+counted; numpy's arrival generation is not. `--generic` compiles for a generic x86-64 CPU in a
+native run first and counts that code under valgrind, loaded from numba's cache: a run with
+faults takes minutes instead of some forty (valgrind's compile of the control code).
 """
 from __future__ import annotations
 
@@ -87,6 +89,10 @@ def main() -> None:
     ap.add_argument("--scenario", default="reference")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a scenario override, as `lbbench run --set` takes it (repeatable)")
+    ap.add_argument("--generic", action="store_true",
+                    help="compile for a generic x86-64 CPU, natively first, so that the run under valgrind "
+                         "loads the compiled code from numba's cache (minutes, not tens of minutes); its counts "
+                         "are of that code, not the host CPU's: compare them with --generic counts only")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
@@ -105,10 +111,19 @@ def main() -> None:
         sys.exit(2)
     with tempfile.TemporaryDirectory() as tmp:
         info, out = os.path.join(tmp, "kernel.json"), os.path.join(tmp, "callgrind.out")
-        cmd = ["valgrind", "--tool=callgrind", "--dump-instr=yes", f"--callgrind-out-file={out}",
-               sys.executable, __file__, a.strategy, "--requests", str(a.requests), "--scenario", a.scenario,
+        run = [sys.executable, __file__, a.strategy, "--requests", str(a.requests), "--scenario", a.scenario,
                "--child", info] + [x for t in a.set for x in ("--set", t)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        env = dict(os.environ)
+        if a.generic:
+            # numba keys its disk cache by the CPU's name and features: the same generic ones in both
+            # runs, and a cache of their own (the host's cache holds the host CPU's code)
+            env.update(NUMBA_CPU_NAME="generic", NUMBA_CPU_FEATURES="",
+                       NUMBA_CACHE_DIR=os.path.join(tmp, "numba-cache"))
+            native = subprocess.run(run, capture_output=True, text=True, env=env)
+            if native.returncode != 0:
+                sys.exit(f"the run compiling for a generic CPU failed:\n{native.stderr[-2000:]}")
+        cmd = ["valgrind", "--tool=callgrind", "--dump-instr=yes", f"--callgrind-out-file={out}"] + run
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if proc.returncode != 0 or not os.path.exists(info):
             sys.exit(f"the run under valgrind failed:\n{proc.stderr[-2000:]}")
         with open(info) as f:
@@ -116,7 +131,7 @@ def main() -> None:
         ir = kernel_instructions(out, meta["ranges"])
     sets = "".join(f" --set {t}" for t in a.set)
     print(f"{a.strategy} on {a.scenario}{sets}: {ir / meta['requests']:.1f} kernel instructions per request "
-          f"({meta['requests']:,} requests)")
+          f"({meta['requests']:,} requests{', generic CPU' if a.generic else ''})")
 
 
 if __name__ == "__main__":
