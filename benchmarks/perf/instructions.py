@@ -122,6 +122,7 @@ def main() -> None:
             native = subprocess.run(run, capture_output=True, text=True, env=env)
             if native.returncode != 0:
                 sys.exit(f"the run compiling for a generic CPU failed:\n{native.stderr[-2000:]}")
+            os.remove(info)     # (the code's addresses are the run under valgrind's to report)
         cmd = ["valgrind", "--tool=callgrind", "--dump-instr=yes", f"--callgrind-out-file={out}"] + run
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if proc.returncode != 0 or not os.path.exists(info):
