@@ -489,9 +489,11 @@ def _direct_advance(cfg, st, met, head, tail, limit, completed, lat_sum, lat_max
     and the completion counters."""
     while True:
         tq = st.ctl_t[1]
-        if head < tail and st.slot_t0[head] + cfg.hop <= tq:
+        # (nothing placed here sets a timer: tq holds while the ring's arrivals by min(tq, limit) go)
+        lim = tq if tq < limit else limit
+        while head < tail:
             t0 = st.slot_t0[head]
-            if t0 + cfg.hop > limit:
+            if t0 + cfg.hop > lim:
                 break
             k = np.int64(st.slot_task[head])
             completed, lat_sum, lat_max = _complete_or_fail(cfg, st, met, k, cfg.task_node[k], st.slot_idx[head],
@@ -499,9 +501,9 @@ def _direct_advance(cfg, st, met, head, tail, limit, completed, lat_sum, lat_max
                                                             cfg.hop, st.slot_svc[head], st.slot_inc[head], completed,
                                                             lat_sum, lat_max)
             head += 1
-        elif tq > limit or tq == np.inf:
+        if tq > limit or tq == np.inf:
             break
-        elif st.ctl_i[1] == T_REFRESH:
+        if st.ctl_i[1] == T_REFRESH:
             timer_set(st, np.int64(T_REFRESH), np.inf)
         else:
             control_step(cfg, st, met, tq)
