@@ -61,4 +61,5 @@ STRATEGY = Strategy(
     state_size=ring_hash.STRATEGY.state_size,
     reads_load=True,
     reads_client=True,
+    reads_position=False,
 )

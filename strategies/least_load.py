@@ -40,4 +40,5 @@ STRATEGY = Strategy(
     state_size=1,
     boundscheck=False,
     load_index=True,
+    reads_position=False,
 )

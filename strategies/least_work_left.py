@@ -52,4 +52,5 @@ STRATEGY = Strategy(
     state_size=1,
     reads_work=True,
     boundscheck=False,
+    reads_position=False,
 )

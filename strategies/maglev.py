@@ -133,4 +133,5 @@ STRATEGY = Strategy(
     task_state=1,
     reads_load=False,
     reads_client=True,
+    reads_position=False,
 )

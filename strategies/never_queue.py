@@ -26,4 +26,5 @@ STRATEGY = Strategy(
     version="2",
     state_size=1,
     boundscheck=False,
+    reads_position=False,
 )

@@ -80,4 +80,5 @@ STRATEGY = Strategy(
     params=(Param("decay", 10.0, 1e-9, 1e9, doc="seconds: time constant of the latency average"),),
     state_size=0,
     task_state=2,
+    reads_position=False,
 )

@@ -53,4 +53,5 @@ STRATEGY = Strategy(
     params=(Param("d", 2, 1, MAX_D, integer=True, doc="candidates sampled per decision"),),
     state_size=MAX_D,
     boundscheck=False,
+    reads_position=False,
 )

@@ -203,4 +203,5 @@ STRATEGY = Strategy(
     state_size=SIZE,
     task_state=1,
     boundscheck=False,
+    reads_position=False,
 )

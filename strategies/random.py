@@ -18,4 +18,5 @@ STRATEGY = Strategy(
     state_size=1,
     boundscheck=False,
     reads_load=False,
+    reads_position=False,
 )

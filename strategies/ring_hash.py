@@ -123,4 +123,5 @@ STRATEGY = Strategy(
     state_size=RING + MAX_RING,
     reads_load=False,
     reads_client=True,
+    reads_position=False,
 )

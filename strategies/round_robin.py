@@ -41,4 +41,5 @@ STRATEGY = Strategy(
     state_size=2,
     boundscheck=False,
     reads_load=False,
+    reads_position=False,
 )

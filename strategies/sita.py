@@ -132,4 +132,5 @@ STRATEGY = Strategy(
     reads_load=False,
     demand_dists=("exponential", "lognormal", "pareto", "hyperexp"),
     boundscheck=False,
+    reads_position=False,
 )

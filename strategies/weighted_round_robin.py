@@ -76,4 +76,5 @@ STRATEGY = Strategy(
     task_state=1,
     reads_load=False,
     boundscheck=False,
+    reads_position=False,
 )

@@ -242,7 +242,7 @@ def test_check_cli_exit_codes(capsys, tmp_path):
     assert code == 2 and "does not exist" in err and len(err.strip().splitlines()) == 1
     code, _, err = invoke(capsys, "check", "no_such_strategy")
     assert code == 2 and "unknown strategy 'no_such_strategy'" in err
-    code, _, err = invoke(capsys, "check", FAULTY, "--param", "mode=11")
+    code, _, err = invoke(capsys, "check", FAULTY, "--param", "mode=13")
     assert code == 2 and "mode" in err
 
 

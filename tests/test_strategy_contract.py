@@ -86,6 +86,6 @@ def test_params_are_validated_before_running():
     with pytest.raises(UserError, match="unknown parameter"):
         simulate(SMALL, FAULTY, {"x": 1})
     with pytest.raises(UserError, match="mode"):
-        simulate(SMALL, FAULTY, {"mode": 11})
+        simulate(SMALL, FAULTY, {"mode": 13})
     with pytest.raises(UserError, match="whole number"):
         resolve(FAULTY).resolve_params({"mode": 1.5})

@@ -33,7 +33,7 @@ from .metrics import EMIN, TS_BUCKETS, TS_SUB, window_of
 from .cpu import ps_background, ps_crash, ps_speed
 from .requests import _give_up, fail_at_task
 from ..model.deploy import AS_P99, AS_UTIL, D_SCALE, ORDER_START_FIRST
-from .state import (CRASHES, DEPLOY_I, PLACE_WAIT, RAMP_N, EV_DETECT, EV_JOIN, EV_NONE, EV_PLACE, EV_STOP, FAULT_I, HEAP_N, ST_FAILED,
+from .state import (CRASHES, DEPLOY_I, PLACE_WAIT, RAMP_N, TABLE_SEQ, EV_DETECT, EV_JOIN, EV_NONE, EV_PLACE, EV_STOP, FAULT_I, HEAP_N, ST_FAILED,
                     STOP_FREE, STOP_REPLACE, STOP_UPDATE, TASK_ALIVE, TASK_DEAD, TASK_STARTING,
                     LOG_N, LOG_AUTOSCALE, LOG_REPLACE, LOG_SCALE, LOG_START, LOG_STOP, LOG_UPDATE,
                     LOG_F_AFTER, LOG_F_BEFORE, LOG_F_KIND, LOG_F_NODE, LOG_F_SVC, LOG_F_TASK, LOG_F_WHY,
@@ -214,36 +214,58 @@ def _move_to_node(cfg, st, k, n):
 
 
 @njit(inline="always", cache=True)
+def _table_place(st, tb, k):
+    """Task k's position in its service's table `tb`: a binary search by the order every table
+    keeps, ascending `task_seq` (its tasks in the order they joined, those of a run's start by
+    id), O(log tasks)."""
+    key = st.task_seq[k]
+    lo = np.uint64(0)
+    hi = np.uint64(tb.shape[0])
+    while lo < hi:
+        mid = (lo + hi) >> np.uint64(1)
+        if st.task_seq[np.uint64(tb[mid])] < key:
+            lo = mid + np.uint64(1)
+        else:
+            hi = mid
+    return lo
+
+
+@njit(inline="always", cache=True)
 def _table_remove(cfg, st, k):
     """Take task k out of its service's table, keeping the others' order (and out of the load
     index: loadindex.leave)."""
-    p = cfg.table_pos[k]
-    if p < 0:
+    if cfg.table_pos[k] < 0:
         return
-    leave(cfg, st, k)
     s = cfg.task_service[k]
     n = cfg.table_len[s]
-    # the later tasks move down a place: a copy, then their positions (two plain loops over
-    # unsigned indices, without numba's wraparound of negative ones: the copy is a memmove,
-    # the whole a few times faster than one loop doing both, O(tasks) still; a dense table is
-    # what strategies read, docs/strategies.md)
     tb = _view(cfg.table, cfg.table_start[s], n)
-    for j in range(np.uint64(p), np.uint64(n - 1)):
+    p = _table_place(st, tb, k)
+    leave(cfg, st, k, np.int64(p))
+    # The later tasks move down a place: a copy (a memmove, over unsigned indices, without
+    # numba's wraparound of negative ones), O(tasks) but a few microseconds at 10,000 tasks; a
+    # dense table is what strategies read (docs/strategies.md). Their positions too, only for a
+    # strategy that reads them (Config.position): a loop of scattered stores, the most of a
+    # crash's cost at 10,000 tasks (docs/architecture.md, "Control events").
+    for j in range(p, np.uint64(n - 1)):
         tb[j] = tb[j + np.uint64(1)]
-    for j in range(np.uint64(p), np.uint64(n - 1)):
-        cfg.table_pos[np.uint64(tb[j])] = j
+    if cfg.position.shape[0] > 0:
+        for j in range(p, np.uint64(n - 1)):
+            cfg.table_pos[np.uint64(tb[j])] = j
     cfg.table_len[s] = n - 1
     cfg.table_pos[k] = -1
 
 
 @njit(inline="always", cache=True)
 def _table_add(cfg, st, k):
-    """Task k joins its service's table, last (and the load index: loadindex.join)."""
+    """Task k joins its service's table, last (and the load index: loadindex.join), after
+    every task there in the tables' order (`task_seq`)."""
     s = cfg.task_service[k]
     n = cfg.table_len[s]
     cfg.table[cfg.table_start[s] + n] = k
     cfg.table_pos[k] = n
     cfg.table_len[s] = n + 1
+    st.task_seq[k] = cfg.task_node.shape[0] + st.ctr[TABLE_SEQ]
+    st.ctr[TABLE_SEQ] += 1
     join(cfg, st, k)
 
 

@@ -266,7 +266,7 @@ def _retire(cfg, st, met, slot, done):
             ramp(cfg, st, done)
         view = View(load, cfg.task_node, cfg.task_speed, -1, done, cfg.bal_start[b], _params(cfg.params), -1, s,
                     st.bal_task_state[b], tree_of(cfg, st, b, np.uint64(s)), node_load_of(cfg, st, b), cfg.node_cores,
-                    _weights(st), -1.0, st.work, cfg.dem_dist, map_of(cfg, np.uint64(s)), cfg.table_pos)
+                    _weights(st), -1.0, st.work, cfg.dem_dist, map_of(cfg, np.uint64(s)), cfg.position)
         _on_complete(st.bal_state[b * np.uint64(cfg.n_services) + np.uint64(s)], task, latency, done, view)
     if CLOSED:
         _user_wait_over(cfg, st, slot, done + st.slot_dout[u])
@@ -371,7 +371,7 @@ def _follow_connection(cfg, st, client, s, e):
     and its task is in the table, carries the request (its task, -1: none; its entry node)."""
     c = client * cfg.n_services + s
     kc = st.conn_task[c]
-    if st.conn_left[c] > 0 and kc >= 0 and cfg.table_pos[kc] >= 0 and cfg.table_pos[kc] < cfg.table_len[s]:
+    if st.conn_left[c] > 0 and kc >= 0 and cfg.table_pos[kc] >= 0:
         st.conn_left[c] -= 1
         return kc, st.conn_entry[c]
     return -1, e
@@ -777,12 +777,13 @@ def _kernel(cfg, st, met, arr, first, until):
                 fill_work(cfg, st, cands, now)
             view = View(load, cfg.task_node, cfg.task_speed, e, now, cfg.bal_start[b], _params(cfg.params), client, s,
                         st.bal_task_state[b], tree_of(cfg, st, b, us), node_load_of(cfg, st, b), cfg.node_cores,
-                        _weights(st), dem, st.work, cfg.dem_dist, map_of(cfg, us), cfg.table_pos)
+                        _weights(st), dem, st.work, cfg.dem_dist, map_of(cfg, us), cfg.position)
             k = _task_id(_select(cands, view, st.bal_state[b * np.uint64(cfg.n_services) + us], st.bal_rng[b]))
             # The contract check: never index state with an id that is not a candidate.
-            # (unsigned: a negative id or position wraps to a large one and fails the bound)
+            # (unsigned: a negative id wraps to a large one and fails the bound; a task in no
+            # table has table_pos -1)
             uk = np.uint64(k)
-            if uk >= np.uint64(cfg.task_service.shape[0]) or cfg.task_service[uk] != s or np.uint64(cfg.table_pos[uk]) >= np.uint64(tl):
+            if uk >= np.uint64(cfg.task_service.shape[0]) or cfg.task_service[uk] != s or cfg.table_pos[uk] < 0:
                 ctr[ERR_CODE] = 1
                 ctr[ERR_REQ] = idx
                 ctr[ERR_VALUE] = k

@@ -242,15 +242,12 @@ def build_all(cfg, st):
 
 
 @inlined
-def leave(cfg, st, k):
-    """Task k is about to leave its service's table (`control._table_remove`, before the
-    shift): its leaf holds no task (+inf) and its block is read again in every row, the later
-    positions' leaves move down a position with the table's. O(rows x (BLOCK + log n)), plus
-    the shift."""
+def leave(cfg, st, k, pos):
+    """Task k, at position `pos` of its service's table, is about to leave it
+    (`control._table_remove`, before the shift): its leaf holds no task (+inf) and its block is
+    read again in every row, the later positions' leaves move down a position with the table's.
+    O(rows x (BLOCK + log n)), plus the shift."""
     if st.li_tree.shape[1] == 0:
-        return
-    pos = cfg.table_pos[k]
-    if pos < 0:
         return
     s = cfg.task_service[k]
     off = cfg.li_off[s]

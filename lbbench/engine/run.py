@@ -277,6 +277,7 @@ class _Run:
             task_node=cl.task_node, task_service=cl.task_service, task_speed=cl.task_speed,
             task_workers=cl.task_workers, task_wstart=cl.task_wstart, task_qlimit=cl.task_qlimit,
             table=cl.table, table_start=cl.table_start, table_len=cl.table_len, table_pos=cl.table_pos,
+            position=cl.table_pos if spec.reads_position else np.zeros(0, dtype=np.int64),
             params=self.param_values, bal_start=bal_start,
             n_services=np.int64(S_), central=np.int64(sc.balancer.mode == "central"), info=np.int64(info_code(info)),
             stale_period=float(info.period), hop=float(sc.network.hop),
@@ -382,6 +383,7 @@ class _Run:
             node_svc_tasks=np.bincount((cl.task_node.astype(np.int64) * S_ + cl.task_service)[cl.initial],
                                        minlength=N * S_).reshape(N, S_),
             task_state=np.where(cl.initial, S.TASK_ALIVE, S.TASK_DEAD),     # the deployments' spare slots: free
+            task_seq=np.arange(T, dtype=np.int64),
             kill_at=kill_first,
         )
         self.st0 = self.st

@@ -35,7 +35,7 @@ Config = namedtuple("Config", [
     "ss_window", "ss_inv_aggr", "ss_min",
     "as_svc", "as_metric", "as_target", "as_interval", "as_buckets", "as_tol", "as_recs", "as_lo", "as_hi",
     "as_workers", "as_timer0",
-    "dem_dist", "sessions", "d_ring", "f_next",
+    "dem_dist", "sessions", "d_ring", "f_next", "position",
 ])
 Config.__doc__ = """Static configuration of a run.
 
@@ -55,6 +55,12 @@ entry_key, retry_key: hash keys of the entry re-routing and the retry backoff ji
 f_next: the direct path with crashes (_Run.crashes_only): for each schedule event that is a task's
 crash, the time of that task's next crash (inf: none); what State.kill_at moves to (empty
 otherwise).
+
+table_pos, position: table_pos[k] >= 0 while task k is in its service's table, -1 otherwise.
+For a strategy that reads `view.position` (Strategy.reads_position) `position` is the same
+array and it holds each task's exact position (control._table_remove moves the later tasks'
+positions down); otherwise `position` is empty and table_pos[k] is where k joined, no later
+than its position (a task's leaving finds its place by State.task_seq: O(log tasks)).
 
 li_off, li_p: each service's offset in the load index's map and its leaf count; li_toff,
 li_nb: its tree's offset in a row of the index and its blocks (loadindex.py; zeros without it). li_leaf, li_map, li_next: which task holds which of the
@@ -134,6 +140,9 @@ STATE = {
         Array("present", np.int64, ("tasks",), 0, "arrived at the task (queued or in service)"),
         Array("task_state", np.int8, ("tasks",), 1, "TASK_DEAD, TASK_ALIVE or TASK_STARTING"),
         Array("task_inc", np.int64, ("tasks",), 0, "incarnation, bumped at every crash (slot_inc)"),
+        Array("task_seq", np.int64, ("tasks",), 0,
+              "the order of the tables: ascending in each (a run's start: the slot's id; a join: the task count + "
+              "ctr[TABLE_SEQ], then one more; control._table_remove finds a task's place by it)"),
         Array("kill_at", np.float64, ("kill_tasks",), np.inf,
               "the direct path with crashes: the task slot's next crash in the schedule (Config.f_next; else 0 long)"),
         Array("task_ev_kind", np.int8, ("tasks",), 0, "the task slot's pending orchestrator event (EV_*)"),
@@ -308,7 +317,7 @@ State.__doc__ = "Mutable state, resumable across chunks: the arrays of `STATE`, 
 # ctr (int64) fields
 (ARRIVED, COMPLETED, REJECTED, FAILED, CROSS, HEAP_N, TRANSIT_N, FREE_N, ERR_CODE, ERR_REQ, ERR_VALUE, REQUESTS,
  IN_FLIGHT_M, RETRIED, TIMED_OUT, RT_N, FAULT_I, CRASHES, NEED, BG_I, DEPLOY_I, RAMP_N, LOG_N,
- SESSIONS, SES_I, SES_BASE, USR_FREE_N, PLACE_WAIT, TR_HEAD, N_CTR) = range(30)
+ SESSIONS, SES_I, SES_BASE, USR_FREE_N, PLACE_WAIT, TR_HEAD, TABLE_SEQ, N_CTR) = range(31)
 # The kernel's return codes: done, a strategy's answer not a candidate (ERR_*), and a closed
 # loop's stops for Python: user ctr[NEED] has used its draws (refill them), the first measured
 # request of a duration-bounded run is ctr[NEED] (set warm_index); sessions: the next session

@@ -14,7 +14,9 @@ finds, in plain words:
 - determinism: two runs with the same seed (and different chunk sizes) decide the same;
 - the declarations: a plugin declaring `reads_load=False` must not decide on `view.load`
   (the engine then does not track loads and reports zeros), and one declaring
-  `reads_client=False` must not decide on `view.client` (the engine passes -1).
+  `reads_client=False` must not decide on `view.client` (the engine passes -1), and one
+  declaring `reads_position=False` must not read `view.position` (the engine passes an empty
+  array).
 
 A plugin stuck in an endless loop hangs the check until Ctrl-C, which stops it (see simulate).
 A bad reference (unknown name, missing file, file that fails to import) or bad parameter
@@ -245,3 +247,13 @@ def _check_runs(spec: Strategy, pvals: dict, rep: CheckReport) -> None:
                     "declare reads_client=True")
         elif b is not None:
             rep.passed.append("reads_client=False holds: the same decisions when client ids are given")
+    if not spec.reads_position:
+        # (without the declaration view.position is empty: a plugin reading it raises, its bounds
+        # checked, in the first run; with it that run completes)
+        quiet = CheckReport(strategy=rep.strategy, ref=rep.ref)
+        b = _run(dataclasses.replace(spec, reads_position=True), pvals, SCENARIOS[names[0]], quiet, names[0])
+        if first[names[0]] is None and b is not None:
+            rep.add("declares reads_position=False but reads view.position (without it view.position is empty): "
+                    "declare reads_position=True")
+        elif b is not None and first[names[0]] is not None:
+            rep.passed.append("reads_position=False holds: the same run completes when positions are given")

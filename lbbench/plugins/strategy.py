@@ -110,6 +110,12 @@ class Strategy:
     state_size: int | Callable[[Mapping[str, float]], int] = 1
     reads_load: bool = True
     reads_client: bool = False
+    # the strategy reads view.position: the engine keeps every task's position in its table
+    # exact, O(tasks) per task leaving a table; False gives it an empty view.position and a
+    # task's leaving costs O(log tasks) (docs/strategies.md, "Going further"). Not in the source
+    # hash: results do not depend on it (with bounds checks, the default, a plugin reading the
+    # empty array raises; `lbbench check` names the declaration)
+    reads_position: bool = True
     on_complete: Callable | None = None
     # Compile the hooks with bounds checks, so that an out-of-range index inside the plugin
     # raises instead of corrupting memory. On by default; lbbench's built-ins, whose indices
@@ -274,7 +280,7 @@ def _faults(spec: Strategy) -> list[tuple[str, str]]:
                             "(at most 128), e.g. 'my_strategy'"))
     if not isinstance(spec.version, str):
         out.append(("version", f"version must be a string, not {spec.version!r}"))
-    for flag in ("load_index", "reads_work"):
+    for flag in ("load_index", "reads_work", "reads_position"):
         if not isinstance(getattr(spec, flag), bool):
             out.append((flag, f"{flag} must be True or False, not {getattr(spec, flag)!r}"))
     dists = spec.demand_dists

@@ -2,8 +2,10 @@
 0 behaves (round-robin), 1 returns an id past every task, 2 returns -3, 3 writes far outside
 its state row, 4 raises after t = 1 s, 5 returns task 0 whatever the service, 6 draws from
 numba's global random state (not deterministic), 7 decides on view.load and 8 on view.client
-although the spec declares neither, 9 divides by zero (a float) and 10 takes an integer modulo
-by zero."""
+although the spec declares neither, 9 divides by zero (a float), 10 takes an integer modulo
+by zero, 11 reads view.position, which the spec does not declare either, and 12 (for a copy of
+the spec declaring reads_position) checks every task's position at every decision, returning a
+non-candidate at the first wrong one."""
 import numpy as np
 from numba import njit
 
@@ -37,9 +39,26 @@ def select(cands, view, state, rng):
         return cands[int(1.0 / (view.now - view.now))]
     if mode == 10:
         return cands[view.start % (cands.shape[0] - cands.shape[0])]
+    if mode == 11:
+        return cands[view.position[cands[0]]]
+    if mode == 12:
+        n = cands.shape[0]
+        for i in range(n):
+            if view.position[cands[i]] != i:
+                return 99
+        found = 0
+        for t in range(view.position.shape[0]):
+            p = view.position[t]
+            if p >= 0 and view.service == 0:        # (one service: every task in a table is a candidate)
+                if p >= n or cands[p] != t:
+                    return 99
+                found += 1
+        if view.service == 0 and found != n:
+            return 99
     state[0] += 1.0
     return cands[int(state[0]) % cands.shape[0]]
 
 
-STRATEGY = Strategy(name="faulty", select=select, params=(Param("mode", 0, 0, 10, integer=True),),
-                    description="faults on demand, for tests", reads_load=False)
+STRATEGY = Strategy(name="faulty", select=select, params=(Param("mode", 0, 0, 12, integer=True),),
+                    description="faults on demand, for tests", reads_load=False,
+                    reads_position=False)
