@@ -28,7 +28,7 @@ from ..rng import hash_uniform
 from .info import refresh
 from .heaps import _sift_down, timer_at, timer_set
 from .loadindex import build_all, join, leave
-from .lowlevel import RunStateCompiler, _view, apart
+from .lowlevel import RunStateCompiler, _view, apart, inlined
 from .metrics import EMIN, TS_BUCKETS, TS_SUB, window_of
 from .cpu import ps_background, ps_crash, ps_speed
 from .requests import _give_up, fail_at_task
@@ -99,8 +99,7 @@ def task_timer(cfg, k):
     return T_NODES + cfg.node_speed.shape[0] + k
 
 
-@apart
-@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=RunStateCompiler)
+@inlined
 def _kill(cfg, st, met, k, t):
     """Task k's queued and in-service requests fail at t: its workers' FIFOs are emptied, in
     order. Their entries in the completion heap go stale (the kernel skips an entry whose
@@ -269,8 +268,7 @@ def _table_add(cfg, st, k):
     join(cfg, st, k)
 
 
-@apart
-@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=RunStateCompiler)
+@inlined
 def spread_node(cfg, st, s):
     """Swarm's spread rule over the up, non-drained nodes: fewest live or starting tasks of
     service s, then fewest overall, then the lowest id; -1 if no node is eligible. O(nodes):
@@ -402,8 +400,7 @@ def _schedule_step(cfg, st, met, t):
         raise ValueError("a fault kind the engine has no handler for (faults.FAULT_KINDS)")
 
 
-@apart
-@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=RunStateCompiler)
+@inlined
 def _task_event(cfg, st, met, k, t):
     """The orchestrator's pending event of task slot k, due at t."""
     ev = st.task_ev_kind[k]
