@@ -59,8 +59,8 @@ otherwise).
 table_pos, position: table_pos[k] >= 0 while task k is in its service's table, -1 otherwise.
 For a strategy that reads `view.position` (Strategy.reads_position) `position` is the same
 array and it holds each task's exact position (control._table_remove moves the later tasks'
-positions down); otherwise `position` is empty and table_pos[k] is where k joined, no later
-than its position (a task's leaving finds its place by State.task_seq: O(log tasks)).
+positions down); otherwise `position` is empty and table_pos[k] is where k joined, at or after
+where it is now (a task's leaving finds its place by State.task_seq: O(log tasks)).
 
 li_off, li_p: each service's offset in the load index's map and its leaf count; li_toff,
 li_nb: its tree's offset in a row of the index and its blocks (loadindex.py; zeros without it). li_leaf, li_map, li_next: which task holds which of the
