@@ -64,7 +64,7 @@ def test_positions_are_exact_for_a_strategy_that_reads_them():
 def test_a_plugin_reading_positions_it_did_not_declare_is_stopped_and_told():
     spec = resolve(FAULTY)
     assert spec.reads_position is False and spec.boundscheck
-    with pytest.raises(StrategyError, match="IndexError"):
+    with pytest.raises(StrategyError, match="IndexError.*declare reads_position=True"):
         simulate(CHURN, spec, {"mode": 11}, progress=False)
     rep = lbbench.check_strategy(FAULTY, {"mode": 11})
     assert any("declares reads_position=False but reads view.position" in f for f in rep.findings), rep.findings

@@ -854,8 +854,12 @@ def _raised(spec: Strategy, exc: Exception) -> StrategyError:
                              f"run lbbench check {spec.ref or spec.name} for details",
                              strategy=spec.name, kind="compile", value=why)
     text = str(exc).strip()
+    # (view.position is empty for a spec declaring reads_position=False: docs/strategies.md)
+    hint = ("; view.position is empty for a strategy declaring reads_position=False: if it reads it, "
+            "declare reads_position=True" if isinstance(exc, IndexError) and not spec.reads_position else "")
     return StrategyError(f"strategy {spec.name!r} raised during the run: {exc.__class__.__name__}"
-                         + (f": {text.splitlines()[0]}" if text else ""), strategy=spec.name, kind="raised", value=exc)
+                         + (f": {text.splitlines()[0]}" if text else "") + hint, strategy=spec.name, kind="raised",
+                         value=exc)
 
 
 def _overrides(overrides, run_keys: dict) -> dict:
