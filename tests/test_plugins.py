@@ -179,6 +179,7 @@ def test_check_strategy_is_public_and_passes_a_good_plugin():
     assert rep.ok and rep.findings == [] and rep.strategy == "faulty"
     text = str(rep)
     assert "no contract faults found" in text and "reads_load=False holds" in text and "reads_client=False holds" in text
+    assert "reads_position=False holds" in text
 
 
 @pytest.mark.parametrize("mode,fault", [

@@ -68,7 +68,7 @@ def test_a_plugin_reading_positions_it_did_not_declare_is_stopped_and_told():
         simulate(CHURN, spec, {"mode": 11}, progress=False)
     rep = lbbench.check_strategy(FAULTY, {"mode": 11})
     assert any("declares reads_position=False but reads view.position" in f for f in rep.findings), rep.findings
-    assert "reads_position=False holds" in str(lbbench.check_strategy(FAULTY, {"mode": 0}))
+    # (that the check passes a plugin whose declaration holds: tests/test_plugins.py)
 
 
 @pytest.mark.parametrize("value", ["no", 1, None])

@@ -41,19 +41,18 @@ def select(cands, view, state, rng):
         return cands[view.start % (cands.shape[0] - cands.shape[0])]
     if mode == 11:
         return cands[view.position[cands[0]]]
-    if mode == 12:
+    if mode == 12 and view.service == 0:
+        # (one service: the tasks with a position are the candidates, each at its own, so n of
+        # them and each where it says covers every candidate)
         n = cands.shape[0]
-        for i in range(n):
-            if view.position[cands[i]] != i:
-                return 99
         found = 0
         for t in range(view.position.shape[0]):
             p = view.position[t]
-            if p >= 0 and view.service == 0:        # (one service: every task in a table is a candidate)
+            if p >= 0:
                 if p >= n or cands[p] != t:
                     return 99
                 found += 1
-        if view.service == 0 and found != n:
+        if found != n:
             return 99
     state[0] += 1.0
     return cands[int(state[0]) % cands.shape[0]]
