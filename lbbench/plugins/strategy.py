@@ -111,8 +111,8 @@ class Strategy:
     reads_load: bool = True
     reads_client: bool = False
     # the strategy reads view.position: the engine keeps every task's position in its table
-    # exact, O(tasks) per task leaving a table; False gives it an empty view.position and a
-    # task's leaving costs O(log tasks) (docs/strategies.md, "Going further"). Not in the source
+    # exact, rewriting the later tasks' positions when a task leaves a table; False gives it an
+    # empty view.position and spares that (docs/strategies.md, "Going further"). Not in the source
     # hash: results do not depend on it (with bounds checks, the default, a plugin reading the
     # empty array raises; `lbbench check` names the declaration)
     reads_position: bool = True
